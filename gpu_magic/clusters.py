@@ -1,0 +1,170 @@
+"""Named clusters: the built-in ``local`` one, one from ``GPU_CLUSTER_*`` settings, and a TOML file.
+
+The default cluster is, in order: the one chosen with ``%gpu_cluster use`` (saved in the file),
+the ``default`` cluster defined by ``GPU_CLUSTER_HOST``, then ``local``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Literal
+
+import tomli_w
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .config import DEFAULT_BASE_PATH, Settings
+from .errors import ConfigError, UnknownClusterError
+from .models import format_validation_error
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+LOCAL = "local"
+ENV_CLUSTER = "default"
+CLUSTER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+HOST = re.compile(r"^[A-Za-z0-9_.:%\[\]-]+$")
+
+
+class ClusterConfig(BaseModel):
+    """How to reach one cluster. ``host=None`` means this machine (the ``local`` cluster)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    host: str | None = None
+    port: int | None = Field(default=None, ge=1, le=65535)
+    user: str | None = None
+    key: str | None = None
+    known_hosts: str | None = None
+    proxy_jump: str | None = None
+    base_path: str = DEFAULT_BASE_PATH
+    scheduler: Literal["process", "slurm"] = "process"
+    python: str | None = None
+    max_sessions: int = Field(default=8, ge=1, le=64)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, name: str) -> str:
+        if not CLUSTER_NAME.match(name):
+            raise ValueError(f"cluster name {name!r} must be letters, digits, '_', '.', '-'")
+        return name
+
+    @field_validator("host", "proxy_jump")
+    @classmethod
+    def _host(cls, host: str | None) -> str | None:
+        if host is not None and (not HOST.match(host.replace("@", "").replace(",", ""))):
+            raise ValueError(f"invalid host {host!r}")
+        if host is not None and host.startswith("-"):
+            raise ValueError(f"invalid host {host!r}")
+        return host
+
+    @field_validator("user")
+    @classmethod
+    def _user(cls, user: str | None) -> str | None:
+        if user is not None and not re.match(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*\$?$", user):
+            raise ValueError(f"invalid user name {user!r}")
+        return user
+
+    @property
+    def is_local(self) -> bool:
+        return self.host is None
+
+    @property
+    def interpreter(self) -> str:
+        if self.python:
+            return self.python
+        return sys.executable if self.is_local else "python3"
+
+    def to_toml_table(self) -> dict:
+        return self.model_dump(exclude={"name"}, exclude_none=True, exclude_defaults=True)
+
+
+def make_cluster(**fields) -> ClusterConfig:
+    try:
+        return ClusterConfig(**fields)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc).replace("job request", "cluster")) from None
+
+
+class ClusterRegistry:
+    """Reads and writes the clusters file; always answers for ``local``."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.path: Path = settings.clusters_file
+
+    def _read(self) -> dict:
+        if not self.path.exists():
+            return {}
+        try:
+            return tomllib.loads(self.path.read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read clusters file {self.path}: {exc}") from None
+
+    def _write(self, data: dict) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(tomli_w.dumps(data))
+        os.replace(tmp, self.path)
+
+    def _builtin(self) -> dict[str, ClusterConfig]:
+        found = {LOCAL: ClusterConfig(name=LOCAL, base_path=self.settings.gpu_cluster_base_path)}
+        s = self.settings
+        if s.gpu_cluster_host:
+            found[ENV_CLUSTER] = make_cluster(
+                name=ENV_CLUSTER,
+                host=s.gpu_cluster_host,
+                port=s.gpu_cluster_port,
+                user=s.gpu_cluster_username,
+                key=s.gpu_cluster_key_path,
+                base_path=s.gpu_cluster_base_path,
+                scheduler=s.gpu_cluster_scheduler,
+            )
+        return found
+
+    def all(self) -> dict[str, ClusterConfig]:
+        clusters = self._builtin()
+        for name, table in self._read().get("clusters", {}).items():
+            clusters[name] = make_cluster(name=name, **table)
+        return clusters
+
+    def get(self, name: str | None = None) -> ClusterConfig:
+        clusters = self.all()
+        name = name or self.default_name(clusters)
+        if name not in clusters:
+            raise UnknownClusterError(name, sorted(clusters))
+        return clusters[name]
+
+    def default_name(self, clusters: dict[str, ClusterConfig] | None = None) -> str:
+        clusters = clusters if clusters is not None else self.all()
+        chosen = self._read().get("default")
+        if chosen in clusters:
+            return chosen
+        return ENV_CLUSTER if ENV_CLUSTER in clusters else LOCAL
+
+    def add(self, cluster: ClusterConfig) -> None:
+        if cluster.name == LOCAL:
+            raise ConfigError("'local' is built in and cannot be redefined")
+        data = self._read()
+        data.setdefault("clusters", {})[cluster.name] = cluster.to_toml_table()
+        self._write(data)
+
+    def remove(self, name: str) -> None:
+        data = self._read()
+        if name not in data.get("clusters", {}):
+            raise UnknownClusterError(name, sorted(self.all()))
+        del data["clusters"][name]
+        if data.get("default") == name:
+            del data["default"]
+        self._write(data)
+
+    def use(self, name: str) -> None:
+        self.get(name)
+        data = self._read()
+        data["default"] = name
+        self._write(data)

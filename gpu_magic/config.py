@@ -1,0 +1,47 @@
+"""Settings from the environment and ``.env`` (the plan's field names), and where files live."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import platformdirs
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_BASE_PATH = "~/.gpu_magic/jobs"
+
+
+class Settings(BaseSettings):
+    """Every field can be set by the environment variable of the same name, upper-cased."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    gpu_cluster_host: str | None = None
+    gpu_cluster_username: str | None = None
+    gpu_cluster_key_path: str | None = None
+    gpu_cluster_base_path: str = DEFAULT_BASE_PATH
+    gpu_cluster_port: int | None = Field(default=None, ge=1, le=65535)
+    gpu_cluster_scheduler: Literal["process", "slurm"] = "process"
+
+    max_concurrent_jobs: int = Field(default=10, ge=1)
+    ssh_connection_timeout: float = Field(default=30, gt=0)
+    file_transfer_timeout: float = Field(default=3600, gt=0)
+    job_monitoring_interval: float = Field(default=30, gt=0)
+
+    gpu_magic_config_dir: Path = Field(
+        default_factory=lambda: Path(platformdirs.user_config_dir("gpu_magic"))
+    )
+    gpu_magic_data_dir: Path = Field(
+        default_factory=lambda: Path(platformdirs.user_data_dir("gpu_magic"))
+    )
+    ssh_config_path: Path = Path("~/.ssh/config")
+    known_hosts_path: Path = Path("~/.ssh/known_hosts")
+
+    @property
+    def clusters_file(self) -> Path:
+        return self.gpu_magic_config_dir.expanduser() / "clusters.toml"
+
+    @property
+    def store_path(self) -> Path:
+        return self.gpu_magic_data_dir.expanduser() / "jobs.sqlite3"

@@ -1,0 +1,90 @@
+"""The job folder contract: the only module that knows the file names inside a job folder.
+
+    {base_path}/{job_id}/
+      spec.json  code/  inputs/  lib/  run.sh  output.log  gpu.csv  metrics.jsonl
+      outputs/   state/{pid,started_at,ended_at,exit_code,error.json,cancel_requested,timed_out}
+      checkpoints/
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import PurePosixPath
+
+SPEC = "spec.json"
+CODE = "code"
+INPUTS = "inputs"
+LIB = "lib"
+RUN_SCRIPT = "run.sh"
+OUTPUT_LOG = "output.log"
+GPU_CSV = "gpu.csv"
+METRICS = "metrics.jsonl"
+OUTPUTS = "outputs"
+STATE = "state"
+CHECKPOINTS = "checkpoints"
+CHECKSUMS = ".sha256"
+PARTIAL_SUFFIX = ".partial"
+
+PICKLE_SUFFIX = ".pkl"
+PYTHON_MAIN = "main.py"
+BASH_MAIN = "main.sh"
+
+# files under state/
+PID = "pid"
+STARTED_AT = "started_at"
+ENDED_AT = "ended_at"
+EXIT_CODE = "exit_code"
+ERROR_JSON = "error.json"
+CANCEL_REQUESTED = "cancel_requested"
+TIMED_OUT = "timed_out"
+
+
+def new_job_id(now: datetime | None = None) -> str:
+    """Sortable and readable: ``20261126-142501-3fa9c2``."""
+    now = now or datetime.now(timezone.utc)
+    return f"{now:%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+
+
+def main_file(language: str) -> str:
+    return BASH_MAIN if language == "bash" else PYTHON_MAIN
+
+
+@dataclass(frozen=True)
+class JobDir:
+    """Paths inside one job folder on the host (always POSIX)."""
+
+    root: PurePosixPath
+
+    @classmethod
+    def under(cls, base: str, job_id: str) -> JobDir:
+        return cls(PurePosixPath(base) / job_id)
+
+    def __str__(self) -> str:
+        return str(self.root)
+
+    @property
+    def partial(self) -> PurePosixPath:
+        """Where an upload lands before the atomic rename to ``root``."""
+        return self.root.with_name(self.root.name + PARTIAL_SUFFIX)
+
+    def path(self, *parts: str) -> PurePosixPath:
+        return self.root.joinpath(*parts)
+
+    def state(self, name: str) -> PurePosixPath:
+        return self.root / STATE / name
+
+    def input_pickle(self, name: str) -> PurePosixPath:
+        return self.root / INPUTS / f"{name}{PICKLE_SUFFIX}"
+
+    def output_pickle(self, name: str) -> PurePosixPath:
+        return self.root / OUTPUTS / f"{name}{PICKLE_SUFFIX}"
+
+    @property
+    def log(self) -> PurePosixPath:
+        return self.root / OUTPUT_LOG
+
+    @property
+    def run_script(self) -> PurePosixPath:
+        return self.root / RUN_SCRIPT

@@ -1,0 +1,195 @@
+"""Pydantic models: what to run (GPUJobRequest), the persisted record (GPUJob) and its states."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import InvalidRequestError
+
+IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+JOB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+GIT_URL = re.compile(r"^(https?://|ssh://|git://|file://|[\w.-]+@[\w.-]+:|/)[^\s]+$")
+GIT_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_./-]{0,199}$")
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class JobStatus(str, Enum):
+    PENDING = "pending"
+    UPLOADING = "uploading"
+    QUEUED = "queued"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    TIMEOUT = "timeout"
+    LOST = "lost"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_STATES
+
+    def __str__(self) -> str:
+        return self.value
+
+
+TERMINAL_STATES = frozenset(
+    {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.TIMEOUT, JobStatus.LOST}
+)
+
+
+class GitSource(BaseModel):
+    """A repository cloned into ``code/repo`` on the host before the cell runs."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    url: str
+    ref: str | None = None
+
+    @classmethod
+    def parse(cls, spec: str) -> GitSource:
+        """``URL[@ref]``; the ``@`` of ``git@host:`` is not a ref separator."""
+        url, ref = spec, None
+        head, sep, tail = spec.rpartition("@")
+        if sep and head and "/" not in tail and ":" not in tail:
+            url, ref = head, tail
+        return cls(url=url, ref=ref)
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, url: str) -> str:
+        if not GIT_URL.match(url) or url.startswith("-"):
+            raise ValueError(f"not a git URL: {url!r}")
+        return url
+
+    @field_validator("ref")
+    @classmethod
+    def _check_ref(cls, ref: str | None) -> str | None:
+        if ref is not None and (not GIT_REF.match(ref) or ".." in ref):
+            raise ValueError(f"not a git ref: {ref!r}")
+        return ref
+
+
+class GPUJobRequest(BaseModel):
+    """Everything needed to run one cell; saved as the job folder's ``spec.json``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    code: str
+    language: Literal["python", "bash"] = "python"
+    inputs: tuple[str, ...] = ()
+    outputs: tuple[str, ...] = ()
+    files: tuple[str, ...] = ()
+    git: GitSource | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+    args: tuple[str, ...] = ()
+    gpus: int = Field(default=0, ge=0, le=64)
+    name: str | None = None
+    cluster: str | None = None
+    timeout: float | None = Field(default=None, gt=0, description="run-time limit in seconds")
+    python: str | None = None
+    venv: str | None = None
+    conda: str | None = None
+
+    @field_validator("inputs", "outputs")
+    @classmethod
+    def _identifiers(cls, names: tuple[str, ...]) -> tuple[str, ...]:
+        for name in names:
+            if not IDENTIFIER.match(name):
+                raise ValueError(f"{name!r} is not a Python variable name")
+        if len(set(names)) != len(names):
+            raise ValueError("a variable is named twice")
+        return names
+
+    @field_validator("env")
+    @classmethod
+    def _env(cls, env: dict[str, str]) -> dict[str, str]:
+        for key, value in env.items():
+            if not IDENTIFIER.match(key):
+                raise ValueError(f"{key!r} is not a valid environment variable name")
+            if "\0" in value:
+                raise ValueError(f"the value of {key} contains a NUL byte")
+        return env
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, name: str | None) -> str | None:
+        if name is not None and not JOB_NAME.match(name):
+            raise ValueError(
+                f"job name {name!r} must be 1-64 letters, digits, '_', '.' or '-' "
+                "and start with a letter or digit"
+            )
+        return name
+
+    @field_validator("python", "venv", "conda")
+    @classmethod
+    def _no_control_chars(cls, value: str | None) -> str | None:
+        if value is not None and (not value or any(ord(c) < 32 for c in value)):
+            raise ValueError(f"invalid interpreter setting {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _one_interpreter(self) -> GPUJobRequest:
+        chosen = [k for k in ("python", "venv", "conda") if getattr(self, k)]
+        if len(chosen) > 1:
+            raise ValueError(f"choose one of --python, --venv, --conda (got {', '.join(chosen)})")
+        if self.language == "bash" and (self.inputs or self.outputs):
+            raise ValueError("--inputs/--outputs need a Python cell (not --bash)")
+        return self
+
+    @classmethod
+    def create(cls, **fields) -> GPUJobRequest:
+        """Build a request, turning pydantic's validation errors into one clear message."""
+        try:
+            return cls(**fields)
+        except ValidationError as exc:
+            raise InvalidRequestError(format_validation_error(exc)) from None
+
+
+def format_validation_error(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "request"
+        msg = err["msg"].removeprefix("Value error, ")
+        lines.append(f"{where}: {msg}")
+    return "invalid job request: " + "; ".join(lines)
+
+
+class GPUJob(BaseModel):
+    """The persisted record of a submitted job (the local store caches the remote folder)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    request: GPUJobRequest
+    cluster: str
+    remote_dir: str
+    status: JobStatus = JobStatus.PENDING
+    reason: str | None = None
+    scheduler_id: str | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    submitted_at: datetime | None = None
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    exit_code: int | None = None
+    error: str | None = None
+
+    @property
+    def name(self) -> str | None:
+        return self.request.name
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status.is_terminal
+
+    def runtime_seconds(self, now: datetime | None = None) -> float | None:
+        if self.started_at is None:
+            return None
+        end = self.ended_at or now or utcnow()
+        return max(0.0, (end - self.started_at).total_seconds())

@@ -1,0 +1,100 @@
+"""The transport seam: everything the services need from a host, in a handful of methods.
+
+Commands are shell strings built only from our own templates and ``shlex.quote``d values
+(see ``quote_argv``); the transports never interpolate user text themselves.
+"""
+
+from __future__ import annotations
+
+import shlex
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from ..errors import RemoteCommandError
+
+Progress = Callable[[int], None]
+"""Called with the number of bytes just moved."""
+
+
+def quote_argv(*argv: str) -> str:
+    return shlex.join(str(a) for a in argv)
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    command: str
+    exit_code: int
+    stdout: bytes = b""
+    stderr: bytes = b""
+
+    @property
+    def text(self) -> str:
+        return self.stdout.decode("utf-8", "replace")
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+    def check(self) -> CommandResult:
+        if self.exit_code != 0:
+            raise RemoteCommandError(
+                self.command,
+                self.exit_code,
+                self.stderr.decode("utf-8", "replace"),
+                self.stdout.decode("utf-8", "replace"),
+            )
+        return self
+
+
+class Transport(ABC):
+    """One host. Thread-safe: many jobs and threads share one transport per host."""
+
+    label: str = "?"
+
+    @abstractmethod
+    def run(
+        self, command: str, *, stdin: bytes | None = None, timeout: float | None = None
+    ) -> CommandResult:
+        """Run a shell command line on the host and wait for it. Does not raise on exit code."""
+
+    @abstractmethod
+    def stream_to(self, command: str) -> AbstractContextManager[BinaryIO]:
+        """Run ``command`` with a writable stdin; on exit close stdin, wait, raise if it failed."""
+
+    @abstractmethod
+    def put_file(self, local: Path, remote: str, *, progress: Progress | None = None) -> str:
+        """Copy one file to ``remote`` (parent must exist). Returns the sha256 of what was sent."""
+
+    @abstractmethod
+    def read_file(self, remote: str, offset: int = 0) -> bytes:
+        """The bytes of a remote file from ``offset``."""
+
+    @abstractmethod
+    def get_file(self, remote: str, local: Path, *, progress: Progress | None = None) -> None:
+        """Copy one remote file to ``local``."""
+
+    @abstractmethod
+    def home(self) -> str:
+        """The remote user's home directory (absolute)."""
+
+    def close(self) -> None:  # noqa: B027 - optional for transports that hold nothing
+        """Release connections; the transport may be used again afterwards (it reconnects)."""
+
+    def check(self, *argv: str, timeout: float | None = None) -> CommandResult:
+        """Run an argv (quoted here) and raise ``RemoteCommandError`` unless it exits 0."""
+        return self.run(quote_argv(*argv), timeout=timeout).check()
+
+    def expand_path(self, path: str) -> str:
+        """Expand a leading ``~`` with the remote home; ``~`` is never left to a shell."""
+        if path == "~" or path.startswith("~/"):
+            return self.home().rstrip("/") + path[1:]
+        return path
+
+
+def iter_chunks(stream: BinaryIO, size: int) -> Iterator[bytes]:
+    while chunk := stream.read(size):
+        yield chunk

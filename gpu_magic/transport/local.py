@@ -1,0 +1,88 @@
+"""``LocalTransport``: the same seam for this machine (the ``local`` cluster, a Slurm login node)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import BinaryIO
+
+from ..errors import RemoteCommandError, TransferError, WaitTimeoutError
+from .base import CommandResult, Progress, Transport, iter_chunks
+
+CHUNK = 1 << 20
+
+
+class LocalTransport(Transport):
+    label = "local"
+
+    def run(
+        self, command: str, *, stdin: bytes | None = None, timeout: float | None = None
+    ) -> CommandResult:
+        try:
+            proc = subprocess.run(
+                ["/bin/sh", "-c", command],
+                input=stdin if stdin is not None else b"",
+                capture_output=True,
+                timeout=timeout,
+                cwd=self.home(),
+            )
+        except subprocess.TimeoutExpired:
+            raise WaitTimeoutError(f"command timed out after {timeout}s: {command}") from None
+        return CommandResult(command, proc.returncode, proc.stdout, proc.stderr)
+
+    @contextmanager
+    def stream_to(self, command: str) -> Iterator[BinaryIO]:
+        proc = subprocess.Popen(
+            ["/bin/sh", "-c", command],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=self.home(),
+        )
+        try:
+            yield proc.stdin
+            proc.stdin.close()
+        except BrokenPipeError:
+            pass
+        finally:
+            out, err = proc.communicate()
+        if proc.returncode != 0:
+            raise RemoteCommandError(command, proc.returncode, err.decode(errors="replace"))
+
+    def put_file(self, local: Path, remote: str, *, progress: Progress | None = None) -> str:
+        digest = hashlib.sha256()
+        try:
+            with open(local, "rb") as src, open(remote, "wb") as dst:
+                for chunk in iter_chunks(src, CHUNK):
+                    digest.update(chunk)
+                    dst.write(chunk)
+                    if progress:
+                        progress(len(chunk))
+            shutil.copymode(local, remote)
+        except OSError as exc:
+            raise TransferError(f"cannot copy {local} to {remote}: {exc}") from exc
+        return digest.hexdigest()
+
+    def read_file(self, remote: str, offset: int = 0) -> bytes:
+        try:
+            with open(remote, "rb") as f:
+                f.seek(offset)
+                return f.read()
+        except OSError as exc:
+            raise TransferError(f"cannot read {remote}: {exc}") from exc
+
+    def get_file(self, remote: str, local: Path, *, progress: Progress | None = None) -> None:
+        try:
+            shutil.copyfile(remote, local)
+        except OSError as exc:
+            raise TransferError(f"cannot copy {remote} to {local}: {exc}") from exc
+        if progress:
+            progress(os.path.getsize(local))
+
+    def home(self) -> str:
+        return os.path.expanduser("~")

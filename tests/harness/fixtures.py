@@ -1,0 +1,1 @@
+"""pytest fixtures for the real components the tests run against."""
