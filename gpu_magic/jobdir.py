@@ -1,9 +1,9 @@
 """The job folder contract: the only module that knows the file names inside a job folder.
 
-    {base_path}/{job_id}/
-      spec.json  code/  inputs/  lib/  run.sh  output.log  gpu.csv  metrics.jsonl
-      outputs/   state/{pid,started_at,ended_at,exit_code,error.json,cancel_requested,timed_out}
-      checkpoints/
+{base_path}/{job_id}/
+  spec.json  code/  inputs/  lib/  run.sh  output.log  gpu.csv  metrics.jsonl
+  outputs/   state/{pid,started_at,ended_at,exit_code,error.json,cancel_requested,timed_out}
+  checkpoints/
 """
 
 from __future__ import annotations

@@ -81,6 +81,10 @@ class Transport(ABC):
     def home(self) -> str:
         """The remote user's home directory (absolute)."""
 
+    def connect(self) -> None:
+        """Log in now (and learn the home folder), so problems surface before anything is sent."""
+        self.home()
+
     def close(self) -> None:  # noqa: B027 - optional for transports that hold nothing
         """Release connections; the transport may be used again afterwards (it reconnects)."""
 

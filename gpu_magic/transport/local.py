@@ -1,11 +1,13 @@
-"""``LocalTransport``: the same seam for this machine (the ``local`` cluster, a Slurm login node)."""
+"""``LocalTransport``: the same seam for this machine (the ``local`` cluster, a login node)."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -37,22 +39,23 @@ class LocalTransport(Transport):
 
     @contextmanager
     def stream_to(self, command: str) -> Iterator[BinaryIO]:
-        proc = subprocess.Popen(
-            ["/bin/sh", "-c", command],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            cwd=self.home(),
-        )
-        try:
-            yield proc.stdin
-            proc.stdin.close()
-        except BrokenPipeError:
-            pass
-        finally:
-            out, err = proc.communicate()
-        if proc.returncode != 0:
-            raise RemoteCommandError(command, proc.returncode, err.decode(errors="replace"))
+        with tempfile.TemporaryFile() as errors:
+            proc = subprocess.Popen(
+                ["/bin/sh", "-c", command],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=errors,
+                cwd=self.home(),
+            )
+            try:
+                yield proc.stdin
+            finally:
+                with contextlib.suppress(BrokenPipeError):
+                    proc.stdin.close()
+                proc.wait()
+            if proc.returncode != 0:
+                errors.seek(0)
+                raise RemoteCommandError(command, proc.returncode, errors.read().decode("replace"))
 
     def put_file(self, local: Path, remote: str, *, progress: Progress | None = None) -> str:
         digest = hashlib.sha256()

@@ -1,0 +1,37 @@
+"""gpu_magic: run notebook cells on remote GPUs with ``%%gpu_submit``.
+
+``%load_ext gpu_magic`` registers the magics. The API below works without IPython.
+"""
+
+from __future__ import annotations
+
+from .api import Client, default_client, get_job
+from .clusters import ClusterConfig
+from .config import Settings
+from .errors import GPUMagicError, RemoteJobError
+from .handle import JobHandle
+from .models import GitSource, GPUJob, GPUJobRequest, JobStatus
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Client",
+    "ClusterConfig",
+    "GPUJob",
+    "GPUJobRequest",
+    "GPUMagicError",
+    "GitSource",
+    "JobHandle",
+    "JobStatus",
+    "RemoteJobError",
+    "Settings",
+    "default_client",
+    "get_job",
+    "load_ipython_extension",
+]
+
+
+def load_ipython_extension(ipython) -> None:
+    from .magics import GPUMagics
+
+    ipython.register_magics(GPUMagics)

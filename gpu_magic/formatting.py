@@ -1,0 +1,91 @@
+"""Plain-text tables for the magics (readable in a terminal, nbconvert and notebooks alike)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+
+from .clusters import ClusterConfig
+from .models import GPUJob
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    rows = [list(map(str, r)) for r in rows]
+    widths = [
+        max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)
+    ]
+    line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()  # noqa: E731
+    return "\n".join([line(headers), line(["-" * w for w in widths]), *map(line, rows)])
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = int(seconds)
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def clock(moment: datetime | None) -> str:
+    return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S") if moment else "-"
+
+
+def job_table(jobs: Sequence[GPUJob]) -> str:
+    if not jobs:
+        return "No jobs yet. Submit one with %%gpu_submit."
+    rows = [
+        (
+            job.id,
+            job.name or "-",
+            job.status.value,
+            job.cluster,
+            str(job.request.gpus),
+            duration(job.runtime_seconds()),
+            clock(job.created_at),
+            "" if job.exit_code in (None, 0) else f"exit {job.exit_code}",
+        )
+        for job in jobs
+    ]
+    headers = ("job", "name", "status", "cluster", "gpus", "runtime", "submitted", "")
+    return table(headers, rows)
+
+
+def job_details(job: GPUJob, transitions: Sequence) -> str:
+    fields = [
+        ("job", job.id),
+        ("name", job.name or "-"),
+        ("status", job.status.value + (f" ({job.reason})" if job.reason else "")),
+        ("cluster", job.cluster),
+        ("folder", job.remote_dir),
+        ("process", job.scheduler_id or "-"),
+        ("gpus", str(job.request.gpus)),
+        ("submitted", clock(job.submitted_at or job.created_at)),
+        ("started", clock(job.started_at)),
+        ("ended", clock(job.ended_at)),
+        ("runtime", duration(job.runtime_seconds())),
+        ("exit code", "-" if job.exit_code is None else str(job.exit_code)),
+    ]
+    if job.error:
+        fields.append(("error", job.error))
+    lines = [f"{k:<10} {v}" for k, v in fields]
+    lines.append("history")
+    lines += [
+        f"  {clock(t.at)}  {t.status.value:<10} {t.reason or ''}".rstrip() for t in transitions
+    ]
+    return "\n".join(lines)
+
+
+def cluster_table(clusters: dict[str, ClusterConfig], default: str) -> str:
+    rows = [
+        (
+            ("* " if name == default else "  ") + name,
+            c.host or "(this machine)",
+            str(c.port or "-"),
+            c.user or "-",
+            c.scheduler,
+            c.base_path,
+        )
+        for name, c in sorted(clusters.items())
+    ]
+    return table(("  cluster", "host", "port", "user", "scheduler", "base path"), rows)

@@ -1,0 +1,52 @@
+"""``JobHandle``: what ``%%gpu_submit`` returns; a thin, re-creatable view of a stored job."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .models import GPUJob, JobStatus
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .api import Client
+
+
+class JobHandle:
+    """Refers to a job by id; every property reads the store (and polls the host if active)."""
+
+    def __init__(self, client: Client, job_id: str):
+        self._client = client
+        self.id = job_id
+
+    @property
+    def job(self) -> GPUJob:
+        return self._client.job(self.id)
+
+    @property
+    def name(self) -> str | None:
+        return self._client.job(self.id, refresh=False).name
+
+    @property
+    def status(self) -> JobStatus:
+        return self.job.status
+
+    def wait(self, timeout: float | None = None) -> JobHandle:
+        """Block until the job ends (``WaitTimeoutError`` after ``timeout`` seconds)."""
+        self._client.wait(self.id, timeout)
+        return self
+
+    def logs(self, tail: int | None = None) -> str:
+        return self._client.logs(self.id, tail)
+
+    def cancel(self) -> JobHandle:
+        self._client.cancel(self.id)
+        return self
+
+    def fetch(self) -> dict[str, Any]:
+        """The ``--outputs`` variables of a completed job; a failed one raises its error."""
+        return self._client.outputs(self.id)
+
+    def __repr__(self) -> str:
+        job = self.job
+        name = f" name={job.name}" if job.name else ""
+        extra = f" exit_code={job.exit_code}" if job.exit_code not in (None, 0) else ""
+        return f"<JobHandle {job.id}{name} {job.status} on {job.cluster}{extra}>"

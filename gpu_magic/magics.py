@@ -1,0 +1,263 @@
+"""IPython magics: a thin adapter over ``gpu_magic.api.Client``.
+
+User mistakes and connection problems become ``UsageError`` (message, no traceback); a cell that
+raised on the GPU host is re-raised as ``RemoteJobError`` showing the remote traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shlex
+from pathlib import Path
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
+from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+
+from . import formatting
+from .api import Client, default_client
+from .clusters import make_cluster
+from .errors import GPUMagicError, InvalidRequestError, RemoteJobError
+from .models import GitSource, GPUJobRequest, JobStatus
+
+
+def user_errors(method):
+    """Show our errors as one clear line; keep remote tracebacks as real exceptions."""
+
+    @functools.wraps(method)
+    def wrapper(*args, **kwargs):
+        try:
+            return method(*args, **kwargs)
+        except RemoteJobError:
+            raise
+        except GPUMagicError as exc:
+            raise UsageError(str(exc)) from None
+
+    return wrapper
+
+
+def parse(magic, line: str, needs_job: bool = False):
+    """Parse a magic's arguments; print its help and return None for ``-h/--help``."""
+    opts = parse_argstring(magic, line)
+    for key, value in vars(opts).items():
+        setattr(opts, key, unquote(value))
+    if opts.help:
+        print(magic.__doc__)
+        return None
+    if needs_job and opts.job is None:
+        raise UsageError(f"%{magic.__name__} needs a JOB (an id or a name); see --help")
+    return opts
+
+
+def unquote(value):
+    """IPython keeps the quotes of a quoted option value (``--args '-x 1'``); drop them."""
+    if isinstance(value, list):
+        return [unquote(v) for v in value]
+    if isinstance(value, str) and len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+        return value[1:-1]
+    return value
+
+
+def split_names(text: str) -> tuple[str, ...]:
+    return tuple(n.strip() for n in text.replace(" ", ",").split(",") if n.strip())
+
+
+def parse_env(pairs: list[str]) -> dict[str, str]:
+    env = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise InvalidRequestError(f"--env expects KEY=VALUE, got {pair!r}")
+        env[key] = value
+    return env
+
+
+@magics_class
+class GPUMagics(Magics):
+    def __init__(self, shell, client: Client | None = None):
+        super().__init__(shell)
+        self._client = client
+
+    @property
+    def client(self) -> Client:
+        return self._client or default_client()
+
+    # -- %%gpu_submit ---------------------------------------------------------------------
+    @magic_arguments()
+    @argument("-h", "--help", action="store_true", help="show this help")
+    @argument("--inputs", default="", metavar="A,B", help="kernel variables to send")
+    @argument("--outputs", default="", metavar="A,B", help="variables to bring back")
+    @argument("--files", nargs="+", default=[], metavar="PATH", help="files/folders to ship")
+    @argument("--git", metavar="URL[@REF]", help="clone this repository into code/repo")
+    @argument("--env", action="append", default=[], metavar="K=V", help="environment variable")
+    @argument("--args", default="", metavar="'A B'", help="arguments for the cell (sys.argv/$@)")
+    @argument("--bash", action="store_true", help="the cell is a bash script")
+    @argument("--python", metavar="PATH", help="interpreter on the host")
+    @argument("--venv", metavar="DIR", help="virtualenv on the host")
+    @argument("--conda", metavar="NAME", help="conda environment on the host")
+    @argument("--name", help="a name to find the job by")
+    @argument("--cluster", help="cluster name (see %%gpu_cluster list)")
+    @argument("--gpus", type=int, default=0, metavar="N", help="number of GPUs")
+    @argument("--timeout", type=float, metavar="SECONDS", help="stop the job after this long")
+    @argument("--wait", action="store_true", help="wait, then load --outputs into the kernel")
+    @cell_magic
+    @user_errors
+    def gpu_submit(self, line: str, cell: str):
+        """Run this cell on a GPU host; returns a job handle."""
+        opts = parse(self.gpu_submit, line)
+        if opts is None:
+            return None
+        request = self._request(opts, cell)
+        handle = self.client.submit(request, self.shell.user_ns, cwd=Path(os.getcwd()), say=print)
+        if opts.wait:
+            self._finish(handle.id, timeout=None)
+        return handle
+
+    def _request(self, opts, cell: str) -> GPUJobRequest:
+        return GPUJobRequest.create(
+            code=cell,
+            language="bash" if opts.bash else "python",
+            inputs=split_names(opts.inputs),
+            outputs=split_names(opts.outputs),
+            files=tuple(opts.files),
+            git=GitSource.parse(opts.git) if opts.git else None,
+            env=parse_env(opts.env),
+            args=tuple(shlex.split(opts.args)),
+            gpus=opts.gpus,
+            name=opts.name,
+            cluster=opts.cluster,
+            timeout=opts.timeout,
+            python=opts.python,
+            venv=opts.venv,
+            conda=opts.conda,
+        )
+
+    def _finish(self, job_id: str, timeout: float | None) -> None:
+        """Wait, then load the outputs into the namespace (or raise why there are none)."""
+        job = self.client.wait(job_id, timeout)
+        if job.status != JobStatus.COMPLETED:
+            self.client.raise_for_failure(job_id)
+        values = self.client.outputs(job_id)
+        self.shell.user_ns.update(values)
+        if values:
+            names = ", ".join(f"{k} ({type(v).__name__})" for k, v in values.items())
+            print(f"gpu_magic: job {job_id} completed; loaded {names}")
+
+    # -- job magics -----------------------------------------------------------------------
+    @magic_arguments()
+    @argument("-h", "--help", action="store_true", help="show this help")
+    @argument("job", nargs="?", help="job id or name; all jobs when left out")
+    @line_magic
+    @user_errors
+    def gpu_status(self, line: str):
+        """Show a table of all jobs, or the details and history of one."""
+        opts = parse(self.gpu_status, line)
+        if opts is None:
+            return None
+        if opts.job is None:
+            print(formatting.job_table(self.client.jobs()))
+            return
+        job = self.client.job(opts.job)
+        print(formatting.job_details(job, self.client.store.transitions(job.id)))
+
+    @magic_arguments()
+    @argument("-h", "--help", action="store_true", help="show this help")
+    @argument("job", nargs="?", help="job id or name")
+    @argument("--tail", type=int, metavar="N", help="only the last N lines")
+    @line_magic
+    @user_errors
+    def gpu_logs(self, line: str):
+        """Print a job's output.log (stdout and stderr)."""
+        opts = parse(self.gpu_logs, line, needs_job=True)
+        if opts is None:
+            return None
+        print(self.client.logs(opts.job, opts.tail), end="")
+
+    @magic_arguments()
+    @argument("-h", "--help", action="store_true", help="show this help")
+    @argument("job", nargs="?", help="job id or name")
+    @line_magic
+    @user_errors
+    def gpu_cancel(self, line: str):
+        """Stop a job and every process it started."""
+        opts = parse(self.gpu_cancel, line, needs_job=True)
+        if opts is None:
+            return None
+        job = self.client.cancel(opts.job)
+        print(f"gpu_magic: job {job.id} is {job.status}")
+
+    @magic_arguments()
+    @argument("-h", "--help", action="store_true", help="show this help")
+    @argument("job", nargs="?", help="job id or name")
+    @argument("--wait", action="store_true", help="wait for the job to end first")
+    @argument("--timeout", type=float, metavar="SECONDS", help="give up waiting after this")
+    @line_magic
+    @user_errors
+    def gpu_fetch(self, line: str):
+        """Load a finished job's --outputs variables into the kernel."""
+        opts = parse(self.gpu_fetch, line, needs_job=True)
+        if opts is None:
+            return None
+        job = self.client.job(opts.job)
+        if opts.wait:
+            self._finish(job.id, opts.timeout)
+            return
+        if job.status != JobStatus.COMPLETED:
+            self.client.raise_for_failure(job.id)
+        self._finish(job.id, timeout=0)
+
+    # -- clusters -------------------------------------------------------------------------
+    @magic_arguments()
+    @argument("-h", "--help", action="store_true", help="show this help")
+    @argument("action", nargs="?", choices=["list", "add", "use", "remove"], help="what to do")
+    @argument("name", nargs="?", help="cluster name")
+    @argument("--host", help="host name or ~/.ssh/config alias")
+    @argument("--port", type=int)
+    @argument("--user")
+    @argument("--key", metavar="PATH", help="private key file (ssh-agent works too)")
+    @argument("--known-hosts", metavar="PATH", help="an extra known_hosts file")
+    @argument("--proxy-jump", metavar="HOST", help="jump host (like ssh -J)")
+    @argument("--base-path", metavar="DIR", help="where job folders go on the host")
+    @argument("--scheduler", choices=["process", "slurm"], default="process")
+    @argument("--python", metavar="PATH", help="default interpreter on the host")
+    @line_magic
+    @user_errors
+    def gpu_cluster(self, line: str):
+        """Manage named clusters: list, add NAME --host ..., use NAME, remove NAME."""
+        opts = parse(self.gpu_cluster, line)
+        if opts is None:
+            return None
+        registry = self.client.clusters
+        opts.action = opts.action or "list"
+        if opts.action != "list" and not opts.name:
+            raise UsageError(f"%gpu_cluster {opts.action} needs a cluster NAME")
+        if opts.action == "add":
+            registry.add(self._cluster(opts))
+            print(f"gpu_magic: added cluster {opts.name!r} ({registry.path})")
+        elif opts.action == "use":
+            registry.use(opts.name)
+            print(f"gpu_magic: jobs now go to {opts.name!r} by default")
+        elif opts.action == "remove":
+            registry.remove(opts.name)
+            print(f"gpu_magic: removed cluster {opts.name!r}")
+        else:
+            print(formatting.cluster_table(registry.all(), registry.default_name()))
+
+    @staticmethod
+    def _cluster(opts):
+        if not opts.host:
+            raise UsageError("%gpu_cluster add needs --host")
+        fields = {
+            "name": opts.name,
+            "host": opts.host,
+            "port": opts.port,
+            "user": opts.user,
+            "key": opts.key,
+            "known_hosts": opts.known_hosts,
+            "proxy_jump": opts.proxy_jump,
+            "base_path": opts.base_path,
+            "scheduler": opts.scheduler,
+            "python": opts.python,
+        }
+        return make_cluster(**{k: v for k, v in fields.items() if v is not None})

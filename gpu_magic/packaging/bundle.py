@@ -1,0 +1,107 @@
+"""A ``Bundle`` is the job folder before upload: every file with its bytes or local source.
+
+It also ships the remote runner (``lib/gpu_magic/remote``) and the kernel's own ``cloudpickle``
+(``lib/cloudpickle``), so the host needs only a Python of the same minor version, and pickles are
+read by the very cloudpickle that wrote them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cloudpickle
+
+from .. import jobdir
+from ..errors import InvalidRequestError
+from ..models import GPUJobRequest
+from .files import LocalFile
+
+REMOTE_PACKAGE = Path(__file__).resolve().parent.parent / "remote"
+CLOUDPICKLE_PACKAGE = Path(cloudpickle.__file__).resolve().parent
+
+
+@dataclass(frozen=True)
+class BundleEntry:
+    rel: str
+    data: bytes | None = None
+    source: Path | None = None
+    mode: int = 0o644
+
+    @property
+    def size(self) -> int:
+        return len(self.data) if self.data is not None else self.source.stat().st_size
+
+
+@dataclass
+class Bundle:
+    job_id: str
+    entries: list[BundleEntry] = field(default_factory=list)
+    input_sizes: dict[str, int] = field(default_factory=dict)
+    shipped_files: list[LocalFile] = field(default_factory=list)
+
+    def add(self, rel: str, data: bytes | None = None, source: Path | None = None, mode=0o644):
+        self.entries.append(BundleEntry(rel, data, source, mode))
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(e.size for e in self.entries)
+
+    def manifest_line(self, cluster: str) -> str:
+        """The one line shown before upload: variables with sizes, files and bytes."""
+        inputs = ", ".join(f"{k} ({human_bytes(v)})" for k, v in self.input_sizes.items())
+        shipped = sum(f.size for f in self.shipped_files)
+        return (
+            f"gpu_magic: job {self.job_id} → {cluster} | inputs: {inputs or 'none'} | "
+            f"files: {len(self.shipped_files)} ({human_bytes(shipped)}) | "
+            f"upload {human_bytes(self.total_bytes)}"
+        )
+
+
+def build_bundle(
+    job_id: str,
+    request: GPUJobRequest,
+    pickled_inputs: dict[str, bytes],
+    files: list[LocalFile],
+    run_script: str,
+) -> Bundle:
+    bundle = Bundle(job_id, input_sizes={k: len(v) for k, v in pickled_inputs.items()})
+    main = jobdir.main_file(request.language)
+    bundle.add(jobdir.SPEC, request.model_dump_json(indent=2).encode())
+    bundle.add(jobdir.RUN_SCRIPT, run_script.encode(), mode=0o755)
+    bundle.add(f"{jobdir.CODE}/{main}", request.code.encode(), mode=0o755)
+    for name, data in pickled_inputs.items():
+        bundle.add(f"{jobdir.INPUTS}/{name}{jobdir.PICKLE_SUFFIX}", data)
+    for local in files:
+        if local.rel == main:
+            raise InvalidRequestError(f"--files: {local.source} would overwrite the cell ({main})")
+        bundle.add(f"{jobdir.CODE}/{local.rel}", source=local.source, mode=_mode(local.source))
+    bundle.shipped_files = list(files)
+    _add_runtime(bundle)
+    return bundle
+
+
+def _add_runtime(bundle: Bundle) -> None:
+    bundle.add(f"{jobdir.LIB}/gpu_magic/__init__.py", b"")
+    for rel, source in _python_sources(REMOTE_PACKAGE):
+        bundle.add(f"{jobdir.LIB}/gpu_magic/remote/{rel}", source=source)
+    for rel, source in _python_sources(CLOUDPICKLE_PACKAGE):
+        bundle.add(f"{jobdir.LIB}/cloudpickle/{rel}", source=source)
+
+
+def _python_sources(package: Path) -> Iterator[tuple[str, Path]]:
+    for source in sorted(package.rglob("*.py")):
+        yield source.relative_to(package).as_posix(), source
+
+
+def _mode(path: Path) -> int:
+    return 0o755 if path.stat().st_mode & 0o111 else 0o644
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"  # pragma: no cover

@@ -1,0 +1,348 @@
+"""Render ``run.sh``, the launcher inside every job folder (a pure function of the request).
+
+The scheduler starts it as ``cd JOBDIR && setsid nohup bash run.sh </dev/null >/dev/null 2>&1 &``,
+so the script's ``$$`` is the id of the job's process group. What it does, in order:
+
+1. ``cd`` to its own folder (JOBDIR = ``pwd -P``), traps TERM/INT/HUP, ``mkdir -p`` state/
+   outputs/ checkpoints/, removes a previous attempt's ``exit_code``, ``ended_at``, ``timed_out``
+   and ``error.json``, then writes ``state/pid`` (``$$``) and ``state/started_at``.
+2. If ``state/cancel_requested`` already exists it stops with ``EXIT_CANCELLED``.
+3. Exports the request's env, then ``GPU_MAGIC_JOB_ID``, ``GPU_MAGIC_JOB_DIR``,
+   ``PYTHONUNBUFFERED=1`` and ``PYTHONPATH=JOBDIR/lib[:JOBDIR/code/repo][:$PYTHONPATH]``.
+4. With ``timeout``: a watchdog that, when it expires, touches ``state/timed_out`` and sends TERM
+   to the process group.
+5. With ``gpus > 0``: ``lib/gpu_magic/remote/gpus.py N`` picks the GPUs; it exports
+   ``CUDA_VISIBLE_DEVICES`` and ``CUDA_DEVICE_ORDER=PCI_BUS_ID`` or fails with
+   ``EXIT_GPU_UNAVAILABLE``.
+6. With a git source: clones into ``code/repo`` (unless a previous attempt did) and checks out the
+   ref, or fails with ``EXIT_GIT_FAILED`` (git's message is in output.log).
+7. Runs the cell in the background in ``code/``, output appended to ``output.log``, and waits.
+8. On TERM (cancel or timeout): TERM to the whole group, KILL whatever is left after the grace
+   period. After a normal end, processes the cell left behind are stopped the same way.
+9. Writes ``state/ended_at`` and, last, ``state/exit_code`` (the cell's status: 143 for TERM,
+   137 for KILL), both atomically (temp file in state/ + ``mv``).
+
+Every value taken from the request is quoted with ``shlex.quote``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import shlex
+
+from .. import jobdir
+from ..models import GPUJobRequest
+
+EXIT_GPU_UNAVAILABLE = 97
+"""``gpus.py`` could not choose the GPUs: no nvidia-smi, driver down, fewer GPUs than asked."""
+EXIT_GIT_FAILED = 98
+"""``git clone`` or ``git checkout`` of the request's git source failed."""
+EXIT_CANCELLED = 143
+"""``state/cancel_requested`` existed before the cell started (same code as a TERM)."""
+KILL_GRACE_SECONDS = 10
+"""How long processes get between TERM and KILL."""
+
+RUNNER_MODULE = "gpu_magic.remote.runner"
+GPUS_SCRIPT = f"{jobdir.LIB}/gpu_magic/remote/gpus.py"
+GIT_CHECKOUT = f"{jobdir.CODE}/repo"
+CELL_STATUS = ".cell_status"
+"""Private file in state/: the cell's exit status, written by the wrapper that runs it."""
+
+CLONE_FAILED = "git clone failed (see the git output above)"
+
+_TO_LOG = '>>"$_gm_log" 2>&1'
+_SAFE_JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+_PRELUDE = r"""cd "$(dirname "$0")" || exit 1
+_gm_jobdir="$(pwd -P)" || exit 1
+_gm_log="$_gm_jobdir"/@LOG@
+_gm_child=""
+_gm_watchdog=""
+
+_log() { printf '[gpu_magic] %s\n' "$*" >>"$_gm_log"; }
+_now() { date -u +%Y-%m-%dT%H:%M:%SZ; }
+
+# _write_state NAME VALUE: write state/NAME atomically (temp file + mv)
+_write_state() {
+  printf '%s\n' "$2" >@STATE@/".$1.tmp" && mv -f @STATE@/".$1.tmp" @STATE@/"$1"
+}
+
+# _finish CODE: record the end; exit_code last, readers take it to mean "finished"
+_finish() {
+  _write_state @ENDED_AT@ "$(_now)"
+  _write_state @EXIT_CODE@ "$1"
+  exit "$1"
+}
+
+_fail() { _log "$2"; _finish "$1"; }
+
+# _group_pids: _gm_pids := live processes of this job's process group, except this shell
+_group_pids() {
+  _gm_pids=()
+  if [ ! -r /proc/$$/stat ]; then
+    if [ -n "$_gm_child" ] && kill -0 "$_gm_child" 2>/dev/null; then _gm_pids=("$_gm_child"); fi
+    return
+  fi
+  local f line IFS=$' \t\n'
+  for f in /proc/[0-9]*/stat; do
+    { read -r line <"$f"; } 2>/dev/null || continue
+    set -- ${line##*) }
+    if [ "$3" = "$$" ] && [ "$1" != Z ] && [ "$1" != X ]; then
+      f=${f#/proc/}
+      f=${f%/stat}
+      if [ "$f" != "$$" ]; then _gm_pids+=("$f"); fi
+    fi
+  done
+}
+
+# _wait_group TICKS: wait up to TICKS tenths of a second for the group to empty
+_wait_group() {
+  local tick=0
+  _group_pids
+  while [ ${#_gm_pids[@]} -gt 0 ] && [ "$tick" -lt "$1" ]; do
+    sleep 0.1
+    tick=$((tick + 1))
+    _group_pids
+  done
+}
+
+# _stop_group: TERM the rest of the group, KILL what is left after the grace period
+_stop_group() {
+  kill -TERM -- -$$ 2>/dev/null
+  _wait_group @GRACE_TICKS@
+  local round=0
+  while [ ${#_gm_pids[@]} -gt 0 ] && [ "$round" -lt 10 ]; do
+    _log "still running after @GRACE@ s, sending KILL to: ${_gm_pids[*]}"
+    kill -KILL "${_gm_pids[@]}" 2>/dev/null
+    _wait_group 10
+    round=$((round + 1))
+  done
+}
+
+# _cell_status FALLBACK: the cell's exit status as its wrapper recorded it, else FALLBACK
+# (not from `wait`: after a trap has interrupted `wait`, bash 5 may report -1 for the child)
+_cell_status() {
+  local status
+  if { read -r status <@STATE@/@CELL_STATUS@; } 2>/dev/null && [ -n "$status" ]; then
+    echo "$status"
+  else
+    echo "$1"
+  fi
+}
+
+_on_signal() {
+  trap '' TERM INT HUP
+  _log "received SIG$1, stopping the job"
+  _stop_group
+  if [ -n "$_gm_child" ]; then
+    _finish "$(_cell_status 137)"
+  fi
+  _finish @CANCELLED@
+}
+
+trap '_on_signal TERM' TERM
+trap '_on_signal INT' INT
+trap '_on_signal HUP' HUP
+
+mkdir -p @STATE@ @OUTPUTS@ @CHECKPOINTS@ || exit 1
+rm -f @STATE@/@EXIT_CODE@ @STATE@/@ENDED_AT@ @STATE@/@TIMED_OUT@ @STATE@/@ERROR_JSON@ \
+  @STATE@/@CELL_STATUS@
+_write_state @PID@ "$$"
+_write_state @STARTED_AT@ "$(_now)"
+if [ -e @STATE@/@CANCEL_REQUESTED@ ]; then
+  _fail @CANCELLED@ "cancelled before the job started"
+fi
+"""
+
+_WATCHDOG = r"""(
+  trap 'kill "$_gm_sleep" 2>/dev/null; exit 0' TERM
+  sleep @SECONDS@ &
+  _gm_sleep=$!
+  wait "$_gm_sleep" || exit 0
+  : >@STATE@/@TIMED_OUT@
+  _log "timed out after @SECONDS@ s, stopping the job"
+  kill -TERM -- -$$
+) </dev/null >/dev/null 2>&1 &
+_gm_watchdog=$!
+"""
+
+_WRAPPER = r"""(
+  trap : TERM
+  cd @CODE@ || exit 1
+  @COMMAND@
+  _gm_status=$?
+  printf '%s\n' "$_gm_status" >"$_gm_jobdir"/@STATE@/@CELL_STATUS@
+  exit "$_gm_status"
+) >>"$_gm_log" 2>&1 &
+"""
+
+_FINISH = r"""_gm_child=$!
+wait "$_gm_child"
+_gm_rc=$(_cell_status $?)
+trap '' TERM INT HUP
+if [ -n "$_gm_watchdog" ]; then
+  kill "$_gm_watchdog" 2>/dev/null
+  wait "$_gm_watchdog" 2>/dev/null
+fi
+_group_pids
+if [ ${#_gm_pids[@]} -gt 0 ]; then
+  _log "stopping processes the job left running: ${_gm_pids[*]}"
+  _stop_group
+fi
+_finish "$_gm_rc"
+"""
+
+
+def render_run_script(
+    job_id: str,
+    request: GPUJobRequest,
+    interpreter: str,
+    *,
+    kill_grace: float = KILL_GRACE_SECONDS,
+) -> str:
+    """The text of ``run.sh`` for one job; ``interpreter`` is the cluster's default python."""
+    if not _SAFE_JOB_ID.match(job_id):
+        raise ValueError(f"unsafe job id {job_id!r}")
+    parts = [
+        _header(job_id),
+        _fill(
+            _PRELUDE, GRACE_TICKS=str(max(1, math.ceil(kill_grace * 10))), GRACE=f"{kill_grace:g}"
+        ),
+        _exports(job_id, request),
+        f"_gm_py=({python_command(request, interpreter)})\n",
+    ]
+    if request.timeout is not None:
+        parts.append(_fill(_WATCHDOG, SECONDS=_seconds(request.timeout)))
+    if request.gpus > 0:
+        parts.append(_gpus(request.gpus))
+    if request.git is not None:
+        parts.append(_git(request.git.url, request.git.ref))
+    parts.append(_launch(request))
+    parts.append(_FINISH)
+    return "\n".join(parts)
+
+
+def _header(job_id: str) -> str:
+    return (
+        "#!/usr/bin/env bash\n"
+        f"# gpu_magic run script for job {job_id} (generated: do not edit).\n"
+        "# Started as: cd JOBDIR && setsid nohup bash run.sh </dev/null >/dev/null 2>&1 &\n"
+        "# so $$ is the job's process group. Its own exit codes: "
+        f"{EXIT_GPU_UNAVAILABLE} no GPUs, {EXIT_GIT_FAILED} git failed, "
+        f"{EXIT_CANCELLED} cancelled before start.\n"
+    )
+
+
+def _fill(template: str, raw: dict[str, str] | None = None, **extra: str) -> str:
+    """Replace ``@NAME@`` with the shell-quoted job-folder names and ``extra``; ``raw`` values
+    (already shell code) go in last, so nothing inside them is taken for a placeholder."""
+    names = {
+        "LOG": jobdir.OUTPUT_LOG,
+        "STATE": jobdir.STATE,
+        "OUTPUTS": jobdir.OUTPUTS,
+        "CHECKPOINTS": jobdir.CHECKPOINTS,
+        "PID": jobdir.PID,
+        "STARTED_AT": jobdir.STARTED_AT,
+        "ENDED_AT": jobdir.ENDED_AT,
+        "EXIT_CODE": jobdir.EXIT_CODE,
+        "ERROR_JSON": jobdir.ERROR_JSON,
+        "CANCEL_REQUESTED": jobdir.CANCEL_REQUESTED,
+        "TIMED_OUT": jobdir.TIMED_OUT,
+        "CANCELLED": str(EXIT_CANCELLED),
+        "CELL_STATUS": CELL_STATUS,
+        "CODE": jobdir.CODE,
+    }
+    names.update(extra)
+    for key, value in names.items():
+        template = template.replace(f"@{key}@", shlex.quote(value))
+    leftover = set(re.findall(r"@([A-Z_]+)@", template)) - set(raw or ())
+    if leftover:
+        raise AssertionError(f"unfilled placeholders {sorted(leftover)} in run.sh template")
+    for key, value in (raw or {}).items():
+        template = template.replace(f"@{key}@", value)
+    return template
+
+
+def _exports(job_id: str, request: GPUJobRequest) -> str:
+    lines = []
+    for name, value in request.env.items():
+        if not _ENV_NAME.match(name):
+            raise ValueError(f"invalid environment variable name {name!r}")
+        lines.append(f"export {name}={shlex.quote(value)}")
+    path = '"$_gm_jobdir"/' + shlex.quote(jobdir.LIB)
+    if request.git is not None:
+        path += ':"$_gm_jobdir"/' + shlex.quote(GIT_CHECKOUT)
+    lines += [
+        f"export GPU_MAGIC_JOB_ID={shlex.quote(job_id)}",
+        'export GPU_MAGIC_JOB_DIR="$_gm_jobdir"',
+        "export PYTHONUNBUFFERED=1",
+        f'export PYTHONPATH={path}"${{PYTHONPATH:+:$PYTHONPATH}}"',
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def python_command(request: GPUJobRequest, interpreter: str) -> str:
+    """The words (shell-quoted) that start the job's Python."""
+    if request.conda:
+        return f"conda run --no-capture-output -n {shlex.quote(request.conda)} python"
+    if request.venv:
+        return _path_word(request.venv.rstrip("/") + "/bin/python")
+    return _path_word(request.python or interpreter)
+
+
+def _path_word(path: str) -> str:
+    """Quote a path, keeping a leading ``~/`` as ``"$HOME"/`` (quoting would disable it)."""
+    if path.startswith("~/"):
+        return '"$HOME"/' + shlex.quote(path[2:])
+    return shlex.quote(path)
+
+
+def _seconds(timeout: float) -> str:
+    text = f"{timeout:.3f}".rstrip("0").rstrip(".")
+    return "0.001" if text == "0" else text
+
+
+def _gpus(count: int) -> str:
+    script = '"$_gm_jobdir"/' + shlex.quote(GPUS_SCRIPT)
+    message = shlex.quote(f"could not get {count} GPU(s) on this host; the cell did not run")
+    return (
+        f'if ! _gm_devices="$("${{_gm_py[@]}}" {script} {count} 2>>"$_gm_log")"; then\n'
+        f'  _fail {EXIT_GPU_UNAVAILABLE} {message}" (host $HOSTNAME)"\n'
+        "fi\n"
+        "export CUDA_DEVICE_ORDER=PCI_BUS_ID\n"
+        'export CUDA_VISIBLE_DEVICES="$_gm_devices"\n'
+        '_log "CUDA_VISIBLE_DEVICES=$_gm_devices"\n'
+    )
+
+
+def _git(url: str, ref: str | None) -> str:
+    repo = shlex.quote(GIT_CHECKOUT)
+    text = (
+        f"if [ ! -d {repo}/.git ]; then\n"
+        f"  GIT_TERMINAL_PROMPT=0 git clone --quiet -- {shlex.quote(url)} {repo} {_TO_LOG} ||\n"
+        f"    _fail {EXIT_GIT_FAILED} {shlex.quote(CLONE_FAILED)}\n"
+        "fi\n"
+    )
+    if ref:
+        failed = shlex.quote(f"git checkout of {ref} failed (see the git output above)")
+        text += (
+            f"git -C {repo} checkout --quiet {shlex.quote(ref)} -- {_TO_LOG} ||\n"
+            f"  _fail {EXIT_GIT_FAILED} {failed}\n"
+        )
+    return text
+
+
+def _launch(request: GPUJobRequest) -> str:
+    """Run the cell in a background wrapper that records its exit status and survives TERM."""
+    if request.language == "bash":
+        args = "".join(f" {shlex.quote(arg)}" for arg in request.args)
+        prologue = (
+            "_gm_buf=()\nif command -v stdbuf >/dev/null 2>&1; then _gm_buf=(stdbuf -oL -eL); fi\n"
+        )
+        command = f'${{_gm_buf[@]+"${{_gm_buf[@]}}"}} bash {shlex.quote(jobdir.BASH_MAIN)}{args}'
+    else:
+        prologue = ""
+        command = f'"${{_gm_py[@]}}" -u -m {RUNNER_MODULE} "$_gm_jobdir"'
+    return prologue + _fill(_WRAPPER, raw={"COMMAND": command})

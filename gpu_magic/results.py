@@ -1,0 +1,75 @@
+"""Reading what a job left in its folder: output variables, the remote traceback, the log."""
+
+from __future__ import annotations
+
+import json
+from pathlib import PurePosixPath
+from typing import Any
+
+import cloudpickle
+
+from . import jobdir
+from .errors import GPUMagicError, JobStateError, RemoteJobError, TransferError
+from .jobdir import JobDir
+from .models import GPUJob, JobStatus
+from .transport.base import Transport
+
+
+def folder_of(job: GPUJob) -> JobDir:
+    return JobDir(PurePosixPath(job.remote_dir))
+
+
+def read_outputs(transport: Transport, job: GPUJob) -> dict[str, Any]:
+    """Unpickle every ``--outputs`` variable; a failed job raises its remote error instead."""
+    if job.status != JobStatus.COMPLETED:
+        raise_for_failure(transport, job)
+    folder = folder_of(job)
+    values = {}
+    for name in job.request.outputs:
+        data = transport.read_file(str(folder.output_pickle(name)))
+        try:
+            values[name] = cloudpickle.loads(data)
+        except Exception as exc:  # unpickling raises anything: missing module, version skew
+            raise TransferError(
+                f"cannot load output {name!r} of job {job.id}: {type(exc).__name__}: {exc}"
+            ) from None
+    return values
+
+
+def raise_for_failure(transport: Transport, job: GPUJob) -> None:
+    """Raise the error that best explains why ``job`` has no results."""
+    if not job.is_terminal:
+        raise JobStateError(
+            f"job {job.id} is {job.status}; wait for it (job.wait() or %gpu_fetch --wait)"
+        )
+    remote = remote_error(transport, job)
+    if remote is not None:
+        raise remote
+    tail = log_tail(transport, job, 10)
+    detail = f"\nLast lines of output.log:\n{tail}" if tail.strip() else ""
+    raise JobStateError(f"job {job.id} ended {job.status} ({job.reason or 'no reason'}){detail}")
+
+
+def remote_error(transport: Transport, job: GPUJob) -> RemoteJobError | None:
+    try:
+        raw = transport.read_file(str(folder_of(job).state(jobdir.ERROR_JSON)))
+        data = json.loads(raw)
+    except (GPUMagicError, ValueError):
+        return None
+    return RemoteJobError(
+        job.id, data.get("type", "Exception"), data.get("message", ""), data.get("traceback", "")
+    )
+
+
+def read_log(transport: Transport, job: GPUJob) -> str:
+    try:
+        return transport.read_file(str(folder_of(job).log)).decode("utf-8", "replace")
+    except TransferError:
+        return ""
+
+
+def log_tail(transport: Transport, job: GPUJob, lines: int | None) -> str:
+    text = read_log(transport, job)
+    if lines is None:
+        return text
+    return "".join(text.splitlines(keepends=True)[-lines:]) if lines > 0 else ""

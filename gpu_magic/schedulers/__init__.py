@@ -1,0 +1,6 @@
+"""Schedulers launch a job folder and report job states; they receive a Transport."""
+
+from .base import Observation, Scheduler
+from .process import ProcessScheduler
+
+__all__ = ["Observation", "ProcessScheduler", "Scheduler"]

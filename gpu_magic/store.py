@@ -1,0 +1,308 @@
+"""The local SQLite cache and history of every job (``Settings.store_path``).
+
+Several kernels, the server extension and the CLI may open the same file at once: the database is
+in WAL mode with a busy timeout, and every write is a ``BEGIN IMMEDIATE`` transaction, so writers
+queue instead of failing. The schema is the numbered SQL files in ``gpu_magic/migrations``, applied
+in order and tracked with ``PRAGMA user_version``. Every sqlite3 error leaves as ``StoreError``.
+
+Threads: one connection per ``JobStore`` guarded by a lock. Statements take milliseconds, so
+serialising them inside one process costs nothing noticeable, and unlike a connection per thread
+nothing leaks when short-lived threads (widget callbacks, monitors) end and ``close()`` really
+closes everything.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from . import migrations
+from .errors import JobNotFoundError, StoreError
+from .models import TERMINAL_STATES, GPUJob, GPUJobRequest, JobStatus, utcnow
+
+__all__ = ["JobStore", "Transition"]
+
+BUSY_TIMEOUT_S = 30.0
+MIN_PREFIX = 4
+_FIELDS = (
+    "id", "name", "cluster", "status", "reason", "scheduler_id", "remote_dir", "created_at",
+    "submitted_at", "started_at", "ended_at", "exit_code", "error", "request_json",
+)  # fmt: skip
+_COLUMNS = ", ".join(_FIELDS)
+_SELECT = f"SELECT {_COLUMNS} FROM jobs"  # noqa: S608 (constant)
+_INSERT = f"INSERT INTO jobs ({_COLUMNS}) VALUES ({', '.join('?' * len(_FIELDS))})"  # noqa: S608
+_UPDATE = f"UPDATE jobs SET {', '.join(f + ' = ?' for f in _FIELDS[1:])} WHERE id = ?"  # noqa: S608
+_NEWEST_FIRST = "ORDER BY created_at DESC, rowid DESC"
+_TERMINAL = tuple(s.value for s in TERMINAL_STATES)
+_ACTIVE = f"status NOT IN ({', '.join('?' * len(_TERMINAL))})"
+
+
+@dataclass(frozen=True)
+class Transition:
+    """One status change of a job."""
+
+    status: JobStatus
+    at: datetime
+    reason: str | None = None
+
+
+def _enable_wal(conn: sqlite3.Connection) -> None:
+    """Switching to WAL needs a moment alone with a new file and ignores the busy timeout, so
+    kernels opening a new store at the same moment wait for each other here."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.005)
+
+
+def _to_text(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:  # naive datetimes are taken to be UTC
+        value = value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc).isoformat(timespec="microseconds")
+
+
+def _from_text(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)
+
+
+def _job_to_row(job: GPUJob) -> tuple:
+    return (
+        job.id, job.name, job.cluster, job.status.value, job.reason, job.scheduler_id,
+        job.remote_dir, _to_text(job.created_at), _to_text(job.submitted_at),
+        _to_text(job.started_at), _to_text(job.ended_at), job.exit_code, job.error,
+        job.request.model_dump_json(),
+    )  # fmt: skip
+
+
+def _row_to_job(row: tuple) -> GPUJob:
+    (id_, _name, cluster, status, reason, scheduler_id, remote_dir, created, submitted,
+     started, ended, exit_code, error, request_json) = row  # fmt: skip
+    try:
+        return GPUJob(
+            id=id_, request=GPUJobRequest.model_validate_json(request_json), cluster=cluster,
+            remote_dir=remote_dir, status=JobStatus(status), reason=reason,
+            scheduler_id=scheduler_id, created_at=_from_text(created),
+            submitted_at=_from_text(submitted), started_at=_from_text(started),
+            ended_at=_from_text(ended), exit_code=exit_code, error=error,
+        )  # fmt: skip
+    except (ValidationError, ValueError) as exc:
+        raise StoreError(f"stored job {id_} cannot be read: {exc}") from None
+
+
+class JobStore:
+    """Jobs by id, their status history, and the lookups the magics need."""
+
+    def __init__(self, path: Path | str):
+        self.path = Path(path).expanduser()
+        self._lock = threading.RLock()
+        self._conn: sqlite3.Connection | None = None
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create the folder of job store {self.path}: {exc}") from None
+        try:
+            with self._errors("open"):
+                self._conn = sqlite3.connect(
+                    self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+                )
+                _enable_wal(self._conn)
+                self._conn.execute("PRAGMA synchronous=NORMAL")
+                self._conn.execute("PRAGMA foreign_keys=ON")
+            self._migrate()
+        except StoreError:
+            self.close()
+            raise
+
+    def __repr__(self) -> str:
+        return f"JobStore({str(self.path)!r})"
+
+    def __enter__(self) -> JobStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                with suppress(sqlite3.Error):
+                    self._conn.close()
+                self._conn = None
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    @contextmanager
+    def _errors(self, action: str) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise StoreError(f"job store {self.path}: {action} failed: {exc}") from None
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StoreError(f"job store {self.path} is closed")
+        return self._conn
+
+    @contextmanager
+    def _read(self, action: str) -> Iterator[sqlite3.Connection]:
+        with self._lock, self._errors(action):
+            yield self._connection()
+
+    @contextmanager
+    def _write(self, action: str) -> Iterator[sqlite3.Connection]:
+        with self._lock, self._errors(action):
+            conn = self._connection()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                with suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    def _migrate(self) -> None:
+        known = migrations.load()
+        for number, sql in known:
+            with self._write(f"schema migration {number:04d}") as conn:
+                version = conn.execute("PRAGMA user_version").fetchone()[0]
+                if version > len(known):
+                    raise StoreError(
+                        f"job store {self.path} has schema version {version}, newer than this "
+                        f"gpu_magic understands ({len(known)}); upgrade gpu_magic"
+                    )
+                if version >= number:
+                    continue
+                for statement in migrations.statements(sql):
+                    conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {number}")
+
+    @property
+    def schema_version(self) -> int:
+        with self._read("read schema version") as conn:
+            return conn.execute("PRAGMA user_version").fetchone()[0]
+
+    # -- writes -----------------------------------------------------------------------------
+
+    def insert(self, job: GPUJob) -> None:
+        """Add a new job and its first transition; a job id can be inserted only once."""
+        row = _job_to_row(job)
+        with self._write(f"insert job {job.id}") as conn:
+            try:
+                conn.execute(_INSERT, row)
+            except sqlite3.IntegrityError:
+                if conn.execute("SELECT 1 FROM jobs WHERE id = ?", (job.id,)).fetchone():
+                    raise StoreError(f"job {job.id} is already in job store {self.path}") from None
+                raise
+            self._record(conn, job.id, job.status, job.reason)
+
+    def update(self, job: GPUJob, reason: str | None = None) -> None:
+        """Write every field; record a transition when the status changed."""
+        row = _job_to_row(job)
+        with self._write(f"update job {job.id}") as conn:
+            old = conn.execute("SELECT status FROM jobs WHERE id = ?", (job.id,)).fetchone()
+            if old is None:
+                raise self._not_found(job.id)
+            conn.execute(_UPDATE, (*row[1:], job.id))
+            if old[0] != job.status.value:
+                self._record(conn, job.id, job.status, reason or job.reason)
+
+    def delete(self, job_id: str) -> None:
+        with self._write(f"delete job {job_id}") as conn:
+            if conn.execute("DELETE FROM jobs WHERE id = ?", (job_id,)).rowcount == 0:
+                raise self._not_found(job_id)
+
+    @staticmethod
+    def _record(conn: sqlite3.Connection, job_id: str, status: JobStatus, reason: str | None):
+        conn.execute(
+            "INSERT INTO transitions (job_id, status, at, reason) VALUES (?, ?, ?, ?)",
+            (job_id, status.value, _to_text(utcnow()), reason),
+        )
+
+    # -- reads ------------------------------------------------------------------------------
+
+    def _query(self, action: str, sql: str, params: tuple = ()) -> list[GPUJob]:
+        with self._read(action) as conn:
+            rows = conn.execute(sql, params).fetchall()
+        return [_row_to_job(row) for row in rows]
+
+    def _not_found(self, what: str) -> JobNotFoundError:
+        return JobNotFoundError(
+            f"no job {what!r} in job store {self.path}; %gpu_status lists the known jobs"
+        )
+
+    def get(self, job_id: str) -> GPUJob:
+        found = self._query(f"read job {job_id}", f"{_SELECT} WHERE id = ?", (job_id,))
+        if not found:
+            raise self._not_found(job_id)
+        return found[0]
+
+    def find(self, id_or_name: str) -> GPUJob:
+        """Exact id; else a unique id prefix or suffix of >= 4 characters; else the newest job
+        of that name. An ambiguous prefix with no job of that name raises, listing candidates."""
+        key = id_or_name
+        exact = self._query(f"find {key}", f"{_SELECT} WHERE id = ?", (key,))
+        if exact:
+            return exact[0]
+        partial: list[GPUJob] = []
+        if len(key) >= MIN_PREFIX:
+            where = "substr(id, 1, length(?1)) = ?1 OR substr(id, -length(?1)) = ?1"
+            sql = f"{_SELECT} WHERE {where} {_NEWEST_FIRST} LIMIT 11"
+            partial = self._query(f"find {key}", sql, (key,))
+            if len(partial) == 1:
+                return partial[0]
+        sql = f"{_SELECT} WHERE name = ? {_NEWEST_FIRST} LIMIT 1"
+        named = self._query(f"find {key}", sql, (key,))
+        if named:
+            return named[0]
+        if partial:
+            listed = ", ".join(f"{j.id} ({j.name or 'unnamed'})" for j in partial[:10])
+            more = ", ..." if len(partial) > 10 else ""
+            raise JobNotFoundError(
+                f"{key!r} matches several jobs: {listed}{more}; give more of the id"
+            )
+        raise self._not_found(key)
+
+    def list(
+        self, *, cluster: str | None = None, active_only: bool = False, limit: int | None = None
+    ) -> list[GPUJob]:
+        """Jobs newest first; ``active_only`` leaves out jobs in a terminal state."""
+        where, params = [], []
+        if cluster is not None:
+            where.append("cluster = ?")
+            params.append(cluster)
+        if active_only:
+            where.append(_ACTIVE)
+            params.extend(_TERMINAL)
+        sql = _SELECT + (" WHERE " + " AND ".join(where) if where else "") + f" {_NEWEST_FIRST}"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return self._query("list jobs", sql, tuple(params))
+
+    def count_active(self, cluster: str) -> int:
+        sql = f"SELECT COUNT(*) FROM jobs WHERE cluster = ? AND {_ACTIVE}"  # noqa: S608 (constant)
+        with self._read("count active jobs") as conn:
+            return conn.execute(sql, (cluster, *_TERMINAL)).fetchone()[0]
+
+    def transitions(self, job_id: str) -> list[Transition]:
+        """Status history of a job, oldest first (empty for an unknown job)."""
+        sql = "SELECT status, at, reason FROM transitions WHERE job_id = ? ORDER BY seq"
+        with self._read(f"read transitions of {job_id}") as conn:
+            rows = conn.execute(sql, (job_id,)).fetchall()
+        return [Transition(JobStatus(s), _from_text(at), reason) for s, at, reason in rows]

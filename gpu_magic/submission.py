@@ -1,0 +1,61 @@
+"""Turn a request into an uploaded, launched job: package → manifest → upload → launch."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from .clusters import ClusterConfig
+from .jobdir import JobDir, new_job_id
+from .models import GPUJob, GPUJobRequest, JobStatus, utcnow
+from .packaging.bundle import Bundle, build_bundle
+from .packaging.files import collect_files
+from .packaging.inputs import pickle_inputs
+from .packaging.runscript import render_run_script
+from .packaging.upload import upload_bundle  # noqa: F401 - part of the pipeline
+from .transport.base import Transport
+
+
+def package(
+    request: GPUJobRequest,
+    namespace: Mapping[str, Any],
+    cluster: ClusterConfig,
+    cwd: Path | None = None,
+) -> Bundle:
+    """Everything that can fail on bad input fails here, before anything is sent."""
+    job_id = new_job_id()
+    pickled = pickle_inputs(request.inputs, namespace)
+    files = collect_files(request.files, cwd)
+    script = render_run_script(job_id, request, cluster.interpreter)
+    return build_bundle(job_id, request, pickled, files, script)
+
+
+def new_job(bundle: Bundle, request: GPUJobRequest, cluster: ClusterConfig, base: str) -> GPUJob:
+    folder = JobDir.under(base, bundle.job_id)
+    return GPUJob(
+        id=bundle.job_id,
+        request=request,
+        cluster=cluster.name,
+        remote_dir=str(folder),
+        status=JobStatus.PENDING,
+    )
+
+
+def announce(bundle: Bundle, cluster: ClusterConfig, say: Callable[[str], None] | None) -> None:
+    if say is not None:
+        say(bundle.manifest_line(cluster.name))
+
+
+def remote_base(transport: Transport, cluster: ClusterConfig) -> str:
+    """The cluster's job folder base on the host; connecting here fails before any record."""
+    transport.connect()
+    return transport.expand_path(cluster.base_path)
+
+
+def mark(job: GPUJob, status: JobStatus, **changes) -> GPUJob:
+    """A copy of ``job`` in a new state (records are immutable snapshots in the store)."""
+    stamp = {}
+    if status in (JobStatus.QUEUED, JobStatus.RUNNING) and job.submitted_at is None:
+        stamp["submitted_at"] = utcnow()
+    return job.model_copy(update={"status": status, **stamp, **changes})

@@ -1,0 +1,67 @@
+"""The ``env`` fixture: a Client wired to one cluster kind, for the behavioural suite."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from gpu_magic import Client, Settings
+from gpu_magic.errors import TransferError
+
+
+@dataclass
+class JobEnv:
+    client: Client
+    cluster_name: str
+    cwd: Path
+    namespace: dict = field(default_factory=dict)
+
+    def transport(self):
+        return self.client.transport(self.client.clusters.get(self.cluster_name))
+
+    def wait_for_remote_file(self, path: str, timeout: float = 30) -> str:
+        """Poll (bounded) until a file exists on the host and return its text."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                text = self.transport().read_file(path).decode()
+                if text:
+                    return text
+            except TransferError:
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{path} did not appear within {timeout}s")
+            time.sleep(0.05)
+
+
+def local_settings(tmp_path: Path) -> Settings:
+    return Settings(
+        gpu_magic_config_dir=tmp_path / "config",
+        gpu_magic_data_dir=tmp_path / "data",
+        gpu_cluster_base_path=str(tmp_path / "jobs"),
+        ssh_config_path=tmp_path / "no-ssh-config",
+        known_hosts_path=tmp_path / "no-known-hosts",
+    )
+
+
+@pytest.fixture(params=["local", "ssh"])
+def env(request, tmp_path):
+    cwd = tmp_path / "notebook"
+    cwd.mkdir()
+    if request.param == "local":
+        client = Client(local_settings(tmp_path))
+        name = "local"
+    else:
+        ssh_env = request.getfixturevalue("ssh_env")
+        client = Client(ssh_env.settings)
+        client.clusters.add(ssh_env.cluster)
+        name = ssh_env.cluster.name
+    yield JobEnv(client, name, cwd)
+    for job in client.store.list(active_only=True):
+        with contextlib.suppress(Exception):  # best-effort cleanup of a failed test's jobs
+            client.cancel(job.id)
+    client.close()

@@ -1,0 +1,50 @@
+"""A real IPython kernel (jupyter_client) to drive the magics the way a notebook does."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from jupyter_client.manager import start_new_kernel
+
+
+@dataclass
+class CellResult:
+    stdout: str = ""
+    results: list[str] = field(default_factory=list)
+    error: str | None = None  # "EName: evalue"
+
+    @property
+    def text(self) -> str:
+        return self.stdout + "\n".join(self.results)
+
+
+class Kernel:
+    """Start with extra environment; ``run(code)`` returns what the cell printed and returned."""
+
+    def __init__(self, env: dict[str, str], cwd: str):
+        self.manager, self.client = start_new_kernel(
+            kernel_name="python3", env={**os.environ, **env}, cwd=cwd
+        )
+
+    def run(self, code: str, timeout: float = 60) -> CellResult:
+        result = CellResult()
+
+        def hook(msg):
+            kind, content = msg["msg_type"], msg["content"]
+            if kind == "stream":
+                result.stdout += content["text"]
+            elif kind == "execute_result":
+                result.results.append(content["data"].get("text/plain", ""))
+            elif kind == "error":
+                result.error = f"{content['ename']}: {content['evalue']}"
+
+        reply = self.client.execute_interactive(code, timeout=timeout, output_hook=hook)
+        content = reply["content"]
+        if content["status"] == "error" and result.error is None:  # UsageError: no error message
+            result.error = f"{content['ename']}: {content['evalue']}"
+        return result
+
+    def shutdown(self) -> None:
+        self.client.stop_channels()
+        self.manager.shutdown_kernel(now=True)

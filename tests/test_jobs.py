@@ -1,0 +1,163 @@
+"""The behavioural suite: the same job life cycle on every cluster kind (local and real sshd)."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+from harness.procs import alive, group_alive, wait_until
+
+from gpu_magic import GPUJobRequest, JobStatus, RemoteJobError
+from gpu_magic.errors import WaitTimeoutError
+
+pytestmark = pytest.mark.timeout(90)
+
+
+def submit(job_env, code, namespace=None, **fields):
+    request = GPUJobRequest.create(code=code, cluster=job_env.cluster_name, **fields)
+    namespace = job_env.namespace if namespace is None else namespace
+    return job_env.client.submit(request, namespace, cwd=job_env.cwd)
+
+
+def test_inputs_and_outputs_round_trip(env):
+    env.namespace.update(x=21, weights=np.arange(6.0).reshape(2, 3), meta={"lr": 0.1})
+    job = submit(
+        env,
+        "y = x * 2\nscaled = weights * y\nmeta = dict(meta, seen=True)",
+        inputs=("x", "weights", "meta"),
+        outputs=("y", "scaled", "meta"),
+    )
+    assert job.wait(timeout=60).status == JobStatus.COMPLETED
+    out = job.fetch()
+    assert out["y"] == 42
+    np.testing.assert_array_equal(out["scaled"], np.arange(6.0).reshape(2, 3) * 42)
+    assert out["meta"] == {"lr": 0.1, "seen": True}
+
+
+def test_files_and_folders_keep_their_layout(env):
+    data = env.cwd / "data"
+    (data / "sub").mkdir(parents=True)
+    (data / "a.txt").write_text("A")
+    (data / "sub" / "b.txt").write_text("B")
+    (data / "scratch.tmp").write_text("ignored by .gpuignore")
+    (data / ".gpuignore").write_text("*.tmp\n")
+    for skipped in (".git", "__pycache__", ".ipynb_checkpoints"):
+        (data / skipped).mkdir()
+        (data / skipped / "junk").write_text("never shipped")
+    (env.cwd / "helper.py").write_text("VALUE = 7\n")
+    code = (
+        "import os\nfrom helper import VALUE\n"
+        "tree = sorted(os.path.join(r, f) for r, _, fs in os.walk('data') for f in fs)\n"
+        "contents = {p: open(p).read() for p in tree}\nvalue = VALUE"
+    )
+    job = submit(env, code, files=("data", "helper.py"), outputs=("tree", "contents", "value"))
+    job.wait(timeout=60)
+    out = job.fetch()
+    assert out["tree"] == ["data/a.txt", "data/sub/b.txt"]
+    assert out["contents"] == {"data/a.txt": "A", "data/sub/b.txt": "B"}
+    assert out["value"] == 7
+
+
+def test_bash_cell_with_env_and_args(env):
+    tricky = "$(touch pwned); `id` ; echo 'x\" \n"
+    job = submit(
+        env,
+        'echo "first=$1"\necho "second=$2"\necho "color=$COLOR"\nls pwned 2>&1 || true',
+        language="bash",
+        args=("two words", tricky),
+        env={"COLOR": "deep blue"},
+    )
+    assert job.wait(timeout=60).status == JobStatus.COMPLETED
+    log = job.logs()
+    assert "first=two words" in log
+    assert f"second={tricky}" in log
+    assert "color=deep blue" in log
+    assert "No such file" in log  # the metacharacters ran nothing
+
+
+def test_python_cell_sees_env_and_argv(env):
+    job = submit(
+        env,
+        "import os, sys\nargv = sys.argv[1:]\nseen = os.environ['MODE']",
+        env={"MODE": "fast; rm -rf /"},
+        args=("--lr", "0.1"),
+        outputs=("argv", "seen"),
+    )
+    job.wait(timeout=60)
+    assert job.fetch() == {"argv": ["--lr", "0.1"], "seen": "fast; rm -rf /"}
+
+
+def test_nonzero_exit_is_failed_with_the_exit_code(env):
+    job = submit(env, "import sys\nprint('bye')\nsys.exit(3)")
+    record = env.client.wait(job.id, timeout=60)
+    assert record.status == JobStatus.FAILED
+    assert record.exit_code == 3
+    assert "bye" in job.logs()
+
+
+def test_remote_exception_shows_the_remote_traceback(env):
+    job = submit(
+        env, "values = [1, 2]\n\ndef ratio():\n    return values[0] / (values[1] - 2)\n\nratio()"
+    )
+    job.wait(timeout=60)
+    assert job.status == JobStatus.FAILED
+    assert job.job.error == "ZeroDivisionError: division by zero"
+    with pytest.raises(RemoteJobError) as info:
+        job.fetch()
+    err = info.value
+    assert err.exc_type == "ZeroDivisionError"
+    assert "return values[0] / (values[1] - 2)" in err.remote_traceback
+    assert "in ratio" in err.remote_traceback
+    assert "runner.py" not in err.remote_traceback  # starts at the cell, not our machinery
+
+
+def test_cancel_kills_the_whole_process_group(env):
+    code = (
+        "import subprocess, time\n"
+        "child = subprocess.Popen(['sleep', '300'])\n"
+        "open('child.pid', 'w').write(str(child.pid))\n"
+        "time.sleep(300)"
+    )
+    job = submit(env, code)
+    child_pid_file = f"{job.job.remote_dir}/code/child.pid"
+    child_pid = int(env.wait_for_remote_file(child_pid_file))
+    group = int(job.job.scheduler_id)
+    assert alive(child_pid) and group_alive(group)
+    job.cancel()
+    assert job.status == JobStatus.CANCELLED
+    assert wait_until(lambda: not alive(child_pid) and not group_alive(group))
+
+
+def test_wait_timeout_raises_and_job_keeps_running(env):
+    job = submit(env, "import time\ntime.sleep(60)")
+    with pytest.raises(WaitTimeoutError, match="still running"):
+        job.wait(timeout=0.3)
+    assert job.status == JobStatus.RUNNING
+    job.cancel()
+
+
+def test_job_timeout_ends_in_timeout_state(env):
+    job = submit(env, "import time\nprint('started', flush=True)\ntime.sleep(60)", timeout=1)
+    record = env.client.wait(job.id, timeout=30)
+    assert record.status == JobStatus.TIMEOUT
+    assert wait_until(lambda: not group_alive(int(record.scheduler_id)))
+
+
+def test_concurrent_submits_share_one_connection(env):
+    handles, errors = [], []
+
+    def one(i):
+        try:
+            handles.append(submit(env, f"y = {i} * {i}", outputs=("y",), namespace={}))
+        except Exception as exc:  # collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    results = sorted(h.wait(timeout=60).fetch()["y"] for h in handles)
+    assert results == sorted(i * i for i in range(10))

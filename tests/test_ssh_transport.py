@@ -1,0 +1,607 @@
+"""SSHTransport against a real OpenSSH sshd on 127.0.0.1 (no mocks).
+
+sshd runs on this machine as root, so "remote" paths are local paths too: the tests check
+what arrived, and what did not, directly on the filesystem.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import os
+import socket
+import subprocess
+import tarfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from harness.sshd import SSHServer, generate_key
+
+from gpu_magic.errors import (
+    AuthenticationError,
+    ChangedHostKeyError,
+    ClusterConnectionError,
+    HostUnreachableError,
+    RemoteCommandError,
+    TransferError,
+    UnknownHostKeyError,
+    WaitTimeoutError,
+)
+from gpu_magic.transport.base import quote_argv
+from gpu_magic.transport.ssh import SSHTransport
+
+pytestmark = pytest.mark.ssh
+
+GCM = "aes128-gcm@openssh.com"
+
+
+def openssh_fingerprint(public_key_file: Path) -> str:
+    """The fingerprint as OpenSSH prints it (an independent check of ours)."""
+    out = subprocess.run(["ssh-keygen", "-lf", str(public_key_file)], capture_output=True)
+    return out.stdout.decode().split()[1]
+
+
+def wait_until(condition, timeout: float = 10.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.02)
+
+
+# -- commands ---------------------------------------------------------------------------------
+
+
+def test_run_returns_output_and_exit_code(ssh_env):
+    t = ssh_env.transport()
+    result = t.run("echo out; echo err >&2; exit 3")
+    assert (result.exit_code, result.stdout, result.stderr) == (3, b"out\n", b"err\n")
+    assert t.run("true").ok
+    with pytest.raises(RemoteCommandError) as info:
+        t.check("sh", "-c", "echo boom >&2; exit 7")
+    assert info.value.exit_code == 7 and "boom" in str(info.value)
+    assert t.label == f"root@127.0.0.1:{ssh_env.server.port}"
+    assert t.cipher == GCM
+
+
+def test_quoted_argv_arrives_literally_and_runs_nothing(ssh_env, tmp_path):
+    marker = tmp_path / "pwned"
+    args = [
+        f"$(touch {marker})",
+        f"`touch {marker}`",
+        f"; touch {marker}",
+        f"a && touch {marker} || b",
+        'it\'s "quoted"',
+        "two\nlines",
+        "*",
+        "$HOME",
+        "",
+    ]
+    result = ssh_env.transport().run(quote_argv("printf", "%s\\0", *args))
+    assert result.ok, result.stderr
+    assert result.stdout.split(b"\0")[:-1] == [a.encode() for a in args]
+    assert not marker.exists()
+
+
+def test_stdin_is_fed_while_both_outputs_are_read(ssh_env):
+    data = os.urandom(3_000_000)  # larger than the channel windows (2 MiB) in every direction
+    t = ssh_env.transport()
+    assert t.run("cat", stdin=data, timeout=60).stdout == data
+    both = t.run("tee /dev/stderr", stdin=data, timeout=60)
+    assert both.stdout == data and both.stderr == data
+    assert t.run("cat", stdin=b"").stdout == b""
+
+
+def test_run_timeout_raises_and_the_transport_stays_usable(ssh_env):
+    t = ssh_env.transport()
+    started = time.monotonic()
+    with pytest.raises(WaitTimeoutError):
+        t.run("sleep 30", timeout=1)
+    assert time.monotonic() - started < 20
+    assert t.run("echo ok").text == "ok\n"
+
+
+def test_home_is_the_remote_home(ssh_env):
+    assert ssh_env.transport().home() == os.path.expanduser("~root")
+
+
+# -- streaming and files ----------------------------------------------------------------------
+
+
+def make_tar(files: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def test_stream_to_tar_extracts_every_file(ssh_env):
+    dest = ssh_env.remote_dir / "unpacked"
+    dest.mkdir()
+    files = {f"d/f{i}.bin": os.urandom(10_000) for i in range(200)}
+    files["big.bin"] = os.urandom(3_000_000)
+    with ssh_env.transport().stream_to(quote_argv("tar", "-x", "-C", str(dest))) as stdin:
+        stdin.write(make_tar(files))
+    for name, data in files.items():
+        assert (dest / name).read_bytes() == data
+
+
+def test_stream_to_reports_the_commands_failure(ssh_env):
+    t = ssh_env.transport()
+    missing = ssh_env.remote_dir / "missing"
+    with pytest.raises(RemoteCommandError) as info, t.stream_to(f"tar -x -C {missing}") as stdin:
+        stdin.write(make_tar({"a": b"x"}))
+    assert "missing" in info.value.stderr
+    with pytest.raises(RemoteCommandError) as info, t.stream_to("exit 3") as stdin:
+        for _ in range(40):  # far more than the window: the writes must not hang
+            stdin.write(os.urandom(256 * 1024))
+    assert info.value.exit_code == 3
+    assert t.run("echo still-fine").text == "still-fine\n"
+
+
+def test_put_file_hash_content_and_mode(ssh_env, tmp_path):
+    local = tmp_path / "payload.bin"
+    local.write_bytes(os.urandom(3 * 1024 * 1024 + 17))  # several 255 KiB requests, odd tail
+    local.chmod(0o750)
+    remote = ssh_env.remote_dir / "payload.bin"
+    moved = []
+    digest = ssh_env.transport().put_file(local, str(remote), progress=moved.append)
+    assert digest == hashlib.sha256(local.read_bytes()).hexdigest()
+    assert remote.read_bytes() == local.read_bytes()
+    assert remote.stat().st_mode & 0o777 == 0o750
+    assert sum(moved) == local.stat().st_size
+
+
+def test_put_file_of_an_empty_file(ssh_env, tmp_path):
+    local = tmp_path / "empty"
+    local.write_bytes(b"")
+    remote = ssh_env.remote_dir / "empty"
+    assert ssh_env.transport().put_file(local, str(remote)) == hashlib.sha256(b"").hexdigest()
+    assert remote.read_bytes() == b""
+
+
+def test_read_file_from_an_offset(ssh_env):
+    small = ssh_env.remote_dir / "log.txt"
+    small.write_bytes(b"line one\nline two\n")
+    big = ssh_env.remote_dir / "big.bin"
+    big.write_bytes(os.urandom(1_000_000))  # takes the prefetch path
+    t = ssh_env.transport()
+    assert t.read_file(str(small)) == b"line one\nline two\n"
+    assert t.read_file(str(small), offset=9) == b"line two\n"
+    assert t.read_file(str(small), offset=1000) == b""
+    assert t.read_file(str(big), offset=12345) == big.read_bytes()[12345:]
+
+
+def test_get_file(ssh_env, tmp_path):
+    remote = ssh_env.remote_dir / "result.bin"
+    remote.write_bytes(os.urandom(2_500_000))
+    local = tmp_path / "result.bin"
+    moved = []
+    ssh_env.transport().get_file(str(remote), local, progress=moved.append)
+    assert local.read_bytes() == remote.read_bytes()
+    assert sum(moved) == remote.stat().st_size
+
+
+def test_file_errors_are_transfer_errors(ssh_env, tmp_path):
+    t = ssh_env.transport()
+    missing = str(ssh_env.remote_dir / "nope" / "x")
+    local = tmp_path / "x"
+    local.write_bytes(b"x")
+    with pytest.raises(TransferError, match="nope"):
+        t.put_file(local, missing)
+    with pytest.raises(TransferError, match="nope"):
+        t.read_file(missing)
+    with pytest.raises(TransferError, match="nope"):
+        t.get_file(missing, tmp_path / "y")
+    with pytest.raises(TransferError):
+        t.put_file(tmp_path / "no-such-local-file", str(ssh_env.remote_dir / "z"))
+    assert not (ssh_env.remote_dir / "z").exists()
+
+
+# -- host keys --------------------------------------------------------------------------------
+
+
+def test_unknown_host_key_is_refused_with_fingerprint_and_hint(ssh_env, tmp_path):
+    server = ssh_env.server
+    ssh_env.settings.known_hosts_path.write_text("")
+    marker = tmp_path / "should-not-exist"
+    with pytest.raises(UnknownHostKeyError) as info:
+        ssh_env.transport().run(f"touch {marker}")
+    message = str(info.value)
+    assert openssh_fingerprint(server.host_key.with_suffix(".pub")) in message
+    assert f"127.0.0.1:{server.port}" in message
+    assert f"ssh-keyscan -p {server.port} -t ed25519 127.0.0.1" in message
+    assert not marker.exists()
+
+
+def test_changed_host_key_is_refused_with_both_fingerprints(ssh_env, tmp_path):
+    other = generate_key(tmp_path / "other_host_key")
+    other_pub = " ".join(other.with_suffix(".pub").read_text().split()[:2])
+    known = ssh_env.settings.known_hosts_path
+    known.write_text(f"[127.0.0.1]:{ssh_env.server.port} {other_pub}\n")
+    with pytest.raises(ChangedHostKeyError) as info:
+        ssh_env.transport().run("true")
+    message = str(info.value)
+    assert openssh_fingerprint(other.with_suffix(".pub")) in message
+    assert openssh_fingerprint(ssh_env.server.host_key.with_suffix(".pub")) in message
+    assert "CHANGED" in message
+
+
+def test_hashed_known_hosts_and_cluster_known_hosts_file(ssh_env, tmp_path):
+    known = ssh_env.settings.known_hosts_path
+    subprocess.run(["ssh-keygen", "-H", "-f", str(known)], check=True, capture_output=True)
+    assert known.read_text().startswith("|1|")
+    assert ssh_env.transport().run("true").ok
+
+    known.write_text("")
+    cluster = ssh_env.cluster.model_copy(update={"known_hosts": str(ssh_env.server.known_hosts)})
+    assert ssh_env.transport(cluster).run("true").ok
+
+
+# -- authentication and reachability ----------------------------------------------------------
+
+
+def test_wrong_key_is_an_authentication_error_naming_what_was_tried(ssh_env, tmp_path):
+    wrong = generate_key(tmp_path / "wrong_key")
+    cluster = ssh_env.cluster.model_copy(update={"key": str(wrong)})
+    with pytest.raises(AuthenticationError) as info:
+        ssh_env.transport(cluster).run("true")
+    message = str(info.value)
+    assert f"root@127.0.0.1:{ssh_env.server.port}" in message
+    assert str(wrong) in message and "ssh-agent" in message
+
+
+def test_missing_key_file_is_an_authentication_error(ssh_env, tmp_path):
+    cluster = ssh_env.cluster.model_copy(update={"key": str(tmp_path / "absent")})
+    with pytest.raises(AuthenticationError, match="absent"):
+        ssh_env.transport(cluster).run("true")
+
+
+def test_closed_port_is_unreachable_at_once(ssh_env):
+    with socket.socket() as s:  # bound, not listening: connections are refused
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        cluster = ssh_env.cluster.model_copy(update={"port": port})
+        started = time.monotonic()
+        with pytest.raises(HostUnreachableError, match=f"127.0.0.1:{port}"):
+            ssh_env.transport(cluster).run("true")
+    assert time.monotonic() - started < ssh_env.settings.ssh_connection_timeout
+
+
+def test_silent_host_fails_within_the_connection_timeout(ssh_env):
+    settings = ssh_env.settings.model_copy(update={"ssh_connection_timeout": 2.0})
+    with socket.socket() as silent:  # accepts TCP, never speaks SSH
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        port = silent.getsockname()[1]
+        cluster = ssh_env.cluster.model_copy(update={"port": port})
+        started = time.monotonic()
+        with pytest.raises(HostUnreachableError, match=f"127.0.0.1:{port}"):
+            ssh_env.transport(cluster, settings).run("true")
+        assert time.monotonic() - started < 2.0 * 3  # a bound, not a performance figure
+
+
+def test_unresolvable_host_is_unreachable(ssh_env):
+    cluster = ssh_env.cluster.model_copy(update={"host": "no-such-host.invalid"})
+    with pytest.raises(HostUnreachableError, match=r"no-such-host\.invalid"):
+        ssh_env.transport(cluster).run("true")
+
+
+# -- ssh config, ProxyJump, agent -------------------------------------------------------------
+
+
+def write_ssh_config(ssh_env, text: str) -> Path:
+    path = ssh_env.settings.ssh_config_path
+    path.write_text(text)
+    return path
+
+
+def test_ssh_config_alias(ssh_env):
+    server = ssh_env.server
+    config = write_ssh_config(
+        ssh_env,
+        f"Host gpubox\n  HostName 127.0.0.1\n  Port {server.port}\n  User root\n"
+        f"  IdentityFile {server.client_key}\n",
+    )
+    cluster = ssh_env.cluster.model_copy(update={"host": "gpubox", "port": None, "user": None})
+    cluster = cluster.model_copy(update={"key": None})
+    t = ssh_env.transport(cluster)
+    assert t.label == f"root@127.0.0.1:{server.port}"
+    assert t.run("echo via-alias").text == "via-alias\n"
+    # the same alias works for OpenSSH itself, so the config above is a real one
+    known = ssh_env.settings.known_hosts_path
+    ssh = subprocess.run(
+        [
+            *("ssh", "-F", str(config), "-o", f"UserKnownHostsFile={known}"),
+            *("-o", "BatchMode=yes", "gpubox", "echo", "via-openssh"),
+        ],
+        capture_output=True,
+        timeout=30,
+    )
+    assert ssh.stdout == b"via-openssh\n", ssh.stderr
+
+
+def test_explicit_cluster_fields_win_over_ssh_config(ssh_env, tmp_path):
+    wrong = generate_key(tmp_path / "wrong_key")
+    write_ssh_config(ssh_env, f"Host 127.0.0.1\n  Port 1\n  User nobody\n  IdentityFile {wrong}\n")
+    t = ssh_env.transport()  # the cluster names port, user and key explicitly
+    assert t.label == f"root@127.0.0.1:{ssh_env.server.port}"
+    assert t.run("id -un").text == "root\n"
+
+
+@pytest.fixture
+def jump_server(tmp_path, ssh_env):
+    """A second sshd used only as a jump host: it has connections only if we jumped through it."""
+    with SSHServer(tmp_path / "jump") as jump:
+        jump.authorized_keys.write_text(ssh_env.server.client_key.with_suffix(".pub").read_text())
+        with ssh_env.settings.known_hosts_path.open("a") as known:
+            known.write(jump.known_hosts_line() + "\n")
+        yield jump
+
+
+def test_proxy_jump_from_cluster_field(ssh_env, jump_server):
+    cluster = ssh_env.cluster.model_copy(
+        update={"proxy_jump": f"root@127.0.0.1:{jump_server.port}"}
+    )
+    t = ssh_env.transport(cluster)
+    assert t.run("echo through-the-jump").text == "through-the-jump\n"
+    assert len(jump_server.connection_pids()) == 1
+
+
+def test_proxy_jump_from_ssh_config(ssh_env, jump_server):
+    server = ssh_env.server
+    write_ssh_config(
+        ssh_env,
+        f"Host bastion\n  HostName 127.0.0.1\n  Port {jump_server.port}\n  User root\n"
+        f"  IdentityFile {server.client_key}\n"
+        f"Host gpubox\n  HostName 127.0.0.1\n  Port {server.port}\n  User root\n"
+        f"  IdentityFile {server.client_key}\n  ProxyJump bastion\n",
+    )
+    cluster = ssh_env.cluster.model_copy(
+        update={"host": "gpubox", "port": None, "user": None, "key": None}
+    )
+    t = ssh_env.transport(cluster)
+    assert t.run("echo ok").text == "ok\n"
+    assert len(jump_server.connection_pids()) == 1
+
+
+def test_proxy_jump_to_a_dead_target(ssh_env, jump_server):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]
+        cluster = ssh_env.cluster.model_copy(
+            update={"port": dead, "proxy_jump": f"root@127.0.0.1:{jump_server.port}"}
+        )
+        with pytest.raises(HostUnreachableError, match=f"127.0.0.1:{dead}"):
+            ssh_env.transport(cluster).run("true")
+
+
+@pytest.fixture
+def ssh_agent(tmp_path):
+    """A real ssh-agent in the foreground (-D), stopped by PID."""
+    sock = tmp_path / "agent.sock"
+    agent = subprocess.Popen(["ssh-agent", "-D", "-a", str(sock)], stdout=subprocess.DEVNULL)
+    try:
+        wait_until(sock.exists, what="ssh-agent socket")
+        yield sock
+    finally:
+        agent.terminate()
+        agent.wait(5)
+
+
+def test_ssh_agent_authenticates_a_cluster_without_key(ssh_env, ssh_agent, monkeypatch, tmp_path):
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.ssh/id_* to fall back on
+    cluster = ssh_env.cluster.model_copy(update={"key": None})
+    with pytest.raises(AuthenticationError, match="no ssh-agent"):
+        ssh_env.transport(cluster).run("true")  # control: without the agent it cannot log in
+
+    env = {**os.environ, "SSH_AUTH_SOCK": str(ssh_agent)}
+    subprocess.run(["ssh-add", str(ssh_env.server.client_key)], env=env, check=True)
+    monkeypatch.setenv("SSH_AUTH_SOCK", str(ssh_agent))
+    assert ssh_env.transport(cluster).run("echo agent").text == "agent\n"
+
+
+# -- concurrency and failures of the connection -----------------------------------------------
+
+
+@pytest.fixture
+def fresh_sshd(tmp_path, ssh_env):
+    """Factory: an sshd of its own (OpenSSH defaults unless asked) and a cluster for it."""
+    servers = []
+
+    def start(**options):
+        server = SSHServer(tmp_path / f"sshd{len(servers)}", **options).start()
+        servers.append(server)
+        server.authorized_keys.write_text(ssh_env.server.client_key.with_suffix(".pub").read_text())
+        with ssh_env.settings.known_hosts_path.open("a") as known:
+            known.write(server.known_hosts_line() + "\n")
+        return server, ssh_env.cluster.model_copy(update={"port": server.port})
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+def run_in_threads(count: int, work) -> list:
+    """Start ``count`` threads at once (barrier); returns results or the exceptions raised."""
+    barrier = threading.Barrier(count)
+    results: list = [None] * count
+
+    def worker(i):
+        barrier.wait()
+        try:
+            results[i] = work(i)
+        except Exception as exc:
+            results[i] = exc
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    return results
+
+
+def test_forty_threads_share_one_connection_under_default_max_sessions(ssh_env, fresh_sshd):
+    server, cluster = fresh_sshd()  # MaxSessions 10, the OpenSSH default
+    t = ssh_env.transport(cluster)
+    results = run_in_threads(40, lambda i: t.run(f"sleep 0.2; echo {i}").text)
+    assert results == [f"{i}\n" for i in range(40)]
+    assert len(server.connection_pids()) == 1
+
+
+def test_channel_cap_equal_to_max_sessions_and_the_control_without_it(ssh_env, fresh_sshd):
+    """With the cap at the server's MaxSessions every call waits its turn; without the cap the
+    server refuses the extra channels (the control that shows the cap does the work)."""
+    _server, cluster = fresh_sshd(max_sessions=2)
+    settings = ssh_env.settings.model_copy(update={"ssh_connection_timeout": 0.5})
+    command = "sleep 1; echo ok"  # far longer than the 0.5 s a refused channel is retried
+    capped = ssh_env.transport(cluster.model_copy(update={"max_sessions": 2}), settings)
+    assert run_in_threads(6, lambda i: capped.run(command).text) == ["ok\n"] * 6
+    uncapped = ssh_env.transport(cluster.model_copy(update={"max_sessions": 6}), settings)
+    results = run_in_threads(6, lambda i: uncapped.run(command).text)
+    refused = [r for r in results if isinstance(r, ClusterConnectionError)]
+    assert len(refused) == 4 and results.count("ok\n") == 2, results
+
+
+def test_simultaneous_connects_survive_default_max_startups(ssh_env, fresh_sshd):
+    server, cluster = fresh_sshd()  # MaxStartups 10:30:100, the OpenSSH default
+    transports = [ssh_env.transport(cluster) for _ in range(40)]
+    results = run_in_threads(40, lambda i: transports[i].run("echo up").text)
+    assert results == ["up\n"] * 40
+    assert "past MaxStartups" in server.log_path.read_text()  # the retries were needed
+
+
+class DroppingProxy:
+    """TCP forwarder to sshd that closes its first ``drop`` connections at once, like sshd does
+    past MaxStartups, and counts every connection it accepts."""
+
+    def __init__(self, target_port: int, drop: int):
+        self.target_port = target_port
+        self.drop = drop
+        self.accepted = 0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            if self.accepted <= self.drop:
+                client.close()
+                continue
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src, dst):
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+
+    def close(self):
+        self.listener.close()
+
+
+@pytest.fixture
+def dropping_proxy(ssh_env):
+    proxies = []
+
+    def make(drop: int) -> DroppingProxy:
+        proxy = DroppingProxy(ssh_env.server.port, drop)
+        proxies.append(proxy)
+        line = f"[127.0.0.1]:{proxy.port} {ssh_env.server.host_public_key}\n"
+        with ssh_env.settings.known_hosts_path.open("a") as known:
+            known.write(line)
+        return proxy
+
+    yield make
+    for proxy in proxies:
+        proxy.close()
+
+
+def test_connects_dropped_before_the_banner_are_retried(ssh_env, dropping_proxy):
+    proxy = dropping_proxy(drop=2)
+    cluster = ssh_env.cluster.model_copy(update={"port": proxy.port})
+    assert ssh_env.transport(cluster).run("echo hi").text == "hi\n"
+    assert proxy.accepted == 3
+
+
+def test_auth_and_host_key_failures_are_not_retried(ssh_env, dropping_proxy, tmp_path):
+    proxy = dropping_proxy(drop=0)
+    wrong = generate_key(tmp_path / "wrong_key")
+    cluster = ssh_env.cluster.model_copy(update={"port": proxy.port, "key": str(wrong)})
+    with pytest.raises(AuthenticationError):
+        ssh_env.transport(cluster).run("true")
+    assert proxy.accepted == 1
+    ssh_env.settings.known_hosts_path.write_text("")
+    cluster = ssh_env.cluster.model_copy(update={"port": proxy.port})
+    with pytest.raises(UnknownHostKeyError):
+        ssh_env.transport(cluster).run("true")
+    assert proxy.accepted == 2
+
+
+def test_reconnects_after_the_server_dropped_the_connection(ssh_env, fresh_sshd):
+    server, cluster = fresh_sshd()
+    t = ssh_env.transport(cluster)
+    assert t.run("echo one").text == "one\n"
+    assert server.kill_connections()
+    assert t.run("echo two").text == "two\n"  # at once: the dead connection is noticed on open
+    assert server.kill_connections()
+    wait_until(lambda: t.cipher is None, what="the client to notice the dropped connection")
+    assert t.run("echo three").text == "three\n"
+    t.close()
+    assert t.cipher is None
+    assert t.run("echo four").text == "four\n"
+
+
+def test_a_command_cut_off_by_a_dropped_connection_is_a_connection_error(ssh_env, fresh_sshd):
+    server, cluster = fresh_sshd()
+    t = ssh_env.transport(cluster)
+    started = ssh_env.remote_dir / "started"
+
+    def kill_once_started():
+        wait_until(started.exists, what="the command to start")
+        server.kill_connections()
+
+    killer = threading.Thread(target=kill_once_started)
+    killer.start()
+    with pytest.raises(ClusterConnectionError, match="may or may not have run"):
+        t.run(f"touch {started}; sleep 30", timeout=60)
+    killer.join()
+    assert t.run("echo back").text == "back\n"
+
+
+def test_file_transfer_after_reconnect(ssh_env, fresh_sshd, tmp_path):
+    server, cluster = fresh_sshd()
+    t = ssh_env.transport(cluster)
+    target = ssh_env.remote_dir / "f"
+    target.write_bytes(b"before")
+    assert t.read_file(str(target)) == b"before"  # leaves an idle SFTP session behind
+    server.kill_connections()
+    target.write_bytes(b"after")
+    assert t.read_file(str(target)) == b"after"
+
+
+def test_transport_needs_a_host(ssh_env):
+    from gpu_magic.errors import ConfigError
+
+    with pytest.raises(ConfigError):
+        SSHTransport(ssh_env.cluster.model_copy(update={"host": None}), ssh_env.settings)
