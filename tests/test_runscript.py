@@ -331,6 +331,22 @@ def test_cell_functions_and_classes_come_back(tmp_path):
     assert job.output("square")(4) == 16
 
 
+def test_cell_is_main_module_for_multiprocessing(tmp_path):
+    job = make_job(
+        tmp_path,
+        """
+        import multiprocessing
+        def square(v):
+            return v * v
+        with multiprocessing.get_context("fork").Pool(2) as pool:
+            squares = pool.map(square, [1, 2, 3])
+        """,
+        outputs=("squares",),
+    ).launch()
+    assert job.wait() == 0, job.log
+    assert job.output("squares") == [1, 4, 9]
+
+
 def test_exception_writes_error_json(tmp_path):
     job = make_job(
         tmp_path,

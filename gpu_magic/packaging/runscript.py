@@ -4,8 +4,8 @@ The scheduler starts it as ``cd JOBDIR && setsid nohup bash run.sh </dev/null >/
 so the script's ``$$`` is the id of the job's process group. What it does, in order:
 
 1. ``cd`` to its own folder (JOBDIR = ``pwd -P``), traps TERM/INT/HUP, ``mkdir -p`` state/
-   outputs/ checkpoints/, removes a previous attempt's ``exit_code``, ``ended_at``, ``timed_out``
-   and ``error.json``, then writes ``state/pid`` (``$$``) and ``state/started_at``.
+   outputs/ checkpoints/, removes a previous attempt's ``exit_code``, ``ended_at``, ``timed_out``,
+   ``error.json`` and ``.cell_status``, then writes ``state/pid`` (``$$``) and ``started_at``.
 2. If ``state/cancel_requested`` already exists it stops with ``EXIT_CANCELLED``.
 3. Exports the request's env, then ``GPU_MAGIC_JOB_ID``, ``GPU_MAGIC_JOB_DIR``,
    ``PYTHONUNBUFFERED=1`` and ``PYTHONPATH=JOBDIR/lib[:JOBDIR/code/repo][:$PYTHONPATH]``.
@@ -16,7 +16,10 @@ so the script's ``$$`` is the id of the job's process group. What it does, in or
    ``EXIT_GPU_UNAVAILABLE``.
 6. With a git source: clones into ``code/repo`` (unless a previous attempt did) and checks out the
    ref, or fails with ``EXIT_GIT_FAILED`` (git's message is in output.log).
-7. Runs the cell in the background in ``code/``, output appended to ``output.log``, and waits.
+7. Runs the cell in ``code/`` inside a background wrapper subshell, output appended to
+   ``output.log``, and waits. The wrapper outlives a TERM just long enough to write the cell's
+   status to ``state/.cell_status``: after a trap has interrupted ``wait``, bash 5 sometimes
+   reports -1 for the child, so ``wait`` alone cannot give the exit code.
 8. On TERM (cancel or timeout): TERM to the whole group, KILL whatever is left after the grace
    period. After a normal end, processes the cell left behind are stopped the same way.
 9. Writes ``state/ended_at`` and, last, ``state/exit_code`` (the cell's status: 143 for TERM,

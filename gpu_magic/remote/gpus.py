@@ -118,7 +118,7 @@ def query(nvidia_smi: str = "nvidia-smi") -> str:
         )
     except FileNotFoundError:
         raise GPUQueryError(
-            f"{nvidia_smi} was not found: this host has no NVIDIA driver on PATH"
+            f"{nvidia_smi} was not found: no NVIDIA driver on this host, or it is not on PATH"
         ) from None
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise GPUQueryError(f"{nvidia_smi} could not be run: {exc}") from None
