@@ -168,3 +168,25 @@ def test_every_fixture_line_parses():
     for csv in FIXTURES.glob("*/query-*.csv"):
         lines = [line for line in csv.read_text().splitlines() if line.strip()]
         assert len(parse_gpus(csv.read_text())) == len(lines), csv
+
+
+@pytest.mark.parametrize(
+    ("scenario", "utilization", "free"),
+    [("h100x1-real-idle", 0.0, True), ("h100x1-real-busy", 100.0, False)],
+)
+def test_real_h100_captures_parse(scenario, utilization, free):
+    """Output captured on a real H100 (driver 580.159.04) by bench/gpu_device_check.sh."""
+    for name in ("query-select.csv", "query-sample.csv"):
+        (gpu,) = parse_gpus((FIXTURES / scenario / name).read_text())
+        assert gpu.index == 0
+        assert gpu.uuid == "GPU-827f571d-4f36-e59b-ebeb-8252ebf24cfb"
+        assert (gpu.utilization, gpu.memory_total, gpu.free) == (utilization, 81559.0, free)
+
+
+def test_script_on_the_real_single_h100_capture():
+    busy = str(FIXTURES / "h100x1-real-busy")
+    one = run_script("1", GPU_MAGIC_NVIDIA_SMI=str(FAKE), FAKE_NVIDIA_SMI_DIR=busy)
+    assert (one.returncode, one.stdout) == (0, "0\n")
+    assert "only 0 of the 1 requested GPU(s) are idle" in one.stderr
+    two = run_script("2", GPU_MAGIC_NVIDIA_SMI=str(FAKE), FAKE_NVIDIA_SMI_DIR=busy)
+    assert two.returncode == gpus.EXIT_TOO_FEW

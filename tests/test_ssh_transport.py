@@ -589,6 +589,19 @@ def test_a_command_cut_off_by_a_dropped_connection_is_a_connection_error(ssh_env
     assert t.run("echo back").text == "back\n"
 
 
+def test_a_stream_cut_off_by_a_dropped_connection_is_a_connection_error(ssh_env, fresh_sshd):
+    server, cluster = fresh_sshd()
+    t = ssh_env.transport(cluster)
+    started = ssh_env.remote_dir / "started"
+    command = f"touch {started}; cat > /dev/null"
+    with pytest.raises(ClusterConnectionError), t.stream_to(command) as stdin:
+        wait_until(started.exists, what="the command to start")
+        server.kill_connections()
+        for _ in range(1000):  # 64 MB: far past any window, so the writes must notice
+            stdin.write(b"x" * 65536)
+    assert t.run("echo back").text == "back\n"
+
+
 def test_file_transfer_after_reconnect(ssh_env, fresh_sshd, tmp_path):
     server, cluster = fresh_sshd()
     t = ssh_env.transport(cluster)

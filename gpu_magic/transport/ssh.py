@@ -127,6 +127,8 @@ class SSHTransport(Transport):
                 raw.abandon()  # the caller failed: send nothing more, the channel closes
                 raise
             out, err, status = reader.finish(self.settings.file_transfer_timeout)
+            if status == -1 and not chan.get_transport().is_active():
+                raise self._lost(command, EOFError("connection closed"))
         if status != 0:
             raise RemoteCommandError(
                 command, status, err.decode(errors="replace"), out.decode(errors="replace")
@@ -376,7 +378,7 @@ class _Reader:
         self._thread.join(timeout)
         if self._thread.is_alive():
             raise WaitTimeoutError(f"remote command did not exit within {timeout}s of its input")
-        if self._error is not None or not self._chan.exit_status_ready():
+        if self._error is not None:
             raise ClusterConnectionError(f"connection lost while streaming: {self._error}")
         return (*self._result, self._chan.recv_exit_status())
 

@@ -1,0 +1,214 @@
+"""SSHTransport vs OpenSSH on a loopback sshd: one big file, many small files, downloads.
+
+Run: .venv/bin/python bench/bench_transfer.py [--size-mb 100] [--runs 3] [--small 1000]
+
+Starts its own sshd (tests/harness/sshd.py) in a temporary directory, so it needs
+/usr/sbin/sshd and root. Every figure is the median of ``--runs`` runs in MB/s (10^6 bytes/s),
+OpenSSH and gpu_magic side by side in the same run, so the ratio is what to compare across
+machines. Both ends share the CPU: on loopback the limit is encryption, not the network.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+from harness.fixtures import make_settings  # noqa: E402
+from harness.sshd import SSHServer  # noqa: E402
+
+from gpu_magic.clusters import ClusterConfig  # noqa: E402
+from gpu_magic.transport.base import quote_argv  # noqa: E402
+from gpu_magic.transport.ssh import SSHTransport  # noqa: E402
+
+
+@dataclass
+class Bench:
+    server: SSHServer
+    transport: SSHTransport
+    cluster: ClusterConfig
+    work: Path
+
+    def openssh_options(self, port_flag: str) -> list[str]:
+        return [
+            *("-q", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes"),
+            *("-o", f"UserKnownHostsFile={self.server.known_hosts}"),
+            *("-i", str(self.server.client_key), port_flag, str(self.server.port)),
+        ]
+
+    def scp(self, src: str, dst: str) -> None:
+        subprocess.run(["scp", *self.openssh_options("-P"), src, dst], check=True)
+
+    def sftp_batch(self, commands: str) -> None:
+        batch = self.work / "sftp.batch"
+        batch.write_text(commands)
+        argv = ["sftp", *self.openssh_options("-P"), "-b", str(batch), "root@127.0.0.1"]
+        subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
+
+    def remote(self, path: Path) -> str:
+        return f"root@127.0.0.1:{path}"
+
+
+def median_seconds(fn: Callable[[int], None], runs: int, reset: Callable[[], None]) -> float:
+    """Median wall time of ``fn(run)``; ``reset()`` runs untimed before each run."""
+    samples = []
+    for run in range(runs):
+        reset()
+        start = time.perf_counter()
+        fn(run)
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples)
+
+
+def fresh_dir(path: Path) -> Callable[[], None]:
+    def reset() -> None:
+        shutil.rmtree(path, ignore_errors=True)
+        path.mkdir(parents=True)
+
+    return reset
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def bench_big_upload(b: Bench, size: int, runs: int) -> list[tuple[str, float]]:
+    src = b.work / "big.bin"
+    write_random(src, size)
+    dst_dir = b.work / "up"
+    dst = dst_dir / "big.bin"
+    reset = fresh_dir(dst_dir)
+
+    def cold_put(_run: int) -> None:
+        transport = SSHTransport(b.cluster, b.transport.settings)
+        transport.put_file(src, str(dst))
+        transport.close()
+
+    rows = [
+        ("OpenSSH scp put", median_seconds(lambda _: b.scp(str(src), b.remote(dst)), runs, reset)),
+        ("put_file (warm connection)", median_seconds(put(b, src, dst), runs, reset)),
+        ("put_file (new connection)", median_seconds(cold_put, runs, reset)),
+    ]
+    assert sha256(dst) == sha256(src), "upload corrupted"
+    return [(name, size / 1e6 / seconds) for name, seconds in rows]
+
+
+def put(b: Bench, src: Path, dst: Path) -> Callable[[int], None]:
+    expected = sha256(src)
+
+    def run(_run: int) -> None:
+        assert b.transport.put_file(src, str(dst)) == expected  # hashing while sending is timed
+
+    return run
+
+
+def bench_download(b: Bench, size: int, runs: int) -> list[tuple[str, float]]:
+    """scp get vs get_file of one ``size``-byte file (kept separate: later issues need it)."""
+    src = b.work / "remote-big.bin"
+    write_random(src, size)
+    dst_dir = b.work / "down"
+    dst = dst_dir / "big.bin"
+    reset = fresh_dir(dst_dir)
+    rows = [
+        ("OpenSSH scp get", median_seconds(lambda _: b.scp(b.remote(src), str(dst)), runs, reset)),
+        ("get_file", median_seconds(lambda _: b.transport.get_file(str(src), dst), runs, reset)),
+    ]
+    assert sha256(dst) == sha256(src), "download corrupted"
+    return [(name, size / 1e6 / seconds) for name, seconds in rows]
+
+
+def bench_small_files(b: Bench, count: int, size: int, runs: int) -> list[tuple[str, float]]:
+    src = b.work / "small"
+    src.mkdir()
+    for i in range(count):
+        (src / f"f{i:05d}.bin").write_bytes(os.urandom(size))
+    names = sorted(p.name for p in src.iterdir())
+    dst = b.work / "small-up"
+    reset = fresh_dir(dst)
+
+    def tar_stream(_run: int) -> None:
+        command = quote_argv("tar", "-x", "-C", str(dst))
+        with b.transport.stream_to(command) as stdin, tarfile.open(fileobj=stdin, mode="w|") as tar:
+            for name in names:
+                tar.add(src / name, arcname=name)
+
+    def put_each(_run: int) -> None:
+        for name in names:
+            b.transport.put_file(src / name, str(dst / name))
+
+    sftp = f"lcd {src}\ncd {dst}\nput *\n"
+    rows = [
+        ("OpenSSH sftp -b put", median_seconds(lambda _: b.sftp_batch(sftp), runs, reset)),
+        ("put_file per file", median_seconds(put_each, runs, reset)),
+        ("tar stream via stream_to", median_seconds(tar_stream, runs, reset)),
+    ]
+    assert sorted(p.name for p in dst.iterdir()) == names
+    assert all((dst / n).read_bytes() == (src / n).read_bytes() for n in names[:: count // 10])
+    return [(name, count * size / 1e6 / seconds) for name, seconds in rows]
+
+
+def write_random(path: Path, size: int) -> None:
+    with open(path, "wb") as f:
+        for _ in range(size // (1 << 20)):
+            f.write(os.urandom(1 << 20))
+        f.write(os.urandom(size % (1 << 20)))
+
+
+def print_table(title: str, rows: list[tuple[str, float]]) -> None:
+    baseline = rows[0][1]
+    print(f"\n{title}")
+    print(f"| {'method':<28} | {'MB/s':>7} | {'vs ' + rows[0][0]:>22} |")
+    print(f"|{'-' * 30}|{'-' * 9}|{'-' * 24}|")
+    for name, rate in rows:
+        print(f"| {name:<28} | {rate:7.1f} | {rate / baseline:21.2f}x |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size-mb", type=int, default=100)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--small", type=int, default=1000, help="number of 10 KB files")
+    parser.add_argument("--skip-download", action="store_true")
+    args = parser.parse_args()
+    size = args.size_mb * 1_000_000
+    with tempfile.TemporaryDirectory(prefix="bench-transfer-") as tmp:
+        work = Path(tmp)
+        with SSHServer(work / "sshd") as server:
+            settings = make_settings(work, known_hosts_path=server.known_hosts)
+            cluster = ClusterConfig(
+                name="bench", host="127.0.0.1", port=server.port, user="root",
+                key=str(server.client_key),
+            )  # fmt: skip
+            transport = SSHTransport(cluster, settings)
+            transport.run("true").check()
+            b = Bench(server, transport, cluster, work)
+            print(f"loopback sshd, {os.cpu_count()} CPUs, cipher {transport.cipher}")
+            print(f"median of {args.runs} runs, MB/s = 10^6 bytes per second")
+            print_table(f"upload, one {args.size_mb} MB file", bench_big_upload(b, size, args.runs))
+            small = bench_small_files(b, args.small, 10_000, args.runs)
+            print_table(f"upload, {args.small} x 10 KB files", small)
+            if not args.skip_download:
+                rows = bench_download(b, size, args.runs)
+                print_table(f"download, one {args.size_mb} MB file", rows)
+            transport.close()
+
+
+if __name__ == "__main__":
+    main()

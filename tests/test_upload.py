@@ -1,0 +1,101 @@
+"""The verified, atomic upload: a job folder exists complete and checked, or not at all."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path, PurePosixPath
+
+import pytest
+
+from gpu_magic.errors import ClusterConnectionError, TransferError
+from gpu_magic.jobdir import CHECKSUMS, JobDir
+from gpu_magic.packaging.bundle import Bundle
+from gpu_magic.packaging.upload import LARGE_FILE, upload_bundle
+from gpu_magic.transport import LocalTransport
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def make_bundle(tmp_path: Path, big_size: int = 3 * LARGE_FILE) -> Bundle:
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(big_size))
+    bundle = Bundle("job-1")
+    bundle.add("spec.json", b"{}")
+    bundle.add("code/main.py", b"print('hi')\n", mode=0o755)
+    bundle.add("code/data/deep/big.bin", source=big)
+    for i in range(50):
+        bundle.add(f"code/small/{i}.txt", f"file {i}\n".encode())
+    return bundle
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(params=["local", "ssh"])
+def transport(request):
+    if request.param == "local":
+        return LocalTransport()
+    return request.getfixturevalue("ssh_env").transport()
+
+
+def test_everything_arrives_verified_and_nothing_partial_remains(transport, tmp_path):
+    bundle = make_bundle(tmp_path)
+    target = JobDir(PurePosixPath(tmp_path / "remote" / "job-1"))
+    moved = []
+    upload_bundle(transport, bundle, target, progress=moved.append)
+    root = Path(str(target))
+    for entry in bundle.entries:
+        arrived = root / entry.rel
+        expected = entry.data if entry.data is not None else entry.source.read_bytes()
+        assert arrived.read_bytes() == expected, entry.rel
+    assert os.stat(root / "code/main.py").st_mode & 0o777 == 0o755
+    listing = (root / CHECKSUMS).read_text()
+    assert f"{sha(tmp_path / 'big.bin')}  code/data/deep/big.bin" in listing
+    assert not Path(str(target.partial)).exists()
+    assert sum(moved) == bundle.total_bytes
+
+
+class CorruptingTransport(LocalTransport):
+    """Our own seam: flips one byte of every large file after it is written."""
+
+    def put_file(self, local, remote, *, progress=None):
+        digest = super().put_file(local, remote, progress=progress)
+        with open(remote, "r+b") as f:
+            first = f.read(1)
+            f.seek(0)
+            f.write(bytes([first[0] ^ 0xFF]))
+        return digest
+
+
+def test_a_corrupted_file_fails_verification_and_leaves_nothing(tmp_path):
+    target = JobDir(PurePosixPath(tmp_path / "remote" / "job-1"))
+    with pytest.raises(TransferError) as info:
+        upload_bundle(CorruptingTransport(), make_bundle(tmp_path), target)
+    assert "upload verification failed" in str(info.value)
+    assert "code/data/deep/big.bin: FAILED" in str(info.value)
+    assert not Path(str(target)).exists()
+    assert not Path(str(target.partial)).exists()
+    assert (tmp_path / "big.bin").stat().st_size == 3 * LARGE_FILE  # the local data is intact
+
+
+def test_a_dropped_connection_mid_upload_leaves_no_job_folder(ssh_env, tmp_path):
+    transport = ssh_env.transport()
+    bundle = make_bundle(tmp_path, big_size=40 * LARGE_FILE)
+    target = JobDir(PurePosixPath(tmp_path / "remote" / "job-1"))
+    sent = []
+
+    def drop_halfway(n):
+        sent.append(n)
+        if sum(sent) > 10 * LARGE_FILE and not getattr(drop_halfway, "done", False):
+            drop_halfway.done = True
+            ssh_env.server.kill_connections()
+
+    with pytest.raises((TransferError, ClusterConnectionError)) as info:
+        upload_bundle(transport, bundle, target, progress=drop_halfway)
+    assert "127.0.0.1" in str(info.value) or "job-1" in str(info.value)
+    assert not Path(str(target)).exists()
+    assert not Path(str(target.partial)).exists()  # removed after reconnecting
+    upload_bundle(transport, bundle, target)  # the same bundle goes through afterwards
+    assert sha(Path(str(target)) / "code/data/deep/big.bin") == sha(tmp_path / "big.bin")
