@@ -9,14 +9,18 @@ writes ``summary.json``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import statistics
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
 from gpu_magic import Client, GPUJobRequest, Settings
+from gpu_magic.clusters import ClusterConfig
 
 SELECT = "--query-gpu=index,uuid,utilization.gpu,memory.used,memory.total"
 SAMPLE = SELECT + ",temperature.gpu,power.draw"
@@ -76,21 +80,58 @@ class Sampler(threading.Thread):
                     busy_captured = True
 
 
+def ssh_cluster(client: Client, work: Path, stack: contextlib.ExitStack) -> str:
+    """Start a real sshd on 127.0.0.1 (the test harness) and register it as cluster ``ssh``."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from harness.sshd import SSHServer
+
+    server = stack.enter_context(SSHServer(work / "sshd"))
+    client.settings.known_hosts_path.write_text(server.known_hosts_line() + "\n")
+    client.clusters.add(
+        ClusterConfig(
+            name="ssh",
+            host=server.host,
+            port=server.port,
+            user="root",
+            key=str(server.client_key),
+            base_path=str(work / "remote"),
+            python=sys.executable,
+        )
+    )
+    return "ssh"
+
+
+def login_env() -> dict[str, str]:
+    """An SSH login gets a fresh environment; carry the driver paths a container sets."""
+    return {k: os.environ[k] for k in ("PATH", "LD_LIBRARY_PATH") if os.environ.get(k)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--via", choices=["local", "ssh"], default="local")
     parser.add_argument("--steps", type=int, default=400)
     parser.add_argument("--burn-seconds", type=float, default=8)
     args = parser.parse_args()
     work = args.out / "work"
+    work.mkdir(parents=True, exist_ok=True)
     capture(args.out / "h100x1-idle")
     client = Client(
         Settings(
+            _env_file=None,
             gpu_magic_config_dir=work / "config",
             gpu_magic_data_dir=work / "data",
             gpu_cluster_base_path=str(work / "jobs"),
+            known_hosts_path=work / "known_hosts",
+            ssh_config_path=work / "no-ssh-config",
         )
     )
+    with contextlib.ExitStack() as stack:
+        cluster = ssh_cluster(client, work, stack) if args.via == "ssh" else "local"
+        run(client, cluster, args)
+
+
+def run(client: Client, cluster: str, args) -> None:
     sampler = Sampler(args.out)
     sampler.start()
     request = GPUJobRequest.create(
@@ -99,6 +140,8 @@ def main() -> None:
         outputs=("final_loss", "gpu_name", "visible"),
         gpus=1,
         name="h100-demo",
+        cluster=cluster,
+        env=login_env() if cluster == "ssh" else {},
     )
     t0 = time.perf_counter()
     job = client.submit(
@@ -114,17 +157,20 @@ def main() -> None:
     record = job.job
     sampler.stop.set()
     sampler.join()
-    (args.out / "samples.csv").write_text("\n".join(sampler.rows) + "\n")
+    (args.out / f"samples-{cluster}.csv").write_text("\n".join(sampler.rows) + "\n")
     outputs = job.fetch() if record.status == "completed" else {}
     utils = [int(r.split(", ")[3]) for r in sampler.rows]
     mems = [int(r.split(", ")[4]) for r in sampler.rows]
     summary = {
+        "cluster": cluster,
         "status": record.status.value,
         "exit_code": record.exit_code,
         "error": record.error,
         "runtime_s": record.runtime_seconds(),
         "submit_to_running_s": round(submit_s, 3),
-        "status_query_ms_median": round(statistics.median(status_times) * 1000, 2),
+        "status_query_ms_median": (
+            round(statistics.median(status_times) * 1000, 2) if status_times else None
+        ),
         "outputs": {k: v for k, v in outputs.items()},
         "samples": len(sampler.rows),
         "utilization_max": max(utils, default=None),
@@ -132,7 +178,7 @@ def main() -> None:
         "memory_used_max_mib": max(mems, default=None),
         "log_tail": job.logs(tail=5),
     }
-    (args.out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    (args.out / f"summary-{cluster}.json").write_text(json.dumps(summary, indent=2, default=str))
     print(json.dumps(summary, indent=2, default=str))
 
 

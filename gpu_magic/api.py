@@ -17,7 +17,8 @@ from .config import Settings
 from .errors import GPUMagicError, SchedulerError, WaitTimeoutError
 from .handle import JobHandle
 from .models import GPUJob, GPUJobRequest, JobStatus
-from .schedulers import ProcessScheduler, Scheduler
+from .packaging.upload import upload_bundle
+from .schedulers import Observation, ProcessScheduler, Scheduler
 from .store import JobStore
 from .transport import LocalTransport, Transport
 
@@ -76,7 +77,7 @@ class Client:
         self.store.insert(job)
         job = self._save(submission.mark(job, JobStatus.UPLOADING))
         try:
-            submission.upload_bundle(transport, bundle, results.folder_of(job))
+            upload_bundle(transport, bundle, results.folder_of(job))
             launched = self.scheduler(cluster).submit(job, results.folder_of(job))
         except GPUMagicError as exc:
             self._save(submission.mark(job, JobStatus.FAILED, error=str(exc)), reason=str(exc))
@@ -113,20 +114,12 @@ class Client:
                     fresh[job.id] = self._apply(cluster, job, observed[job.id])
         return [fresh[job.id] for job in jobs]
 
-    def _apply(self, cluster: ClusterConfig, job: GPUJob, seen) -> GPUJob:
-        changes = {
-            k: v
-            for k, v in {
-                "exit_code": seen.exit_code,
-                "started_at": seen.started_at,
-                "ended_at": seen.ended_at,
-            }.items()
-            if v is not None
-        }
-        if seen.status == job.status and all(getattr(job, k) == v for k, v in changes.items()):
+    def _apply(self, cluster: ClusterConfig, job: GPUJob, seen: Observation) -> GPUJob:
+        """Store what a poll saw; a newly failed job also gets its remote error summary."""
+        updated = submission.observe(job, seen)
+        if updated == job:
             return job
-        updated = job.model_copy(update={"status": seen.status, "reason": seen.reason, **changes})
-        if seen.status == JobStatus.FAILED:
+        if updated.status == JobStatus.FAILED and job.status != JobStatus.FAILED:
             remote = results.remote_error(self.transport(cluster), updated)
             if remote is not None:
                 updated = updated.model_copy(

@@ -13,7 +13,7 @@ from .packaging.bundle import Bundle, build_bundle
 from .packaging.files import collect_files
 from .packaging.inputs import pickle_inputs
 from .packaging.runscript import render_run_script
-from .packaging.upload import upload_bundle  # noqa: F401 - part of the pipeline
+from .schedulers.base import Observation
 from .transport.base import Transport
 
 
@@ -59,3 +59,14 @@ def mark(job: GPUJob, status: JobStatus, **changes) -> GPUJob:
     if status in (JobStatus.QUEUED, JobStatus.RUNNING) and job.submitted_at is None:
         stamp["submitted_at"] = utcnow()
     return job.model_copy(update={"status": status, **stamp, **changes})
+
+
+def observe(job: GPUJob, seen: Observation) -> GPUJob:
+    """``job`` updated with what a poll saw (the same object when nothing changed)."""
+    changes = {"status": seen.status, "reason": seen.reason}
+    for field in ("exit_code", "started_at", "ended_at"):
+        if getattr(seen, field) is not None:
+            changes[field] = getattr(seen, field)
+    if all(getattr(job, k) == v for k, v in changes.items()):
+        return job
+    return job.model_copy(update=changes)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
 from harness.procs import alive, group_alive, wait_until
 
-from gpu_magic import GPUJobRequest, JobStatus, RemoteJobError
+from gpu_magic import GitSource, GPUJobRequest, JobStatus, RemoteJobError
 from gpu_magic.errors import WaitTimeoutError
 
 pytestmark = pytest.mark.timeout(90)
@@ -161,3 +164,36 @@ def test_concurrent_submits_share_one_connection(env):
     assert errors == []
     results = sorted(h.wait(timeout=60).fetch()["y"] for h in handles)
     assert results == sorted(i * i for i in range(10))
+
+
+def test_git_source_is_cloned_at_the_ref_and_importable(env, tmp_path):
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    (repo / "mylib.py").write_text("VERSION = 'v1'\n")
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-qm", "v1"], check=True)
+    subprocess.run([*git, "tag", "v1"], check=True)
+    (repo / "mylib.py").write_text("VERSION = 'v2'\n")
+    subprocess.run([*git, "commit", "-qam", "v2"], check=True)
+    job = submit(
+        env,
+        "import mylib\nversion = mylib.VERSION",
+        git=GitSource.parse(f"file://{repo}@v1"),
+        outputs=("version",),
+    )
+    job.wait(timeout=60)
+    assert job.fetch() == {"version": "v1"}
+
+
+def test_interpreter_choice_python_and_venv(env):
+    venv = Path(sys.prefix)
+    by_venv = submit(env, "import sys\nexe = sys.executable", venv=str(venv), outputs=("exe",))
+    by_path = submit(env, "import sys\nexe = sys.prefix", python=sys.executable, outputs=("exe",))
+    assert by_venv.wait(timeout=60).fetch()["exe"] == str(venv / "bin" / "python")
+    assert by_path.wait(timeout=60).fetch()["exe"] == sys.prefix
+    missing = submit(env, "pass", venv="/nonexistent/venv")
+    record = env.client.wait(missing.id, timeout=60)
+    assert record.status == JobStatus.FAILED
+    assert "/nonexistent/venv/bin/python" in missing.logs()

@@ -10,6 +10,7 @@ import contextlib
 import hashlib
 import io
 import os
+import select
 import socket
 import subprocess
 import tarfile
@@ -97,11 +98,13 @@ def test_stdin_is_fed_while_both_outputs_are_read(ssh_env):
 
 def test_run_timeout_raises_and_the_transport_stays_usable(ssh_env):
     t = ssh_env.transport()
+    pid_file = ssh_env.remote_dir / "sleeper.pid"
     started = time.monotonic()
     with pytest.raises(WaitTimeoutError):
-        t.run("sleep 30", timeout=1)
+        t.run(f"echo $$ > {pid_file}; exec sleep 30", timeout=1)
     assert time.monotonic() - started < 20
     assert t.run("echo ok").text == "ok\n"
+    os.kill(int(pid_file.read_text()), 9)  # no pty, so nothing signals it: do not leave it
 
 
 def test_home_is_the_remote_home(ssh_env):
@@ -186,6 +189,16 @@ def test_get_file(ssh_env, tmp_path):
     ssh_env.transport().get_file(str(remote), local, progress=moved.append)
     assert local.read_bytes() == remote.read_bytes()
     assert sum(moved) == remote.stat().st_size
+
+
+def test_polling_a_missing_file_keeps_working(ssh_env):
+    log = ssh_env.remote_dir / "output.log"
+    t = ssh_env.transport()
+    for _ in range(3):
+        with pytest.raises(TransferError):
+            t.read_file(str(log))
+    log.write_bytes(b"step 1\n")
+    assert t.read_file(str(log)) == b"step 1\n"
 
 
 def test_file_errors_are_transfer_errors(ssh_env, tmp_path):
@@ -480,44 +493,61 @@ def test_simultaneous_connects_survive_default_max_startups(ssh_env, fresh_sshd)
 
 class DroppingProxy:
     """TCP forwarder to sshd that closes its first ``drop`` connections at once, like sshd does
-    past MaxStartups, and counts every connection it accepts."""
+    past MaxStartups, and counts every connection it accepts.
+
+    ``close()`` shuts every socket down before closing: that wakes the threads blocked in
+    ``accept()``/``select()``, which would otherwise linger and could accept on a reused
+    descriptor (seen: a closed proxy's thread accepted a later test's connection)."""
 
     def __init__(self, target_port: int, drop: int):
         self.target_port = target_port
         self.drop = drop
         self.accepted = 0
+        self.relayed: list[socket.socket] = []
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
-        threading.Thread(target=self._serve, daemon=True).start()
+        self.threads = [threading.Thread(target=self._serve, daemon=True)]
+        self.threads[0].start()
 
     def _serve(self):
         while True:
             try:
                 client, _ = self.listener.accept()
-            except OSError:
+            except OSError:  # shut down by close()
                 return
             self.accepted += 1
             if self.accepted <= self.drop:
                 client.close()
                 continue
             upstream = socket.create_connection(("127.0.0.1", self.target_port))
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+            self.relayed += [client, upstream]
+            thread = threading.Thread(target=self._relay, args=(client, upstream), daemon=True)
+            self.threads.append(thread)
+            thread.start()
 
     @staticmethod
-    def _pipe(src, dst):
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                with contextlib.suppress(OSError):
-                    s.shutdown(socket.SHUT_RDWR)
+    def _relay(a: socket.socket, b: socket.socket) -> None:
+        """Copy both ways until either side closes, then close both (one thread owns both)."""
+        peer = {a: b, b: a}
+        with a, b:
+            while True:
+                readable, _, _ = select.select([a, b], [], [])
+                try:
+                    for sock in readable:
+                        data = sock.recv(65536)
+                        if not data:
+                            return
+                        peer[sock].sendall(data)
+                except OSError:
+                    return
 
     def close(self):
+        for sock in [self.listener, *self.relayed]:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
         self.listener.close()
+        for thread in self.threads:
+            thread.join(5)
 
 
 @pytest.fixture

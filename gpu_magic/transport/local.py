@@ -55,7 +55,9 @@ class LocalTransport(Transport):
                 proc.wait()
             if proc.returncode != 0:
                 errors.seek(0)
-                raise RemoteCommandError(command, proc.returncode, errors.read().decode(errors="replace"))
+                raise RemoteCommandError(
+                    command, proc.returncode, errors.read().decode(errors="replace")
+                )
 
     def put_file(self, local: Path, remote: str, *, progress: Progress | None = None) -> str:
         digest = hashlib.sha256()

@@ -273,6 +273,9 @@ class SSHTransport(Transport):
         conn, sftp = self._take_sftp()
         try:
             yield sftp
+        except (FileNotFoundError, PermissionError):
+            self._keep_sftp(conn, sftp)  # an answer, not a failure: polling a log not there yet
+            raise
         except BaseException:
             self._drop_sftp(conn, sftp)
             raise
@@ -401,7 +404,8 @@ def _collect(chan: paramiko.Channel, deadline: float | None, stdin: bytes | None
     loop. ``stdin=None`` leaves stdin to the caller. Raises TimeoutError past ``deadline``.
     """
     out, err = bytearray(), bytearray()
-    fd = chan.fileno()
+    poller = select.poll()  # not select(): a busy kernel process may hold fds above 1024
+    poller.register(chan.fileno(), select.POLLIN)  # readable when stdout or stderr has data
     sent = 0
     while True:
         if stdin is not None:
@@ -412,7 +416,7 @@ def _collect(chan: paramiko.Channel, deadline: float | None, stdin: bytes | None
         wait = _remaining(deadline)
         if stdin is not None:
             wait = STDIN_POLL_S if wait is None else min(wait, STDIN_POLL_S)
-        select.select([fd], [], [], wait)
+        poller.poll(None if wait is None else wait * 1000)
     if not chan.status_event.wait(_remaining(deadline)):
         raise TimeoutError
     _drain_ready(chan, out, err)

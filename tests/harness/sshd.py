@@ -163,28 +163,50 @@ class SSHServer:
         return f"[{HOST}]:{self.port} {self.host_public_key}"
 
     def connection_pids(self) -> list[int]:
-        """PIDs of the per-connection sshd processes (children of the listener)."""
+        """PIDs of the per-connection sshd processes (live children of the listener)."""
         if self.pid is None:
             return []
-        pids = []
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                fields = stat.read_text().rsplit(")", 1)[1].split()
-            except OSError:  # the process exited while we looked
-                continue
-            if int(fields[1]) == self.pid:  # fields: state, ppid, ...
-                pids.append(int(stat.parent.name))
-        return pids
+        return [pid for pid, (ppid, state) in _processes().items() if ppid == self.pid]
 
     def kill_connections(self) -> list[int]:
-        """SIGKILL every per-connection sshd process: clients see their connection drop."""
-        pids = self.connection_pids()
-        for pid in pids:
+        """SIGKILL every connection's whole process tree (privsep monitor, the network child,
+        the commands it runs) and wait (bounded) until they are dead, so that when this returns
+        the server side of every connection is gone. Returns the connection PIDs."""
+        connections = self.connection_pids()
+        tree = _descendants(connections)
+        for pid in tree:
             with contextlib.suppress(ProcessLookupError):  # it exited meanwhile
                 os.kill(pid, signal.SIGKILL)
-        return pids
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        while any(pid in _processes() for pid in tree):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"sshd connection processes {tree} survived SIGKILL")
+            time.sleep(0.01)
+        return connections
 
     def log_tail(self, lines: int = 30) -> str:
         if not self.log_path.exists():
             return ""
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def _processes() -> dict[int, tuple[int, str]]:
+    """pid -> (ppid, state) of every live process (zombies count as dead)."""
+    found = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            state, ppid = stat.read_text().rsplit(")", 1)[1].split()[:2]
+        except OSError:  # it exited while we looked
+            continue
+        if state not in ("Z", "X"):
+            found[int(stat.parent.name)] = (int(ppid), state)
+    return found
+
+
+def _descendants(roots: list[int]) -> list[int]:
+    processes = _processes()
+    tree, frontier = list(roots), list(roots)
+    while frontier:
+        frontier = [pid for pid, (ppid, _) in processes.items() if ppid in frontier]
+        tree += frontier
+    return tree
