@@ -50,7 +50,7 @@ class Client:
     def scheduler(self, cluster: ClusterConfig) -> Scheduler:
         if cluster.scheduler != "process":
             raise SchedulerError(f"scheduler {cluster.scheduler!r} is not available yet")
-        return ProcessScheduler(self.transport(cluster))
+        return ProcessScheduler(self.transport(cluster), cluster.interpreter)
 
     def close(self) -> None:
         with self._lock:

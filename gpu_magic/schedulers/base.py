@@ -1,4 +1,9 @@
-"""The scheduler seam: submit, poll many jobs in one round trip, cancel."""
+"""The scheduler seam: submit, observe many jobs in ONE round trip, cancel.
+
+A round trip runs the scheduler's own state command (``squeue`` for Slurm; none for plain
+processes) and the job-folder probe in one remote command, so the monitor's tick costs one
+exec per host however many jobs are active.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,9 @@ from datetime import datetime
 from ..jobdir import JobDir
 from ..models import GPUJob, JobStatus
 from ..transport.base import Transport
+from .folder_probe import FolderState, parse_probe_output, probe_command
+
+MARKER = "@@gpu_magic-probe@@"
 
 
 @dataclass(frozen=True)
@@ -29,20 +37,58 @@ class Submitted:
     reason: str | None = None
 
 
+@dataclass(frozen=True)
+class Look:
+    """One job's state and its folder as seen in one round trip."""
+
+    observation: Observation
+    folder: FolderState
+
+
 class Scheduler(ABC):
     name: str
 
-    def __init__(self, transport: Transport):
+    def __init__(self, transport: Transport, interpreter: str = "python3"):
         self.transport = transport
+        self.interpreter = interpreter
 
     @abstractmethod
     def submit(self, job: GPUJob, folder: JobDir) -> Submitted:
         """Launch the uploaded job folder detached from this connection."""
 
     @abstractmethod
-    def poll(self, jobs: list[GPUJob]) -> dict[str, Observation]:
-        """Observe all given jobs (of this transport's host) in ONE round trip."""
-
-    @abstractmethod
     def cancel(self, job: GPUJob) -> None:
         """Stop the job and everything it started."""
+
+    @abstractmethod
+    def observe(self, job: GPUJob, folder: FolderState, state_output: str) -> Observation:
+        """Decide a job's state from its folder and the state command's output (pure)."""
+
+    def state_command(self, jobs: list[GPUJob]) -> str | None:
+        """A command whose output ``observe`` needs (one for all jobs), or None."""
+        return None
+
+    def look(
+        self, jobs: list[GPUJob], offsets: dict[str, dict[str, int]] | None = None
+    ) -> dict[str, Look]:
+        """Observe ``jobs`` (and read their files from ``offsets``) in one round trip."""
+        if not jobs:
+            return {}
+        offsets = offsets or {}
+        command = probe_command(
+            self.interpreter, {j.remote_dir: offsets.get(j.id, {}) for j in jobs}
+        )
+        state_command = self.state_command(jobs)
+        if state_command:
+            command = f"{state_command}; printf '\\n%s\\n' {MARKER}; {command}"
+        text = self.transport.run(command).check().text
+        state_output, _, probe_output = text.rpartition(f"\n{MARKER}\n")
+        folders = parse_probe_output(probe_output)
+        looks = {}
+        for job in jobs:
+            folder = folders.get(job.remote_dir, FolderState(exists=False))
+            looks[job.id] = Look(self.observe(job, folder, state_output), folder)
+        return looks
+
+    def poll(self, jobs: list[GPUJob]) -> dict[str, Observation]:
+        return {job_id: look.observation for job_id, look in self.look(jobs).items()}

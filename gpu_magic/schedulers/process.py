@@ -16,6 +16,7 @@ from ..jobdir import JobDir
 from ..models import GPUJob, JobStatus
 from ..transport.base import quote_argv
 from .base import Observation, Scheduler, Submitted
+from .folder_probe import FolderState
 
 LAUNCH = (
     "cd {dir} && {{ setsid nohup bash {script} </dev/null >/dev/null 2>&1 & }} && "
@@ -29,22 +30,6 @@ ALIVE = (
     'alive() {{ kill -0 "$1" 2>/dev/null || return 1; '
     'read -r st < "/proc/$1/stat" 2>/dev/null || return 0; '
     'case "$st" in *") Z "*) return 1;; esac; return 0; }}; '
-)
-
-# One line per job: dir, alive, pid, started_at, ended_at, exit_code, flags. Liveness is read
-# first: a job that ends between the two reads shows its exit code, never a false "lost".
-POLL = (
-    ALIVE
-    + r"""for d in {dirs}; do
-  s="$d/state"; pid=; alive=0; started=; ended=; code=; flags=
-  if [ ! -d "$d" ]; then printf '%s\tmissing\n' "$d"; continue; fi
-  read -r pid < "$s/{pid}" 2>/dev/null
-  [ -n "$pid" ] && alive "$pid" && alive=1
-  read -r started < "$s/{started}" 2>/dev/null; read -r ended < "$s/{ended}" 2>/dev/null
-  read -r code < "$s/{code}" 2>/dev/null
-  [ -e "$s/{cancel}" ] && flags="${{flags}}c"; [ -e "$s/{timed_out}" ] && flags="${{flags}}t"
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$d" "$alive" "$pid" "$started" "$ended" "$code" "$flags"
-done"""
 )
 
 # TERM the group, give run.sh time to stop its child and write the exit code, then KILL
@@ -70,21 +55,8 @@ class ProcessScheduler(Scheduler):
             raise SchedulerError(f"job {job.id} did not start: run.sh wrote no pid")
         return Submitted(scheduler_id=pid, status=JobStatus.RUNNING)
 
-    def poll(self, jobs: list[GPUJob]) -> dict[str, Observation]:
-        if not jobs:
-            return {}
-        by_dir = {job.remote_dir: job.id for job in jobs}
-        command = POLL.format(
-            dirs=" ".join(quote_argv(d) for d in by_dir),
-            pid=jobdir.PID,
-            started=jobdir.STARTED_AT,
-            ended=jobdir.ENDED_AT,
-            code=jobdir.EXIT_CODE,
-            cancel=jobdir.CANCEL_REQUESTED,
-            timed_out=jobdir.TIMED_OUT,
-        )
-        lines = self.transport.run(command).check().text.splitlines()
-        return {by_dir[fields[0]]: parse_poll_line(fields[1:]) for fields in _split(lines, by_dir)}
+    def observe(self, job: GPUJob, folder: FolderState, state_output: str) -> Observation:
+        return decide(folder)
 
     def cancel(self, job: GPUJob) -> None:
         if not job.scheduler_id or not job.scheduler_id.isdigit():
@@ -96,40 +68,32 @@ class ProcessScheduler(Scheduler):
         self.transport.run(command).check()
 
 
-def _split(lines: list[str], known: dict[str, str]):
-    for line in lines:
-        fields = line.split("\t")
-        if fields[0] in known:
-            yield fields
-
-
-def parse_poll_line(fields: list[str]) -> Observation:
-    """Decide a job's state from one poll line (pure; tested on captured lines)."""
-    if fields[0] == "missing":
+def decide(folder: FolderState) -> Observation:
+    """A job's state from its folder alone (pure; the exit code file is the truth)."""
+    if not folder.exists:
         return Observation(JobStatus.LOST, reason="the job folder no longer exists on the host")
-    alive, pid, started, ended, code, flags = (fields + [""] * 6)[:6]
-    started_at, ended_at = _timestamp(started), _timestamp(ended)
-    if code.strip().lstrip("-").isdigit():
-        exit_code = int(code)
-        status, reason = _finished(exit_code, flags)
+    started_at, ended_at = _timestamp(folder.started_at), _timestamp(folder.ended_at)
+    if folder.exit_code.lstrip("-").isdigit():
+        exit_code = int(folder.exit_code)
+        status, reason = _finished(exit_code, folder)
         return Observation(status, reason, exit_code, started_at, ended_at)
-    if alive == "1":
+    if folder.alive:
         return Observation(JobStatus.RUNNING, started_at=started_at)
-    if "c" in flags:
+    if folder.cancel_requested:
         return Observation(JobStatus.CANCELLED, "cancelled by user", started_at=started_at)
-    if pid:
+    if folder.pid:
         return Observation(
             JobStatus.LOST,
-            f"process group {pid} vanished without writing an exit code",
+            f"process group {folder.pid} vanished without writing an exit code",
             started_at=started_at,
         )
     return Observation(JobStatus.QUEUED, "launched; waiting for the process to start")
 
 
-def _finished(exit_code: int, flags: str) -> tuple[JobStatus, str | None]:
-    if "c" in flags:
+def _finished(exit_code: int, folder: FolderState) -> tuple[JobStatus, str | None]:
+    if folder.cancel_requested:
         return JobStatus.CANCELLED, "cancelled by user"
-    if "t" in flags:
+    if folder.timed_out and exit_code != 0:
         return JobStatus.TIMEOUT, "ran past its --timeout"
     if exit_code == 0:
         return JobStatus.COMPLETED, None

@@ -1,0 +1,108 @@
+"""Read many job folders of one host in one round trip (``gpu_magic/remote/probe.py``).
+
+Every scheduler uses it for the folder's own truth (pid, exit code, flags); the monitor also
+asks for the new bytes of growing files from byte offsets, in the same round trip.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .. import jobdir
+from ..errors import SchedulerError
+from ..transport.base import Transport, quote_argv
+
+PROBE_SOURCE = (Path(__file__).resolve().parent.parent / "remote" / "probe.py").read_text()
+MAX_BYTES_PER_FILE = 256 * 1024
+NAMES = {
+    "state": jobdir.STATE,
+    "pid": jobdir.PID,
+    "started_at": jobdir.STARTED_AT,
+    "ended_at": jobdir.ENDED_AT,
+    "exit_code": jobdir.EXIT_CODE,
+    "flags": [jobdir.CANCEL_REQUESTED, jobdir.TIMED_OUT],
+}
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """Bytes ``data`` of a file starting at ``offset``; the file had ``size`` bytes."""
+
+    offset: int
+    size: int
+    data: bytes
+
+    @property
+    def end(self) -> int:
+        return self.offset + len(self.data)
+
+
+@dataclass(frozen=True)
+class FolderState:
+    exists: bool
+    pid: str = ""
+    alive: bool = False
+    started_at: str = ""
+    ended_at: str = ""
+    exit_code: str = ""
+    flags: frozenset[str] = frozenset()
+    files: dict[str, Chunk | None] = field(default_factory=dict)
+
+    @property
+    def cancel_requested(self) -> bool:
+        return jobdir.CANCEL_REQUESTED in self.flags
+
+    @property
+    def timed_out(self) -> bool:
+        return jobdir.TIMED_OUT in self.flags
+
+
+def probe_command(interpreter: str, requests: dict[str, dict[str, int]]) -> str:
+    """``requests`` maps a job folder to ``{file name: byte offset}`` (may be empty)."""
+    payload = {
+        "names": NAMES,
+        "max_bytes": MAX_BYTES_PER_FILE,
+        "jobs": [{"dir": d, "offsets": offsets} for d, offsets in requests.items()],
+    }
+    return quote_argv(interpreter, "-c", PROBE_SOURCE, json.dumps(payload))
+
+
+def parse_probe_output(text: str) -> dict[str, FolderState]:
+    try:
+        raw = json.loads(text)
+    except ValueError as exc:
+        raise SchedulerError(
+            f"unreadable answer from the job-folder probe: {text[:200]!r}"
+        ) from exc
+    return {folder: _folder_state(seen) for folder, seen in raw.items()}
+
+
+def _folder_state(seen: dict) -> FolderState:
+    if not seen.get("exists"):
+        return FolderState(exists=False)
+    files = {
+        name: None if c is None else Chunk(c["offset"], c["size"], base64.b64decode(c["data"]))
+        for name, c in seen.get("files", {}).items()
+    }
+    return FolderState(
+        exists=True,
+        pid=seen["pid"],
+        alive=seen["alive"],
+        started_at=seen["started_at"],
+        ended_at=seen["ended_at"],
+        exit_code=seen["exit_code"],
+        flags=frozenset(seen["flags"]),
+        files=files,
+    )
+
+
+def probe(
+    transport: Transport, interpreter: str, requests: dict[str, dict[str, int]]
+) -> dict[str, FolderState]:
+    if not requests:
+        return {}
+    result = transport.run(probe_command(interpreter, requests)).check()
+    return parse_probe_output(result.text)
