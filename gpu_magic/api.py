@@ -17,6 +17,7 @@ from .config import Settings
 from .errors import GPUMagicError, SchedulerError, WaitTimeoutError
 from .handle import JobHandle
 from .models import GPUJob, GPUJobRequest, JobStatus
+from .monitoring.monitor import Monitor
 from .packaging.upload import upload_bundle
 from .schedulers import Observation, ProcessScheduler, Scheduler
 from .store import JobStore
@@ -32,6 +33,7 @@ class Client:
         self.store = JobStore(self.settings.store_path)
         self._transports: dict[str, Transport] = {}
         self._lock = threading.Lock()
+        self._monitor: Monitor | None = None
 
     # -- wiring -------------------------------------------------------------------------------
     def transport(self, cluster: ClusterConfig) -> Transport:
@@ -52,7 +54,17 @@ class Client:
             raise SchedulerError(f"scheduler {cluster.scheduler!r} is not available yet")
         return ProcessScheduler(self.transport(cluster), cluster.interpreter)
 
+    @property
+    def monitor(self) -> Monitor:
+        """The kernel's background monitor (created on first use)."""
+        with self._lock:
+            if self._monitor is None:
+                self._monitor = Monitor(self)
+            return self._monitor
+
     def close(self) -> None:
+        if self._monitor is not None:
+            self._monitor.stop()
         with self._lock:
             for transport in self._transports.values():
                 transport.close()
@@ -111,10 +123,10 @@ class Client:
             observed = self.scheduler(cluster).poll(active)
             for job in active:
                 if job.id in observed:
-                    fresh[job.id] = self._apply(cluster, job, observed[job.id])
+                    fresh[job.id] = self.record(cluster, job, observed[job.id])
         return [fresh[job.id] for job in jobs]
 
-    def _apply(self, cluster: ClusterConfig, job: GPUJob, seen: Observation) -> GPUJob:
+    def record(self, cluster: ClusterConfig, job: GPUJob, seen: Observation) -> GPUJob:
         """Store what a poll saw; a newly failed job also gets its remote error summary."""
         updated = submission.observe(job, seen)
         if updated == job:

@@ -10,6 +10,7 @@ zombie still counts as a member of its process group for ``killpg(pgid, 0)``).
 from __future__ import annotations
 
 import ctypes
+import itertools
 import json
 import os
 import pickle
@@ -17,6 +18,7 @@ import re
 import shlex
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import textwrap
@@ -35,7 +37,7 @@ from gpu_magic.packaging.runscript import (
     EXIT_GPU_UNAVAILABLE,
     render_run_script,
 )
-from gpu_magic.remote import layout
+from gpu_magic.remote import layout, sampler
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="run.sh targets Linux hosts")
 
@@ -211,6 +213,7 @@ def test_shipped_paths_exist():
     lib = ROOT  # the repository root has the same layout as JOBDIR/lib
     assert (lib / runscript.GPUS_SCRIPT.removeprefix(f"{jobdir.LIB}/")).is_file()
     assert (lib / (runscript.RUNNER_MODULE.replace(".", "/") + ".py")).is_file()
+    assert (lib / runscript.SAMPLER_SCRIPT.removeprefix(f"{jobdir.LIB}/")).is_file()
 
 
 ALL_OPTIONS = [
@@ -270,6 +273,16 @@ def test_state_names_come_from_jobdir():
     assert f"{jobdir.STATE}/{jobdir.CANCEL_REQUESTED}" in text
     # exit_code is the last thing written
     assert text.index("_write_state exit_code") > text.index("_write_state ended_at")
+
+
+def test_sampler_is_stopped_before_the_end_is_recorded():
+    text = render_run_script(JOB_ID, GPUJobRequest(code="", gpus=1), "python3")
+    start = text.index(f'-S "$_gm_jobdir"/{runscript.SAMPLER_SCRIPT} --pid $$')
+    assert text.index("_gm_devices=") < start < text.index("_gm_child=$!")
+    finish = text[text.index("_finish() {") :]
+    assert finish.index("_stop_sampler") < finish.index("_write_state ended_at")
+    conda = render_run_script(JOB_ID, GPUJobRequest(code="", conda="ml"), "/opt/py 3")
+    assert f"'/opt/py 3' -S \"$_gm_jobdir\"/{runscript.SAMPLER_SCRIPT}" in conda
 
 
 def test_timeout_is_not_coreutils_timeout():
@@ -748,3 +761,179 @@ def test_git_clone_failure_fails_the_job(tmp_path):
     job = make_job(tmp_path, "pass\n", git=GitSource(url=str(tmp_path / "missing"))).launch()
     assert job.wait() == EXIT_GIT_FAILED
     assert "git clone failed" in job.log
+
+
+# --------------------------------------------------------------------------- GPU telemetry
+
+SAMPLE_INTERVAL = 0.2
+SAMPLE_LINE = re.compile(r"^(\d{10}\.\d\d), (\d+), (GPU-[0-9a-f-]+), [^,\n]+(, [^,\n]+){4}$")
+
+
+def sampling_env(scenario: str = "h100x4", **extra: str) -> dict[str, str]:
+    return fake_gpu_env(
+        FAKE_NVIDIA_SMI_DIR=str(NVIDIA_FIXTURES / scenario),
+        **{sampler.INTERVAL_ENV: str(SAMPLE_INTERVAL)},
+        **extra,
+    )
+
+
+def wait_for_samples(lines: int) -> str:
+    """A bash cell that ends once gpu.csv has ``lines`` lines (or after 30 s)."""
+    return f"""
+    for _ in $(seq 600); do
+      [ "$(cat "$GPU_MAGIC_JOB_DIR/gpu.csv" 2>/dev/null | wc -l)" -ge {lines} ] && break
+      sleep 0.05
+    done
+    """
+
+
+def gpu_lines(job: Job) -> list[str]:
+    path = job.root / jobdir.GPU_CSV
+    text = path.read_text() if path.exists() else ""
+    assert text == "" or text.endswith("\n")
+    return text.splitlines()
+
+
+def telemetry_marker(job: Job) -> str | None:
+    return _read(job.state(runscript.GPU_TELEMETRY))
+
+
+def telemetry_processes(pgid: int) -> list[str]:
+    """Live (not zombie) sampler and nvidia-smi processes of the job's process group."""
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (OSError, IndexError):
+            continue
+        if (
+            stat[0] not in "ZX"
+            and int(stat[2]) == pgid
+            and re.search("sampler|nvidia-smi", cmdline)
+        ):
+            found.append(f"{entry}: {cmdline}")
+    return found
+
+
+def assert_ticks(lines: list[str], fixture: Path, indices: list[str]) -> None:
+    """Every line is a stamped fixture line of one of ``indices``; each tick has all of them."""
+    expected = {line.split(", ")[0]: line for line in fixture.read_text().splitlines()}
+    ticks: dict[str, list[str]] = {}
+    for line in lines:
+        match = SAMPLE_LINE.match(line)
+        assert match, line
+        stamp, rest = line.split(", ", 1)
+        assert rest == expected[match.group(2)]
+        ticks.setdefault(stamp, []).append(match.group(2))
+    assert all(found == indices for found in list(ticks.values())[:-1]), ticks
+    stamps = sorted(float(stamp) for stamp in ticks)
+    gaps = [b - a for a, b in itertools.pairwise(stamps)]
+    assert SAMPLE_INTERVAL * 0.5 <= statistics.median(gaps) <= SAMPLE_INTERVAL * 10, gaps
+
+
+def test_gpu_samples_only_the_chosen_gpus(tmp_path):
+    job = make_job(tmp_path, wait_for_samples(8), language="bash", gpus=2)
+    job.launch(sampling_env())
+    assert job.wait() == 0, job.log
+    assert not telemetry_processes(job.pgid)  # stopped before exit_code was written
+    lines = gpu_lines(job)
+    assert len(lines) >= 8
+    assert_ticks(lines, NVIDIA_FIXTURES / "h100x4" / "query-sample.csv", ["1", "3"])
+    assert telemetry_marker(job) is None
+    assert "left running" not in job.log
+    assert "sampler" not in job.log
+    assert job.group_gone()
+    time.sleep(SAMPLE_INTERVAL * 3)
+    assert gpu_lines(job) == lines  # nothing sampled after the end
+
+
+def test_gpu_samples_of_a_real_h100_capture(tmp_path):
+    job = make_job(tmp_path, wait_for_samples(3), language="bash", gpus=1)
+    job.launch(sampling_env("h100x1-real-busy"))
+    assert job.wait() == 0, job.log
+    lines = gpu_lines(job)
+    assert len(lines) >= 3
+    for line in lines:
+        stamp, rest = line.split(", ", 1)
+        assert re.fullmatch(r"\d{10}\.\d\d", stamp)
+        assert rest == "0, GPU-827f571d-4f36-e59b-ebeb-8252ebf24cfb, 100, 1513, 81559, 64, 397.90"
+    assert job.group_gone()
+
+
+def test_gpu_samples_follow_cuda_visible_devices_without_gpus(tmp_path):
+    job = make_job(tmp_path, wait_for_samples(6), language="bash")
+    job.launch(sampling_env(CUDA_VISIBLE_DEVICES="GPU-e5d1a9f3,0"))
+    assert job.wait() == 0, job.log
+    assert_ticks(gpu_lines(job), NVIDIA_FIXTURES / "h100x4" / "query-sample.csv", ["0", "2"])
+
+
+def test_no_gpus_means_no_telemetry(tmp_path):
+    job = make_job(tmp_path, "echo cpu only\n", language="bash")
+    job.launch(sampling_env())
+    assert job.wait() == 0, job.log
+    assert not (job.root / jobdir.GPU_CSV).exists()
+    assert telemetry_marker(job) == runscript.NO_GPUS_REQUESTED + "\n"
+
+
+@pytest.mark.parametrize(
+    ("scenario", "nvidia_smi", "reason"),
+    [
+        ("h100x4", "/no/such/nvidia-smi", "/no/such/nvidia-smi was not found"),
+        ("no-driver", "", "nvidia-smi exited with code 9: NVIDIA-SMI has failed"),
+    ],
+)
+def test_telemetry_unavailable_is_not_an_error(tmp_path, scenario, nvidia_smi, reason):
+    job = make_job(tmp_path, "sleep 0.5\necho done\n", language="bash")
+    (job.root / jobdir.STATE).mkdir()
+    job.state(runscript.GPU_TELEMETRY).write_text("stale\n")
+    extra = {"GPU_MAGIC_NVIDIA_SMI": nvidia_smi} if nvidia_smi else {}
+    job.launch(sampling_env(scenario, CUDA_VISIBLE_DEVICES="0", **extra))
+    assert job.wait() == 0, job.log
+    marker = poll(lambda: telemetry_marker(job), "state/gpu_telemetry")
+    assert marker.startswith(f"{sampler.UNAVAILABLE}: {reason}"), marker
+    assert not (job.root / jobdir.GPU_CSV).exists()
+    assert "done" in job.log
+    assert "nvidia-smi" not in job.log
+    assert job.group_gone()
+
+
+def test_stale_telemetry_marker_is_removed(tmp_path):
+    job = make_job(tmp_path, wait_for_samples(2), language="bash", gpus=1)
+    (job.root / jobdir.STATE).mkdir()
+    job.state(runscript.GPU_TELEMETRY).write_text("unavailable: old attempt\n")
+    job.launch(sampling_env())
+    assert job.wait() == 0, job.log
+    assert telemetry_marker(job) is None
+
+
+def test_cancel_stops_the_sampler(tmp_path):
+    job = make_job(tmp_path, "sleep 300\n", language="bash", gpus=1)
+    job.launch(sampling_env())
+    pgid = job.wait_started()
+    poll(lambda: gpu_lines(job), "a GPU sample")
+    assert telemetry_processes(pgid)
+    job.state(jobdir.CANCEL_REQUESTED).touch()
+    os.killpg(pgid, signal.SIGTERM)
+    assert job.wait() == 143
+    assert not telemetry_processes(pgid)
+    assert "sending KILL" not in job.log
+    assert job.group_gone()
+
+
+def test_timeout_stops_the_sampler(tmp_path):
+    job = make_job(tmp_path, "sleep 300\n", language="bash", gpus=1, timeout=1)
+    job.launch(sampling_env())
+    assert job.wait() == 143
+    assert job.state(jobdir.TIMED_OUT).exists()
+    assert gpu_lines(job)
+    assert not telemetry_processes(job.pgid)
+    assert job.group_gone()
+
+
+def test_failure_after_the_sampler_started_stops_it(tmp_path):
+    job = make_job(tmp_path, "pass\n", gpus=1, git=GitSource(url=str(tmp_path / "missing")))
+    job.launch(sampling_env())
+    assert job.wait() == EXIT_GIT_FAILED
+    assert not telemetry_processes(job.pgid)
+    assert job.group_gone()

@@ -13,7 +13,11 @@ so the script's ``$$`` is the id of the job's process group. What it does, in or
    to the process group.
 5. With ``gpus > 0``: ``lib/gpu_magic/remote/gpus.py N`` picks the GPUs; it exports
    ``CUDA_VISIBLE_DEVICES`` and ``CUDA_DEVICE_ORDER=PCI_BUS_ID`` or fails with
-   ``EXIT_GPU_UNAVAILABLE``.
+   ``EXIT_GPU_UNAVAILABLE``. Then, if ``CUDA_VISIBLE_DEVICES`` (or Slurm's ``SLURM_JOB_GPUS``)
+   names GPUs, ``lib/gpu_magic/remote/sampler.py`` samples them into ``gpu.csv`` in the
+   background (no output to output.log); else ``state/gpu_telemetry`` says why there is none. With
+   ``gpus == 0`` and neither set the job may still reach every GPU of a shared box, but sampling
+   them all would chart other users' work as this job's, so it does not sample.
 6. With a git source: clones into ``code/repo`` (unless a previous attempt did) and checks out the
    ref, or fails with ``EXIT_GIT_FAILED`` (git's message is in output.log).
 7. Runs the cell in ``code/`` inside a background wrapper subshell, output appended to
@@ -22,7 +26,8 @@ so the script's ``$$`` is the id of the job's process group. What it does, in or
    reports -1 for the child, so ``wait`` alone cannot give the exit code.
 8. On TERM (cancel or timeout): TERM to the whole group, KILL whatever is left after the grace
    period. After a normal end, processes the cell left behind are stopped the same way.
-9. Writes ``state/ended_at`` and, last, ``state/exit_code`` (the cell's status: 143 for TERM,
+9. Stops the sampler (TERM, and waits for it: it stops its nvidia-smi within a second), then
+   writes ``state/ended_at`` and, last, ``state/exit_code`` (the cell's status: 143 for TERM,
    137 for KILL), both atomically (temp file in state/ + ``mv``).
 
 Every value taken from the request is quoted with ``shlex.quote``.
@@ -48,6 +53,11 @@ KILL_GRACE_SECONDS = 10
 
 RUNNER_MODULE = "gpu_magic.remote.runner"
 GPUS_SCRIPT = f"{jobdir.LIB}/gpu_magic/remote/gpus.py"
+SAMPLER_SCRIPT = f"{jobdir.LIB}/gpu_magic/remote/sampler.py"
+GPU_TELEMETRY = "gpu_telemetry"
+"""File in state/: ``unavailable: REASON`` (no GPU telemetry) or ``stopped: REASON`` (gpu.csv
+has samples until nvidia-smi failed). Absent while sampling works. (To move to ``jobdir``.)"""
+NO_GPUS_REQUESTED = "unavailable: no GPUs requested and CUDA_VISIBLE_DEVICES is not set"
 GIT_CHECKOUT = f"{jobdir.CODE}/repo"
 CELL_STATUS = ".cell_status"
 """Private file in state/: the cell's exit status, written by the wrapper that runs it."""
@@ -63,6 +73,7 @@ _gm_jobdir="$(pwd -P)" || exit 1
 _gm_log="$_gm_jobdir"/@LOG@
 _gm_child=""
 _gm_watchdog=""
+_gm_sampler=""
 
 _log() { printf '[gpu_magic] %s\n' "$*" >>"$_gm_log"; }
 _now() { date -u +%Y-%m-%dT%H:%M:%SZ; }
@@ -72,8 +83,18 @@ _write_state() {
   printf '%s\n' "$2" >@STATE@/".$1.tmp" && mv -f @STATE@/".$1.tmp" @STATE@/"$1"
 }
 
+# _stop_sampler: stop the GPU sampler and wait for it (it stops its nvidia-smi)
+_stop_sampler() {
+  if [ -n "$_gm_sampler" ]; then
+    kill "$_gm_sampler" 2>/dev/null
+    wait "$_gm_sampler" 2>/dev/null
+    _gm_sampler=""
+  fi
+}
+
 # _finish CODE: record the end; exit_code last, readers take it to mean "finished"
 _finish() {
+  _stop_sampler
   _write_state @ENDED_AT@ "$(_now)"
   _write_state @EXIT_CODE@ "$1"
   exit "$1"
@@ -151,7 +172,7 @@ trap '_on_signal HUP' HUP
 
 mkdir -p @STATE@ @OUTPUTS@ @CHECKPOINTS@ || exit 1
 rm -f @STATE@/@EXIT_CODE@ @STATE@/@ENDED_AT@ @STATE@/@TIMED_OUT@ @STATE@/@ERROR_JSON@ \
-  @STATE@/@CELL_STATUS@
+  @STATE@/@CELL_STATUS@ @STATE@/@GPU_TELEMETRY@
 _write_state @PID@ "$$"
 _write_state @STARTED_AT@ "$(_now)"
 if [ -e @STATE@/@CANCEL_REQUESTED@ ]; then
@@ -169,6 +190,15 @@ _WATCHDOG = r"""(
   kill -TERM -- -$$
 ) </dev/null >/dev/null 2>&1 &
 _gm_watchdog=$!
+"""
+
+_SAMPLER = r"""if [ -n "${CUDA_VISIBLE_DEVICES:-}${SLURM_JOB_GPUS:-}" ]; then
+  @PYTHON@ -S "$_gm_jobdir"/@SAMPLER@ --pid $$ --out "$_gm_jobdir"/@GPU_CSV@ \
+    --marker "$_gm_jobdir"/@STATE@/@GPU_TELEMETRY@ </dev/null >/dev/null 2>&1 &
+  _gm_sampler=$!
+else
+  _write_state @GPU_TELEMETRY@ @NO_GPUS@
+fi
 """
 
 _WRAPPER = r"""(
@@ -189,6 +219,7 @@ if [ -n "$_gm_watchdog" ]; then
   kill "$_gm_watchdog" 2>/dev/null
   wait "$_gm_watchdog" 2>/dev/null
 fi
+_stop_sampler
 _group_pids
 if [ ${#_gm_pids[@]} -gt 0 ]; then
   _log "stopping processes the job left running: ${_gm_pids[*]}"
@@ -220,6 +251,7 @@ def render_run_script(
         parts.append(_fill(_WATCHDOG, SECONDS=_seconds(request.timeout)))
     if request.gpus > 0:
         parts.append(_gpus(request.gpus))
+    parts.append(_sampler(request, interpreter))
     if request.git is not None:
         parts.append(_git(request.git.url, request.git.ref))
     parts.append(_launch(request))
@@ -256,6 +288,10 @@ def _fill(template: str, raw: dict[str, str] | None = None, **extra: str) -> str
         "CANCELLED": str(EXIT_CANCELLED),
         "CELL_STATUS": CELL_STATUS,
         "CODE": jobdir.CODE,
+        "GPU_CSV": jobdir.GPU_CSV,
+        "GPU_TELEMETRY": GPU_TELEMETRY,
+        "SAMPLER": SAMPLER_SCRIPT,
+        "NO_GPUS": NO_GPUS_REQUESTED,
     }
     names.update(extra)
     for key, value in names.items():
@@ -318,6 +354,14 @@ def _gpus(count: int) -> str:
         'export CUDA_VISIBLE_DEVICES="$_gm_devices"\n'
         '_log "CUDA_VISIBLE_DEVICES=$_gm_devices"\n'
     )
+
+
+def _sampler(request: GPUJobRequest, interpreter: str) -> str:
+    """Start the GPU sampler in the background. It needs only the standard library: with conda it
+    runs on the cluster's interpreter, as ``conda run`` would be one more process between run.sh
+    and the sampler (and slow to start)."""
+    python = _path_word(interpreter) if request.conda else '"${_gm_py[@]}"'
+    return _fill(_SAMPLER, raw={"PYTHON": python})
 
 
 def _git(url: str, ref: str | None) -> str:

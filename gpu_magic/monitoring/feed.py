@@ -1,0 +1,146 @@
+"""``JobFeed``: what the panel shows for one job, grown tick by tick from byte-offset tails.
+
+Offsets advance only with bytes actually received, so a dropped connection or a new kernel
+never loses or repeats a line: the next tick asks again from the same offset (a new kernel
+starts from 0 and rebuilds everything from the files).
+"""
+
+from __future__ import annotations
+
+import codecs
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .. import jobdir
+from ..models import GPUJob
+from ..schedulers.folder_probe import Chunk, FolderState
+from .gpu_samples import GPUSample, parse_gpu_line
+
+TAILED = (jobdir.OUTPUT_LOG, jobdir.GPU_CSV, jobdir.METRICS)
+LOG_MEMORY_CAP = 64 * 1024 * 1024
+
+
+class LineSplitter:
+    """Bytes in, complete lines out; the unfinished last line waits for the next chunk."""
+
+    def __init__(self):
+        self._rest = b""
+
+    def push(self, data: bytes) -> list[str]:
+        lines = (self._rest + data).split(b"\n")
+        self._rest = lines.pop()
+        return [line.decode("utf-8", "replace") for line in lines]
+
+
+@dataclass
+class FeedUpdate:
+    """What one tick added to a feed (all empty but ``job`` when only the state changed)."""
+
+    job: GPUJob
+    log_text: str = ""
+    log_reset: bool = False
+    gpu: list[GPUSample] = field(default_factory=list)
+    metric_lines: list[str] = field(default_factory=list)
+
+    @property
+    def has_news(self) -> bool:
+        return bool(self.log_text or self.log_reset or self.gpu or self.metric_lines)
+
+
+class JobFeed:
+    def __init__(self, job: GPUJob):
+        self.job = job
+        self.offsets = dict.fromkeys(TAILED, 0)
+        self.pending = True  # files may hold bytes not yet read
+        self._log = bytearray()
+        self._log_start = 0  # file offset of self._log[0] once the memory cap dropped a head
+        self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        self._gpu_lines = LineSplitter()
+        self._metric_lines = LineSplitter()
+        self.gpu: list[GPUSample] = []
+        self._lock = threading.Lock()
+        self._listeners: list[Callable[[FeedUpdate], None]] = []
+
+    # -- read side (any thread) ---------------------------------------------------------------
+    def log_bytes(self) -> bytes:
+        with self._lock:
+            return bytes(self._log)
+
+    def log_text(self) -> str:
+        return self.log_bytes().decode("utf-8", "replace")
+
+    def gpu_samples(self) -> list[GPUSample]:
+        with self._lock:
+            return list(self.gpu)
+
+    def subscribe(self, listener: Callable[[FeedUpdate], None]) -> Callable[[], None]:
+        """Call ``listener`` from the monitor thread after every tick that changed something."""
+        with self._lock:
+            self._listeners.append(listener)
+        return lambda: self._unsubscribe(listener)
+
+    def _unsubscribe(self, listener) -> None:
+        with self._lock:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+    @property
+    def done(self) -> bool:
+        """Finished and every byte read: the monitor can forget it."""
+        return self.job.is_terminal and not self.pending
+
+    # -- write side (monitor thread) ----------------------------------------------------------
+    def requests(self) -> dict[str, int]:
+        return dict(self.offsets)
+
+    def apply(self, job: GPUJob, folder: FolderState) -> FeedUpdate | None:
+        with self._lock:
+            update = FeedUpdate(job=job)
+            changed = job != self.job
+            self.job = job
+            self.pending = False
+            for name in TAILED:
+                chunk = folder.files.get(name)
+                if chunk is not None:
+                    self._take(name, chunk, update)
+                    self.pending |= chunk.end < chunk.size
+            listeners = list(self._listeners)
+        if not (changed or update.has_news):
+            return None
+        for listener in listeners:
+            listener(update)
+        return update
+
+    def _take(self, name: str, chunk: Chunk, update: FeedUpdate) -> None:
+        if chunk.offset != self.offsets[name]:  # the file was replaced: start over
+            self._restart(name, update)
+        self.offsets[name] = chunk.end
+        if name == jobdir.OUTPUT_LOG:
+            self._append_log(chunk.data)
+            update.log_text += self._decoder.decode(chunk.data)
+        elif name == jobdir.GPU_CSV:
+            samples = [s for s in map(parse_gpu_line, self._gpu_lines.push(chunk.data)) if s]
+            self.gpu.extend(samples)
+            update.gpu.extend(samples)
+        else:
+            update.metric_lines.extend(self._metric_lines.push(chunk.data))
+
+    def _restart(self, name: str, update: FeedUpdate) -> None:
+        if name == jobdir.OUTPUT_LOG:
+            self._log.clear()
+            self._log_start = 0
+            self._decoder.reset()
+            update.log_reset = True
+        elif name == jobdir.GPU_CSV:
+            self.gpu.clear()
+            self._gpu_lines = LineSplitter()
+        else:
+            self._metric_lines = LineSplitter()
+
+    def _append_log(self, data: bytes) -> None:
+        self._log += data
+        overflow = len(self._log) - LOG_MEMORY_CAP
+        if overflow > 0:
+            del self._log[:overflow]
+            self._log_start += overflow
