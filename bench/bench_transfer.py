@@ -22,7 +22,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
@@ -31,6 +31,9 @@ from harness.fixtures import make_settings  # noqa: E402
 from harness.sshd import SSHServer  # noqa: E402
 
 from gpu_magic.clusters import ClusterConfig  # noqa: E402
+from gpu_magic.jobdir import JobDir  # noqa: E402
+from gpu_magic.packaging.bundle import Bundle  # noqa: E402
+from gpu_magic.packaging.upload import upload_bundle  # noqa: E402
 from gpu_magic.transport.base import quote_argv  # noqa: E402
 from gpu_magic.transport.ssh import SSHTransport  # noqa: E402
 
@@ -105,8 +108,13 @@ def bench_big_upload(b: Bench, size: int, runs: int) -> list[tuple[str, float]]:
         ("OpenSSH scp put", median_seconds(lambda _: b.scp(str(src), b.remote(dst)), runs, reset)),
         ("put_file (warm connection)", median_seconds(put(b, src, dst), runs, reset)),
         ("put_file (new connection)", median_seconds(cold_put, runs, reset)),
+        (
+            "job upload (verified+atomic)",
+            median_seconds(job_upload(b, [src], dst_dir), runs, reset),
+        ),
     ]
-    assert sha256(dst) == sha256(src), "upload corrupted"
+    uploaded = dst_dir / f"job-{runs - 1}" / "code" / src.name  # the last row's last run
+    assert sha256(uploaded) == sha256(src), "upload corrupted"
     return [(name, size / 1e6 / seconds) for name, seconds in rows]
 
 
@@ -115,6 +123,19 @@ def put(b: Bench, src: Path, dst: Path) -> Callable[[int], None]:
 
     def run(_run: int) -> None:
         assert b.transport.put_file(src, str(dst)) == expected  # hashing while sending is timed
+
+    return run
+
+
+def job_upload(b: Bench, files: list[Path], dst_dir: Path) -> Callable[[int], None]:
+    """The whole job-folder upload: tar of small files, SFTP of big ones, sha256 check, rename."""
+
+    def run(run: int) -> None:
+        bundle = Bundle(f"job-{run}")
+        bundle.add("spec.json", b"{}")
+        for path in files:
+            bundle.add(f"code/{path.name}", source=path)
+        upload_bundle(b.transport, bundle, JobDir(PurePosixPath(dst_dir / f"job-{run}")))
 
     return run
 
@@ -140,6 +161,7 @@ def bench_small_files(b: Bench, count: int, size: int, runs: int) -> list[tuple[
     for i in range(count):
         (src / f"f{i:05d}.bin").write_bytes(os.urandom(size))
     names = sorted(p.name for p in src.iterdir())
+    files = [src / name for name in names]
     dst = b.work / "small-up"
     reset = fresh_dir(dst)
 
@@ -158,9 +180,11 @@ def bench_small_files(b: Bench, count: int, size: int, runs: int) -> list[tuple[
         ("OpenSSH sftp -b put", median_seconds(lambda _: b.sftp_batch(sftp), runs, reset)),
         ("put_file per file", median_seconds(put_each, runs, reset)),
         ("tar stream via stream_to", median_seconds(tar_stream, runs, reset)),
+        ("job upload (verified+atomic)", median_seconds(job_upload(b, files, dst), runs, reset)),
     ]
-    assert sorted(p.name for p in dst.iterdir()) == names
-    assert all((dst / n).read_bytes() == (src / n).read_bytes() for n in names[:: count // 10])
+    landed = dst / f"job-{runs - 1}" / "code"  # the last row's last run
+    assert sorted(p.name for p in landed.iterdir()) == names
+    assert all((landed / n).read_bytes() == (src / n).read_bytes() for n in names[:: count // 10])
     return [(name, count * size / 1e6 / seconds) for name, seconds in rows]
 
 

@@ -7,11 +7,11 @@ import signal
 import time
 
 import pytest
+from harness.procs import wait_until
 
 from gpu_magic import GPUJobRequest, JobStatus
 from gpu_magic.monitoring.monitor import FAST_MAX, Monitor
 from gpu_magic.transport.base import Transport
-from harness.procs import wait_until
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -42,6 +42,9 @@ class CountingTransport(Transport):
 
     def put_file(self, local, remote, *, progress=None):
         return self.real.put_file(local, remote, progress=progress)
+
+    def makedirs(self, remote):
+        return self.real.makedirs(remote)
 
     def read_file(self, remote, offset=0):
         return self.real.read_file(remote, offset)

@@ -770,11 +770,11 @@ SAMPLE_LINE = re.compile(r"^(\d{10}\.\d\d), (\d+), (GPU-[0-9a-f-]+), [^,\n]+(, [
 
 
 def sampling_env(scenario: str = "h100x4", **extra: str) -> dict[str, str]:
-    return fake_gpu_env(
-        FAKE_NVIDIA_SMI_DIR=str(NVIDIA_FIXTURES / scenario),
-        **{sampler.INTERVAL_ENV: str(SAMPLE_INTERVAL)},
-        **extra,
-    )
+    settings = {
+        "FAKE_NVIDIA_SMI_DIR": str(NVIDIA_FIXTURES / scenario),
+        sampler.INTERVAL_ENV: str(SAMPLE_INTERVAL),
+    }
+    return fake_gpu_env(**{**settings, **extra})
 
 
 def wait_for_samples(lines: int) -> str:
@@ -932,8 +932,13 @@ def test_timeout_stops_the_sampler(tmp_path):
 
 
 def test_failure_after_the_sampler_started_stops_it(tmp_path):
-    job = make_job(tmp_path, "pass\n", gpus=1, git=GitSource(url=str(tmp_path / "missing")))
-    job.launch(sampling_env())
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "git").write_text("#!/bin/sh\nsleep 1\necho 'fatal: no such repo' >&2\nexit 128\n")
+    (bin_dir / "git").chmod(0o755)
+    job = make_job(tmp_path, "pass\n", gpus=1, git=GitSource(url="https://h/r.git"))
+    env = sampling_env(**{sampler.INTERVAL_ENV: "30"})  # its own check of run.sh: too late
+    job.launch({**env, "PATH": f"{bin_dir}{os.pathsep}{env['PATH']}"})
     assert job.wait() == EXIT_GIT_FAILED
     assert not telemetry_processes(job.pgid)
     assert job.group_gone()

@@ -44,8 +44,8 @@ def upload_bundle(
 def _send_large(transport, large: list[BundleEntry], partial: str, progress) -> dict[str, str]:
     if not large:
         return {}
-    folders = sorted({str(PurePosixPath(partial) / e.rel).rsplit("/", 1)[0] for e in large})
-    transport.run(f"rm -rf {quote_argv(partial)} && mkdir -p {quote_argv(*folders)}").check()
+    for folder in sorted({str(PurePosixPath(partial) / e.rel).rsplit("/", 1)[0] for e in large}):
+        transport.makedirs(folder)  # SFTP, no remote shell; job ids are new: no stale partial
     return {
         e.rel: transport.put_file(e.source, f"{partial}/{e.rel}", progress=progress) for e in large
     }

@@ -207,8 +207,10 @@ class Sampler:
                 return STOPPED, f"cannot write {self.args.out}: {exc}"
         return None
 
-    def _ended(self, child: subprocess.Popen) -> tuple[str, str]:
+    def _ended(self, child: subprocess.Popen) -> tuple[str, str] | None:
         code = child.wait()
+        if code < 0 or self.stopping:  # killed with the job's process group: the job is ending
+            return None
         status = STOPPED if self.recorder.written else UNAVAILABLE
         detail = f": {self.recorder.note}" if self.recorder.note else ""
         return status, f"{self.args.nvidia_smi} exited with code {code}{detail}"

@@ -70,6 +70,10 @@ class Transport(ABC):
         """Copy one file to ``remote`` (parent must exist). Returns the sha256 of what was sent."""
 
     @abstractmethod
+    def makedirs(self, remote: str) -> None:
+        """Create a folder and its parents (no remote shell: cheaper than ``mkdir -p``)."""
+
+    @abstractmethod
     def read_file(self, remote: str, offset: int = 0) -> bytes:
         """The bytes of a remote file from ``offset``."""
 

@@ -73,6 +73,12 @@ class LocalTransport(Transport):
             raise TransferError(f"cannot copy {local} to {remote}: {exc}") from exc
         return digest.hexdigest()
 
+    def makedirs(self, remote: str) -> None:
+        try:
+            os.makedirs(remote, exist_ok=True)
+        except OSError as exc:
+            raise TransferError(f"cannot create {remote}: {exc}") from exc
+
     def read_file(self, remote: str, offset: int = 0) -> bytes:
         try:
             with open(remote, "rb") as f:

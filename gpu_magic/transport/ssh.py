@@ -10,25 +10,24 @@ Why it is built this way (numbers: shared/toolchain/TOOLCHAIN.md):
   refusing channels.
 - ``aes128-gcm@openssh.com`` first and 255 KiB pipelined SFTP writes: measured ~2x faster than
   paramiko's defaults and faster than OpenSSH ``scp``. Reads keep paramiko's prefetch and window.
-- paramiko is imported only here and in the modules split from it (``sshconnect``: opening a
-  connection; ``hostkeys``; ``sshconfig``). Every paramiko, socket and OS error is mapped at
-  this boundary into ``gpu_magic.errors``: the ``ClusterConnectionError`` family for
-  connections and commands, ``TransferError`` for file operations.
+- paramiko is imported only here and in the modules split from this one to keep each short:
+  ``sshconnect`` (opening a connection, retries), ``sshchannel`` (deadlock-free channel I/O),
+  ``hostkeys`` and ``sshconfig``. Every paramiko, socket and OS error is mapped at this
+  boundary into ``gpu_magic.errors``: the ``ClusterConnectionError`` family for connections
+  and commands, ``TransferError`` for file operations.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import os
-import select
 import stat
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
 import paramiko
@@ -45,13 +44,13 @@ from ..errors import (
     WaitTimeoutError,
 )
 from .base import CommandResult, Progress, Transport, iter_chunks
+from .sshchannel import ChannelWriter, Reader, answers, collect
 from .sshconfig import load_ssh_config, resolve
 from .sshconnect import WIRE_ERRORS, Connection, Connector, describe
 
 SFTP_REQUEST = 255 * 1024
 """OpenSSH's sftp-server accepts messages up to 256 KiB; 255 KiB of data leaves room for headers."""
 RECV_CHUNK = 1 << 16
-STDIN_POLL_S = 0.01
 
 
 class SSHTransport(Transport):
@@ -94,7 +93,7 @@ class SSHTransport(Transport):
         with self._channel(timeout) as chan:
             try:
                 chan.exec_command(command)
-                out, err = _collect(chan, deadline, stdin or b"")
+                out, err = collect(chan, deadline, stdin or b"")
             except TimeoutError:
                 raise WaitTimeoutError(
                     f"command timed out after {timeout}s on {self.label}: {command}"
@@ -114,8 +113,8 @@ class SSHTransport(Transport):
             except WIRE_ERRORS as exc:
                 raise self._lost(command, exc) from exc
             chan.settimeout(self.settings.file_transfer_timeout)  # bounds a stalled sendall
-            reader = _Reader(chan)
-            raw = _ChannelWriter(chan, self.label)
+            reader = Reader(chan)
+            raw = ChannelWriter(chan, self.label)
             writer = io.BufferedWriter(raw, SFTP_REQUEST)
             broken = False
             try:
@@ -155,6 +154,20 @@ class SSHTransport(Transport):
                 if sftp.stat(remote).st_size != sent:
                     raise TransferError(f"{self.label}:{remote} is not {sent} bytes after upload")
         return digest.hexdigest()
+
+    def makedirs(self, remote: str) -> None:
+        with self._transfer(f"create {self.label}:{remote}"), self._sftp() as sftp:
+            missing = []
+            path = PurePosixPath(remote)
+            while str(path) not in ("/", "."):
+                try:
+                    sftp.stat(str(path))
+                    break
+                except FileNotFoundError:
+                    missing.append(str(path))
+                    path = path.parent
+            for folder in reversed(missing):
+                sftp.mkdir(folder)
 
     def read_file(self, remote: str, offset: int = 0) -> bytes:
         what = f"read {self.label}:{remote}"
@@ -285,7 +298,7 @@ class SSHTransport(Transport):
         conn = self._connection()
         with conn.lock:
             sftp, conn.spare_sftp = conn.spare_sftp, None
-        if sftp is not None and _answers(sftp):
+        if sftp is not None and answers(sftp):
             return conn, sftp
         if sftp is not None:
             self._drop_sftp(conn, sftp)  # and the dead connection is noticed: reopen below
@@ -327,126 +340,3 @@ class SSHTransport(Transport):
             f"connection to {self.label} failed while running {command!r} "
             f"(it may or may not have run): {describe(exc)}"
         )
-
-
-class _ChannelWriter(io.RawIOBase):
-    """The command's stdin as a file; a command that stopped reading gives BrokenPipeError."""
-
-    def __init__(self, chan: paramiko.Channel, label: str):
-        self._chan = chan
-        self._label = label
-        self._abandoned = False
-
-    def writable(self) -> bool:
-        return True
-
-    def abandon(self) -> None:
-        """Drop further writes, e.g. the buffer flushed when the writer is garbage-collected."""
-        self._abandoned = True
-
-    def write(self, data) -> int:
-        if self._abandoned:
-            return len(data)
-        try:
-            self._chan.sendall(bytes(data))
-        except TimeoutError:
-            raise TransferError(f"upload to {self._label} stalled") from None
-        except WIRE_ERRORS as exc:
-            if self._chan.closed or self._chan.eof_received:
-                raise BrokenPipeError(f"{self._label}: the command closed its input") from exc
-            raise TransferError(f"upload to {self._label} failed: {describe(exc)}") from exc
-        return len(data)
-
-
-class _Reader:
-    """Drains stdout/stderr in a thread while the caller writes stdin (no window deadlock)."""
-
-    def __init__(self, chan: paramiko.Channel):
-        self._chan = chan
-        self._result: tuple[bytes, bytes] = (b"", b"")
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._drain, daemon=True, name="ssh-stream")
-        self._thread.start()
-
-    def _drain(self) -> None:
-        try:
-            self._result = _collect(self._chan, None, None)
-        except BaseException as exc:
-            self._error = exc
-
-    def finish(self, timeout: float) -> tuple[bytes, bytes, int]:
-        """Close stdin, then wait for the command to exit; returns (stdout, stderr, status)."""
-        with contextlib.suppress(*WIRE_ERRORS):  # already closed: the exit status tells
-            self._chan.shutdown_write()
-        self._thread.join(timeout)
-        if self._thread.is_alive():
-            raise WaitTimeoutError(f"remote command did not exit within {timeout}s of its input")
-        if self._error is not None:
-            raise ClusterConnectionError(f"connection lost while streaming: {self._error}")
-        return (*self._result, self._chan.recv_exit_status())
-
-
-def _answers(sftp: paramiko.SFTPClient) -> bool:
-    """One round trip (~0.1 ms) on an idle session: a connection that the server dropped while
-    the session sat idle is noticed here, where retrying is still safe, not mid-transfer."""
-    try:
-        sftp.normalize(".")
-    except WIRE_ERRORS:
-        return False
-    return True
-
-
-def _collect(chan: paramiko.Channel, deadline: float | None, stdin: bytes | None):
-    """Read stdout and stderr until EOF and exit status, feeding ``stdin`` meanwhile.
-
-    Both streams and stdin share flow-control windows: reading one stream only, or writing
-    stdin without reading, can stall the remote command forever, so all three move in one
-    loop. ``stdin=None`` leaves stdin to the caller. Raises TimeoutError past ``deadline``.
-    """
-    out, err = bytearray(), bytearray()
-    poller = select.poll()  # not select(): a busy kernel process may hold fds above 1024
-    poller.register(chan.fileno(), select.POLLIN)  # readable when stdout or stderr has data
-    sent = 0
-    while True:
-        if stdin is not None:
-            sent, stdin = _feed(chan, stdin, sent)
-        _drain_ready(chan, out, err)
-        if chan.closed or chan.eof_received:
-            break
-        wait = _remaining(deadline)
-        if stdin is not None:
-            wait = STDIN_POLL_S if wait is None else min(wait, STDIN_POLL_S)
-        poller.poll(None if wait is None else wait * 1000)
-    if not chan.status_event.wait(_remaining(deadline)):
-        raise TimeoutError
-    _drain_ready(chan, out, err)
-    return bytes(out), bytes(err)
-
-
-def _feed(chan: paramiko.Channel, data: bytes, sent: int) -> tuple[int, bytes | None]:
-    """Send what the window allows without blocking; close stdin when all is sent."""
-    try:
-        while sent < len(data) and chan.send_ready():
-            sent += chan.send(data[sent : sent + RECV_CHUNK])
-        if sent >= len(data):
-            chan.shutdown_write()
-            return sent, None
-    except OSError:
-        return sent, None  # the command exited without reading everything, like a pipe
-    return sent, data
-
-
-def _drain_ready(chan: paramiko.Channel, out: bytearray, err: bytearray) -> None:
-    while chan.recv_ready():
-        out += chan.recv(RECV_CHUNK)
-    while chan.recv_stderr_ready():
-        err += chan.recv_stderr(RECV_CHUNK)
-
-
-def _remaining(deadline: float | None) -> float | None:
-    if deadline is None:
-        return None
-    left = deadline - time.monotonic()
-    if left <= 0:
-        raise TimeoutError
-    return left

@@ -1,0 +1,150 @@
+"""Moving bytes over one SSH exec channel without deadlocks (used by ``ssh.py``).
+
+An exec channel carries stdin, stdout and stderr under SSH flow control: a window per
+direction that refills only as the other side reads. A client that writes stdin while not
+reading, or reads stdout while stderr fills up, can stall the remote command forever. So
+``collect`` moves all three in one loop, and ``Reader`` drains the outputs in a thread while a
+caller streams stdin through ``ChannelWriter``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import select
+import threading
+import time
+from typing import TYPE_CHECKING
+
+from ..errors import ClusterConnectionError, TransferError, WaitTimeoutError
+from .sshconnect import WIRE_ERRORS, describe
+
+if TYPE_CHECKING:
+    import paramiko
+
+RECV_CHUNK = 1 << 16
+STDIN_POLL_S = 0.01
+"""How often a writer blocked on a full window looks again (the window has no event)."""
+
+
+class ChannelWriter(io.RawIOBase):
+    """The command's stdin as a file; a command that stopped reading gives BrokenPipeError."""
+
+    def __init__(self, chan: paramiko.Channel, label: str):
+        self._chan = chan
+        self._label = label
+        self._abandoned = False
+
+    def writable(self) -> bool:
+        return True
+
+    def abandon(self) -> None:
+        """Drop further writes, e.g. the buffer flushed when the writer is garbage-collected."""
+        self._abandoned = True
+
+    def write(self, data) -> int:
+        if self._abandoned:
+            return len(data)
+        try:
+            self._chan.sendall(bytes(data))
+        except TimeoutError:
+            raise TransferError(f"upload to {self._label} stalled") from None
+        except WIRE_ERRORS as exc:
+            if self._chan.closed or self._chan.eof_received:
+                raise BrokenPipeError(f"{self._label}: the command closed its input") from exc
+            raise TransferError(f"upload to {self._label} failed: {describe(exc)}") from exc
+        return len(data)
+
+
+class Reader:
+    """Drains stdout/stderr in a thread while the caller writes stdin (no window deadlock)."""
+
+    def __init__(self, chan: paramiko.Channel):
+        self._chan = chan
+        self._result: tuple[bytes, bytes] = (b"", b"")
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._drain, daemon=True, name="ssh-stream")
+        self._thread.start()
+
+    def _drain(self) -> None:
+        try:
+            self._result = collect(self._chan, None, None)
+        except BaseException as exc:
+            self._error = exc
+
+    def finish(self, timeout: float) -> tuple[bytes, bytes, int]:
+        """Close stdin, then wait for the command to exit; returns (stdout, stderr, status)."""
+        with contextlib.suppress(*WIRE_ERRORS):  # already closed: the exit status tells
+            self._chan.shutdown_write()
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            raise WaitTimeoutError(f"remote command did not exit within {timeout}s of its input")
+        if self._error is not None:
+            raise ClusterConnectionError(f"connection lost while streaming: {self._error}")
+        return (*self._result, self._chan.recv_exit_status())
+
+
+def answers(sftp: paramiko.SFTPClient) -> bool:
+    """One round trip (~0.1 ms) on an idle session: a connection that the server dropped while
+    the session sat idle is noticed here, where retrying is still safe, not mid-transfer."""
+    try:
+        sftp.normalize(".")
+    except WIRE_ERRORS:
+        return False
+    return True
+
+
+def collect(chan: paramiko.Channel, deadline: float | None, stdin: bytes | None):
+    """Read stdout and stderr until EOF and exit status, feeding ``stdin`` meanwhile.
+
+    Both streams and stdin share flow-control windows: reading one stream only, or writing
+    stdin without reading, can stall the remote command forever, so all three move in one
+    loop. ``stdin=None`` leaves stdin to the caller. Raises TimeoutError past ``deadline``.
+    """
+    out, err = bytearray(), bytearray()
+    poller = select.poll()  # not select(): a busy kernel process may hold fds above 1024
+    poller.register(chan.fileno(), select.POLLIN)  # readable when stdout or stderr has data
+    sent = 0
+    while True:
+        if stdin is not None:
+            sent, stdin = _feed(chan, stdin, sent)
+        _drain_ready(chan, out, err)
+        if chan.closed or chan.eof_received:
+            break
+        wait = _remaining(deadline)
+        if stdin is not None:
+            wait = STDIN_POLL_S if wait is None else min(wait, STDIN_POLL_S)
+        poller.poll(None if wait is None else wait * 1000)
+    if not chan.status_event.wait(_remaining(deadline)):
+        raise TimeoutError
+    _drain_ready(chan, out, err)
+    return bytes(out), bytes(err)
+
+
+def _feed(chan: paramiko.Channel, data: bytes, sent: int) -> tuple[int, bytes | None]:
+    """Send what the window allows without blocking; close stdin when all is sent."""
+    try:
+        while sent < len(data) and chan.send_ready():
+            sent += chan.send(data[sent : sent + RECV_CHUNK])
+        if sent >= len(data):
+            chan.shutdown_write()
+            return sent, None
+    except OSError:
+        return sent, None  # the command exited without reading everything, like a pipe
+    return sent, data
+
+
+def _drain_ready(chan: paramiko.Channel, out: bytearray, err: bytearray) -> None:
+    while chan.recv_ready():
+        out += chan.recv(RECV_CHUNK)
+    while chan.recv_stderr_ready():
+        err += chan.recv_stderr(RECV_CHUNK)
+
+
+def _remaining(deadline: float | None) -> float | None:
+    if deadline is None:
+        return None
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError
+    return left

@@ -1,0 +1,214 @@
+"""Plain-text rendering of a job panel and of the jobs table (no widgets needed).
+
+Also the one place that reads a feed for the UI, duck-typed: anything with ``job``,
+``log_bytes()`` and ``gpu_samples()`` works; ``metric_series()``, ``secondary_axis(name)`` and
+``progress()`` are used when the feed has them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from ..formatting import duration, table
+from ..models import GPUJob, JobStatus
+
+TAIL_BYTES = 256 * 1024
+TAIL_LINES = 10
+IDLE_AFTER_S = 300.0
+
+
+@dataclass
+class Snapshot:
+    """Everything one panel shows, read from a feed at one moment."""
+
+    job: GPUJob
+    host: str = ""
+    progress: Any = None
+    series: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+    secondary: frozenset[str] = frozenset()
+    gpu: list = field(default_factory=list)
+    log_lines: list[str] = field(default_factory=list)
+    idle_after_s: float = IDLE_AFTER_S
+
+
+# -- reading a feed ---------------------------------------------------------------------------
+def read_series(feed) -> dict[str, list[tuple[float, float]]]:
+    reader = getattr(feed, "metric_series", None)
+    return dict(reader()) if reader else {}
+
+
+def secondary_names(feed, names) -> frozenset[str]:
+    test = getattr(feed, "secondary_axis", None)
+    return frozenset(n for n in names if test and test(n))
+
+
+def read_progress(feed):
+    reader = getattr(feed, "progress", None)
+    return reader() if callable(reader) else None
+
+
+def log_tail(feed, max_bytes: int = TAIL_BYTES) -> list[str]:
+    """The complete lines among the log's last ``max_bytes`` bytes (a cut first line dropped)."""
+    tail = getattr(feed, "log_tail", None)
+    data = tail(max_bytes) if tail else feed.log_bytes()[-max_bytes:]
+    lines = data.decode("utf-8", "replace").splitlines()
+    return lines[1:] if len(data) >= max_bytes and lines else lines
+
+
+def host_label(client, job: GPUJob) -> str:
+    try:
+        return client.clusters.get(job.cluster).host or "this machine"
+    except Exception:  # a fake client, a cluster removed since
+        return job.cluster
+
+
+def snapshot(client, feed, *, idle_after_s: float = IDLE_AFTER_S) -> Snapshot:
+    series = read_series(feed)
+    return Snapshot(
+        job=feed.job,
+        host=host_label(client, feed.job),
+        progress=read_progress(feed),
+        series=series,
+        secondary=secondary_names(feed, series),
+        gpu=feed.gpu_samples(),
+        log_lines=log_tail(feed),
+        idle_after_s=idle_after_s,
+    )
+
+
+# -- pieces -----------------------------------------------------------------------------------
+def number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4g}"
+
+
+def elapsed(job: GPUJob, now: datetime | None = None) -> float | None:
+    now = now or datetime.now(timezone.utc)
+    if job.started_at is not None:
+        return job.runtime_seconds(now)
+    since = job.submitted_at or job.created_at
+    return None if job.is_terminal else max(0.0, (now - since).total_seconds())
+
+
+def status_line(job: GPUJob, host: str = "", now: datetime | None = None) -> str:
+    name = f" ({job.name})" if job.name else ""
+    parts = [f"job {job.id}{name}", f"{job.status.value} {duration(elapsed(job, now))}"]
+    parts.append(f"host {host or job.cluster}")
+    parts.append(f"{job.request.gpus} GPU{'' if job.request.gpus == 1 else 's'}")
+    if job.status == JobStatus.QUEUED and job.reason:
+        parts.append(job.reason)
+    if job.exit_code not in (None, 0):
+        parts.append(f"exit {job.exit_code}")
+    return " · ".join(parts)
+
+
+def finish_clock(moment: datetime | None, now: datetime | None = None) -> str:
+    if moment is None:
+        return "-"
+    now = now or datetime.now(timezone.utc)
+    local = moment.astimezone()
+    near = abs(moment - now) < timedelta(hours=20)
+    return local.strftime("%H:%M:%S" if near else "%Y-%m-%d %H:%M")
+
+
+def rate_text(progress) -> str:
+    unit = getattr(progress, "unit", None) or "step"
+    unit = "steps" if unit == "step" else unit
+    return f"{progress.rate:.3g} {unit}/s" if progress.rate else ""
+
+
+def eta_text(progress, now: datetime | None = None) -> str:
+    if progress is None or progress.remaining_s is None:
+        return "ETA unknown"
+    left = f"ETA {duration(progress.remaining_s)} left"
+    return f"{left}, finishes {finish_clock(progress.finish_at, now)}"
+
+
+def progress_line(progress, now: datetime | None = None) -> str:
+    if progress is None:
+        return "progress: -"
+    done = f"step {progress.step}" + (f"/{progress.total}" if progress.total else "")
+    if progress.fraction is not None:
+        done += f" ({progress.fraction:.0%})"
+    if getattr(progress, "epoch", None) is not None:
+        done += f" · epoch {progress.epoch}" + (f"/{progress.epochs}" if progress.epochs else "")
+    parts = [done, rate_text(progress), eta_text(progress, now)]
+    return "progress: " + " · ".join(p for p in parts if p)
+
+
+def metrics_line(series: dict[str, list[tuple[float, float]]]) -> str:
+    last = [(name, pts[-1]) for name, pts in series.items() if pts]
+    if not last:
+        return "metrics: -"
+    return "metrics: " + " · ".join(f"{name} {number(y)} @ {number(x)}" for name, (x, y) in last)
+
+
+def latest_per_gpu(samples) -> list:
+    latest = {}
+    for sample in samples:
+        latest[sample.index] = sample
+    return [latest[i] for i in sorted(latest)]
+
+
+def gpu_line(sample) -> str:
+    mem = f"{number(gib(sample.memory_used))}/{number(gib(sample.memory_total))} GiB"
+    extra = [f"{number(sample.temperature)}°C", f"{number(sample.power)} W"]
+    return f"GPU{sample.index} {number(sample.utilization)}% · {mem} · " + " · ".join(extra)
+
+
+def gib(mib: float | None) -> float | None:
+    return None if mib is None else mib / 1024
+
+
+def idle_gpus(samples, job: GPUJob, window_s: float = IDLE_AFTER_S) -> bool:
+    """Running, GPU samples cover ``window_s`` and every one of its samples reads 0 %."""
+    if job.status != JobStatus.RUNNING or not samples:
+        return False
+    newest = max(s.at for s in samples)
+    if min(s.at for s in samples) > newest - window_s:
+        return False  # not watched long enough yet
+    recent = [s.utilization for s in samples if s.at >= newest - window_s]
+    known = [u for u in recent if u is not None]
+    return bool(known) and all(u == 0 for u in known)
+
+
+def idle_warning(window_s: float) -> str:
+    return f"warning: every GPU has been idle (0% utilisation) for {duration(window_s)} or more"
+
+
+# -- whole renderings -------------------------------------------------------------------------
+def render(snap: Snapshot, tail: int = TAIL_LINES, now: datetime | None = None) -> str:
+    lines = [status_line(snap.job, snap.host, now), progress_line(snap.progress, now)]
+    lines.append(metrics_line(snap.series))
+    lines += [gpu_line(s) for s in latest_per_gpu(snap.gpu)] or ["GPU: no samples"]
+    if idle_gpus(snap.gpu, snap.job, snap.idle_after_s):
+        lines.append(idle_warning(snap.idle_after_s))
+    if snap.job.error:
+        lines.append(f"error: {snap.job.error}")
+    lines.append(f"--- last {tail} log lines ---")
+    lines += snap.log_lines[-tail:] if tail else []
+    return "\n".join(lines)
+
+
+TABLE_HEADERS = ("job", "name", "status", "cluster", "gpus", "progress", "ETA", "runtime")
+
+
+def table_row(job: GPUJob, progress=None, now: datetime | None = None) -> tuple[str, ...]:
+    fraction = getattr(progress, "fraction", None)
+    remaining = getattr(progress, "remaining_s", None)
+    return (
+        job.id,
+        job.name or "-",
+        job.status.value,
+        job.cluster,
+        str(job.request.gpus),
+        "-" if fraction is None else f"{fraction:.0%}",
+        "-" if remaining is None or job.is_terminal else duration(remaining),
+        duration(elapsed(job, now)),
+    )
+
+
+def table_text(rows) -> str:
+    rows = list(rows)
+    return table(TABLE_HEADERS, rows) if rows else "No jobs yet. Submit one with %%gpu_submit."
