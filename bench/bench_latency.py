@@ -22,7 +22,6 @@ sys.path.insert(0, str(ROOT / "tests"))
 from harness.sshd import SSHServer  # noqa: E402
 
 from gpu_magic import Client, GPUJobRequest, Settings, formatting  # noqa: E402
-from gpu_magic.clusters import ClusterConfig  # noqa: E402
 
 
 def timed(fn, runs: int) -> list[float]:
@@ -84,17 +83,7 @@ def main() -> None:
             max_concurrent_jobs=10_000,
         )
         client = Client(settings)
-        client.clusters.add(
-            ClusterConfig(
-                name="ssh",
-                host=server.host,
-                port=server.port,
-                user="root",
-                key=str(server.client_key),
-                base_path=str(tmp / "remote"),
-                python=sys.executable,
-            )
-        )
+        client.clusters.add(server.cluster(tmp / "remote"))
         ssh_true = [
             "ssh",
             "-p",

@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 
 from gpu_magic import Client, GPUJobRequest, Settings
-from gpu_magic.clusters import ClusterConfig
 
 SELECT = "--query-gpu=index,uuid,utilization.gpu,memory.used,memory.total"
 SAMPLE = SELECT + ",temperature.gpu,power.draw"
@@ -87,17 +86,7 @@ def ssh_cluster(client: Client, work: Path, stack: contextlib.ExitStack) -> str:
 
     server = stack.enter_context(SSHServer(work / "sshd"))
     client.settings.known_hosts_path.write_text(server.known_hosts_line() + "\n")
-    client.clusters.add(
-        ClusterConfig(
-            name="ssh",
-            host=server.host,
-            port=server.port,
-            user="root",
-            key=str(server.client_key),
-            base_path=str(work / "remote"),
-            python=sys.executable,
-        )
-    )
+    client.clusters.add(server.cluster(work / "remote"))
     return "ssh"
 
 

@@ -8,7 +8,6 @@ count over the whole run (Hugging Face Trainer, tqdm, ``step 120/1000``).
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass, field
 
@@ -86,10 +85,6 @@ def to_float(text: str) -> float | None:
         return float(text)
     except (TypeError, ValueError):
         return None
-
-
-def is_finite_or_nan(value: float) -> bool:
-    return not math.isinf(value) or True
 
 
 def strip_ansi(text: str) -> str:

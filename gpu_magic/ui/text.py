@@ -33,6 +33,32 @@ class Snapshot:
     idle_after_s: float = IDLE_AFTER_S
 
 
+class TextFallback:
+    """Mixin for a widget: its ``text/plain`` becomes ``self.snapshot_text()``."""
+
+    def snapshot_text(self) -> str:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def _repr_mimebundle_(self, **kwargs):
+        bundle = super()._repr_mimebundle_(**kwargs)
+        if isinstance(bundle, dict):
+            bundle["text/plain"] = self.snapshot_text()
+        return bundle
+
+
+class TextView:
+    """What is displayed where no widget frontend exists: a text snapshot, fresh at each repr."""
+
+    def __init__(self, render):
+        self.render = render
+
+    def __repr__(self) -> str:
+        return self.render()
+
+    def _repr_pretty_(self, printer, _cycle) -> None:
+        printer.text(self.render())
+
+
 # -- reading a feed ---------------------------------------------------------------------------
 def read_series(feed) -> dict[str, list[tuple[float, float]]]:
     reader = getattr(feed, "metric_series", None)
@@ -91,16 +117,22 @@ def elapsed(job: GPUJob, now: datetime | None = None) -> float | None:
     return None if job.is_terminal else max(0.0, (now - since).total_seconds())
 
 
-def status_line(job: GPUJob, host: str = "", now: datetime | None = None) -> str:
+def status_parts(job: GPUJob, host: str = "", now: datetime | None = None) -> list[str]:
+    """What follows the status word: id and name, elapsed time, host, GPUs, reason, exit."""
     name = f" ({job.name})" if job.name else ""
-    parts = [f"job {job.id}{name}", f"{job.status.value} {duration(elapsed(job, now))}"]
+    took = "ran" if job.is_terminal else "elapsed"
+    parts = [f"job {job.id}{name}", f"{took} {duration(elapsed(job, now))}"]
     parts.append(f"host {host or job.cluster}")
     parts.append(f"{job.request.gpus} GPU{'' if job.request.gpus == 1 else 's'}")
     if job.status == JobStatus.QUEUED and job.reason:
         parts.append(job.reason)
     if job.exit_code not in (None, 0):
         parts.append(f"exit {job.exit_code}")
-    return " · ".join(parts)
+    return parts
+
+
+def status_line(job: GPUJob, host: str = "", now: datetime | None = None) -> str:
+    return f"{job.status.value}: " + " · ".join(status_parts(job, host, now))
 
 
 def finish_clock(moment: datetime | None, now: datetime | None = None) -> str:

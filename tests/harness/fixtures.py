@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -78,15 +77,7 @@ def ssh_env(tmp_path, sshd, monkeypatch):
     settings.known_hosts_path.write_text(sshd.known_hosts_line() + "\n")
     remote = tmp_path / "remote"
     remote.mkdir()
-    cluster = ClusterConfig(
-        name="ssh",
-        host=sshd.host,
-        port=sshd.port,
-        user="root",
-        key=str(sshd.client_key),
-        base_path=str(remote),
-        python=sys.executable,
-    )
+    cluster = sshd.cluster(remote)
     env = SSHEnv(settings=settings, cluster=cluster, server=sshd, tmp_path=tmp_path)
     yield env
     env.close()

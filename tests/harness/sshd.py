@@ -159,6 +159,22 @@ class SSHServer:
         """``ssh-ed25519 AAAA...`` (type and base64, no comment)."""
         return " ".join(self.host_key.with_suffix(".pub").read_text().split()[:2])
 
+    def cluster(self, base_path: Path, name: str = "ssh"):
+        """A gpu_magic cluster for this server: root, the client key, this Python on the host."""
+        import sys
+
+        from gpu_magic.clusters import ClusterConfig
+
+        return ClusterConfig(
+            name=name,
+            host=self.host,
+            port=self.port,
+            user="root",
+            key=str(self.client_key),
+            base_path=str(base_path),
+            python=sys.executable,
+        )
+
     def known_hosts_line(self) -> str:
         return f"[{HOST}]:{self.port} {self.host_public_key}"
 

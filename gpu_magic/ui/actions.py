@@ -1,0 +1,104 @@
+"""The panel's buttons: Cancel (two clicks), Fetch results, Open full log.
+
+Callbacks run on the kernel's main thread: they call the client without the widget lock held
+(a cancel may take a round trip) and take the lock only to change widgets.
+"""
+
+from __future__ import annotations
+
+import html
+
+import ipywidgets as widgets
+
+
+def _button(label: str, css_class: str, icon: str) -> widgets.Button:
+    button = widgets.Button(description=label, icon=icon, layout={"width": "auto"})
+    button.add_class(css_class)
+    return button
+
+
+def user_namespace() -> dict | None:
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover - IPython is a dependency
+        return None
+    shell = get_ipython()
+    return None if shell is None else shell.user_ns
+
+
+class Actions:
+    def __init__(self, panel, namespace: dict | None = None):
+        self.panel = panel
+        self.namespace = namespace
+        self.armed = False
+        self.cancel = _button("Cancel", "gpu-magic-cancel", "stop")
+        self.fetch = _button("Fetch results", "gpu-magic-fetch", "download")
+        self.open_log = _button("Open full log", "gpu-magic-open-log", "file-text")
+        self.message = widgets.HTML()
+        self.message.add_class("gpu-magic-message")
+        self.cancel.on_click(self.on_cancel)
+        self.fetch.on_click(self.on_fetch)
+        self.open_log.on_click(self.on_open_log)
+        buttons = widgets.HBox([self.cancel, self.fetch, self.open_log])
+        buttons.add_class("gpu-magic-buttons")
+        self.row = [buttons, self.message]
+
+    def say(self, message: str, error: bool = False) -> None:
+        style = ' style="color:#c5221f"' if error else ""
+        with self.panel.lock:
+            self.message.value = f"<span{style}>{html.escape(message)}</span>"
+
+    def refresh(self, job) -> None:
+        """Called by the panel's apply (lock held) with the latest job."""
+        self.cancel.disabled = job.is_terminal
+        if job.is_terminal and self.armed:
+            self._disarm()
+
+    # -- cancel -------------------------------------------------------------------------------
+    def on_cancel(self, _button=None) -> None:
+        with self.panel.lock:
+            if not self.armed:
+                self.armed = True
+                self.cancel.description, self.cancel.button_style = "Really cancel?", "danger"
+                return
+            self._disarm()
+        self.say("cancelling…")
+        try:
+            job = self.panel.client.cancel(self.panel.job_id)
+        except Exception as exc:  # shown in the panel: a callback's traceback is invisible
+            self.say(f"cancel failed: {exc}", error=True)
+            return
+        self.say(f"cancel requested: the job is {job.status.value}")
+        self.panel.throttle.mark("job")
+
+    def _disarm(self) -> None:
+        self.armed = False
+        self.cancel.description, self.cancel.button_style = "Cancel", ""
+
+    # -- fetch --------------------------------------------------------------------------------
+    def on_fetch(self, _button=None) -> None:
+        self.say("fetching results…")
+        try:
+            values = self.panel.client.outputs(self.panel.job_id)
+        except Exception as exc:
+            self.say(f"fetch failed: {exc}", error=True)
+            return
+        namespace = self.namespace if self.namespace is not None else user_namespace()
+        if namespace is None:
+            self.say("no notebook namespace to load into; use client.outputs(job_id)", error=True)
+            return
+        namespace.update(values)
+        names = ", ".join(sorted(values))
+        self.say(f"loaded {names} into the notebook" if values else "the job returned no outputs")
+
+    # -- full log -----------------------------------------------------------------------------
+    def on_open_log(self, _button=None) -> None:
+        log = self.panel.logview
+        if log.full_shown:
+            log.hide_full()
+            label = "Open full log"
+        else:
+            log.show_full(self.panel.feed.log_text())
+            label = "Hide full log"
+        with self.panel.lock:
+            self.open_log.description = label
