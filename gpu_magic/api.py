@@ -14,11 +14,13 @@ from typing import Any
 from . import results, submission
 from .clusters import ClusterConfig, ClusterRegistry
 from .config import Settings
-from .errors import GPUMagicError, SchedulerError, WaitTimeoutError
+from .errors import GPUMagicError, InvalidRequestError, SchedulerError, WaitTimeoutError
 from .handle import JobHandle
 from .models import GPUJob, GPUJobRequest, JobStatus
+from .monitoring.feed import JobFeed
 from .monitoring.monitor import Monitor
 from .packaging.upload import upload_bundle
+from .parsers.levels import LineFilter
 from .schedulers import Observation, ProcessScheduler, Scheduler
 from .store import JobStore
 from .transport import LocalTransport, Transport
@@ -177,9 +179,28 @@ class Client:
         job = self.job(job_id)
         return results.read_outputs(self._transport_of(job), job)
 
-    def logs(self, job_id: str, tail: int | None = None) -> str:
+    def logs(
+        self,
+        job_id: str,
+        tail: int | None = None,
+        level: str | None = None,
+        grep: str | None = None,
+    ) -> str:
+        """The job's output.log, optionally only lines at ``level`` or above matching ``grep``."""
         job = self.store.find(job_id)
-        return results.log_tail(self._transport_of(job), job, tail)
+        if level is None and grep is None:
+            return results.log_tail(self._transport_of(job), job, tail)
+        try:
+            keep = LineFilter(level, grep)
+        except ValueError as exc:
+            raise InvalidRequestError(str(exc)) from None
+        lines = results.read_log(self._transport_of(job), job).splitlines(keepends=True)
+        kept = [line for line in lines if keep.keep(line)]
+        return "".join(kept[-tail:] if tail else kept)
+
+    def feed(self, job_id: str) -> JobFeed:
+        """The job's telemetry brought up to date now (metrics, progress, GPU samples, log)."""
+        return self.monitor.sync(self.store.find(job_id).id)
 
     def raise_for_failure(self, job_id: str) -> None:
         job = self.job(job_id)

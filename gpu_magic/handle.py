@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from .models import GPUJob, JobStatus
@@ -45,8 +46,33 @@ class JobHandle:
         """The ``--outputs`` variables of a completed job; a failed one raises its error."""
         return self._client.outputs(self.id)
 
+    def metrics(self):
+        """Parsed metric series, one row per step: a pandas DataFrame when pandas is installed."""
+        series = self._client.feed(self.id).metric_series()
+        rows: dict[float, dict] = {}
+        for name, points in series.items():
+            for x, value in points:
+                rows.setdefault(x, {"step": x})[name] = value
+        return _table([rows[x] for x in sorted(rows)])
+
+    def gpu(self):
+        """GPU samples (time, index, utilisation %, memory MiB, temperature, power)."""
+        return _table([asdict(s) for s in self._client.feed(self.id).gpu_samples()])
+
+    def progress(self):
+        """Step, total, rate, time left and finish time as last seen (None before any)."""
+        return self._client.feed(self.id).progress()
+
     def __repr__(self) -> str:
         job = self.job
         name = f" name={job.name}" if job.name else ""
         extra = f" exit_code={job.exit_code}" if job.exit_code not in (None, 0) else ""
         return f"<JobHandle {job.id}{name} {job.status} on {job.cluster}{extra}>"
+
+
+def _table(rows: list[dict]):
+    try:
+        import pandas
+    except ImportError:
+        return rows
+    return pandas.DataFrame(rows)

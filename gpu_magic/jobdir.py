@@ -39,6 +39,10 @@ EXIT_CODE = "exit_code"
 ERROR_JSON = "error.json"
 CANCEL_REQUESTED = "cancel_requested"
 TIMED_OUT = "timed_out"
+GPU_TELEMETRY = "gpu_telemetry"  # "unavailable: why" / "stopped: why"; absent while sampling works
+CELL_STATUS = ".cell_status"  # run.sh's private note of the cell's exit status
+
+GIT_CHECKOUT = f"{CODE}/repo"
 
 
 def new_job_id(now: datetime | None = None) -> str:

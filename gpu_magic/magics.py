@@ -20,6 +20,34 @@ from .api import Client, default_client
 from .clusters import make_cluster
 from .errors import GPUMagicError, InvalidRequestError, RemoteJobError
 from .models import GitSource, GPUJobRequest, JobStatus
+from .monitoring.follow import follow_log
+from .parsers.levels import LineFilter
+
+
+def ui():
+    """The widget layer, imported on first use (plotly and ipywidgets are heavy)."""
+    from . import ui as module
+
+    return module
+
+
+def follow(client: Client, job: str, level: str | None, grep: str | None) -> None:
+    """Stream the log into the cell output until the job ends or the user interrupts."""
+    try:
+        keep = LineFilter(level, grep)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    pending = ""
+    try:
+        for text in follow_log(client.monitor, client.store.find(job).id):
+            *lines, pending = (pending + text).split("\n")
+            shown = [line for line in lines if keep.keep(line)]
+            if shown:
+                print("\n".join(shown), flush=True)
+        if pending and keep.keep(pending):
+            print(pending, flush=True)
+    except KeyboardInterrupt:
+        print("gpu_magic: stopped following (the job goes on)")
 
 
 def user_errors(method):
@@ -110,6 +138,7 @@ class GPUMagics(Magics):
             return None
         request = self._request(opts, cell)
         handle = self.client.submit(request, self.shell.user_ns, cwd=Path(os.getcwd()), say=print)
+        ui().show_job(self.client, handle.id)
         if opts.wait:
             self._finish(handle.id, timeout=None)
         return handle
@@ -148,31 +177,41 @@ class GPUMagics(Magics):
     @magic_arguments()
     @argument("-h", "--help", action="store_true", help="show this help")
     @argument("job", nargs="?", help="job id or name; all jobs when left out")
+    @argument("--details", action="store_true", help="text details and state history of JOB")
     @line_magic
     @user_errors
     def gpu_status(self, line: str):
-        """Show a table of all jobs, or the details and history of one."""
+        """Show the live table of all jobs, or one job's live panel (or --details)."""
         opts = parse(self.gpu_status, line)
         if opts is None:
             return None
         if opts.job is None:
-            print(formatting.job_table(self.client.jobs()))
-            return
-        job = self.client.job(opts.job)
-        print(formatting.job_details(job, self.client.store.transitions(job.id)))
+            ui().show_jobs(self.client)
+        elif opts.details:
+            job = self.client.job(opts.job)
+            print(formatting.job_details(job, self.client.store.transitions(job.id)))
+        else:
+            ui().show_job(self.client, opts.job)
+        return None
 
     @magic_arguments()
     @argument("-h", "--help", action="store_true", help="show this help")
     @argument("job", nargs="?", help="job id or name")
     @argument("--tail", type=int, metavar="N", help="only the last N lines")
+    @argument("--level", metavar="LEVEL", help="only DEBUG/INFO/WARNING/ERROR lines and above")
+    @argument("--grep", metavar="REGEX", help="only lines matching this regular expression")
+    @argument("--follow", action="store_true", help="keep printing until the job ends")
     @line_magic
     @user_errors
     def gpu_logs(self, line: str):
-        """Print a job's output.log (stdout and stderr)."""
+        """Print a job's output.log (stdout and stderr), filtered or followed."""
         opts = parse(self.gpu_logs, line, needs_job=True)
         if opts is None:
             return None
-        print(self.client.logs(opts.job, opts.tail), end="")
+        if opts.follow:
+            return follow(self.client, opts.job, opts.level, opts.grep)
+        print(self.client.logs(opts.job, opts.tail, opts.level, opts.grep), end="")
+        return None
 
     @magic_arguments()
     @argument("-h", "--help", action="store_true", help="show this help")

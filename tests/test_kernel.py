@@ -90,12 +90,12 @@ def test_a_new_kernel_sees_and_fetches_a_job_of_a_dead_kernel(ssh_kernel_env, tm
     second = Kernel(env, str(tmp_path))
     try:
         second.run("%load_ext gpu_magic")
-        table = second.run("%gpu_status").stdout
+        table = second.run("%gpu_status").text
         assert job_id in table and "survivor" in table
         fetched = second.run("%gpu_fetch survivor --wait --timeout 60")
         assert fetched.error is None, fetched.text
         assert second.run("result").results == ["125"]
-        details = second.run(f"%gpu_status {job_id}").stdout
+        details = second.run(f"%gpu_status {job_id} --details").stdout
         assert "completed" in details and "running" in details  # the recorded history
     finally:
         second.shutdown()

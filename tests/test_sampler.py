@@ -38,12 +38,23 @@ def test_query_is_the_one_the_fixtures_hold():
     assert f'sample_args="{" ".join(sampler.QUERY_ARGS)}"' in fake
 
 
-def test_real_run_capture_is_a_valid_gpu_csv():
-    """samples.csv of the real H100 run has exactly the format the sampler writes."""
-    for line in rows((FIXTURES / "h100x1-real-run" / "samples.csv").read_bytes()):
+@pytest.mark.parametrize("capture", ["h100x1-real-run/samples.csv", "h200x1-real-loop/gpu.csv"])
+def test_real_captures_are_valid_gpu_csv(capture):
+    """The real H100 run's samples and a real sampler's gpu.csv have exactly the format the
+    sampler writes for what nvidia-smi printed."""
+    for line in rows((FIXTURES / capture).read_bytes()):
         stamp, rest = line.split(", ", 1)
         recorder = Recorder(Selection(["0"]))
         assert recorder.feed(f"{rest}\n".encode(), float(stamp)) == f"{line}\n".encode()
+
+
+def test_real_loop_output_gives_one_tick_per_line():
+    recorder = Recorder(Selection.from_env({"CUDA_VISIBLE_DEVICES": "0"}))
+    raw = (FIXTURES / "h200x1-real-loop" / "loop-raw.txt").read_text().splitlines()
+    arrivals = [line.split(" | ", 1) for line in raw if " | " in line]
+    out = b"".join(recorder.feed(f"{line}\n".encode(), float(at)) for at, line in arrivals)
+    assert rows(out) == [f"{float(at):.2f}, {line}" for at, line in arrivals]
+    assert recorder.ticks == len(arrivals) == 6
 
 
 def test_ticks_share_a_stamp_and_only_the_job_gpus_are_kept():
@@ -100,7 +111,8 @@ def test_cuda_visible_devices_wins_over_slurm():
 
 
 @pytest.mark.parametrize(
-    ("value", "seconds"), [(None, 2.0), ("0.5", 0.5), ("0", 0.1), ("x", 2.0), ("nan", 2.0)]
+    ("value", "seconds"),
+    [(None, 2.0), ("0.5", 0.5), ("0", 0.1), ("-1", 0.1), ("x", 2.0), ("nan", 2.0), ("inf", 2.0)],
 )
 def test_interval(value, seconds):
     assert sampler.interval(value) == seconds

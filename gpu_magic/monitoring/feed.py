@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import codecs
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -16,6 +17,7 @@ from .. import jobdir
 from ..models import GPUJob
 from ..schedulers.folder_probe import Chunk, FolderState
 from .gpu_samples import GPUSample, parse_gpu_line
+from .telemetry import Point, ProgressView, Telemetry
 
 TAILED = (jobdir.OUTPUT_LOG, jobdir.GPU_CSV, jobdir.METRICS)
 LOG_MEMORY_CAP = 64 * 1024 * 1024
@@ -42,6 +44,8 @@ class FeedUpdate:
     log_reset: bool = False
     gpu: list[GPUSample] = field(default_factory=list)
     metric_lines: list[str] = field(default_factory=list)
+    metrics: list[Point] = field(default_factory=list)
+    progress: ProgressView | None = None
 
     @property
     def has_news(self) -> bool:
@@ -59,6 +63,7 @@ class JobFeed:
         self._gpu_lines = LineSplitter()
         self._metric_lines = LineSplitter()
         self.gpu: list[GPUSample] = []
+        self._telemetry = Telemetry()
         self._lock = threading.Lock()
         self._listeners: list[Callable[[FeedUpdate], None]] = []
 
@@ -70,9 +75,25 @@ class JobFeed:
     def log_text(self) -> str:
         return self.log_bytes().decode("utf-8", "replace")
 
+    def log_tail(self, max_bytes: int) -> bytes:
+        """The last ``max_bytes`` bytes of the log (without copying all of it)."""
+        with self._lock:
+            return bytes(self._log[-max_bytes:])
+
     def gpu_samples(self) -> list[GPUSample]:
         with self._lock:
             return list(self.gpu)
+
+    def metric_series(self) -> dict[str, list[tuple[float, float]]]:
+        with self._lock:
+            return {name: list(points) for name, points in self._telemetry.series.items()}
+
+    def secondary_axis(self, name: str) -> bool:
+        return Telemetry.secondary_axis(name)
+
+    def progress(self) -> ProgressView | None:
+        with self._lock:
+            return self._telemetry.progress(time.time())
 
     def subscribe(self, listener: Callable[[FeedUpdate], None]) -> Callable[[], None]:
         """Call ``listener`` from the monitor thread after every tick that changed something."""
@@ -100,11 +121,15 @@ class JobFeed:
             changed = job != self.job
             self.job = job
             self.pending = False
+            now = time.time()
             for name in TAILED:
                 chunk = folder.files.get(name)
                 if chunk is not None:
                     self._take(name, chunk, update)
                     self.pending |= chunk.end < chunk.size
+            update.metrics = self._telemetry.feed_log(update.log_text, now)
+            update.metrics += self._telemetry.feed_metric_lines(update.metric_lines, now)
+            update.progress = self._telemetry.progress(now)
             listeners = list(self._listeners)
         if not (changed or update.has_news):
             return None
@@ -113,24 +138,30 @@ class JobFeed:
         return update
 
     def _take(self, name: str, chunk: Chunk, update: FeedUpdate) -> None:
-        if chunk.offset != self.offsets[name]:  # the file was replaced: start over
+        known = self.offsets[name]
+        if chunk.offset == 0 and known > 0 and chunk.size < known:  # replaced: start over
             self._restart(name, update)
+            known = 0
+        if chunk.end <= known or chunk.offset > known:  # stale, or a gap: ask again
+            return
+        data = chunk.data[known - chunk.offset :]  # an overlap is read once only
         self.offsets[name] = chunk.end
         if name == jobdir.OUTPUT_LOG:
-            self._append_log(chunk.data)
-            update.log_text += self._decoder.decode(chunk.data)
+            self._append_log(data)
+            update.log_text += self._decoder.decode(data)
         elif name == jobdir.GPU_CSV:
-            samples = [s for s in map(parse_gpu_line, self._gpu_lines.push(chunk.data)) if s]
+            samples = [s for s in map(parse_gpu_line, self._gpu_lines.push(data)) if s]
             self.gpu.extend(samples)
             update.gpu.extend(samples)
         else:
-            update.metric_lines.extend(self._metric_lines.push(chunk.data))
+            update.metric_lines.extend(self._metric_lines.push(data))
 
     def _restart(self, name: str, update: FeedUpdate) -> None:
         if name == jobdir.OUTPUT_LOG:
             self._log.clear()
             self._log_start = 0
             self._decoder.reset()
+            self._telemetry.restart_log()
             update.log_reset = True
         elif name == jobdir.GPU_CSV:
             self.gpu.clear()

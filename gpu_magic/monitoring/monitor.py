@@ -31,6 +31,7 @@ class Monitor:
         self._feeds: dict[str, JobFeed] = {}
         self._on_screen: dict[str, int] = defaultdict(int)
         self._lock = threading.Lock()
+        self._tick_lock = threading.Lock()  # one tick at a time: the thread's or a sync()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._idle_ticks = 0

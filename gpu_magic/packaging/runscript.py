@@ -5,7 +5,8 @@ so the script's ``$$`` is the id of the job's process group. What it does, in or
 
 1. ``cd`` to its own folder (JOBDIR = ``pwd -P``), traps TERM/INT/HUP, ``mkdir -p`` state/
    outputs/ checkpoints/, removes a previous attempt's ``exit_code``, ``ended_at``, ``timed_out``,
-   ``error.json`` and ``.cell_status``, then writes ``state/pid`` (``$$``) and ``started_at``.
+   ``error.json``, ``gpu_telemetry`` and ``.cell_status`` (gpu.csv, like output.log, keeps
+   growing across attempts), then writes ``state/pid`` (``$$``) and ``started_at``.
 2. If ``state/cancel_requested`` already exists it stops with ``EXIT_CANCELLED``.
 3. Exports the request's env, then ``GPU_MAGIC_JOB_ID``, ``GPU_MAGIC_JOB_DIR``,
    ``PYTHONUNBUFFERED=1`` and ``PYTHONPATH=JOBDIR/lib[:JOBDIR/code/repo][:$PYTHONPATH]``.
@@ -26,7 +27,7 @@ so the script's ``$$`` is the id of the job's process group. What it does, in or
    reports -1 for the child, so ``wait`` alone cannot give the exit code.
 8. On TERM (cancel or timeout): TERM to the whole group, KILL whatever is left after the grace
    period. After a normal end, processes the cell left behind are stopped the same way.
-9. Stops the sampler (TERM, and waits for it: it stops its nvidia-smi within a second), then
+9. Stops the sampler (TERM, and waits for it; it KILLs its nvidia-smi at once), then
    writes ``state/ended_at`` and, last, ``state/exit_code`` (the cell's status: 143 for TERM,
    137 for KILL), both atomically (temp file in state/ + ``mv``).
 
@@ -54,12 +55,12 @@ KILL_GRACE_SECONDS = 10
 RUNNER_MODULE = "gpu_magic.remote.runner"
 GPUS_SCRIPT = f"{jobdir.LIB}/gpu_magic/remote/gpus.py"
 SAMPLER_SCRIPT = f"{jobdir.LIB}/gpu_magic/remote/sampler.py"
-GPU_TELEMETRY = "gpu_telemetry"
+GPU_TELEMETRY = jobdir.GPU_TELEMETRY
 """File in state/: ``unavailable: REASON`` (no GPU telemetry) or ``stopped: REASON`` (gpu.csv
 has samples until nvidia-smi failed). Absent while sampling works. (To move to ``jobdir``.)"""
 NO_GPUS_REQUESTED = "unavailable: no GPUs requested and CUDA_VISIBLE_DEVICES is not set"
-GIT_CHECKOUT = f"{jobdir.CODE}/repo"
-CELL_STATUS = ".cell_status"
+GIT_CHECKOUT = jobdir.GIT_CHECKOUT
+CELL_STATUS = jobdir.CELL_STATUS
 """Private file in state/: the cell's exit status, written by the wrapper that runs it."""
 
 CLONE_FAILED = "git clone failed (see the git output above)"

@@ -80,13 +80,6 @@ def split_axes(names) -> tuple[list[str], list[str]]:
     return [n for n in names if n not in secondary], secondary
 
 
-def to_float(text: str) -> float | None:
-    try:
-        return float(text)
-    except (TypeError, ValueError):
-        return None
-
-
 def strip_ansi(text: str) -> str:
     """Drop terminal escapes and backspaces (Keras overwrites its bar with ``\\b``)."""
     return _CSI.sub("", _OSC.sub("", text)).replace("\b", "")

@@ -27,7 +27,8 @@ _TS = r"\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(?:[.,]\d+)?(?:Z|[+-]\d\d:?\d\d)?"
 _PREFIXES = [
     # INFO:root:message   WARNING: message
     re.compile(rf"^{_L}(?::[\w.<>\-]*)?:\s?(?P<msg>.*)$"),
-    # 2024-01-01 12:00:00,123 - name - LEVEL - msg | loguru: ts | LEVEL    | where - msg | ts LEVEL msg
+    # 2024-01-01 12:00:00,123 - name - LEVEL - msg;  loguru: ts | LEVEL    | where - msg;
+    # ts LEVEL msg
     re.compile(
         rf"^{_TS}\s*(?:[-|]\s*)?(?:[\w.<>\[\]\-]+\s+[-|]\s+)?{_L}\s*(?:[-|:]\s*)?"
         r"(?:[\w.<>]+:[\w.<>]+:\d+\s+-\s+)?(?P<msg>.*)$"
@@ -40,7 +41,8 @@ _PREFIXES = [
 _GLOG_LINE = [
     # W1126 12:00:00.123456 1234 file.cc:12] msg  (optionally [rank0]: and [ ] around it)
     re.compile(
-        r"^(?:\[rank\d+\]:)?\[?(?P<g>[IWEF])\d{4} \d\d:\d\d:\d\d\.\d+(?:\s+\d+)?\s+[^\]\s]+\]\s?(?P<msg>.*)$"
+        r"^(?:\[rank\d+\]:)?\[?(?P<g>[IWEF])\d{4} \d\d:\d\d:\d\d\.\d+(?:\s+\d+)?\s+"
+        r"[^\]\s]+\]\s?(?P<msg>.*)$"
     ),
     # [W socket.cpp:663] msg (older PyTorch)
     re.compile(r"^(?:\[rank\d+\]:)?\[(?P<g>[IWEF]) [^\]\s]+:\d+\]\s?(?P<msg>.*)$"),
@@ -49,7 +51,9 @@ _GLOG_LINE = [
 ]
 _WARNINGS = re.compile(r"^(?:.*?:\d+: )?(?P<cat>[A-Z]\w*Warning): (?P<msg>.*)$")
 _EXCEPTION = re.compile(r"^(?:[A-Za-z_][\w.]*\.)?[A-Z]\w*(?:Error|Exception)(?::\s.*)?$")
-_TRACEBACK = re.compile(r"^(?:\s*\| )*\s*(?:\+ )?(?:Exception Group )?Traceback \(most recent call last\):")
+_TRACEBACK = re.compile(
+    r"^(?:\s*\| )*\s*(?:\+ )?(?:Exception Group )?Traceback \(most recent call last\):"
+)
 _CHAINED = re.compile(
     r"^(?:The above exception was the direct cause of the following exception|"
     r"During handling of the above exception, another exception occurred):$"
@@ -142,23 +146,39 @@ def compile_search(grep: str | None, ignore_case: bool = True) -> re.Pattern[str
         raise ValueError(f"invalid search pattern {grep!r}: {e}") from None
 
 
+class LineFilter:
+    """Keeps the lines at ``min_level`` or above (unlevelled lines drop out once a level is
+    asked for) that match the regular expression ``grep``; stateful across calls, so a log can
+    be filtered as it streams. A bad level or pattern raises ValueError."""
+
+    def __init__(self, min_level: str | None = None, grep: str | None = None, ignore_case=True):
+        self.floor = check_level(min_level)
+        self.pattern = compile_search(grep, ignore_case)
+        self.tracker = LevelTracker()
+
+    def level_if_kept(self, text: str) -> tuple[bool, str | None]:
+        level = self.tracker.level(text)
+        if self.floor is not None and (level is None or _RANK[level] < _RANK[self.floor]):
+            return False, level
+        if self.pattern is not None and not self.pattern.search(text):
+            return False, level
+        return True, level
+
+    def keep(self, text: str) -> bool:
+        return self.level_if_kept(text)[0]
+
+
 def filter_lines(
     lines: Iterable[str],
     min_level: str | None = None,
     grep: str | None = None,
     ignore_case: bool = True,
 ) -> list[LogLine]:
-    """The lines at ``min_level`` or above (unlevelled lines drop out once a level is asked
-    for) that match the regular expression ``grep``; a bad level or pattern raises ValueError."""
-    floor = check_level(min_level)
-    pattern = compile_search(grep, ignore_case)
-    tracker = LevelTracker()
+    """``LineFilter`` over a whole text's lines, keeping their numbers and levels."""
+    keeper = LineFilter(min_level, grep, ignore_case)
     out = []
     for index, text in enumerate(lines):
-        level = tracker.level(text)
-        if floor is not None and (level is None or _RANK[level] < _RANK[floor]):
-            continue
-        if pattern is not None and not pattern.search(text):
-            continue
-        out.append(LogLine(index, level, text))
+        kept, level = keeper.level_if_kept(text)
+        if kept:
+            out.append(LogLine(index, level, text))
     return out

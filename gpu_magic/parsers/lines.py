@@ -88,7 +88,7 @@ class Counted:
 
 
 def parse_counted(message: str) -> Counted | None:
-    """``step 120/1000 loss=0.53``, ``Epoch [1/2], Step [3/6], Loss: 0.04``, ``iter 300: loss 0.41``."""
+    """``step 120/1000 loss=0.53``, ``Epoch [1/2], Step [3/6], Loss: 0.04``, ``iter 3: loss 1``."""
     found = Counted()
     rest = message.strip()
     while m := _ANCHOR.match(rest):

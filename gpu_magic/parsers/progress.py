@@ -19,17 +19,19 @@ _TIME = r"\d+(?::\d\d)+"
 
 # {desc}: {pct}%|{bar}| {n}/{total} [{elapsed}<{remaining}, {rate}{, postfix}]
 _TQDM = re.compile(
-    rf"^(?:(?P<desc>.*?):\s*)?(?:(?P<pct>\d{{1,3}})%)?\|[^|]*\|\s*"
+    rf"^(?:(?P<desc>.*?):)?\s*(?:(?P<pct>\d{{1,3}})%)?\|[^|]*\|\s*"
     rf"(?P<n>{_SCALED})/(?P<total>{_SCALED}|\?)\s*"
     rf"\[(?P<elapsed>{_TIME}|\?)<(?P<remaining>{_TIME}|\?),\s*(?P<rate>[^,\]]*)"
     r"(?:,\s*(?P<postfix>[^\]]*))?\]"
 )
 # {desc}: {n}{unit} [{elapsed}, {rate}{, postfix}]   (no total known)
 _TQDM_OPEN = re.compile(
-    rf"^(?:(?P<desc>.*?):\s*)?(?P<n>{_SCALED})(?P<unit>[A-Za-z]*) "
+    rf"^(?:(?P<desc>.*?):)?\s*(?P<n>{_SCALED})(?P<unit>[A-Za-z]*) "
     rf"\[(?P<elapsed>{_TIME}),\s*(?P<rate>[^,\]]*)(?:,\s*(?P<postfix>[^\]]*))?\]"
 )
-_RATE = re.compile(r"^(?:(?P<q>\?)|(?P<v>\d+(?:\.\d+)?)(?P<scale>[kMGTPEZY])?)(?P<unit>[A-Za-z]+)/s$")
+_RATE = re.compile(
+    r"^(?:(?P<q>\?)|(?P<v>\d+(?:\.\d+)?)(?P<scale>[kMGTPEZY])?)(?P<unit>[A-Za-z]+)/s$"
+)
 _RATE_INV = re.compile(r"^(?P<v>\d+(?:\.\d+)?)s/(?P<unit>[A-Za-z]+)$")
 _EPOCH_DESC = re.compile(r"^(?P<label>.*?\bepoch)\s*(?P<i>\d+)(?:\s*/\s*(?P<n>-?\d+))?$", re.I)
 
@@ -42,7 +44,8 @@ _KERAS = re.compile(
 )
 _PER = {"us": 1e-6, "ms": 1e-3, "s": 1.0}
 
-# Lightning's RichProgressBar:  Epoch 2/9  ━━━━━━━━ 32/32 0:00:01 • 0:00:03 25.17it/s v_num: 0 loss: 0.3
+# Lightning's RichProgressBar:
+#   Epoch 2/9  ━━━━━━━━ 32/32 0:00:01 • 0:00:03 25.17it/s v_num: 0 loss: 0.3
 _RICH = re.compile(
     r"^(?P<desc>\S.*?)\s+[━╸╺─]+[━╸╺─ ]*\s(?P<n>\d+)/(?P<total>\d+|\?)\s+"
     rf"(?P<elapsed>{_TIME}|-:--:--)\s*•\s*(?P<remaining>{_TIME}|-:--:--)\s*"
@@ -104,10 +107,19 @@ def parse_tqdm(frame: str) -> Bar | None:
     if m := _TQDM.match(frame):
         rate, unit = _rate(m["rate"])
         total = None if m["total"] == "?" else round(_scaled(m["total"]))
-        return Bar(round(_scaled(m["n"])), total, unit or "it", rate, m["desc"], _postfix(m["postfix"]))
+        return Bar(
+            round(_scaled(m["n"])), total, unit or "it", rate, m["desc"], _postfix(m["postfix"])
+        )
     if m := _TQDM_OPEN.match(frame):
         rate, unit = _rate(m["rate"])
-        return Bar(round(_scaled(m["n"])), None, m["unit"] or unit or "it", rate, m["desc"], _postfix(m["postfix"]))
+        return Bar(
+            round(_scaled(m["n"])),
+            None,
+            m["unit"] or unit or "it",
+            rate,
+            m["desc"],
+            _postfix(m["postfix"]),
+        )
     return None
 
 

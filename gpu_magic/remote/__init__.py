@@ -3,3 +3,7 @@
 The packager ships this folder (with an empty ``gpu_magic/__init__.py``) into ``JOBDIR/lib/``,
 and ``run.sh`` puts ``JOBDIR/lib`` first on ``PYTHONPATH``.
 """
+
+from .report import report
+
+__all__ = ["report"]

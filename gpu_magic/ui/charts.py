@@ -74,7 +74,9 @@ def update_metrics(
         for name, points in series.items():
             trace = _trace(fig, name) or _add_metric(fig, name, name in secondary)
             _set_data(trace, *columns(thin(points)))
-        fig.layout.yaxis2.visible = bool(secondary & series.keys())
+        visible = bool(secondary & series.keys())
+        if fig.layout.yaxis2.visible != visible:
+            fig.layout.yaxis2.visible = visible
         if x_label and fig.layout.xaxis.title.text != x_label:
             fig.layout.xaxis.title.text = x_label
 
@@ -102,11 +104,11 @@ def gpu_figure() -> go.FigureWidget:
 
 
 def gpu_columns(samples) -> dict[int, dict[str, list]]:
-    """Per GPU index: times (local datetimes), utilisation % and memory used (GiB)."""
+    """Per GPU index: times (local, ISO text: JSON-safe), utilisation % and memory used (GiB)."""
     per_gpu: dict[int, dict[str, list]] = defaultdict(lambda: defaultdict(list))
     for s in samples:
         cols = per_gpu[s.index]
-        cols["at"].append(datetime.fromtimestamp(s.at))
+        cols["at"].append(datetime.fromtimestamp(s.at).isoformat(" ", "milliseconds"))
         cols["util"].append(s.utilization)
         cols["mem"].append(None if s.memory_used is None else s.memory_used / 1024)
         cols["total"].append(s.memory_total)

@@ -3,56 +3,35 @@
 from __future__ import annotations
 
 import html
-import re
 import threading
 
 import ipywidgets as widgets
 
-LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+from ..parsers import levels
+
 TAIL_LINES = 50
 FULL_LOG_MAX = 8 * 1024 * 1024  # characters sent to the browser for "full log"
 PRE = "margin:0;white-space:pre-wrap;font-family:monospace;font-size:12px;"
-LEVEL_WORD = re.compile(r"\b(DEBUG|INFO|WARN(?:ING)?|ERROR|CRITICAL|FATAL)\b")
+LEVEL_COLORS = {"WARNING": "#b06000", "ERROR": "#c5221f", "DEBUG": "#80868b"}
 
 
 # -- the adapter to gpu_magic.parsers.levels --------------------------------------------------
 def filter_lines(lines: list[str], min_level: str | None = None, grep: str | None = None):
-    """Lines at ``min_level`` or above matching regex ``grep`` (invalid regex: ValueError)."""
-    try:
-        from ..parsers.levels import filter_lines as real
-    except ImportError:  # pragma: no cover - until the parser lands
-        return _fallback_filter(lines, min_level, grep)
-    return real(lines, min_level=min_level, grep=grep)
-
-
-def _fallback_filter(lines, min_level, grep):
-    try:
-        pattern = re.compile(grep) if grep else None
-    except re.error as exc:
-        raise ValueError(f"invalid search pattern: {exc}") from None
-    floor = LEVELS.index(min_level) if min_level else 0
-    kept, in_traceback = [], False
-    for line in lines:
-        in_traceback = line.startswith("Traceback (") or (in_traceback and _continues(line))
-        word = LEVEL_WORD.search(line)
-        level = "ERROR" if in_traceback else _canonical(word.group(1)) if word else "INFO"
-        if LEVELS.index(level) >= floor and (pattern is None or pattern.search(line)):
-            kept.append(line)
-    return kept
-
-
-def _continues(line: str) -> bool:
-    return line.startswith((" ", "\t")) or bool(re.match(r"^\w[\w.]*(Error|Exception)\b", line))
-
-
-def _canonical(word: str) -> str:
-    return {"WARN": "WARNING", "CRITICAL": "ERROR", "FATAL": "ERROR"}.get(word, word)
+    """``LogLine``s (index, level, text) at ``min_level`` or above matching regex ``grep``;
+    unlevelled lines drop out once a level is asked for; an invalid regex raises ValueError."""
+    return levels.filter_lines(lines, min_level=min_level, grep=grep)
 
 
 # -- the widget -------------------------------------------------------------------------------
-def pre(text: str, max_height: str) -> str:
+def pre(body: str, max_height: str, escaped: bool = False) -> str:
     style = f"{PRE}max-height:{max_height};overflow:auto;"
-    return f'<pre style="{style}">{html.escape(text)}</pre>'
+    return f'<pre style="{style}">{body if escaped else html.escape(body)}</pre>'
+
+
+def colored(line: levels.LogLine) -> str:
+    color = LEVEL_COLORS.get(line.level or "")
+    text = html.escape(line.text)
+    return f'<span style="color:{color}">{text}</span>' if color else text
 
 
 class LogView(widgets.VBox):
@@ -91,10 +70,11 @@ class LogView(widgets.VBox):
             except ValueError as exc:
                 kept = []
                 self.note.value = f'<span style="color:#b00">{html.escape(str(exc))}</span>'
-            text = "\n".join(kept[-self.tail_lines :])
+            shown = kept[-self.tail_lines :]
+            text = "\n".join(line.text for line in shown)
             if text != self.text:
                 self.text = text
-                self.tail.value = pre(text, "240px")
+                self.tail.value = pre("\n".join(map(colored, shown)), "240px", escaped=True)
 
     def _refilter(self, _change=None) -> None:
         self.render()
@@ -120,7 +100,7 @@ class LogView(widgets.VBox):
 
 
 def _dropdown() -> widgets.Dropdown:
-    options = [("all levels", None), *((f"≥ {lvl}", lvl) for lvl in LEVELS[1:])]
+    options = [("all levels", None), *((f"≥ {lvl}", lvl) for lvl in levels.LEVELS)]
     dropdown = widgets.Dropdown(options=options, value=None, layout={"width": "140px"})
     dropdown.add_class("gpu-magic-log-level")
     return dropdown

@@ -77,11 +77,22 @@ class JobPanel(text.TextFallback, widgets.VBox):
     def _layout(self) -> list:
         half = {"width": "50%", "min_width": "380px"}
         figures = widgets.HBox(
-            [widgets.Box([self.loss_chart], layout=half), widgets.Box([self.gpu_chart], layout=half)],
+            [
+                widgets.Box([self.loss_chart], layout=half),
+                widgets.Box([self.gpu_chart], layout=half),
+            ],
             layout={"flex_flow": "row wrap"},
         )
         progress = widgets.HBox([self.progress, self.eta])
-        return [self.status, self.idle, progress, figures, self.gpu_now, self.logview, *self.actions.row]
+        return [
+            self.status,
+            self.idle,
+            progress,
+            figures,
+            self.gpu_now,
+            self.logview,
+            *self.actions.row,
+        ]
 
     # -- feed side (monitor thread): record only ----------------------------------------------
     def _on_update(self, update) -> None:
@@ -119,7 +130,9 @@ class JobPanel(text.TextFallback, widgets.VBox):
             f"{job.status.value}</span>"
         )
         line = html.escape(" · ".join(text.status_parts(job, self.host)))
-        error = f'<br><span style="color:#c5221f">{html.escape(job.error)}</span>' if job.error else ""
+        error = (
+            f'<br><span style="color:#c5221f">{html.escape(job.error)}</span>' if job.error else ""
+        )
         self.status.value = f"{badge} {line}{error}"
         idle = text.idle_gpus(self._samples, job, self.idle_after_s)
         self.idle.value = f"⚠ {text.idle_warning(self.idle_after_s)}" if idle else ""
@@ -129,7 +142,9 @@ class JobPanel(text.TextFallback, widgets.VBox):
         series = text.read_series(self.feed)
         unit = getattr(self._progress, "unit", None)
         x_label = "epoch" if unit == "epoch" else "step"
-        charts.update_metrics(self.loss_chart, series, text.secondary_names(self.feed, series), x_label)
+        charts.update_metrics(
+            self.loss_chart, series, text.secondary_names(self.feed, series), x_label
+        )
 
     def _show_progress(self, job) -> None:
         p = self._progress
@@ -162,18 +177,28 @@ class JobPanel(text.TextFallback, widgets.VBox):
         self.throttle.pulse(None)
 
     def close(self) -> None:
+        """Stop following the job (ipywidgets also calls this when the widget is deleted)."""
         with self.lock:
+            if self.throttle.closed:
+                return
             self._stop_watching()
             self._unsubscribe()
             self.throttle.close()
-        for child in (self.loss_chart, self.gpu_chart, self.logview):
-            child.close()
+        for child in self.children:
+            close_tree(child)
         super().close()
 
     # -- text -------------------------------------------------------------------------------------
     def snapshot_text(self, tail: int = text.TAIL_LINES) -> str:
         snap = text.snapshot(self.client, self.feed, idle_after_s=self.idle_after_s)
         return text.render(snap, tail)
+
+
+def close_tree(widget) -> None:
+    """Close a widget and everything inside it (their comms go away with the panel)."""
+    widget.close()  # first: a panel stops its updates before its parts go
+    for child in getattr(widget, "children", ()):
+        close_tree(child)
 
 
 def _html(css_class: str) -> widgets.HTML:

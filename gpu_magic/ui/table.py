@@ -13,7 +13,7 @@ import html
 import ipywidgets as widgets
 
 from . import text
-from .panel import JobPanel
+from .panel import JobPanel, close_tree
 from .throttle import INTERVAL, Throttle
 
 PULSE = 2.0
@@ -24,7 +24,8 @@ WIDTHS = ("110px", "140px", "90px", "100px", "50px", "70px", "70px", "80px")
 def _cells(values, bold: bool = False) -> list[widgets.HTML]:
     wrap = (lambda v: f"<b>{html.escape(v)}</b>") if bold else html.escape
     return [
-        widgets.HTML(value=wrap(v), layout={"width": w}) for v, w in zip(values, WIDTHS, strict=True)
+        widgets.HTML(value=wrap(v), layout={"width": w})
+        for v, w in zip(values, WIDTHS, strict=True)
     ]
 
 
@@ -91,13 +92,13 @@ class JobsTable(text.TextFallback, widgets.VBox):
         opened = self.panel.job_id if self.panel is not None else None
         for values in rows:
             if values[0] not in self.rows:
-                self.rows[values[0]] = Row(values[0], self.open)
+                self.rows[values[0]] = Row(values[0], self.open_job)
             self.rows[values[0]].show(values, opened == values[0])
         order = tuple(self.rows[values[0]] for values in rows)
         if tuple(self.body.children) != order:
             self.body.children = order
 
-    def open(self, job_id: str) -> None:
+    def open_job(self, job_id: str) -> None:
         """Show ``job_id``'s panel below the table (or close it when it is the one shown)."""
         with self.lock:
             old, self.panel = self.panel, None
@@ -110,17 +111,22 @@ class JobsTable(text.TextFallback, widgets.VBox):
 
     def freeze(self) -> None:
         """Stop following the jobs (a newer table took over); rows and panels stay usable."""
-        self.live = False
-        self.throttle.pulse(None)
-        for unsubscribe in self._unsubscribes:
-            unsubscribe()
-        self._unsubscribes.clear()
+        with self.lock:
+            self.live = False
+            self.throttle.pulse(None)
+            for unsubscribe in self._unsubscribes:
+                unsubscribe()
+            self._unsubscribes.clear()
 
     def close(self) -> None:
+        if self.throttle.closed:
+            return
         self.freeze()
         self.throttle.close()
-        if self.panel is not None:
-            self.panel.close()
+        for child in self.children:
+            close_tree(child)
+        for row in self.rows.values():
+            close_tree(row)
         super().close()
 
     def snapshot_text(self) -> str:

@@ -135,18 +135,20 @@ def status_line(job: GPUJob, host: str = "", now: datetime | None = None) -> str
     return f"{job.status.value}: " + " · ".join(status_parts(job, host, now))
 
 
-def finish_clock(moment: datetime | None, now: datetime | None = None) -> str:
+def finish_clock(moment: datetime | float | None, now: datetime | None = None) -> str:
+    """The expected finish as a wall-clock time (a datetime or unix seconds)."""
     if moment is None:
         return "-"
+    if isinstance(moment, (int, float)):
+        moment = datetime.fromtimestamp(moment, timezone.utc)
     now = now or datetime.now(timezone.utc)
-    local = moment.astimezone()
     near = abs(moment - now) < timedelta(hours=20)
-    return local.strftime("%H:%M:%S" if near else "%Y-%m-%d %H:%M")
+    return moment.astimezone().strftime("%H:%M:%S" if near else "%Y-%m-%d %H:%M")
 
 
 def rate_text(progress) -> str:
     unit = getattr(progress, "unit", None) or "step"
-    unit = "steps" if unit == "step" else unit
+    unit = {"step": "steps", "epoch": "epochs"}.get(unit, unit)
     return f"{progress.rate:.3g} {unit}/s" if progress.rate else ""
 
 
@@ -157,15 +159,24 @@ def eta_text(progress, now: datetime | None = None) -> str:
     return f"{left}, finishes {finish_clock(progress.finish_at, now)}"
 
 
+def position(progress) -> str:
+    """``step 1250/5000 (25%) · epoch 2/8``, with what the progress knows."""
+    step, epoch = getattr(progress, "step", None), getattr(progress, "epoch", None)
+    parts = []
+    if step is not None:
+        parts.append(f"step {step}" + (f"/{progress.total}" if progress.total else ""))
+    if epoch is not None:
+        parts.append(f"epoch {epoch}" + (f"/{progress.epochs}" if progress.epochs else ""))
+    if progress.fraction is not None:
+        done = f"{progress.fraction:.0%}"
+        parts[:1] = [f"{parts[0]} ({done})" if parts else done]
+    return " · ".join(parts)
+
+
 def progress_line(progress, now: datetime | None = None) -> str:
     if progress is None:
         return "progress: -"
-    done = f"step {progress.step}" + (f"/{progress.total}" if progress.total else "")
-    if progress.fraction is not None:
-        done += f" ({progress.fraction:.0%})"
-    if getattr(progress, "epoch", None) is not None:
-        done += f" · epoch {progress.epoch}" + (f"/{progress.epochs}" if progress.epochs else "")
-    parts = [done, rate_text(progress), eta_text(progress, now)]
+    parts = [position(progress), rate_text(progress), eta_text(progress, now)]
     return "progress: " + " · ".join(p for p in parts if p)
 
 

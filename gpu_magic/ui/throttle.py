@@ -13,6 +13,7 @@ happens (an elapsed-time clock keeps ticking on a silent job). The applier threa
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from typing import Any
 
 INTERVAL = 0.25
 IDLE_EXIT = 5.0
+log = logging.getLogger(__name__)
 
 
 class Throttle:
@@ -82,6 +84,11 @@ class Throttle:
         self._wake.set()
 
     @property
+    def closed(self) -> bool:
+        with self._lock:
+            return self._closed
+
+    @property
     def running(self) -> bool:
         with self._lock:
             return self._thread is not None
@@ -97,7 +104,10 @@ class Throttle:
             wait = self._last + self.interval - time.monotonic()
             if wait > 0:
                 time.sleep(wait)  # marks arriving meanwhile join this apply
-            self.flush()
+            try:
+                self.flush()
+            except Exception:  # one bad apply must not end the updates for good
+                log.exception("gpu_magic: updating a widget failed")
 
     def _next_round(self) -> bool:
         """Wait for marks (or a pulse); False when the thread should end."""

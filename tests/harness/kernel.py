@@ -12,11 +12,13 @@ from jupyter_client.manager import start_new_kernel
 class CellResult:
     stdout: str = ""
     results: list[str] = field(default_factory=list)
+    displays: list[dict] = field(default_factory=list)  # mime bundles of display() calls
     error: str | None = None  # "EName: evalue"
 
     @property
     def text(self) -> str:
-        return self.stdout + "\n".join(self.results)
+        shown = [d.get("text/plain", "") for d in self.displays]
+        return "\n".join([self.stdout, *shown, *self.results])
 
 
 class Kernel:
@@ -36,6 +38,8 @@ class Kernel:
                 result.stdout += content["text"]
             elif kind == "execute_result":
                 result.results.append(content["data"].get("text/plain", ""))
+            elif kind == "display_data":
+                result.displays.append(content["data"])
             elif kind == "error":
                 result.error = f"{content['ename']}: {content['evalue']}"
 

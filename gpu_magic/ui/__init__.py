@@ -1,0 +1,81 @@
+"""The notebook UI: a live panel per job and a live jobs table (ipywidgets + plotly live here only).
+
+Entry points for the magics: ``show_job(client, job)`` and ``show_jobs(client)``. Each displays
+its widget where a widget frontend can exist (an ipykernel kernel: JupyterLab, Notebook,
+VS Code, nbclient/nbconvert) and otherwise (plain IPython, a script) a text snapshot; either way
+the displayed ``text/plain`` is that readable snapshot. Pass ``widgets=True/False`` to force.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from ..models import JobStatus
+from . import text
+from .panel import JobPanel
+from .table import JobsTable
+from .throttle import Throttle
+
+__all__ = ["JobPanel", "JobsTable", "Throttle", "show_job", "show_jobs", "widget_frontend"]
+
+SETTLE_S = 3.0
+_live_table: JobsTable | None = None
+_live_lock = threading.Lock()
+
+
+def widget_frontend() -> bool:
+    """True inside an ipykernel kernel (the only place a widget can be rendered)."""
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover - IPython is a dependency
+        return False
+    shell = get_ipython()
+    return shell is not None and getattr(shell, "kernel", None) is not None
+
+
+def _display(obj) -> None:
+    from IPython.display import display
+
+    display(obj)
+
+
+def show_job(client, job: str, *, widgets: bool | None = None):
+    """Display the panel of ``job`` (id, id prefix or name) and return it."""
+    job_id = client.store.find(job).id
+    if widgets if widgets is not None else widget_frontend():
+        view = JobPanel(client, job_id)
+    else:
+        feed = _settled(client.monitor.feed(job_id))
+        view = text.TextView(lambda: text.render(text.snapshot(client, feed)))
+    _display(view)
+    return view
+
+
+def show_jobs(client, *, widgets: bool | None = None):
+    """Display the live jobs table (an older live table stops updating) and return it."""
+    global _live_table
+    if not (widgets if widgets is not None else widget_frontend()):
+        view = text.TextView(lambda: _jobs_text(client))
+        _display(view)
+        return view
+    table = JobsTable(client)
+    with _live_lock:
+        old, _live_table = _live_table, table
+    if old is not None:
+        old.freeze()
+    _display(table)
+    return table
+
+
+def _settled(feed, timeout: float = SETTLE_S):
+    """Give a new feed's first ticks a moment to read the job folder (text has one shot)."""
+    deadline = time.monotonic() + timeout
+    launched = feed.job.status not in (JobStatus.PENDING, JobStatus.UPLOADING)
+    while launched and getattr(feed, "pending", False) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return feed
+
+
+def _jobs_text(client) -> str:
+    return text.table_text(text.table_row(job) for job in client.jobs(limit=50))

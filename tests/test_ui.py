@@ -1,0 +1,641 @@
+"""The notebook UI in-process (no browser): widgets driven by a fake feed from a thread.
+
+The fake feed and client are fakes at our own seam (the JobFeed / Client duck types the panel
+reads); one test drives a real ``JobFeed`` through ``apply(job, FolderState(...))``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from types import SimpleNamespace
+
+import pytest
+
+from gpu_magic.models import GPUJob, GPUJobRequest, JobStatus
+from gpu_magic.monitoring.feed import JobFeed
+from gpu_magic.monitoring.gpu_samples import GPUSample
+from gpu_magic.schedulers.folder_probe import Chunk, FolderState
+from gpu_magic.ui import JobPanel, JobsTable, show_job, show_jobs, text, widget_frontend
+from gpu_magic.ui.charts import thin
+from gpu_magic.ui.logview import LogView
+from gpu_magic.ui.throttle import Throttle
+
+pytestmark = pytest.mark.timeout(60)
+NOW = datetime.now(timezone.utc)
+
+
+# -- fakes at our own seam --------------------------------------------------------------------
+@dataclass
+class Progress:
+    step: int
+    total: int | None
+    fraction: float | None
+    rate: float | None
+    remaining_s: float | None
+    finish_at: datetime | None
+    epoch: int | None = None
+    epochs: int | None = None
+    unit: str = "step"
+
+
+def make_job(job_id="job1", status=JobStatus.RUNNING, **fields) -> GPUJob:
+    request = GPUJobRequest(code="train()", gpus=2, name="train")
+    started = datetime.now(timezone.utc) - timedelta(minutes=5)
+    return GPUJob(
+        id=job_id, request=request, cluster="local", remote_dir="/jobs/" + job_id,
+        status=status, started_at=started, **fields,
+    )  # fmt: skip
+
+
+class FakeFeed:
+    def __init__(self, job: GPUJob):
+        self.job = job
+        self.pending = False
+        self._lock = threading.Lock()
+        self._log = bytearray()
+        self._gpu: list[GPUSample] = []
+        self._series: dict[str, list] = defaultdict(list)
+        self._progress = None
+        self._listeners: list = []
+
+    def log_bytes(self):
+        with self._lock:
+            return bytes(self._log)
+
+    def log_text(self):
+        return self.log_bytes().decode()
+
+    def gpu_samples(self):
+        with self._lock:
+            return list(self._gpu)
+
+    def metric_series(self):
+        with self._lock:
+            return {name: list(points) for name, points in self._series.items()}
+
+    def secondary_axis(self, name):
+        return name in ("lr", "learning_rate")
+
+    def progress(self):
+        return self._progress
+
+    def subscribe(self, listener):
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    def push(self, *, job=None, log="", gpu=(), metrics=(), progress=None):
+        with self._lock:
+            self.job = job or self.job
+            self._log += log.encode()
+            self._gpu += gpu
+            for name, x, y in metrics:
+                self._series[name].append((x, y))
+            self._progress = progress or self._progress
+        update = SimpleNamespace(
+            job=self.job, log_text=log, log_reset=False, gpu=list(gpu), metric_lines=[],
+            metrics=list(metrics), progress=progress,
+        )  # fmt: skip
+        for listener in list(self._listeners):
+            listener(update)
+
+
+class FakeMonitor:
+    def __init__(self):
+        self.feeds: dict[str, FakeFeed] = {}
+        self.shown: dict[str, int] = defaultdict(int)
+
+    def feed(self, job_id):
+        return self.feeds[job_id]
+
+    def on_screen(self, job_id):
+        self.shown[job_id] += 1
+        return lambda: self.shown.__setitem__(job_id, self.shown[job_id] - 1)
+
+
+class FakeClient:
+    def __init__(self, *feeds):
+        self.monitor = FakeMonitor()
+        self.monitor.feeds = {f.job.id: f for f in feeds}
+        self.store = SimpleNamespace(
+            list=lambda limit=None: [f.job for f in self.monitor.feeds.values()][:limit],
+            find=lambda key: self.monitor.feeds[key].job,
+        )
+        self.cancelled: list[str] = []
+        self.outputs_value: dict | Exception = {"model": "M", "history": [1, 2]}
+
+    def cancel(self, job_id):
+        self.cancelled.append(job_id)
+        return make_job(job_id, JobStatus.CANCELLED)
+
+    def outputs(self, job_id):
+        if isinstance(self.outputs_value, Exception):
+            raise self.outputs_value
+        return self.outputs_value
+
+    def jobs(self, limit=None):
+        return self.store.list(limit=limit)
+
+
+def sample(at, index, util, used=40960.0):
+    return GPUSample(at, index, f"GPU-{index}", util, used, 81920.0, 60.0, 250.0)
+
+
+@pytest.fixture
+def feed():
+    return FakeFeed(make_job())
+
+
+@pytest.fixture
+def client(feed):
+    return FakeClient(feed)
+
+
+@pytest.fixture
+def panel(client, feed):
+    panel = JobPanel(client, "job1", background=False, namespace={})
+    yield panel
+    panel.close()
+
+
+def in_thread(target):
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join()
+
+
+PROGRESS = Progress(1250, 5000, 0.25, 3.2, 600.0, NOW + timedelta(minutes=10), 2, 8)
+LOG = (
+    "INFO:root:start\nDEBUG:root:details\nWARNING:root:slow disk\n"
+    "INFO:root:step 1 loss 0.9\nERROR:root:oom\n"
+)
+
+
+def feed_everything(feed):
+    for step in range(1, 4):
+        feed.push(metrics=[("loss", step, 1.0 / step), ("val_loss", step, 2.0 / step)])
+    feed.push(metrics=[("lr", 3, 1e-4)], progress=PROGRESS, log=LOG)
+    feed.push(gpu=[sample(1000.0, 0, 87.0), sample(1000.0, 1, 55.0, 20480.0)])
+
+
+# -- the panel --------------------------------------------------------------------------------
+def trace(fig, name):
+    return next(t for t in fig.data if t.name == name)
+
+
+def test_feed_thread_only_marks_then_apply_updates_progress_and_eta(panel, feed):
+    in_thread(lambda: feed_everything(feed))
+    assert panel.progress.value == 0  # nothing applied from the feeding thread
+    assert panel.throttle.flush()
+    assert panel.progress.value == 25
+    assert panel.progress.description == "25%"
+    assert "step 1250/5000 (25%)" in panel.eta.value
+    assert "3.2 steps/s" in panel.eta.value
+    assert "ETA 10:00 left" in panel.eta.value
+    assert f"finishes {text.finish_clock(PROGRESS.finish_at)}" in panel.eta.value
+
+
+def test_metric_chart_has_every_series_and_lr_on_the_secondary_axis(panel, feed):
+    in_thread(lambda: feed_everything(feed))
+    panel.throttle.flush()
+    loss = trace(panel.loss_chart, "loss")
+    assert loss.x == (1, 2, 3)
+    assert loss.y == pytest.approx((1.0, 0.5, 1 / 3))
+    assert trace(panel.loss_chart, "val_loss").y == pytest.approx((2.0, 1.0, 2 / 3))
+    assert trace(panel.loss_chart, "lr").yaxis == "y2"
+    assert loss.yaxis in (None, "y")
+    assert panel.loss_chart.layout.yaxis2.visible is True
+    in_thread(lambda: feed.push(metrics=[("loss", 4, 0.2)]))
+    panel.throttle.flush()
+    assert trace(panel.loss_chart, "loss").x == (1, 2, 3, 4)
+
+
+def test_gpu_chart_traces_and_current_numbers(panel, feed):
+    in_thread(lambda: feed_everything(feed))
+    in_thread(lambda: feed.push(gpu=[sample(1002.0, 0, 90.0), sample(1002.0, 1, 50.0)]))
+    panel.throttle.flush()
+    assert trace(panel.gpu_chart, "GPU0").y == (87.0, 90.0)
+    assert trace(panel.gpu_chart, "GPU1").y == (55.0, 50.0)
+    assert trace(panel.gpu_chart, "GPU1 memory").y == (20.0, 40.0)  # GiB
+    assert trace(panel.gpu_chart, "GPU0 memory").yaxis == "y2"
+    assert "GPU0 90% · 40/80 GiB" in panel.gpu_now.value
+    assert "GPU1 50%" in panel.gpu_now.value
+
+
+def test_log_view_level_filter_and_search(panel, feed):
+    in_thread(lambda: feed.push(log=LOG))
+    panel.throttle.flush()
+    view = panel.logview
+    assert view.text.splitlines() == LOG.splitlines()
+    view.level.value = "WARNING"  # what the dropdown does when the user picks it
+    assert view.text.splitlines() == ["WARNING:root:slow disk", "ERROR:root:oom"]
+    assert "color:#c5221f" in view.tail.value  # errors in red
+    view.level.value = None
+    view.search.value = r"loss \d"
+    assert view.text == "INFO:root:step 1 loss 0.9"
+    view.search.value = "(unclosed"
+    assert view.text == ""
+    assert "invalid" in view.note.value.lower() or "error" in view.note.value.lower()
+
+
+def test_log_view_keeps_the_last_lines_and_tracebacks_count_as_errors():
+    view = LogView(tail_lines=3)
+    lines = [f"INFO:root:line {i}" for i in range(10)]
+    lines += ["Traceback (most recent call last):", '  File "x.py", line 1', "ValueError: bad"]
+    view.set_lines(lines)
+    assert view.text.splitlines() == lines[-3:]
+    view.level.value = "ERROR"
+    assert view.text.splitlines() == lines[-3:]
+
+
+def test_cancel_needs_two_clicks(panel, client):
+    panel.actions.cancel.click()
+    assert client.cancelled == []
+    assert panel.actions.cancel.description == "Really cancel?"
+    panel.actions.cancel.click()
+    assert client.cancelled == ["job1"]
+    assert panel.actions.cancel.description == "Cancel"
+    assert "cancelled" in panel.actions.message.value
+
+
+def test_fetch_loads_outputs_into_the_namespace_or_shows_the_error(panel, client):
+    panel.actions.fetch.click()
+    assert panel.actions.namespace == {"model": "M", "history": [1, 2]}
+    assert "loaded history, model" in panel.actions.message.value
+    client.outputs_value = RuntimeError("job job1 is still running")
+    panel.actions.fetch.click()
+    assert "job job1 is still running" in panel.actions.message.value
+
+
+def test_open_full_log_shows_the_whole_log(panel, feed):
+    in_thread(lambda: feed.push(log="".join(f"line {i}\n" for i in range(500))))
+    panel.actions.open_log.click()
+    assert panel.logview.full_shown
+    assert "line 0\n" in panel.logview.full.value and "line 499" in panel.logview.full.value
+    assert panel.actions.open_log.description == "Hide full log"
+    panel.actions.open_log.click()
+    assert not panel.logview.full_shown
+
+
+def test_on_screen_while_running_hidden_when_the_job_ends(panel, client, feed):
+    assert client.monitor.shown["job1"] == 1
+    done = make_job(status=JobStatus.COMPLETED, ended_at=NOW, exit_code=0)
+    in_thread(lambda: feed.push(job=done))
+    panel.throttle.flush()
+    assert client.monitor.shown["job1"] == 0
+    assert panel.progress.value == 100
+    assert panel.progress.bar_style == "success"
+    assert panel.actions.cancel.disabled
+    assert "completed" in panel.status.value
+
+
+def test_close_hides_and_unsubscribes(client, feed):
+    panel = JobPanel(client, "job1", background=False)
+    assert client.monitor.shown["job1"] == 1 and len(feed._listeners) == 1
+    panel.close()
+    assert client.monitor.shown["job1"] == 0 and feed._listeners == []
+    panel.close()  # ipywidgets calls it again when the widget is deleted
+    assert client.monitor.shown["job1"] == 0
+
+
+def test_idle_gpu_warning_after_five_minutes_of_zero(panel, feed):
+    idle = [sample(1000.0 + t, 0, 0.0) for t in range(0, 330, 30)]
+    in_thread(lambda: feed.push(gpu=idle))
+    panel.throttle.flush()
+    assert "idle" in panel.idle.value
+    in_thread(lambda: feed.push(gpu=[sample(1400.0, 0, 30.0)]))
+    panel.throttle.flush()
+    assert panel.idle.value == ""
+
+
+def test_finish_clock_takes_a_datetime_or_unix_seconds():
+    assert text.finish_clock(NOW.timestamp(), NOW) == text.finish_clock(NOW, NOW)
+    assert text.finish_clock(NOW, NOW) == NOW.astimezone().strftime("%H:%M:%S")
+    assert text.finish_clock(NOW + timedelta(days=3), NOW).count("-") == 2  # a date too
+    assert text.finish_clock(None) == "-"
+
+
+def test_idle_needs_the_whole_window_and_a_running_job():
+    job = make_job()
+    short = [sample(1000.0 + t, 0, 0.0) for t in range(0, 120, 30)]
+    assert not text.idle_gpus(short, job, 300)
+    long = [sample(1000.0 + t, 0, 0.0) for t in range(0, 330, 30)]
+    assert text.idle_gpus(long, job, 300)
+    assert not text.idle_gpus(long, make_job(status=JobStatus.COMPLETED), 300)
+
+
+def test_text_rendering_has_status_progress_eta_metrics_gpu_and_log(panel, feed):
+    feed_everything(feed)
+    rendered = panel.snapshot_text()
+    assert re.match(r"running: job job1 \(train\) · elapsed 5:\d\d", rendered)
+    assert "host local · 2 GPUs" in rendered
+    assert "step 1250/5000 (25%) · epoch 2/8 · 3.2 steps/s · ETA 10:00 left" in rendered
+    assert "loss 0.3333 @ 3" in rendered and "lr 0.0001 @ 3" in rendered
+    assert "GPU0 87% · 40/80 GiB · 60°C · 250 W" in rendered
+    assert rendered.endswith(LOG.rstrip("\n"))
+
+
+def test_displayed_text_plain_is_the_snapshot(panel, feed):
+    feed_everything(feed)
+    bundle = panel._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in bundle
+    assert bundle["text/plain"].startswith("running: job job1")
+
+
+def test_css_classes_for_the_browser_tests(panel):
+    def classes(widget):
+        return set(widget._dom_classes)
+
+    assert "gpu-magic-panel" in classes(panel)
+    assert "gpu-magic-progress" in classes(panel.progress)
+    assert "gpu-magic-eta" in classes(panel.eta)
+    assert "gpu-magic-loss-chart" in classes(panel.loss_chart)
+    assert "gpu-magic-gpu-chart" in classes(panel.gpu_chart)
+    assert "gpu-magic-log-view" in classes(panel.logview)
+    assert "gpu-magic-log-level" in classes(panel.logview.level)
+    assert "gpu-magic-log-search" in classes(panel.logview.search)
+    assert "gpu-magic-cancel" in classes(panel.actions.cancel)
+    assert "gpu-magic-fetch" in classes(panel.actions.fetch)
+    assert "gpu-magic-open-log" in classes(panel.actions.open_log)
+
+
+# -- threads ----------------------------------------------------------------------------------
+def test_throttle_coalesces_a_thousand_marks_into_a_few_applies():
+    applied, threads = [], set()
+
+    def apply(changes):
+        threads.add(threading.get_ident())
+        applied.append(changes["value"])
+
+    throttle = Throttle(apply, interval=0.05)
+    feeder: list[int] = []
+
+    def feed_marks():
+        feeder.append(threading.get_ident())
+        for i in range(1000):
+            throttle.mark("value", i)
+            time.sleep(0.0002)
+
+    started = time.monotonic()
+    in_thread(feed_marks)
+    while not applied or applied[-1] != 999:
+        time.sleep(0.01)
+    elapsed = time.monotonic() - started
+    throttle.close()
+    assert len(applied) <= elapsed / 0.05 + 2  # at most one apply per interval
+    assert len(applied) < 100
+    assert applied == sorted(applied)  # latest value wins, never goes back
+    assert feeder[0] not in threads and threading.get_ident() not in threads
+    assert len(threads) == 1
+
+
+def test_panel_applies_from_its_own_thread_never_the_feeding_one(client, feed):
+    applies: list[int] = []
+
+    class Recording(JobPanel):
+        def _apply(self, changes):
+            applies.append(threading.get_ident())
+            super()._apply(changes)
+
+    panel = Recording(client, "job1", interval=0.05)
+    applies.clear()  # the first render happens where the panel is made
+    feeder: list[int] = []
+
+    def feed_thousand():
+        feeder.append(threading.get_ident())
+        for i in range(1000):
+            progress = Progress(i + 1, 1000, (i + 1) / 1000, 5.0, 10.0, None)
+            feed.push(
+                log=f"INFO:root:step {i}\n", metrics=[("loss", i, 1 / (i + 1))], progress=progress
+            )
+
+    try:
+        in_thread(feed_thousand)
+        deadline = time.monotonic() + 10
+        while panel.progress.value != 100 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert panel.progress.value == 100
+        assert 1 <= len(applies) < 50
+        assert feeder[0] not in applies
+        assert panel.logview.text.endswith("INFO:root:step 999")
+        assert len(trace(panel.loss_chart, "loss").x) == 1000
+    finally:
+        panel.close()
+    deadline = time.monotonic() + 5
+    while panel.throttle.running and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not panel.throttle.running  # the applier thread ended with the panel
+
+
+def test_throttle_survives_a_failing_apply():
+    calls = []
+
+    def apply(changes):
+        calls.append(changes)
+        if len(calls) == 1:
+            raise RuntimeError("boom")
+
+    throttle = Throttle(apply, interval=0.01)
+    throttle.mark("a")
+    wait_for(lambda: len(calls) == 1)
+    throttle.mark("b")
+    wait_for(lambda: len(calls) == 2)
+    throttle.close()
+    assert calls == [{"a": True}, {"b": True}]
+
+
+def test_an_apply_without_news_sends_nothing_and_messages_are_json(panel, feed):
+    sent = []
+    for widget in (panel.loss_chart, panel.gpu_chart):
+        widget._send = lambda msg, buffers=None: sent.append(msg)  # the comm's seam
+    in_thread(lambda: feed_everything(feed))
+    panel.throttle.flush()
+    assert sent
+    json.dumps(sent)  # datetimes would not survive the kernel's JSON
+    sent.clear()
+    panel.throttle.mark("metrics")
+    panel.throttle.mark("gpu")
+    panel.throttle.flush()
+    assert sent == []
+
+
+def wait_for(condition, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.005)
+
+
+def test_thin_keeps_the_last_point():
+    points = [(i, i) for i in range(10_001)]
+    kept = thin(points, 2000)
+    assert len(kept) <= 2001 and kept[-1] == (10_000, 10_000) and kept[0] == (0, 0)
+
+
+# -- a real JobFeed ---------------------------------------------------------------------------
+def chunk(data: bytes, offset: int = 0) -> Chunk:
+    return Chunk(offset, offset + len(data), data)
+
+
+def test_panel_on_a_real_job_feed(client):
+    job = make_job("real1")
+    feed = JobFeed(job)
+    client.monitor.feeds["real1"] = feed
+    panel = JobPanel(client, "real1", background=False)
+    log = b"INFO:root:epoch 1\nWARNING:root:lr too high\nINFO:root:epoch 2\n"
+    gpu = (
+        b"1000.00, 0, GPU-a, 75, 30000, 81920, 61, 240\n1000.00, 1, GPU-b, 0, 100, 81920, 40, 60\n"
+    )
+    folder = FolderState(exists=True, files={"output.log": chunk(log), "gpu.csv": chunk(gpu)})
+    in_thread(lambda: feed.apply(job, folder))
+    panel.throttle.flush()
+    assert panel.logview.text.splitlines() == log.decode().splitlines()
+    assert trace(panel.gpu_chart, "GPU0").y == (75.0,)
+    assert "GPU1 0%" in panel.gpu_now.value
+    done = make_job("real1", JobStatus.FAILED, ended_at=NOW, exit_code=1, error="ValueError: x")
+    in_thread(lambda: feed.apply(done, FolderState(exists=True, files={})))
+    panel.throttle.flush()
+    assert panel.progress.bar_style == "danger"
+    assert "ValueError: x" in panel.status.value
+    assert client.monitor.shown["real1"] == 0
+    assert "failed: job real1" in panel.snapshot_text()
+    panel.close()
+
+
+# -- the table and the entry points -----------------------------------------------------------
+def test_jobs_table_rows_update_and_open_a_panel(client, feed):
+    other = FakeFeed(make_job("job2", JobStatus.COMPLETED, ended_at=NOW))
+    client.monitor.feeds["job2"] = other
+    table = JobsTable(client, background=False)
+    try:
+        assert list(table.rows) == ["job1", "job2"]
+        in_thread(lambda: feed.push(progress=PROGRESS))
+        table.throttle.flush()
+        cells = [c.value for c in table.rows["job1"].cells]
+        assert cells[:3] == ["job1", "train", "running"] and cells[5:7] == ["25%", "10:00"]
+        table.rows["job2"].button.click()
+        assert table.panel.job_id == "job2" and table.detail.children == (table.panel,)
+        table.rows["job2"].button.click()
+        assert table.panel is None and table.detail.children == ()
+        rendered = table.snapshot_text()
+        assert "progress" in rendered.splitlines()[0] and "25%" in rendered
+    finally:
+        table.close()
+
+
+def test_show_job_and_show_jobs_fall_back_to_text_outside_a_kernel(client, feed, capsys):
+    assert not widget_frontend()
+    feed_everything(feed)
+    view = show_job(client, "job1")
+    assert "ETA 10:00 left" in repr(view)
+    assert "running: job job1" in capsys.readouterr().out
+    jobs = show_jobs(client)
+    assert "job1" in repr(jobs)
+    panel = show_job(client, "job1", widgets=True)
+    assert isinstance(panel, JobPanel)
+    panel.close()
+
+
+# -- end to end on this machine: real Client, monitor thread and job --------------------------
+CHATTY_JOB = """
+import time
+for i in range(20):
+    print(f"INFO:root:step {i}", flush=True)
+    time.sleep(0.02)
+print("WARNING:root:done soon", flush=True)
+"""
+
+
+def test_panel_follows_a_real_local_job_to_the_end(tmp_path):
+    from harness.clients import local_settings
+
+    from gpu_magic import Client
+
+    client = Client(local_settings(tmp_path))
+    try:
+        handle = client.submit(GPUJobRequest.create(code=CHATTY_JOB, cluster="local"))
+        panel = JobPanel(client, handle.id, interval=0.05, namespace={})
+        wait_for(lambda: "completed" in panel.status.value, timeout=30)
+        wait_for(lambda: panel.logview.text.endswith("WARNING:root:done soon"), timeout=10)
+        assert panel.logview.text.splitlines()[0] == "INFO:root:step 0"
+        assert panel.progress.bar_style == "success" and panel.actions.cancel.disabled
+        assert "completed: job " + handle.id in panel.snapshot_text()
+        panel.actions.fetch.click()
+        assert "no outputs" in panel.actions.message.value
+        panel.close()
+    finally:
+        client.close()
+
+
+# -- in a real kernel: widgets displayed, updates sent from the applier thread ----------------
+def kernel_cell(tmp_path) -> str:
+    settings = {
+        "gpu_magic_config_dir": tmp_path / "config",
+        "gpu_magic_data_dir": tmp_path / "data",
+        "gpu_cluster_base_path": tmp_path / "jobs",
+        "ssh_config_path": tmp_path / "no-ssh-config",
+        "known_hosts_path": tmp_path / "no-known-hosts",
+    }
+    args = ", ".join(f"{k}={str(v)!r}" for k, v in settings.items())
+    return f"""
+from gpu_magic import Client, Settings, GPUJobRequest
+from gpu_magic.ui import show_job, widget_frontend
+client = Client(Settings({args}))
+handle = client.submit(GPUJobRequest.create(code={CHATTY_JOB!r}, cluster="local"))
+panel = show_job(client, handle.id)
+print("frontend", widget_frontend())
+"""
+
+
+def test_panel_in_a_real_kernel(tmp_path):
+    from harness.kernel import Kernel
+
+    kernel = Kernel({}, str(tmp_path))
+    shown, streams, values = [], [], []
+
+    def hook(msg):
+        if msg["msg_type"] == "display_data":
+            shown.append(msg["content"]["data"])
+        elif msg["msg_type"] == "stream":
+            streams.append(msg["content"]["text"])
+        values.extend(comm_strings(msg))
+
+    try:
+        reply = kernel.client.execute_interactive(kernel_cell(tmp_path), output_hook=hook)
+        assert reply["content"]["status"] == "ok", reply["content"]
+        assert "frontend True" in "".join(streams)
+        (data,) = shown
+        assert "application/vnd.jupyter.widget-view+json" in data
+        assert re.match(r"(pending|uploading|queued|running): job ", data["text/plain"])
+        # the log tail and the status badge, sent by the applier thread after the cell ended
+        until = ["WARNING:root:done soon", "completed</span>"]
+        comm_values(kernel, values, until, timeout=30)
+        kernel.client.execute_interactive("panel.close()")
+    finally:
+        kernel.shutdown()
+
+
+def comm_strings(msg) -> list[str]:
+    if msg["msg_type"] != "comm_msg":
+        return []
+    state = msg["content"]["data"].get("state", {})
+    return [v for v in state.values() if isinstance(v, str)]
+
+
+def comm_values(kernel, values: list[str], until: list[str], timeout: float) -> None:
+    """Collect string widget values the kernel sends until each of ``until`` was in one."""
+    deadline = time.monotonic() + timeout
+    while not all(any(needle in v for v in values) for needle in until):
+        assert time.monotonic() < deadline, f"no update with {until!r}: {values[-5:]}"
+        try:
+            msg = kernel.client.get_iopub_msg(timeout=1)
+        except Exception:  # queue.Empty: nothing this second
+            continue
+        values += comm_strings(msg)
+        if msg["msg_type"] == "stream":  # e.g. a traceback from the applier thread
+            assert "Traceback" not in msg["content"]["text"], msg["content"]["text"]
