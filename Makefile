@@ -35,7 +35,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check gpu_magic tests bench
 
 test: system-deps $(STAMP) lint
-	$(BIN)/pytest tests notebooks/01-quickstart.ipynb --nbval-lax -p no:cacheprovider
+	$(BIN)/pytest tests notebooks --nbval-lax -p no:cacheprovider
 
 bench: system-deps $(STAMP)
 	$(BIN)/python bench/bench_transfer.py

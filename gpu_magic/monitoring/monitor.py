@@ -69,16 +69,24 @@ class Monitor:
     def tick(self) -> dict[str, FeedUpdate]:
         """Look at every active feed, one round trip per cluster; returns what changed."""
         updates: dict[str, FeedUpdate] = {}
-        for cluster_name, feeds in self._active_by_cluster().items():
-            try:
-                updates.update(self._tick_cluster(cluster_name, feeds))
-                self.last_error.pop(cluster_name, None)
-            except GPUMagicError as exc:  # offsets did not move: the next tick retries
-                self.last_error[cluster_name] = str(exc)
-        self._idle_ticks = (
-            0 if any(u.has_news or u.job for u in updates.values()) else (self._idle_ticks + 1)
-        )
+        with self._tick_lock:
+            for cluster_name, feeds in self._active_by_cluster().items():
+                try:
+                    updates.update(self._tick_cluster(cluster_name, feeds))
+                    self.last_error.pop(cluster_name, None)
+                except GPUMagicError as exc:  # offsets did not move: the next tick retries
+                    self.last_error[cluster_name] = str(exc)
+        self._idle_ticks = 0 if updates else self._idle_ticks + 1
         return updates
+
+    def sync(self, job_id: str, max_ticks: int = 1000) -> JobFeed:
+        """The job's feed brought up to date now (a finished job: every byte read)."""
+        feed = self.feed(job_id)
+        for _ in range(max_ticks):
+            self.tick()
+            if not feed.pending or feed.job.status in NOT_LAUNCHED:
+                break
+        return feed
 
     def _active_by_cluster(self) -> dict[str, list[JobFeed]]:
         with self._lock:
