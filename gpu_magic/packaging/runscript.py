@@ -42,6 +42,7 @@ import shlex
 
 from .. import jobdir
 from ..models import GPUJobRequest
+from .runscript_parts import FINISH, PRELUDE, SAMPLER, WATCHDOG, WRAPPER
 
 EXIT_GPU_UNAVAILABLE = 97
 """``gpus.py`` could not choose the GPUs: no nvidia-smi, driver down, fewer GPUs than asked."""
@@ -57,7 +58,7 @@ GPUS_SCRIPT = f"{jobdir.LIB}/gpu_magic/remote/gpus.py"
 SAMPLER_SCRIPT = f"{jobdir.LIB}/gpu_magic/remote/sampler.py"
 GPU_TELEMETRY = jobdir.GPU_TELEMETRY
 """File in state/: ``unavailable: REASON`` (no GPU telemetry) or ``stopped: REASON`` (gpu.csv
-has samples until nvidia-smi failed). Absent while sampling works. (To move to ``jobdir``.)"""
+has samples until nvidia-smi failed). Absent while sampling works."""
 NO_GPUS_REQUESTED = "unavailable: no GPUs requested and CUDA_VISIBLE_DEVICES is not set"
 GIT_CHECKOUT = jobdir.GIT_CHECKOUT
 CELL_STATUS = jobdir.CELL_STATUS
@@ -68,166 +69,6 @@ CLONE_FAILED = "git clone failed (see the git output above)"
 _TO_LOG = '>>"$_gm_log" 2>&1'
 _SAFE_JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-_PRELUDE = r"""cd "$(dirname "$0")" || exit 1
-_gm_jobdir="$(pwd -P)" || exit 1
-_gm_log="$_gm_jobdir"/@LOG@
-_gm_child=""
-_gm_watchdog=""
-_gm_sampler=""
-
-_log() { printf '[gpu_magic] %s\n' "$*" >>"$_gm_log"; }
-_now() { date -u +%Y-%m-%dT%H:%M:%SZ; }
-
-# _write_state NAME VALUE: write state/NAME atomically (temp file + mv)
-_write_state() {
-  printf '%s\n' "$2" >@STATE@/".$1.tmp" && mv -f @STATE@/".$1.tmp" @STATE@/"$1"
-}
-
-# _stop_sampler: stop the GPU sampler and wait for it (it stops its nvidia-smi)
-_stop_sampler() {
-  if [ -n "$_gm_sampler" ]; then
-    kill "$_gm_sampler" 2>/dev/null
-    wait "$_gm_sampler" 2>/dev/null
-    _gm_sampler=""
-  fi
-}
-
-# _finish CODE: record the end; exit_code last, readers take it to mean "finished"
-_finish() {
-  _stop_sampler
-  _write_state @ENDED_AT@ "$(_now)"
-  _write_state @EXIT_CODE@ "$1"
-  exit "$1"
-}
-
-_fail() { _log "$2"; _finish "$1"; }
-
-# _group_pids: _gm_pids := live processes of this job's process group, except this shell
-_group_pids() {
-  _gm_pids=()
-  if [ ! -r /proc/$$/stat ]; then
-    if [ -n "$_gm_child" ] && kill -0 "$_gm_child" 2>/dev/null; then _gm_pids=("$_gm_child"); fi
-    return
-  fi
-  local f line IFS=$' \t\n'
-  for f in /proc/[0-9]*/stat; do
-    { read -r line <"$f"; } 2>/dev/null || continue
-    set -- ${line##*) }
-    if [ "$3" = "$$" ] && [ "$1" != Z ] && [ "$1" != X ]; then
-      f=${f#/proc/}
-      f=${f%/stat}
-      if [ "$f" != "$$" ]; then _gm_pids+=("$f"); fi
-    fi
-  done
-}
-
-# _wait_group TICKS: wait up to TICKS tenths of a second for the group to empty
-_wait_group() {
-  local tick=0
-  _group_pids
-  while [ ${#_gm_pids[@]} -gt 0 ] && [ "$tick" -lt "$1" ]; do
-    sleep 0.1
-    tick=$((tick + 1))
-    _group_pids
-  done
-}
-
-# _stop_group: TERM the rest of the group, KILL what is left after the grace period
-_stop_group() {
-  kill -TERM -- -$$ 2>/dev/null
-  _wait_group @GRACE_TICKS@
-  local round=0
-  while [ ${#_gm_pids[@]} -gt 0 ] && [ "$round" -lt 10 ]; do
-    _log "still running after @GRACE@ s, sending KILL to: ${_gm_pids[*]}"
-    kill -KILL "${_gm_pids[@]}" 2>/dev/null
-    _wait_group 10
-    round=$((round + 1))
-  done
-}
-
-# _cell_status FALLBACK: the cell's exit status as its wrapper recorded it, else FALLBACK
-# (not from `wait`: after a trap has interrupted `wait`, bash 5 may report -1 for the child)
-_cell_status() {
-  local status
-  if { read -r status <@STATE@/@CELL_STATUS@; } 2>/dev/null && [ -n "$status" ]; then
-    echo "$status"
-  else
-    echo "$1"
-  fi
-}
-
-_on_signal() {
-  trap '' TERM INT HUP
-  _log "received SIG$1, stopping the job"
-  _stop_group
-  if [ -n "$_gm_child" ]; then
-    _finish "$(_cell_status 137)"
-  fi
-  _finish @CANCELLED@
-}
-
-trap '_on_signal TERM' TERM
-trap '_on_signal INT' INT
-trap '_on_signal HUP' HUP
-
-mkdir -p @STATE@ @OUTPUTS@ @CHECKPOINTS@ || exit 1
-rm -f @STATE@/@EXIT_CODE@ @STATE@/@ENDED_AT@ @STATE@/@TIMED_OUT@ @STATE@/@ERROR_JSON@ \
-  @STATE@/@CELL_STATUS@ @STATE@/@GPU_TELEMETRY@
-_write_state @PID@ "$$"
-_write_state @STARTED_AT@ "$(_now)"
-if [ -e @STATE@/@CANCEL_REQUESTED@ ]; then
-  _fail @CANCELLED@ "cancelled before the job started"
-fi
-"""
-
-_WATCHDOG = r"""(
-  trap 'kill "$_gm_sleep" 2>/dev/null; exit 0' TERM
-  sleep @SECONDS@ &
-  _gm_sleep=$!
-  wait "$_gm_sleep" || exit 0
-  : >@STATE@/@TIMED_OUT@
-  _log "timed out after @SECONDS@ s, stopping the job"
-  kill -TERM -- -$$
-) </dev/null >/dev/null 2>&1 &
-_gm_watchdog=$!
-"""
-
-_SAMPLER = r"""if [ -n "${CUDA_VISIBLE_DEVICES:-}${SLURM_JOB_GPUS:-}" ]; then
-  @PYTHON@ -S "$_gm_jobdir"/@SAMPLER@ --pid $$ --out "$_gm_jobdir"/@GPU_CSV@ \
-    --marker "$_gm_jobdir"/@STATE@/@GPU_TELEMETRY@ </dev/null >/dev/null 2>&1 &
-  _gm_sampler=$!
-else
-  _write_state @GPU_TELEMETRY@ @NO_GPUS@
-fi
-"""
-
-_WRAPPER = r"""(
-  trap : TERM
-  cd @CODE@ || exit 1
-  @COMMAND@
-  _gm_status=$?
-  printf '%s\n' "$_gm_status" >"$_gm_jobdir"/@STATE@/@CELL_STATUS@
-  exit "$_gm_status"
-) >>"$_gm_log" 2>&1 &
-"""
-
-_FINISH = r"""_gm_child=$!
-wait "$_gm_child"
-_gm_rc=$(_cell_status $?)
-trap '' TERM INT HUP
-if [ -n "$_gm_watchdog" ]; then
-  kill "$_gm_watchdog" 2>/dev/null
-  wait "$_gm_watchdog" 2>/dev/null
-fi
-_stop_sampler
-_group_pids
-if [ ${#_gm_pids[@]} -gt 0 ]; then
-  _log "stopping processes the job left running: ${_gm_pids[*]}"
-  _stop_group
-fi
-_finish "$_gm_rc"
-"""
 
 
 def render_run_script(
@@ -243,20 +84,20 @@ def render_run_script(
     parts = [
         _header(job_id),
         _fill(
-            _PRELUDE, GRACE_TICKS=str(max(1, math.ceil(kill_grace * 10))), GRACE=f"{kill_grace:g}"
+            PRELUDE, GRACE_TICKS=str(max(1, math.ceil(kill_grace * 10))), GRACE=f"{kill_grace:g}"
         ),
         _exports(job_id, request),
         f"_gm_py=({python_command(request, interpreter)})\n",
     ]
     if request.timeout is not None:
-        parts.append(_fill(_WATCHDOG, SECONDS=_seconds(request.timeout)))
+        parts.append(_fill(WATCHDOG, SECONDS=_seconds(request.timeout)))
     if request.gpus > 0:
         parts.append(_gpus(request.gpus))
     parts.append(_sampler(request, interpreter))
     if request.git is not None:
         parts.append(_git(request.git.url, request.git.ref))
     parts.append(_launch(request))
-    parts.append(_FINISH)
+    parts.append(FINISH)
     return "\n".join(parts)
 
 
@@ -362,7 +203,7 @@ def _sampler(request: GPUJobRequest, interpreter: str) -> str:
     runs on the cluster's interpreter, as ``conda run`` would be one more process between run.sh
     and the sampler (and slow to start)."""
     python = _path_word(interpreter) if request.conda else '"${_gm_py[@]}"'
-    return _fill(_SAMPLER, raw={"PYTHON": python})
+    return _fill(SAMPLER, raw={"PYTHON": python})
 
 
 def _git(url: str, ref: str | None) -> str:
@@ -393,4 +234,4 @@ def _launch(request: GPUJobRequest) -> str:
     else:
         prologue = ""
         command = f'"${{_gm_py[@]}}" -u -m {RUNNER_MODULE} "$_gm_jobdir"'
-    return prologue + _fill(_WRAPPER, raw={"COMMAND": command})
+    return prologue + _fill(WRAPPER, raw={"COMMAND": command})

@@ -1,0 +1,164 @@
+"""The bash text of ``run.sh``, in pieces that ``runscript`` fills and joins.
+
+``@NAME@`` placeholders are filled by ``runscript._fill`` with shell-quoted values only.
+"""
+
+PRELUDE = r"""cd "$(dirname "$0")" || exit 1
+_gm_jobdir="$(pwd -P)" || exit 1
+_gm_log="$_gm_jobdir"/@LOG@
+_gm_child=""
+_gm_watchdog=""
+_gm_sampler=""
+
+_log() { printf '[gpu_magic] %s\n' "$*" >>"$_gm_log"; }
+_now() { date -u +%Y-%m-%dT%H:%M:%SZ; }
+
+# _write_state NAME VALUE: write state/NAME atomically (temp file + mv)
+_write_state() {
+  printf '%s\n' "$2" >@STATE@/".$1.tmp" && mv -f @STATE@/".$1.tmp" @STATE@/"$1"
+}
+
+# _stop_sampler: stop the GPU sampler and wait for it (it stops its nvidia-smi)
+_stop_sampler() {
+  if [ -n "$_gm_sampler" ]; then
+    kill "$_gm_sampler" 2>/dev/null
+    wait "$_gm_sampler" 2>/dev/null
+    _gm_sampler=""
+  fi
+}
+
+# _finish CODE: record the end; exit_code last, readers take it to mean "finished"
+_finish() {
+  _stop_sampler
+  _write_state @ENDED_AT@ "$(_now)"
+  _write_state @EXIT_CODE@ "$1"
+  exit "$1"
+}
+
+_fail() { _log "$2"; _finish "$1"; }
+
+# _group_pids: _gm_pids := live processes of this job's process group, except this shell
+_group_pids() {
+  _gm_pids=()
+  if [ ! -r /proc/$$/stat ]; then
+    if [ -n "$_gm_child" ] && kill -0 "$_gm_child" 2>/dev/null; then _gm_pids=("$_gm_child"); fi
+    return
+  fi
+  local f line IFS=$' \t\n'
+  for f in /proc/[0-9]*/stat; do
+    { read -r line <"$f"; } 2>/dev/null || continue
+    set -- ${line##*) }
+    if [ "$3" = "$$" ] && [ "$1" != Z ] && [ "$1" != X ]; then
+      f=${f#/proc/}
+      f=${f%/stat}
+      if [ "$f" != "$$" ]; then _gm_pids+=("$f"); fi
+    fi
+  done
+}
+
+# _wait_group TICKS: wait up to TICKS tenths of a second for the group to empty
+_wait_group() {
+  local tick=0
+  _group_pids
+  while [ ${#_gm_pids[@]} -gt 0 ] && [ "$tick" -lt "$1" ]; do
+    sleep 0.1
+    tick=$((tick + 1))
+    _group_pids
+  done
+}
+
+# _stop_group: TERM the rest of the group, KILL what is left after the grace period
+_stop_group() {
+  kill -TERM -- -$$ 2>/dev/null
+  _wait_group @GRACE_TICKS@
+  local round=0
+  while [ ${#_gm_pids[@]} -gt 0 ] && [ "$round" -lt 10 ]; do
+    _log "still running after @GRACE@ s, sending KILL to: ${_gm_pids[*]}"
+    kill -KILL "${_gm_pids[@]}" 2>/dev/null
+    _wait_group 10
+    round=$((round + 1))
+  done
+}
+
+# _cell_status FALLBACK: the cell's exit status as its wrapper recorded it, else FALLBACK
+# (not from `wait`: after a trap has interrupted `wait`, bash 5 may report -1 for the child)
+_cell_status() {
+  local status
+  if { read -r status <@STATE@/@CELL_STATUS@; } 2>/dev/null && [ -n "$status" ]; then
+    echo "$status"
+  else
+    echo "$1"
+  fi
+}
+
+_on_signal() {
+  trap '' TERM INT HUP
+  _log "received SIG$1, stopping the job"
+  _stop_group
+  if [ -n "$_gm_child" ]; then
+    _finish "$(_cell_status 137)"
+  fi
+  _finish @CANCELLED@
+}
+
+trap '_on_signal TERM' TERM
+trap '_on_signal INT' INT
+trap '_on_signal HUP' HUP
+
+mkdir -p @STATE@ @OUTPUTS@ @CHECKPOINTS@ || exit 1
+rm -f @STATE@/@EXIT_CODE@ @STATE@/@ENDED_AT@ @STATE@/@TIMED_OUT@ @STATE@/@ERROR_JSON@ \
+  @STATE@/@CELL_STATUS@ @STATE@/@GPU_TELEMETRY@
+_write_state @PID@ "$$"
+_write_state @STARTED_AT@ "$(_now)"
+if [ -e @STATE@/@CANCEL_REQUESTED@ ]; then
+  _fail @CANCELLED@ "cancelled before the job started"
+fi
+"""
+
+WATCHDOG = r"""(
+  trap 'kill "$_gm_sleep" 2>/dev/null; exit 0' TERM
+  sleep @SECONDS@ &
+  _gm_sleep=$!
+  wait "$_gm_sleep" || exit 0
+  : >@STATE@/@TIMED_OUT@
+  _log "timed out after @SECONDS@ s, stopping the job"
+  kill -TERM -- -$$
+) </dev/null >/dev/null 2>&1 &
+_gm_watchdog=$!
+"""
+
+SAMPLER = r"""if [ -n "${CUDA_VISIBLE_DEVICES:-}${SLURM_JOB_GPUS:-}" ]; then
+  @PYTHON@ -S "$_gm_jobdir"/@SAMPLER@ --pid $$ --out "$_gm_jobdir"/@GPU_CSV@ \
+    --marker "$_gm_jobdir"/@STATE@/@GPU_TELEMETRY@ </dev/null >/dev/null 2>&1 &
+  _gm_sampler=$!
+else
+  _write_state @GPU_TELEMETRY@ @NO_GPUS@
+fi
+"""
+
+WRAPPER = r"""(
+  trap : TERM
+  cd @CODE@ || exit 1
+  @COMMAND@
+  _gm_status=$?
+  printf '%s\n' "$_gm_status" >"$_gm_jobdir"/@STATE@/@CELL_STATUS@
+  exit "$_gm_status"
+) >>"$_gm_log" 2>&1 &
+"""
+
+FINISH = r"""_gm_child=$!
+wait "$_gm_child"
+_gm_rc=$(_cell_status $?)
+trap '' TERM INT HUP
+if [ -n "$_gm_watchdog" ]; then
+  kill "$_gm_watchdog" 2>/dev/null
+  wait "$_gm_watchdog" 2>/dev/null
+fi
+_stop_sampler
+_group_pids
+if [ ${#_gm_pids[@]} -gt 0 ]; then
+  _log "stopping processes the job left running: ${_gm_pids[*]}"
+  _stop_group
+fi
+_finish "$_gm_rc"
+"""
