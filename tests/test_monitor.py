@@ -127,6 +127,19 @@ def test_pace_is_fast_on_screen_and_the_thread_stops_when_nothing_is_active(env)
     hide()
     monitor._wake.set()
     assert wait_until(lambda: monitor._feeds[job.id].done, timeout=60)
-    assert wait_until(lambda: not monitor._thread.is_alive(), timeout=10)
+    assert wait_until(lambda: monitor._thread is None, timeout=10)
     started = time.monotonic()
     assert monitor.feed(job.id).done and time.monotonic() - started < 5
+
+
+def test_a_feed_added_as_the_thread_stops_is_still_followed(env):
+    """No lost wake-up: the thread decides to stop and clears itself in one locked step."""
+    env.client.settings.job_monitoring_interval = 0.5  # the slow pace, shortened for the test
+    first = submit(env, "pass")
+    monitor = env.client.monitor
+    assert wait_until(lambda: monitor.feed(first.id).done, timeout=30)
+    assert wait_until(lambda: monitor._thread is None, timeout=10)
+    second = submit(env, "print('still watched')")
+    feed = monitor.feed(second.id)  # the thread had stopped: feed() starts a new one
+    assert wait_until(lambda: feed.done, timeout=60)
+    assert "still watched" in feed.log_text()

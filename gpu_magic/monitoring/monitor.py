@@ -10,6 +10,7 @@ while files still hold unread bytes; the thread ends when no watched job is acti
 from __future__ import annotations
 
 import threading
+import time
 from collections import defaultdict
 from typing import TYPE_CHECKING
 
@@ -93,8 +94,10 @@ class Monitor:
             feeds = list(self._feeds.values())
         groups: dict[str, list[JobFeed]] = defaultdict(list)
         for feed in feeds:
-            feed.job = self.client.store.get(feed.job.id)
-            if not feed.done and feed.job.status not in NOT_LAUNCHED:
+            if feed.done:  # finished and fully read: nothing left to ask the host
+                continue
+            feed.job = self.client.store.get(feed.job.id)  # a cancel elsewhere shows at once
+            if feed.job.status not in NOT_LAUNCHED:
                 groups[feed.job.cluster].append(feed)
         return groups
 
@@ -127,22 +130,24 @@ class Monitor:
             ceiling = 2 * base
         return min(ceiling, base * 1.5**self._idle_ticks)
 
-    def _has_work(self) -> bool:
-        with self._lock:
-            return any(not f.done for f in self._feeds.values())
-
     def _ensure_running(self) -> None:
         if not self.background:
             return
         with self._lock:
-            if self._thread is not None and self._thread.is_alive():
+            if self._thread is not None:
                 self._wake.set()
                 return
             self._thread = threading.Thread(target=self._run, name="gpu_magic-monitor", daemon=True)
             self._thread.start()
 
     def _run(self) -> None:
-        while self._has_work():
+        """Tick until no feed has work; the pace counts from the start of each tick."""
+        while True:
+            with self._lock:  # deciding to stop and saying so is one step: no lost wake-up
+                if all(f.done for f in self._feeds.values()):
+                    self._thread = None
+                    return
+            started = time.monotonic()
             self.tick()
-            self._wake.wait(self.interval())
+            self._wake.wait(max(0.0, self.interval() - (time.monotonic() - started)))
             self._wake.clear()
