@@ -1,5 +1,6 @@
 # `make demo` runs the quickstart notebook on the built-in local cluster; `make test` runs the
-# test suite against a real loopback sshd. Both install what they need (venv, pip; Debian
+# test suite against a real loopback sshd, then the browser tests (JupyterLab in headless Chromium;
+# screenshots in build/test-artifacts/). Both install what they need (venv, pip; Debian
 # packages when run as root).
 PYTHON ?= python3
 VENV := .venv
@@ -21,6 +22,19 @@ system-deps:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server; \
 	  else echo "openssh-server is missing: sudo apt-get install openssh-server"; exit 1; fi; \
 	fi
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	  else echo "chromium is missing (the browser tests will fail): sudo apt-get install chromium"; fi; \
+	fi
+	@if [ ! -x /usr/sbin/slurmctld ] || [ ! -x /usr/sbin/slurmd ] || [ ! -x /usr/sbin/munged ] || \
+	    [ ! -x /usr/sbin/slurmdbd ] || [ ! -x /usr/sbin/mariadbd ] || ! command -v ip >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	      slurm-wlm munge slurmdbd mariadb-server iproute2; \
+	  else echo "Slurm is missing (the Slurm tests will be skipped): sudo apt-get install" \
+	    "slurm-wlm munge slurmdbd mariadb-server iproute2"; fi; \
+	fi
 
 demo: $(STAMP)
 	mkdir -p $(DEMO_OUT)
@@ -34,13 +48,17 @@ lint: $(STAMP)
 	$(BIN)/ruff check gpu_magic tests bench
 	$(BIN)/ruff format --check gpu_magic tests bench
 
+# The browser tests (real JupyterLab + Debian Chromium via Playwright) run in a pytest process of
+# their own: Playwright's sync API and other event loops clash in one process.
 test: system-deps $(STAMP) lint
-	$(BIN)/pytest tests notebooks --nbval-lax -p no:cacheprovider
+	$(BIN)/pytest tests notebooks --nbval-lax -p no:cacheprovider --ignore=tests/browser
+	$(BIN)/pytest tests/browser -p no:cacheprovider
 
 bench: system-deps $(STAMP)
 	$(BIN)/python bench/bench_transfer.py
 	$(BIN)/python bench/bench_latency.py
 	$(BIN)/python bench/bench_store.py
+	$(BIN)/python bench/bench_monitor.py
 
 clean:
 	rm -rf $(VENV) build .pytest_cache

@@ -21,7 +21,7 @@ from .monitoring.feed import JobFeed
 from .monitoring.monitor import Monitor
 from .packaging.upload import upload_bundle
 from .parsers.levels import LineFilter
-from .schedulers import Observation, ProcessScheduler, Scheduler
+from .schedulers import Observation, ProcessScheduler, Scheduler, SlurmScheduler
 from .store import JobStore
 from .transport import LocalTransport, Transport
 
@@ -34,6 +34,7 @@ class Client:
         self.clusters = ClusterRegistry(self.settings)
         self.store = JobStore(self.settings.store_path)
         self._transports: dict[str, Transport] = {}
+        self._schedulers: dict[str, tuple[ClusterConfig, Scheduler]] = {}
         self._lock = threading.Lock()
         self._monitor: Monitor | None = None
 
@@ -52,9 +53,17 @@ class Client:
         return SSHTransport(cluster, self.settings)
 
     def scheduler(self, cluster: ClusterConfig) -> Scheduler:
-        if cluster.scheduler != "process":
-            raise SchedulerError(f"scheduler {cluster.scheduler!r} is not available yet")
-        return ProcessScheduler(self.transport(cluster), cluster.interpreter)
+        """One per cluster and config: a Slurm scheduler remembers whether sacct works there."""
+        transport = self.transport(cluster)
+        with self._lock:
+            known = self._schedulers.get(cluster.name)
+            if known is None or known[0] != cluster or known[1].transport is not transport:
+                if cluster.scheduler == "slurm":
+                    made = SlurmScheduler(transport, cluster.interpreter, cluster.slurm)
+                else:
+                    made = ProcessScheduler(transport, cluster.interpreter)
+                known = self._schedulers[cluster.name] = (cluster, made)
+            return known[1]
 
     @property
     def monitor(self) -> Monitor:
@@ -71,6 +80,7 @@ class Client:
             for transport in self._transports.values():
                 transport.close()
             self._transports.clear()
+            self._schedulers.clear()
 
     # -- life cycle ---------------------------------------------------------------------------
     def submit(

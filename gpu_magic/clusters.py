@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .config import DEFAULT_BASE_PATH, Settings
 from .errors import ConfigError, UnknownClusterError
 from .models import format_validation_error
+from .resources import SlurmDefaults
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -46,6 +47,8 @@ class ClusterConfig(BaseModel):
     scheduler: Literal["process", "slurm"] = "process"
     python: str | None = None
     max_sessions: int = Field(default=8, ge=1, le=64)
+    slurm: SlurmDefaults = Field(default_factory=SlurmDefaults)
+    """``[clusters.NAME.slurm]``: partition, account, time, gres_style, allowed_sbatch, ..."""
 
     @field_validator("name")
     @classmethod

@@ -2,6 +2,7 @@
 
 {base_path}/{job_id}/
   spec.json  code/  inputs/  lib/  run.sh  output.log  gpu.csv  metrics.jsonl
+  job.sbatch  slurm.out   (Slurm clusters only)
   outputs/   state/{pid,started_at,ended_at,exit_code,error.json,cancel_requested,timed_out}
   checkpoints/
 """
@@ -18,6 +19,8 @@ CODE = "code"
 INPUTS = "inputs"
 LIB = "lib"
 RUN_SCRIPT = "run.sh"
+SBATCH_SCRIPT = "job.sbatch"  # Slurm only: the batch script that runs run.sh
+SLURM_OUTPUT = "slurm.out"  # Slurm only: the batch step's own messages (cell output: output.log)
 OUTPUT_LOG = "output.log"
 GPU_CSV = "gpu.csv"
 METRICS = "metrics.jsonl"

@@ -22,6 +22,7 @@ from .errors import GPUMagicError, InvalidRequestError, RemoteJobError
 from .models import GitSource, GPUJobRequest, JobStatus
 from .monitoring.follow import follow_log
 from .parsers.levels import LineFilter
+from .resources import parse_sbatch_options
 
 
 def ui():
@@ -101,6 +102,10 @@ def parse_env(pairs: list[str]) -> dict[str, str]:
     return env
 
 
+RESOURCE_OPTIONS = ("time", "mem", "cpus", "nodes", "gpu_type", "partition", "account", "qos",
+                    "constraint")  # fmt: skip
+
+
 @magics_class
 class GPUMagics(Magics):
     def __init__(self, shell, client: Client | None = None):
@@ -128,6 +133,16 @@ class GPUMagics(Magics):
     @argument("--cluster", help="cluster name (see %%gpu_cluster list)")
     @argument("--gpus", type=int, default=0, metavar="N", help="number of GPUs")
     @argument("--timeout", type=float, metavar="SECONDS", help="stop the job after this long")
+    @argument("--time", metavar="D-HH:MM:SS", help="Slurm: time limit")
+    @argument("--mem", metavar="SIZE", help="Slurm: memory per node, e.g. 32G")
+    @argument("--cpus", type=int, metavar="N", help="Slurm: CPUs per task")
+    @argument("--nodes", type=int, metavar="N", help="Slurm: nodes (the cell runs under srun)")
+    @argument("--gpu-type", metavar="TYPE", help="Slurm: GPU type, e.g. h100")
+    @argument("--partition", help="Slurm: partition")
+    @argument("--account", help="Slurm: account")
+    @argument("--qos", help="Slurm: quality of service")
+    @argument("--constraint", help="Slurm: node features, e.g. 'h100&ib'")
+    @argument("--sbatch", action="append", default=[], metavar="KEY[=V]", help="Slurm: option")
     @argument("--wait", action="store_true", help="wait, then load --outputs into the kernel")
     @cell_magic
     @user_errors
@@ -160,6 +175,10 @@ class GPUMagics(Magics):
             python=opts.python,
             venv=opts.venv,
             conda=opts.conda,
+            resources={
+                **{k: getattr(opts, k) for k in RESOURCE_OPTIONS if getattr(opts, k) is not None},
+                "sbatch": parse_sbatch_options(opts.sbatch),
+            },
         )
 
     def _finish(self, job_id: str, timeout: float | None) -> None:
@@ -260,6 +279,10 @@ class GPUMagics(Magics):
     @argument("--base-path", metavar="DIR", help="where job folders go on the host")
     @argument("--scheduler", choices=["process", "slurm"], default="process")
     @argument("--python", metavar="PATH", help="default interpreter on the host")
+    @argument("--partition", help="Slurm: default partition")
+    @argument("--account", help="Slurm: default account")
+    @argument("--qos", help="Slurm: default quality of service")
+    @argument("--gres-style", choices=["gres", "gpus"], help="Slurm: --gres or --gpus-per-node")
     @line_magic
     @user_errors
     def gpu_cluster(self, line: str):
@@ -299,4 +322,6 @@ class GPUMagics(Magics):
             "scheduler": opts.scheduler,
             "python": opts.python,
         }
+        slurm = {k: getattr(opts, k) for k in ("partition", "account", "qos", "gres_style")}
+        fields["slurm"] = {k: v for k, v in slurm.items() if v is not None}
         return make_cluster(**{k: v for k, v in fields.items() if v is not None})

@@ -10,6 +10,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import InvalidRequestError
+from .resources import Resources
 
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 JOB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -96,6 +97,8 @@ class GPUJobRequest(BaseModel):
     python: str | None = None
     venv: str | None = None
     conda: str | None = None
+    resources: Resources = Field(default_factory=Resources)
+    """Batch-scheduler resources (Slurm: time, mem, cpus, partition, ...)."""
 
     @field_validator("inputs", "outputs")
     @classmethod
@@ -120,7 +123,7 @@ class GPUJobRequest(BaseModel):
     @field_validator("name")
     @classmethod
     def _name(cls, name: str | None) -> str | None:
-        if name is not None and not JOB_NAME.match(name):
+        if name is not None and not JOB_NAME.fullmatch(name):  # "$" admits a final "\n"
             raise ValueError(
                 f"job name {name!r} must be 1-64 letters, digits, '_', '.' or '-' "
                 "and start with a letter or digit"

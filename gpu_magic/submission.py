@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from .clusters import ClusterConfig
+from .errors import InvalidRequestError
 from .jobdir import JobDir, new_job_id
 from .models import GPUJob, GPUJobRequest, JobStatus, utcnow
 from .packaging.bundle import Bundle, build_bundle
@@ -14,6 +15,8 @@ from .packaging.files import collect_files
 from .packaging.inputs import pickle_inputs
 from .packaging.runscript import render_run_script
 from .schedulers.base import Observation
+from .schedulers.slurm import request_resources
+from .schedulers.slurm_script import run_script_options
 from .transport.base import Transport
 
 
@@ -25,10 +28,23 @@ def package(
 ) -> Bundle:
     """Everything that can fail on bad input fails here, before anything is sent."""
     job_id = new_job_id()
+    options = _run_script_options(request, cluster)
     pickled = pickle_inputs(request.inputs, namespace)
     files = collect_files(request.files, cwd)
-    script = render_run_script(job_id, request, cluster.interpreter)
+    script = render_run_script(job_id, request, cluster.interpreter, **options)
     return build_bundle(job_id, request, pickled, files, script)
+
+
+def _run_script_options(request: GPUJobRequest, cluster: ClusterConfig) -> dict:
+    """How run.sh differs on this cluster's scheduler; Slurm resources elsewhere are a mistake."""
+    if cluster.scheduler == "slurm":
+        return run_script_options(request, request_resources(request, cluster.slurm))
+    if not request.resources.is_empty:
+        raise InvalidRequestError(
+            f"--time/--mem/--partition/... need a Slurm cluster; {cluster.name!r} runs jobs "
+            f"with the {cluster.scheduler!r} scheduler"
+        )
+    return {}
 
 
 def new_job(bundle: Bundle, request: GPUJobRequest, cluster: ClusterConfig, base: str) -> GPUJob:

@@ -1,4 +1,6 @@
-"""The behavioural suite: the same job life cycle on every cluster kind (local and real sshd)."""
+"""The behavioural suite: the same job life cycle on every cluster kind (local, real sshd, and a
+real Slurm through its login node). A job's process group is run.sh's pid (``state/pid``) on every
+scheduler; ``scheduler_id`` is that pid only for the process scheduler (Slurm: the Slurm job id)."""
 
 from __future__ import annotations
 
@@ -125,7 +127,7 @@ def test_cancel_kills_the_whole_process_group(env):
     job = submit(env, code)
     child_pid_file = f"{job.job.remote_dir}/code/child.pid"
     child_pid = int(env.wait_for_remote_file(child_pid_file))
-    group = int(job.job.scheduler_id)
+    group = int(env.wait_for_remote_file(f"{job.job.remote_dir}/state/pid"))  # run.sh's group
     assert alive(child_pid) and group_alive(group)
     job.cancel()
     assert job.status == JobStatus.CANCELLED
@@ -134,6 +136,7 @@ def test_cancel_kills_the_whole_process_group(env):
 
 def test_wait_timeout_raises_and_job_keeps_running(env):
     job = submit(env, "import time\ntime.sleep(60)")
+    assert wait_until(lambda: job.status == JobStatus.RUNNING, timeout=30)  # Slurm queues first
     with pytest.raises(WaitTimeoutError, match="still running"):
         job.wait(timeout=0.3)
     assert job.status == JobStatus.RUNNING
@@ -144,7 +147,8 @@ def test_job_timeout_ends_in_timeout_state(env):
     job = submit(env, "import time\nprint('started', flush=True)\ntime.sleep(60)", timeout=1)
     record = env.client.wait(job.id, timeout=30)
     assert record.status == JobStatus.TIMEOUT
-    assert wait_until(lambda: not group_alive(int(record.scheduler_id)))
+    group = int(env.wait_for_remote_file(f"{record.remote_dir}/state/pid"))  # run.sh's group
+    assert wait_until(lambda: not group_alive(group))
 
 
 def test_concurrent_submits_share_one_connection(env):

@@ -6,6 +6,7 @@ reads); one test drives a real ``JobFeed`` through ``apply(job, FolderState(...)
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import threading
@@ -16,14 +17,17 @@ from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
 
 import pytest
+from ipywidgets.widgets import widget as widget_module
 
 from gpu_magic.models import GPUJob, GPUJobRequest, JobStatus
 from gpu_magic.monitoring.feed import JobFeed
 from gpu_magic.monitoring.gpu_samples import GPUSample
+from gpu_magic.parsers import levels
 from gpu_magic.schedulers.folder_probe import Chunk, FolderState
 from gpu_magic.ui import JobPanel, JobsTable, show_job, show_jobs, text, widget_frontend
 from gpu_magic.ui.charts import thin
-from gpu_magic.ui.logview import LogView
+from gpu_magic.ui.logview import TAIL_LINES, LogView
+from gpu_magic.ui.table import COLUMNS
 from gpu_magic.ui.throttle import Throttle
 
 pytestmark = pytest.mark.timeout(60)
@@ -253,6 +257,149 @@ def test_log_view_keeps_the_last_lines_and_tracebacks_count_as_errors():
     assert view.text.splitlines() == lines[-3:]
 
 
+def log_lines(count: int) -> list[str]:
+    """A log with every kind of line the levels know: records, tracebacks, warnings, plain."""
+    lines = []
+    for i in range(count):
+        if i % 97 == 5:
+            lines += [
+                "Traceback (most recent call last):",
+                '  File "train.py", line 3, in <module>',
+            ]
+            lines += ["    step()", f"RuntimeError: step {i} failed"]
+        elif i % 41 == 7:
+            lines += [f"train.py:{i}: UserWarning: slow {i}", "  warnings.warn(msg)"]
+        elif i % 13 == 0:
+            lines.append(f"DEBUG:root:details {i}")
+        elif i % 11 == 0:
+            lines.append(f"[W{i % 10} socket.cpp:663] retrying {i}")
+        else:
+            lines.append(f"step {i} loss={1 / (i + 1):.4f}" if i % 2 else f"INFO:root:epoch {i}")
+    return lines
+
+
+FILTERS = [(None, None), ("DEBUG", None), ("WARNING", None), ("ERROR", None), (None, r"step 1\d")]
+FILTERS += [("INFO", "epoch|loss"), (None, "^  "), ("WARNING", "retry")]
+
+
+def test_log_lines_are_classified_once_as_they_arrive(client, feed, monkeypatch):
+    calls = []
+
+    class Counting(levels.LevelTracker):  # at our seam: LogView.tracker_class
+        def level(self, line):
+            calls.append((self, line))
+            return super().level(line)
+
+    monkeypatch.setattr(LogView, "tracker_class", Counting)
+    panel = JobPanel(client, "job1", background=False, namespace={})
+    lines = log_lines(2900)[:3000]
+    per_update = [lines[3 * i : 3 * i + 3] for i in range(1000)]  # 1000 updates, 3 lines each
+    assert all(per_update)
+    try:
+        view = panel.logview
+        for chunk in per_update:
+            feed.push(log="".join(line + "\n" for line in chunk))
+            panel.throttle.flush()
+        assert view.text.splitlines() == lines[-TAIL_LINES:]
+        assert list(view.lines) == lines
+        own = [line for tracker, line in calls if tracker is view.tracker]
+        assert own == lines  # every line once, in order, none twice
+        assert len(calls) == len(own)  # and no other classifying (no unfinished line here)
+        for min_level, grep in FILTERS:
+            expected = levels.filter_lines(lines, min_level, grep)
+            assert view.filter(min_level, grep) == expected, (min_level, grep)
+        view.level.value = "WARNING"  # what the dropdown does
+        expected = levels.filter_lines(lines, "WARNING")
+        assert view.text.splitlines() == [line.text for line in expected[-TAIL_LINES:]]
+        assert view.note.value == f"{len(expected)} of {len(lines)} lines"
+        view.search.value = "retry"
+        assert view.text.splitlines() == [
+            line.text for line in levels.filter_lines(lines, "WARNING", "retry")[-TAIL_LINES:]
+        ]
+        assert len(calls) == len(lines)  # filtering classified nothing again
+    finally:
+        panel.close()
+
+
+def test_log_view_splits_lines_as_splitlines_wherever_the_logis_cut():
+    log = "INFO:root:a\r\nWARNING:root:b\rERROR:root:c\n\nplain é\r\n" * 20 + "last, unfinished"
+    for cuts in ([], [1], [11, 12, 13], list(range(0, len(log), 7)), list(range(len(log)))):
+        view = LogView(tail_lines=1000)
+        bounds = [0, *cuts, len(log)]
+        for start, end in itertools.pairwise(bounds):
+            view.append_text(log[start:end])
+        assert view.text.splitlines() == log.splitlines(), cuts
+        assert view.filter() == levels.filter_lines(log.splitlines())
+        view.append_text("\n")  # the unfinished line ends: now it is kept, and classified
+        assert list(view.lines) == log.splitlines()
+
+
+def test_log_view_shows_the_unfinished_last_line_with_its_level():
+    view = LogView(tail_lines=3)
+    view.append_text("INFO:root:start\nERROR:root:o")
+    assert view.text == "INFO:root:start\nERROR:root:o" and "color:#c5221f" in view.tail.value
+    view.level.value = "ERROR"
+    assert view.text == "ERROR:root:o" and view.note.value == "1 of 2 lines"
+    view.append_text("om\n")
+    assert view.text == "ERROR:root:oom" and list(view.lines) == [
+        "INFO:root:start",
+        "ERROR:root:oom",
+    ]
+
+
+def test_log_view_keeps_a_bounded_number_of_lines():
+    view = LogView(tail_lines=2, max_lines=100, max_chars=10_000)
+    view.append_text("".join(f"INFO:root:line {i}\n" for i in range(1000)))
+    assert len(view.lines) == len(view.levels) == 100 and view.lines[-1] == "INFO:root:line 999"
+    view.append_text("x" * 300 + "\n")
+    assert len(view.lines) == 100
+    view.append_text(("y" * 200 + "\n") * 100)  # 20 kB of lines: the character bound
+    assert 40 <= len(view.lines) <= 50 and sum(map(len, view.lines)) <= 10_000
+    view.append_text("z" * 50_000 + "\nend\n")  # more than it keeps at once: the end only
+    assert list(view.lines) == ["end"]
+
+
+def test_a_replaced_log_starts_the_view_over(panel, feed):
+    in_thread(lambda: feed.push(log=LOG))
+    panel.throttle.flush()
+    update = SimpleNamespace(
+        job=feed.job, log_text="INFO:root:again\n", log_reset=True, gpu=[], metric_lines=[],
+        metrics=[], progress=None,
+    )  # fmt: skip
+    panel._on_update(update)  # what a JobFeed sends when the log file was replaced
+    panel.throttle.flush()
+    assert list(panel.logview.lines) == ["INFO:root:again"]
+
+
+def test_a_panel_opened_on_an_existing_log_reads_its_tail_once(client):
+    job = make_job("real2")
+    feed = JobFeed(job)
+    client.monitor.feeds["real2"] = feed
+    earlier = "".join(f"INFO:root:earlier {i}\n" for i in range(20_000)).encode()  # > 256 KB
+    feed.apply(job, FolderState(exists=True, files={"output.log": chunk(earlier + b"caf\xc3")}))
+    panel = JobPanel(client, "real2", background=False)  # e.g. after a kernel restart
+    try:
+        view = panel.logview
+        assert view.lines[-1] == "INFO:root:earlier 19999" and view.text.endswith("caf")
+        assert len(view.lines) == 5000 and view.lines[0].startswith("INFO:root:earlier ")
+        # a tick whose bytes the first tail already had (it landed between subscribing and
+        # reading): not shown twice
+        stale = SimpleNamespace(
+            job=job, log_text="INFO:root:earlier 19999\n", log_reset=False, gpu=[],
+            metric_lines=[], metrics=[], progress=None,
+        )  # fmt: skip
+        panel._on_update(stale)
+        more = b"\xa9 ok\nINFO:root:next\n"  # the rest of the "é" cut at the end of the tail
+        feed.apply(
+            job,
+            FolderState(exists=True, files={"output.log": chunk(more, feed.offsets["output.log"])}),
+        )
+        panel.throttle.flush()
+        assert list(view.lines)[-3:] == ["INFO:root:earlier 19999", "café ok", "INFO:root:next"]
+    finally:
+        panel.close()
+
+
 def test_cancel_needs_two_clicks(panel, client):
     panel.actions.cancel.click()
     assert client.cancelled == []
@@ -329,7 +476,7 @@ def test_idle_needs_the_whole_window_and_a_running_job():
     assert not text.idle_gpus(long, make_job(status=JobStatus.COMPLETED), 300)
 
 
-def test_text_rendering_has_status_progress_eta_metrics_gpu_and_log(panel, feed):
+def test_logrendering_has_status_progress_eta_metrics_gpu_and_log(panel, feed):
     feed_everything(feed)
     rendered = panel.snapshot_text()
     assert re.match(r"running: job job1 \(train\) · elapsed 5:\d\d", rendered)
@@ -340,7 +487,7 @@ def test_text_rendering_has_status_progress_eta_metrics_gpu_and_log(panel, feed)
     assert rendered.endswith(LOG.rstrip("\n"))
 
 
-def test_displayed_text_plain_is_the_snapshot(panel, feed):
+def test_displayed_logplain_is_the_snapshot(panel, feed):
     feed_everything(feed)
     bundle = panel._repr_mimebundle_()
     assert "application/vnd.jupyter.widget-view+json" in bundle
@@ -508,27 +655,80 @@ def test_panel_on_a_real_job_feed(client):
 
 
 # -- the table and the entry points -----------------------------------------------------------
-def test_jobs_table_rows_update_and_open_a_panel(client, feed):
-    other = FakeFeed(make_job("job2", JobStatus.COMPLETED, ended_at=NOW))
+def test_jobs_table_rows_update_and_a_row_click_opens_a_panel(client, feed):
+    other = FakeFeed(make_job("job2", JobStatus.COMPLETED, ended_at=NOW, exit_code=0))
     client.monitor.feeds["job2"] = other
     table = JobsTable(client, background=False)
     try:
-        assert list(table.rows) == ["job1", "job2"]
+        assert [row["id"] for row in table.grid.rows] == ["job1", "job2"]
         in_thread(lambda: feed.push(progress=PROGRESS))
         table.throttle.flush()
-        cells = [c.value for c in table.rows["job1"].cells]
-        assert cells[:3] == ["job1", "train", "running"] and cells[5:7] == ["25%", "10:00"]
-        table.rows["job2"].button.click()
-        assert table.panel.job_id == "job2" and table.detail.children == (table.panel,)
-        table.rows["job2"].button.click()
+        job1, job2 = table.grid.rows
+        assert set(job1) == {key for key, _ in COLUMNS}
+        assert all(isinstance(value, str) for value in job1.values())
+        assert (job1["name"], job1["status"], job1["cluster"], job1["gpus"]) == (
+            "train", "running", "local", "2",
+        )  # fmt: skip
+        assert (job1["progress"], job1["eta"], job1["exit"]) == ("25%", "10:00", "-")
+        assert job1["runtime"].startswith("5:") and re.match(r"\d{4}-\d\d-\d\d ", job1["submitted"])
+        assert (job2["status"], job2["progress"], job2["exit"]) == ("completed", "-", "0")
+        # what the browser sends when the user clicks job2's row
+        table.grid.set_state({"opened": "job2"})
+        first = table.panel
+        assert first.job_id == "job2" and table.detail.children == (first,)
+        table.grid.set_state({"opened": "job1"})  # another row: its panel instead
+        assert table.panel.job_id == "job1" and table.detail.children == (table.panel,)
+        assert first.throttle.closed
+        table.grid.set_state({"opened": ""})  # the open row clicked again
         assert table.panel is None and table.detail.children == ()
+        table.open_job("job2")  # from Python: the browser is told which row is open
+        assert table.grid.opened == "job2" and table.panel.job_id == "job2"
+        table.open_job("job2")
+        assert table.grid.opened == "" and table.panel is None
         rendered = table.snapshot_text()
         assert "progress" in rendered.splitlines()[0] and "25%" in rendered
     finally:
         table.close()
 
 
-def test_show_job_and_show_jobs_fall_back_to_text_outside_a_kernel(client, feed, capsys):
+def test_jobs_table_is_a_handful_of_widgets_and_keeps_its_css_classes():
+    feeds = [FakeFeed(make_job(f"job{i}", JobStatus.COMPLETED, ended_at=NOW)) for i in range(60)]
+    client = FakeClient(*feeds)
+    before = set(widget_module._instances)  # every open widget (ipywidgets' own registry)
+    table = JobsTable(client, background=False)
+    try:
+        assert len(table.grid.rows) == 50
+        made = set(widget_module._instances) - before
+        assert len(made) <= 8, made  # not a widget per cell (~1,500 before)
+        assert "gpu-magic-jobs-table" in table._dom_classes
+        assert "gpu-magic-job-detail" in table.detail._dom_classes
+        assert table.children == (table.grid, table.detail)
+        esm = table.grid._esm
+        for needle in ('"gpu-magic-job-row"', "dataset.jobId", 'model.set("opened"', "click"):
+            assert needle in esm
+        assert '"submitted"' in esm and "gpu-magic-job-row-open" in table.grid._css
+        bundle = table._repr_mimebundle_()
+        assert "application/vnd.jupyter.widget-view+json" in bundle
+        assert bundle["text/plain"].startswith("job ") and "job0 " in bundle["text/plain"]
+    finally:
+        table.close()
+    assert table.grid.comm is None and table.detail.comm is None
+
+
+def test_a_row_whose_panel_cannot_be_made_shows_why(client):
+    table = JobsTable(client, background=False)
+    try:
+        table.grid.set_state({"opened": "gone"})  # e.g. deleted from the store meanwhile
+        assert table.panel is None and table.grid.opened == ""
+        (problem,) = table.detail.children
+        assert "no panel for job gone" in problem.value
+        table.grid.set_state({"opened": "job1"})
+        assert table.detail.children == (table.panel,) and problem.comm is None
+    finally:
+        table.close()
+
+
+def test_show_job_and_show_jobs_fall_back_to_logoutside_a_kernel(client, feed, capsys):
     assert not widget_frontend()
     feed_everything(feed)
     view = show_job(client, "job1")

@@ -77,8 +77,15 @@ def render_run_script(
     interpreter: str,
     *,
     kill_grace: float = KILL_GRACE_SECONDS,
+    select_gpus: bool = True,
+    launcher: tuple[str, ...] = (),
 ) -> str:
-    """The text of ``run.sh`` for one job; ``interpreter`` is the cluster's default python."""
+    """The text of ``run.sh`` for one job; ``interpreter`` is the cluster's default python.
+
+    ``select_gpus=False``: a batch scheduler has already chosen the GPUs (Slurm sets
+    ``CUDA_VISIBLE_DEVICES``), so ``gpus.py`` is not run. ``launcher``: words put before the
+    cell's command (``srun ...`` runs it on every node of a multi-node Slurm job).
+    """
     if not _SAFE_JOB_ID.match(job_id):
         raise ValueError(f"unsafe job id {job_id!r}")
     parts = [
@@ -92,11 +99,11 @@ def render_run_script(
     if request.timeout is not None:
         parts.append(_fill(WATCHDOG, SECONDS=_seconds(request.timeout)))
     if request.gpus > 0:
-        parts.append(_gpus(request.gpus))
+        parts.append(_gpus(request.gpus) if select_gpus else _GIVEN_GPUS)
     parts.append(_sampler(request, interpreter))
     if request.git is not None:
         parts.append(_git(request.git.url, request.git.ref))
-    parts.append(_launch(request))
+    parts.append(_launch(request, launcher))
     parts.append(FINISH)
     return "\n".join(parts)
 
@@ -223,7 +230,10 @@ def _git(url: str, ref: str | None) -> str:
     return text
 
 
-def _launch(request: GPUJobRequest) -> str:
+_GIVEN_GPUS = '_log "CUDA_VISIBLE_DEVICES=${CUDA_VISIBLE_DEVICES:-} (chosen by the scheduler)"\n'
+
+
+def _launch(request: GPUJobRequest, launcher: tuple[str, ...] = ()) -> str:
     """Run the cell in a background wrapper that records its exit status and survives TERM."""
     if request.language == "bash":
         args = "".join(f" {shlex.quote(arg)}" for arg in request.args)
@@ -234,4 +244,6 @@ def _launch(request: GPUJobRequest) -> str:
     else:
         prologue = ""
         command = f'"${{_gm_py[@]}}" -u -m {RUNNER_MODULE} "$_gm_jobdir"'
+    if launcher:
+        command = " ".join(shlex.quote(word) for word in launcher) + " " + command
     return prologue + _fill(WRAPPER, raw={"COMMAND": command})

@@ -98,6 +98,8 @@ def _save_outputs(job: Path, names: list[str], namespace: dict) -> None:
             f"output variable {missing[0]!r} was not defined by the cell; "
             f"defined names: {_defined_names(namespace)}",
         )
+    if os.environ.get("SLURM_PROCID", "0") != "0":  # a multi-node job (srun): rank 0 saves
+        return
     (job / OUTPUTS).mkdir(exist_ok=True)
     for name in names:
         _dump_atomic(namespace[name], job / OUTPUTS / f"{name}{PICKLE_SUFFIX}", name)

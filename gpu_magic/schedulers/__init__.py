@@ -2,5 +2,6 @@
 
 from .base import Observation, Scheduler
 from .process import ProcessScheduler
+from .slurm import SlurmScheduler
 
-__all__ = ["Observation", "ProcessScheduler", "Scheduler"]
+__all__ = ["Observation", "ProcessScheduler", "Scheduler", "SlurmScheduler"]

@@ -28,6 +28,12 @@ class Observation:
     exit_code: int | None = None
     started_at: datetime | None = None
     ended_at: datetime | None = None
+    nodes: str | None = None
+    """Batch schedulers: the nodes the job runs on (Slurm's node list)."""
+    queue_position: tuple[int, int] | None = None
+    """Batch schedulers, while queued: (position, pending jobs) in its partition, by priority."""
+    pending_reason: str | None = None
+    """Batch schedulers, while queued: why it waits (Slurm: Priority, Resources, ...)."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +74,9 @@ class Scheduler(ABC):
         """A command whose output ``observe`` needs (one for all jobs), or None."""
         return None
 
+    def digest(self, state_output: str) -> None:  # noqa: B027 - optional hook
+        """Learn from a state command's output once per round trip (before ``observe``)."""
+
     def look(
         self, jobs: list[GPUJob], offsets: dict[str, dict[str, int]] | None = None
     ) -> dict[str, Look]:
@@ -83,6 +92,7 @@ class Scheduler(ABC):
             command = f"{state_command}; printf '\\n%s\\n' {MARKER}; {command}"
         text = self.transport.run(command).check().text
         state_output, _, probe_output = text.rpartition(f"\n{MARKER}\n")
+        self.digest(state_output)
         folders = parse_probe_output(probe_output)
         looks = {}
         for job in jobs:

@@ -46,6 +46,7 @@ def _trace(fig: go.FigureWidget, name: str):
 def metrics_figure(x_label: str = "step") -> go.FigureWidget:
     fig = go.FigureWidget()
     fig.update_layout(
+        autosize=True,  # width: the element's (the panel's half box), at each relayout
         height=300,
         margin=MARGIN,
         title={"text": "metrics", "font": {"size": 13}},
@@ -97,7 +98,9 @@ def gpu_figure() -> go.FigureWidget:
         subplot_titles=("GPU utilisation %", "GPU memory GiB"),
     )
     fig = go.FigureWidget(base)
-    fig.update_layout(height=320, margin=MARGIN, legend={"orientation": "h", "y": -0.2})
+    fig.update_layout(
+        autosize=True, height=320, margin=MARGIN, legend={"orientation": "h", "y": -0.2}
+    )
     fig.update_yaxes(range=[0, 105], row=1, col=1)
     fig.add_class("gpu-magic-gpu-chart")
     return fig

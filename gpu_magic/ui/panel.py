@@ -4,19 +4,26 @@ Feed listeners (monitor thread) only mark what changed; the panel's ``Throttle``
 latest feed state at most every 250 ms from its own thread, holding the widget lock that the
 button callbacks (kernel main thread) take as well. The displayed object's ``text/plain`` is a
 text snapshot (``ui.text``), so plain IPython and nbconvert show something readable.
+
+The log reaches the ``LogView`` as it grows: the listener collects each update's new text, the
+apply hands it over, and the view classifies each line once. Only the first apply (and a log
+that was replaced) reads the log's tail from the feed.
 """
 
 from __future__ import annotations
 
+import codecs
 import html
+import threading
 
 import ipywidgets as widgets
 
+from .. import jobdir
 from ..formatting import duration
 from ..models import JobStatus
 from . import charts, text
 from .actions import Actions
-from .logview import TAIL_LINES, LogView
+from .logview import TAIL_LINES, LogView, drop_first_line
 from .throttle import INTERVAL, Throttle
 
 PULSE = 1.0  # the elapsed-time clock ticks this often while the job is not finished
@@ -52,6 +59,10 @@ class JobPanel(text.TextFallback, widgets.VBox):
         self._hide = None
         self._progress = None
         self._samples: list = []
+        self._log_lock = threading.Lock()  # guards the three fields below
+        self._log_new: list[str] = []  # log text that arrived since the last apply
+        self._log_reset = False  # the log was replaced: start the view over with _log_new
+        self._log_known: int | None = None  # the feed's log end offset in the view's first text
         self._build(tail_lines)
         self.actions = Actions(self, namespace)
         super().__init__(self._layout())
@@ -75,7 +86,15 @@ class JobPanel(text.TextFallback, widgets.VBox):
         self.logview = LogView(tail_lines, lock=self.lock)
 
     def _layout(self) -> list:
-        half = {"width": "50%", "min_width": "380px"}
+        # a column that stretches the figure to the box's width: plotly sizes a figure without a
+        # set width from its element, which as a plain flex item would keep plotly's 700 px
+        half = {
+            "width": "50%",
+            "min_width": "380px",
+            "flex_flow": "column",
+            "align_items": "stretch",
+            "overflow": "hidden",
+        }
         figures = widgets.HBox(
             [
                 widgets.Box([self.loss_chart], layout=half),
@@ -96,6 +115,8 @@ class JobPanel(text.TextFallback, widgets.VBox):
 
     # -- feed side (monitor thread): record only ----------------------------------------------
     def _on_update(self, update) -> None:
+        if update.log_text or update.log_reset:
+            self._take_log(update)
         self.throttle.mark("job")
         if update.log_text or update.log_reset:
             self.throttle.mark("log")
@@ -115,13 +136,46 @@ class JobPanel(text.TextFallback, widgets.VBox):
             self._show_metrics()
         if every or "gpu" in changes:
             self._show_gpu()
-        if every or "log" in changes:
-            self.logview.set_lines(text.log_tail(self.feed))
+        if every:
+            self._show_log_tail()
+        elif "log" in changes:
+            self._show_new_log()
         self._show_status(job)
         self._show_progress(job)
         self.actions.refresh(job)
         if job.is_terminal:
             self._stop_watching()
+
+    def _take_log(self, update) -> None:
+        """(monitor thread) Keep the update's new log text for the next apply."""
+        with self._log_lock:
+            if self._log_known is not None:
+                end = log_end(self.feed)  # the monitor is in this call: the end stays put
+                if end is not None and end <= self._log_known and not update.log_reset:
+                    return  # already in the tail the view started with
+                self._log_known = None
+            if update.log_reset:
+                self._log_new.clear()
+                self._log_reset = True
+            if update.log_text:
+                self._log_new.append(update.log_text)
+
+    def _show_log_tail(self) -> None:
+        """Start the view with the log's tail; what arrives later comes through _take_log."""
+        with self._log_lock:
+            tail, self._log_known = read_log_tail(self.feed)
+            self._log_new.clear()
+            self._log_reset = False
+        self.logview.set_text(tail)
+
+    def _show_new_log(self) -> None:
+        with self._log_lock:
+            new, self._log_new = "".join(self._log_new), []
+            reset, self._log_reset = self._log_reset, False
+        if reset:
+            self.logview.set_text(new)
+        elif new:
+            self.logview.append_text(new)
 
     def _show_status(self, job) -> None:
         color = COLORS.get(job.status, "#5f6368")
@@ -178,6 +232,8 @@ class JobPanel(text.TextFallback, widgets.VBox):
 
     def close(self) -> None:
         """Stop following the job (ipywidgets also calls this when the widget is deleted)."""
+        if not hasattr(self, "lock"):  # its __init__ failed early (no such job): nothing to stop
+            return
         with self.lock:
             if self.throttle.closed:
                 return
@@ -192,6 +248,28 @@ class JobPanel(text.TextFallback, widgets.VBox):
     def snapshot_text(self, tail: int = text.TAIL_LINES) -> str:
         snap = text.snapshot(self.client, self.feed, idle_after_s=self.idle_after_s)
         return text.render(snap, tail)
+
+
+def log_end(feed) -> int | None:
+    """The log's end offset in the job's file, where the feed tells it (a ``JobFeed`` does)."""
+    offsets = getattr(feed, "offsets", None)
+    return offsets.get(jobdir.OUTPUT_LOG) if isinstance(offsets, dict) else None
+
+
+def read_log_tail(feed, max_bytes: int = text.TAIL_BYTES) -> tuple[str, int | None]:
+    """The log's last ``max_bytes`` as text, with the log's end offset they reach (None when
+    the feed does not tell it). A line cut at the start is dropped; a character cut at the end
+    is left out, as the feed's own decoder leaves it for the next update's text."""
+    read = getattr(feed, "log_tail", None)
+    for _ in range(10):  # an end offset read before and after the tail: the tail matches it
+        end = log_end(feed)
+        data = read(max_bytes) if read else feed.log_bytes()[-max_bytes:]
+        if log_end(feed) == end:
+            break
+    else:
+        end = None  # the log kept growing meanwhile: later text may repeat a few lines
+    decoded = codecs.getincrementaldecoder("utf-8")("replace").decode(data, final=False)
+    return drop_first_line(decoded) if len(data) >= max_bytes else decoded, end
 
 
 def close_tree(widget) -> None:

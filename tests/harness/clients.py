@@ -1,4 +1,6 @@
-"""The ``env`` fixture: a Client wired to one cluster kind, for the behavioural suite."""
+"""The ``env`` fixture: a Client wired to one cluster kind, for the behavioural suite:
+``local``, ``ssh`` (process scheduler over a real sshd) and ``slurm`` (a real Slurm, submitted to
+through its login node's sshd)."""
 
 from __future__ import annotations
 
@@ -48,15 +50,15 @@ def local_settings(tmp_path: Path) -> Settings:
     )
 
 
-@pytest.fixture(params=["local", "ssh"])
+@pytest.fixture(params=["local", "ssh", "slurm"])
 def env(request, tmp_path):
     cwd = tmp_path / "notebook"
     cwd.mkdir()
     if request.param == "local":
         client = Client(local_settings(tmp_path))
         name = "local"
-    else:
-        ssh_env = request.getfixturevalue("ssh_env")
+    else:  # "ssh": process scheduler over a real sshd; "slurm": sbatch through a login node
+        ssh_env = request.getfixturevalue("ssh_env" if request.param == "ssh" else "slurm_env")
         client = Client(ssh_env.settings)
         client.clusters.add(ssh_env.cluster)
         name = ssh_env.cluster.name

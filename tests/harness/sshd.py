@@ -42,11 +42,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_for_port(port: int, deadline: float, alive=lambda: True) -> bool:
-    """Poll until something accepts TCP connections on 127.0.0.1:port (bounded)."""
+def wait_for_port(port: int, deadline: float, alive=lambda: True, host: str = HOST) -> bool:
+    """Poll until something accepts TCP connections on host:port (bounded)."""
     while time.monotonic() < deadline and alive():
         try:
-            with socket.create_connection((HOST, port), timeout=0.5):
+            with socket.create_connection((host, port), timeout=0.5):
                 return True
         except OSError:
             time.sleep(0.02)
@@ -54,7 +54,12 @@ def wait_for_port(port: int, deadline: float, alive=lambda: True) -> bool:
 
 
 class SSHServer:
-    """One ``sshd -D -e`` process; ``start()`` waits until it accepts connections."""
+    """One ``sshd -D -e`` process; ``start()`` waits until it accepts connections.
+
+    ``netns``/``host``/``port``: run it inside that network namespace, listening on ``host``
+    (an address the test process can reach, e.g. the namespace's end of a veth pair) and a fixed
+    ``port`` (the namespace's ports are its own, so no free-port search is needed there).
+    """
 
     def __init__(
         self,
@@ -63,12 +68,17 @@ class SSHServer:
         max_sessions: int | None = None,
         max_startups: str | None = None,
         extra_config: tuple[str, ...] = (),
+        host: str = HOST,
+        port: int | None = None,
+        netns: str | None = None,
     ):
         self.dir = Path(directory).resolve()
         self.max_sessions = max_sessions
         self.max_startups = max_startups
         self.extra_config = extra_config
-        self.host = HOST
+        self.host = host
+        self.fixed_port = port
+        self.netns = netns
         self.port = 0
         self.proc: subprocess.Popen | None = None
         self.host_key = self.dir / "host_ed25519"
@@ -87,7 +97,7 @@ class SSHServer:
         self.authorized_keys.write_text(self.client_key.with_suffix(".pub").read_text())
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # privilege-separation dir
         for _ in range(3):  # a free port can be taken by someone else before sshd binds it
-            self.port = free_port()
+            self.port = self.fixed_port or free_port()
             if self._spawn():
                 self.known_hosts.write_text(self.known_hosts_line() + "\n")
                 return self
@@ -97,8 +107,9 @@ class SSHServer:
         self.config_path.write_text(self.config_text())
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child, closed below
         try:
+            enter = ["nsenter", f"--net=/run/netns/{self.netns}"] if self.netns else []
             self.proc = subprocess.Popen(
-                [str(SSHD), "-D", "-e", "-f", str(self.config_path), "-p", str(self.port)],
+                [*enter, str(SSHD), "-D", "-e", "-f", str(self.config_path), "-p", str(self.port)],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -106,14 +117,14 @@ class SSHServer:
         finally:
             log.close()
         deadline = time.monotonic() + START_TIMEOUT_S
-        if wait_for_port(self.port, deadline, alive=lambda: self.proc.poll() is None):
+        if wait_for_port(self.port, deadline, lambda: self.proc.poll() is None, self.host):
             return True
         self.stop()
         return False
 
     def config_text(self) -> str:
         lines = [
-            f"ListenAddress {HOST}",
+            f"ListenAddress {self.host}",
             f"HostKey {self.host_key}",
             f"AuthorizedKeysFile {self.authorized_keys}",
             f"PidFile {self.dir / 'sshd.pidfile'}",
@@ -176,7 +187,7 @@ class SSHServer:
         )
 
     def known_hosts_line(self) -> str:
-        return f"[{HOST}]:{self.port} {self.host_public_key}"
+        return f"[{self.host}]:{self.port} {self.host_public_key}"
 
     def connection_pids(self) -> list[int]:
         """PIDs of the per-connection sshd processes (live children of the listener)."""

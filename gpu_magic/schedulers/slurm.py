@@ -1,0 +1,176 @@
+"""``slurm`` scheduler: ``sbatch`` on a login node, over SSH or locally (same code, any Transport).
+
+- submit: one command writes ``job.sbatch`` into the uploaded job folder (from stdin) and runs
+  ``sbatch --parsable`` there; Slurm's refusal comes back as a ``SchedulerError`` with its message.
+- state: one command per tick for all jobs: ``squeue --me`` (all of the user's jobs, live and
+  recently finished), the pending queue when a job is queued (its position), and only for jobs
+  squeue shows finished or no longer knows: ``sacct`` (exit code and final state), falling back to
+  ``scontrol show job`` when accounting is off. Whether ``sacct`` works is learnt on the first
+  such poll and remembered (or set by the cluster's ``slurm.accounting``).
+- cancel: flag the folder (run.sh then records "cancelled"), ``scancel``, and wait (bounded) until
+  Slurm has stopped it.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import PurePosixPath
+
+from .. import jobdir
+from ..errors import InvalidRequestError, SchedulerError
+from ..jobdir import JobDir
+from ..models import GPUJob, GPUJobRequest, JobStatus
+from ..resources import Resources, SlurmDefaults, effective
+from ..transport.base import Transport, quote_argv
+from .base import Observation, Scheduler, Submitted
+from .folder_probe import FolderState
+from .slurm_parse import LIVE, PENDING_FORMAT, SACCT_FIELDS, SQUEUE_FORMAT, parse_state_output
+from .slurm_script import render_array_script, render_sbatch_script
+from .slurm_state import decide
+
+PENDING = quote_argv("squeue", "-h", "-r", "-t", "PD", "--sort=-p,i", "-o", PENDING_FORMAT)
+SLURM_ID = re.compile(r"^\d+(_\d+)?$")
+SUBMIT = "cd {dir} && cat > {script} && sbatch --parsable {script}"
+CANCEL = (
+    "mkdir -p {state} && touch {flag}; scancel {ids}; _gm_rc=$?; _gm_i=0; "
+    "while [ $_gm_i -lt 150 ]; do "
+    '_gm_s=$(squeue -h -j {ids} -o %T 2>/dev/null | tr "\\n" " "); '
+    'case "$_gm_s" in *PENDING*|*RUNNING*|*COMPLETING*|*CONFIGURING*|*SIGNALING*) ;; '
+    "*) break;; esac; "
+    "sleep 0.1; _gm_i=$((_gm_i+1)); done; exit $_gm_rc"
+)
+ALREADY_GONE = ("Invalid job id", "already completing or completed", "Job/step already")
+
+
+def request_resources(request: GPUJobRequest, defaults: SlurmDefaults) -> Resources:
+    """The request's resources with the cluster's defaults (InvalidRequestError if refused)."""
+    try:
+        return effective(request.resources, defaults, request.timeout)
+    except ValueError as exc:
+        raise InvalidRequestError(str(exc)) from None
+
+
+def section(name: str, command: str) -> str:
+    """``command``'s output framed as a ``@@gm`` section with its exit status."""
+    return f"printf '@@gm {name}\\n'; {command} 2>&1; printf '@@gm rc %s\\n' $?"
+
+
+class SlurmScheduler(Scheduler):
+    name = "slurm"
+
+    def __init__(
+        self,
+        transport: Transport,
+        interpreter: str = "python3",
+        defaults: SlurmDefaults | None = None,
+    ):
+        super().__init__(transport, interpreter)
+        self.defaults = defaults or SlurmDefaults()
+        self.accounting = self.defaults.accounting
+
+    # -- submit -----------------------------------------------------------------------------------
+    def resources(self, request: GPUJobRequest) -> Resources:
+        return request_resources(request, self.defaults)
+
+    def submit(self, job: GPUJob, folder: JobDir) -> Submitted:
+        script = render_sbatch_script(
+            job.id, job.request, self.resources(job.request), self.defaults.gres_style
+        )
+        slurm_id = self._sbatch(str(folder), script, f"job {job.id}")
+        return Submitted(slurm_id, JobStatus.QUEUED, f"submitted to Slurm as job {slurm_id}")
+
+    def submit_array(self, name: str, jobs: list[GPUJob]) -> list[Submitted]:
+        """N uploaded job folders as ONE ``sbatch --array`` (task i runs ``jobs[i]``'s run.sh).
+
+        Every task gets ``jobs[0]``'s resources. Their scheduler ids are ``ARRAYID_i``, which
+        squeue, sacct, scontrol and scancel all accept, so each task is tracked like a job.
+        """
+        if not jobs:
+            return []
+        script = render_array_script(
+            name,
+            jobs[0].request,
+            self.resources(jobs[0].request),
+            [job.remote_dir for job in jobs],
+            self.defaults.gres_style,
+        )
+        array_id = self._sbatch(jobs[0].remote_dir, script, f"job array {name}")
+        return [
+            Submitted(f"{array_id}_{i}", JobStatus.QUEUED, f"Slurm array {array_id} task {i}")
+            for i in range(len(jobs))
+        ]
+
+    def _sbatch(self, folder: str, script: str, what: str) -> str:
+        command = SUBMIT.format(dir=quote_argv(folder), script=jobdir.SBATCH_SCRIPT)
+        result = self.transport.run(command, stdin=script.encode())
+        if not result.ok:
+            message = (result.stderr.decode(errors="replace") or result.text).strip()
+            raise SchedulerError(f"Slurm refused {what}: {message or 'sbatch failed'}")
+        slurm_id = result.text.strip().splitlines()[-1].split(";")[0] if result.text.strip() else ""
+        if not SLURM_ID.fullmatch(slurm_id):
+            raise SchedulerError(f"sbatch gave no job id for {what}: {result.text.strip()!r}")
+        return slurm_id
+
+    # -- state ------------------------------------------------------------------------------------
+    def state_command(self, jobs: list[GPUJob]) -> str:
+        ids = [
+            j.scheduler_id for j in jobs if j.scheduler_id and SLURM_ID.fullmatch(j.scheduler_id)
+        ]
+        squeue = quote_argv("squeue", "--me", "-h", "-r", "-t", "all", "-o", SQUEUE_FORMAT)
+        parts = [
+            f"_gm_q=$({squeue} 2>&1); _gm_rc=$?",
+            'printf \'@@gm squeue\\n%s\\n@@gm rc %s\\n\' "$_gm_q" "$_gm_rc"',
+        ]
+        if any(j.status == JobStatus.QUEUED for j in jobs):
+            parts.append(section("pending", PENDING))
+        if ids:
+            parts.append(self._finals_command(ids))
+        return "; ".join(parts)
+
+    def _finals_command(self, ids: list[str]) -> str:
+        """sacct/scontrol for those of ``ids`` that squeue shows finished or does not know."""
+        live = "|".join(sorted(LIVE))
+        pick = (
+            "awk -F'|' -v ids=" + shlex.quote(" ".join(ids)) + " "
+            + shlex.quote(
+                'BEGIN{n=split(ids,a," ");for(i=1;i<=n;i++)w[a[i]]=1} '
+                f'$2~/^({live})$/{{delete w[$1]}} END{{for(k in w)printf "%s ",k}}'
+            )
+        )  # fmt: skip
+        scontrol = section(
+            "scontrol", 'for _gm_j in $_gm_d; do scontrol -o show job "$_gm_j"; done'
+        )
+        sacct = (
+            "printf '@@gm sacct\\n'; sacct -X -n -P -o " + SACCT_FIELDS
+            + " -j \"$(echo $_gm_d | tr ' ' ,)\" 2>&1; _gm_s=$?; printf '@@gm rc %s\\n' $_gm_s; "
+            f"if [ $_gm_s != 0 ]; then {scontrol}; fi"
+        )  # fmt: skip
+        finals = scontrol if self.accounting is False else sacct
+        return (
+            f"_gm_d=$(printf '%s\\n' \"$_gm_q\" | {pick}); "
+            f'if [ "$_gm_rc" = 0 ] && [ -n "$_gm_d" ]; then {finals}; fi'
+        )
+
+    def digest(self, state_output: str) -> None:
+        learnt = parse_state_output(state_output).accounting
+        if self.accounting is None and learnt is not None:
+            self.accounting = learnt
+
+    def observe(self, job: GPUJob, folder: FolderState, state_output: str) -> Observation:
+        return decide(job, parse_state_output(state_output), folder)
+
+    # -- cancel -----------------------------------------------------------------------------------
+    def cancel(self, job: GPUJob) -> None:
+        if not job.scheduler_id or not SLURM_ID.fullmatch(job.scheduler_id):
+            raise SchedulerError(f"job {job.id} has no Slurm job id to cancel")
+        folder = JobDir(PurePosixPath(job.remote_dir))
+        command = CANCEL.format(
+            state=quote_argv(str(folder.path(jobdir.STATE))),
+            flag=quote_argv(str(folder.state(jobdir.CANCEL_REQUESTED))),
+            ids=job.scheduler_id,
+        )
+        result = self.transport.run(command)
+        errors = result.stderr.decode(errors="replace") + result.text
+        if not result.ok and not any(gone in errors for gone in ALREADY_GONE):
+            raise SchedulerError(f"scancel {job.scheduler_id} failed: {errors.strip()}")
