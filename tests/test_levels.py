@@ -142,3 +142,8 @@ def test_filter_rejects_bad_input(lines):
         filter_lines(lines, grep="(unclosed")
     with pytest.raises(ValueError, match="unknown log level 'LOUD'"):
         filter_lines(lines, min_level="LOUD")
+
+
+def test_a_tools_own_tag_with_a_lowercase_level():
+    assert classify("[gpu_magic] warning: only 0 of the 1 requested GPU(s) are idle") == "WARNING"
+    assert classify("[gpu_magic] CUDA_VISIBLE_DEVICES=0") is None

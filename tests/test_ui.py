@@ -839,3 +839,21 @@ def comm_values(kernel, values: list[str], until: list[str], timeout: float) -> 
         values += comm_strings(msg)
         if msg["msg_type"] == "stream":  # e.g. a traceback from the applier thread
             assert "Traceback" not in msg["content"]["text"], msg["content"]["text"]
+
+
+def test_status_line_shows_slurm_queue_position_and_nodes():
+    from gpu_magic.models import GPUJob, GPUJobRequest, JobStatus
+    from gpu_magic.ui.text import status_line
+
+    base = GPUJob(id="j1", request=GPUJobRequest(code=""), cluster="hpc", remote_dir="/j1")
+    queued = base.model_copy(
+        update={
+            "status": JobStatus.QUEUED,
+            "reason": "Slurm job 42 pending (Resources, 2 of 3 pending in gpu)",
+        }
+    )
+    running = base.model_copy(
+        update={"status": JobStatus.RUNNING, "reason": "Slurm job 42 running on node[1-2]"}
+    )
+    assert "Slurm job 42 pending (Resources, 2 of 3 pending in gpu)" in status_line(queued)
+    assert "running on node[1-2]" in status_line(running)

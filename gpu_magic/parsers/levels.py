@@ -35,6 +35,8 @@ _PREFIXES = [
     ),
     # [2024-01-01 12:00:00,123 LEVEL] msg   [LEVEL] msg   [LEVEL 12:00:00] msg
     re.compile(rf"^\[(?:[^\]]*?[\s|])?{_L}(?:[\s|][^\]]*)?\]\s*:?\s*(?P<msg>.*)$"),
+    # a tool's own tag, any case: [gpu_magic] warning: msg
+    re.compile(rf"^\[[\w.\-]+\]\s+(?i:{_L}):\s?(?P<msg>.*)$"),
     # rich's handler: [time] LEVEL    msg   (and the time column blank on following records)
     re.compile(rf"^(?:\[[^\]]+\]\s+|\s+){_L}\s+(?P<msg>.*?)\s*$"),
 ]
@@ -68,7 +70,7 @@ def split_prefix(line: str) -> tuple[str | None, str]:
             return _GLOG[m["g"]], m["msg"]
     for pattern in _PREFIXES:
         if m := pattern.match(line):
-            return _WORDS[m["level"]], m["msg"]
+            return _WORDS[m["level"].upper()], m["msg"]
     return None, line
 
 
