@@ -469,16 +469,16 @@ def bench_visible(client: Client, seconds: float, pace: float) -> list[Result]:
 
     client.monitor.feed(job_id).subscribe(on_update)
     panel = JobPanel(client, job_id)  # on screen: the monitor goes to the fast pace
-    original = panel.logview.set_lines
+    original = panel.logview.render
 
-    def set_lines(lines):  # applier thread, under the widget lock
-        original(lines)
+    def render():  # applier thread, under the widget lock: what the tail shows now
+        original()
         now = time.time()
-        for line in lines:
-            if m := STAMP.match(line):
+        for line in panel.logview.last(200):
+            if m := STAMP.match(line.text):
                 visible.setdefault(int(m[1]), now)
 
-    panel.logview.set_lines = set_lines
+    panel.logview.render = render
     shown_at = time.time()  # lines printed before this count in no figure
     try:
         feed = panel.feed

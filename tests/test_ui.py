@@ -321,7 +321,7 @@ def test_log_lines_are_classified_once_as_they_arrive(client, feed, monkeypatch)
         panel.close()
 
 
-def test_log_view_splits_lines_as_splitlines_wherever_the_logis_cut():
+def test_log_view_splits_lines_as_splitlines_wherever_the_text_is_cut():
     log = "INFO:root:a\r\nWARNING:root:b\rERROR:root:c\n\nplain é\r\n" * 20 + "last, unfinished"
     for cuts in ([], [1], [11, 12, 13], list(range(0, len(log), 7)), list(range(len(log)))):
         view = LogView(tail_lines=1000)
@@ -341,10 +341,13 @@ def test_log_view_shows_the_unfinished_last_line_with_its_level():
     view.level.value = "ERROR"
     assert view.text == "ERROR:root:o" and view.note.value == "1 of 2 lines"
     view.append_text("om\n")
-    assert view.text == "ERROR:root:oom" and list(view.lines) == [
-        "INFO:root:start",
-        "ERROR:root:oom",
-    ]
+    assert view.text == "ERROR:root:oom"
+    assert list(view.lines) == ["INFO:root:start", "ERROR:root:oom"]
+    view.level.value = ""
+    view.append_text('  File "x.py"')  # the same unfinished text, before and inside a traceback
+    assert view.last(1)[0].level is None
+    view.append_text('\nTraceback (most recent call last):\n  File "x.py"')
+    assert view.last(1)[0].level == "ERROR" and "color:#c5221f" in view.tail.value
 
 
 def test_log_view_keeps_a_bounded_number_of_lines():
@@ -476,7 +479,7 @@ def test_idle_needs_the_whole_window_and_a_running_job():
     assert not text.idle_gpus(long, make_job(status=JobStatus.COMPLETED), 300)
 
 
-def test_logrendering_has_status_progress_eta_metrics_gpu_and_log(panel, feed):
+def test_text_rendering_has_status_progress_eta_metrics_gpu_and_log(panel, feed):
     feed_everything(feed)
     rendered = panel.snapshot_text()
     assert re.match(r"running: job job1 \(train\) · elapsed 5:\d\d", rendered)
@@ -487,7 +490,7 @@ def test_logrendering_has_status_progress_eta_metrics_gpu_and_log(panel, feed):
     assert rendered.endswith(LOG.rstrip("\n"))
 
 
-def test_displayed_logplain_is_the_snapshot(panel, feed):
+def test_displayed_text_plain_is_the_snapshot(panel, feed):
     feed_everything(feed)
     bundle = panel._repr_mimebundle_()
     assert "application/vnd.jupyter.widget-view+json" in bundle
@@ -728,7 +731,7 @@ def test_a_row_whose_panel_cannot_be_made_shows_why(client):
         table.close()
 
 
-def test_show_job_and_show_jobs_fall_back_to_logoutside_a_kernel(client, feed, capsys):
+def test_show_job_and_show_jobs_fall_back_to_text_outside_a_kernel(client, feed, capsys):
     assert not widget_frontend()
     feed_everything(feed)
     view = show_job(client, "job1")
@@ -762,7 +765,11 @@ def test_panel_follows_a_real_local_job_to_the_end(tmp_path):
         panel = JobPanel(client, handle.id, interval=0.05, namespace={})
         wait_for(lambda: "completed" in panel.status.value, timeout=30)
         wait_for(lambda: panel.logview.text.endswith("WARNING:root:done soon"), timeout=10)
-        assert panel.logview.text.splitlines()[0] == "INFO:root:step 0"
+        assert panel.logview.text.splitlines() == [
+            *(f"INFO:root:step {i}" for i in range(21 - TAIL_LINES, 20)),
+            "WARNING:root:done soon",
+        ]  # the newest TAIL_LINES lines
+        assert len(panel.logview.lines) == 21  # all of them are kept for the filters
         assert panel.progress.bar_style == "success" and panel.actions.cancel.disabled
         assert "completed: job " + handle.id in panel.snapshot_text()
         panel.actions.fetch.click()

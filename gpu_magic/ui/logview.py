@@ -19,7 +19,7 @@ import ipywidgets as widgets
 
 from ..parsers import levels
 
-TAIL_LINES = 50
+TAIL_LINES = 12  # fits the 240 px box: the newest line is always in view, no scrolling
 MAX_LINES = 5000  # lines kept (and classified) for the level filter and the search
 MAX_CHARS = 1024 * 1024  # ... and at most this many characters of them
 FULL_LOG_MAX = 8 * 1024 * 1024  # characters sent to the browser for "full log"
@@ -135,6 +135,8 @@ class LogView(widgets.VBox):
 
     def _add(self, lines: list[str]) -> None:
         """Classify ``lines`` (once each) and keep them; only the ones that fit are looked at."""
+        if lines:
+            self._partial_level = None  # the tracker moves on: the unfinished line's level too
         room = self.lines.maxlen or len(lines)
         if len(lines) > room:
             lines = lines[-room:]

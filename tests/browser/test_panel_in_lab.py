@@ -228,7 +228,12 @@ def test_panel_of_a_running_job_in_jupyterlab(lab, page):
     )
     before = tail_lines(page)
     level.select_option(label="≥ WARNING")
-    wait_for_lines(page, "ls => ls.length > 0 && ls.every(l => l.startsWith('WARNING:'))")
+    # the job's WARNING: lines, and gpu_magic's own "[gpu_magic] warning: ..." about busy GPUs
+    wait_for_lines(
+        page,
+        "ls => ls.length > 0 && ls.every(l => l.startsWith('WARNING:')"
+        " || l.startsWith('[gpu_magic] warning:'))",
+    )
     warnings = tail_lines(page)
     assert 2 <= len(warnings) < len(before), (before, warnings)
     note = page.locator(f"{PANEL} .gpu-magic-log-note").inner_text().strip()
