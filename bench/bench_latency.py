@@ -9,34 +9,18 @@ OpenSSH's own ``ssh host true`` round trip beside it for scale. Prints medians a
 from __future__ import annotations
 
 import argparse
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 from harness.sshd import SSHServer  # noqa: E402
+from timing import summary, timed  # noqa: E402
 
 from gpu_magic import Client, GPUJobRequest, Settings, formatting  # noqa: E402
-
-
-def timed(fn, runs: int) -> list[float]:
-    samples = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - start) * 1000)
-    return samples
-
-
-def summary(samples: list[float]) -> str:
-    ordered = sorted(samples)
-    p95 = ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
-    return f"median {statistics.median(ordered):7.1f} ms   p95 {p95:7.1f} ms"
 
 
 def measure(client: Client, cluster: str, runs: int) -> dict[str, list[float]]:

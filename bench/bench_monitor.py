@@ -56,13 +56,13 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 import paramiko  # noqa: E402
 from harness.fixtures import make_settings  # noqa: E402
+from harness.spy import CountingTransport  # noqa: E402
 from harness.sshd import SSHServer  # noqa: E402
 
 from gpu_magic import Client, GPUJobRequest, JobStatus, formatting, ui  # noqa: E402
 from gpu_magic.models import GPUJob  # noqa: E402
 from gpu_magic.monitoring.monitor import FAST, Monitor  # noqa: E402
 from gpu_magic.schedulers.folder_probe import probe_command  # noqa: E402
-from gpu_magic.transport.base import Transport  # noqa: E402
 from gpu_magic.ui import JobPanel  # noqa: E402
 
 CLUSTER = "ssh"
@@ -175,40 +175,6 @@ def no_job_processes_left(*bases: Path) -> None:
     left = lambda: [pid for base in bases for pid in job_processes(base)]  # noqa: E731
     if not wait_until(lambda: not left(), timeout=15, every=0.1):
         raise RuntimeError(f"job processes left behind: {left()}")
-
-
-class CountingTransport(Transport):
-    """The real transport, counting its commands and the time spent inside ``run``."""
-
-    def __init__(self, real: Transport):
-        self.real, self.commands, self.seconds = real, 0, 0.0
-        self.label = real.label
-
-    def run(self, command, *, stdin=None, timeout=None):
-        self.commands += 1
-        start = time.perf_counter()
-        try:
-            return self.real.run(command, stdin=stdin, timeout=timeout)
-        finally:
-            self.seconds += time.perf_counter() - start
-
-    def stream_to(self, command):
-        return self.real.stream_to(command)
-
-    def put_file(self, local, remote, *, progress=None):
-        return self.real.put_file(local, remote, progress=progress)
-
-    def makedirs(self, remote):
-        return self.real.makedirs(remote)
-
-    def read_file(self, remote, offset=0):
-        return self.real.read_file(remote, offset)
-
-    def get_file(self, remote, local, *, progress=None):
-        return self.real.get_file(remote, local, progress=progress)
-
-    def home(self):
-        return self.real.home()
 
 
 # -- 1. one tick for 100 running jobs ---------------------------------------------------------

@@ -15,17 +15,16 @@
 from __future__ import annotations
 
 import argparse
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 from harness.slurm import SlurmCluster, missing_packages  # noqa: E402
+from timing import summary, timed  # noqa: E402
 
 from gpu_magic import Client, GPUJobRequest, JobStatus, Settings  # noqa: E402
 from gpu_magic.results import folder_of  # noqa: E402
@@ -33,19 +32,8 @@ from gpu_magic.results import folder_of  # noqa: E402
 SLEEP = "import time\ntime.sleep(600)"
 
 
-def timed(fn, runs: int) -> list[float]:
-    samples = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - start) * 1000)
-    return samples
-
-
 def row(label: str, samples: list[float]) -> str:
-    ordered = sorted(samples)
-    p95 = ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
-    return f"  {label:<48} median {statistics.median(ordered):7.1f} ms   p95 {p95:7.1f} ms"
+    return f"  {label:<48} {summary(samples)}"
 
 
 def make_client(slurm: SlurmCluster, work: Path) -> Client:

@@ -8,10 +8,10 @@ import time
 
 import pytest
 from harness.procs import wait_until
+from harness.spy import CountingTransport
 
 from gpu_magic import GPUJobRequest, JobStatus
 from gpu_magic.monitoring.monitor import FAST_MAX, Monitor
-from gpu_magic.transport.base import Transport
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -24,36 +24,6 @@ for i in range(n):
         sys.stdout.flush()
     time.sleep(pause)
 """
-
-
-class CountingTransport(Transport):
-    """A spy at our own seam: counts commands, delegates everything to the real transport."""
-
-    def __init__(self, real: Transport):
-        self.real, self.commands = real, 0
-        self.label = real.label
-
-    def run(self, command, *, stdin=None, timeout=None):
-        self.commands += 1
-        return self.real.run(command, stdin=stdin, timeout=timeout)
-
-    def stream_to(self, command):
-        return self.real.stream_to(command)
-
-    def put_file(self, local, remote, *, progress=None):
-        return self.real.put_file(local, remote, progress=progress)
-
-    def makedirs(self, remote):
-        return self.real.makedirs(remote)
-
-    def read_file(self, remote, offset=0):
-        return self.real.read_file(remote, offset)
-
-    def get_file(self, remote, local, *, progress=None):
-        return self.real.get_file(remote, local, progress=progress)
-
-    def home(self):
-        return self.real.home()
 
 
 def submit(env, code, **fields):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 from .. import jobdir
@@ -52,12 +53,28 @@ class FolderState:
     files: dict[str, Chunk | None] = field(default_factory=dict)
 
     @property
+    def started(self) -> datetime | None:
+        return _utc(self.started_at)
+
+    @property
+    def ended(self) -> datetime | None:
+        return _utc(self.ended_at)
+
+    @property
     def cancel_requested(self) -> bool:
         return jobdir.CANCEL_REQUESTED in self.flags
 
     @property
     def timed_out(self) -> bool:
         return jobdir.TIMED_OUT in self.flags
+
+
+def _utc(text: str) -> datetime | None:
+    """run.sh writes ``date -u +%Y-%m-%dT%H:%M:%SZ``; anything else reads as unknown."""
+    try:
+        return datetime.fromisoformat(text.strip().replace("Z", "+00:00")) if text.strip() else None
+    except ValueError:
+        return None
 
 
 def probe_command(interpreter: str, requests: dict[str, dict[str, int]]) -> str:

@@ -7,7 +7,6 @@ process group that vanished without an exit code means ``lost``.
 
 from __future__ import annotations
 
-from datetime import datetime
 from pathlib import PurePosixPath
 
 from .. import jobdir
@@ -72,7 +71,7 @@ def decide(folder: FolderState) -> Observation:
     """A job's state from its folder alone (pure; the exit code file is the truth)."""
     if not folder.exists:
         return Observation(JobStatus.LOST, reason="the job folder no longer exists on the host")
-    started_at, ended_at = _timestamp(folder.started_at), _timestamp(folder.ended_at)
+    started_at, ended_at = folder.started, folder.ended
     if folder.exit_code.lstrip("-").isdigit():
         exit_code = int(folder.exit_code)
         status, reason = _finished(exit_code, folder)
@@ -98,13 +97,3 @@ def _finished(exit_code: int, folder: FolderState) -> tuple[JobStatus, str | Non
     if exit_code == 0:
         return JobStatus.COMPLETED, None
     return JobStatus.FAILED, f"exit code {exit_code}"
-
-
-def _timestamp(text: str) -> datetime | None:
-    text = text.strip()
-    if not text:
-        return None
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None

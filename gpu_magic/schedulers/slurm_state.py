@@ -16,8 +16,6 @@ Who is right when:
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from ..models import GPUJob, JobStatus
 from .base import Observation
 from .folder_probe import FolderState
@@ -58,7 +56,7 @@ def decide(job: GPUJob, report: StateReport, folder: FolderState) -> Observation
         return Observation(
             JobStatus.RUNNING,
             f"Slurm job {seen.job_id} {_running_word(seen)} on {seen.nodes or '?'}",
-            started_at=_time(folder.started_at) or seen.start,
+            started_at=folder.started or seen.start,
             nodes=seen.nodes or None,
         )
     return _final(seen, folder, finished)
@@ -96,8 +94,8 @@ def _final(seen: SlurmJob, folder: FolderState, finished: Observation | None) ->
         status,
         reason,
         exit_code,
-        _time(folder.started_at) or seen.start,
-        _time(folder.ended_at) or seen.end,
+        folder.started or seen.start,
+        folder.ended or seen.end,
         nodes=seen.nodes or None,
     )
 
@@ -122,13 +120,3 @@ def _with_nodes(seen: Observation, job: SlurmJob) -> Observation:
 
 def _running_word(seen: SlurmJob) -> str:
     return "running" if seen.state == "RUNNING" else seen.state.lower().replace("_", " ")
-
-
-def _time(text: str) -> datetime | None:
-    text = text.strip()
-    if not text:
-        return None
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None

@@ -1,0 +1,41 @@
+"""A spy at our own seam: the real transport, counting its commands and their time."""
+
+from __future__ import annotations
+
+import time
+
+from gpu_magic.transport.base import Transport
+
+
+class CountingTransport(Transport):
+    """Delegates everything to the real transport; counts ``run`` calls and time spent in them."""
+
+    def __init__(self, real: Transport):
+        self.real, self.commands, self.seconds = real, 0, 0.0
+        self.label = real.label
+
+    def run(self, command, *, stdin=None, timeout=None):
+        self.commands += 1
+        start = time.perf_counter()
+        try:
+            return self.real.run(command, stdin=stdin, timeout=timeout)
+        finally:
+            self.seconds += time.perf_counter() - start
+
+    def stream_to(self, command):
+        return self.real.stream_to(command)
+
+    def put_file(self, local, remote, *, progress=None):
+        return self.real.put_file(local, remote, progress=progress)
+
+    def makedirs(self, remote):
+        return self.real.makedirs(remote)
+
+    def read_file(self, remote, offset=0):
+        return self.real.read_file(remote, offset)
+
+    def get_file(self, remote, local, *, progress=None):
+        return self.real.get_file(remote, local, progress=progress)
+
+    def home(self):
+        return self.real.home()
