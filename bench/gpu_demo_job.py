@@ -90,6 +90,18 @@ def ssh_cluster(client: Client, work: Path, stack: contextlib.ExitStack) -> str:
     return "ssh"
 
 
+def own_telemetry(client: Client, job_id: str) -> dict:
+    """What gpu_magic itself saw: its sampler's gpu.csv and the parsed log, via the monitor."""
+    feed = client.feed(job_id)
+    utils = [s.utilization for s in feed.gpu_samples() if s.utilization is not None]
+    return {
+        "gpu_magic_gpu_samples": len(utils),
+        "gpu_magic_utilization_max": max(utils, default=None),
+        "gpu_magic_parsed_loss_points": len(feed.metric_series().get("loss", [])),
+        "gpu_magic_progress": repr(feed.progress()),
+    }
+
+
 def login_env() -> dict[str, str]:
     """An SSH login gets a fresh environment; carry the driver paths a container sets."""
     return {k: os.environ[k] for k in ("PATH", "LD_LIBRARY_PATH") if os.environ.get(k)}
@@ -130,7 +142,7 @@ def run(client: Client, cluster: str, args) -> None:
         gpus=1,
         name="h100-demo",
         cluster=cluster,
-        env=login_env() if cluster == "ssh" else {},
+        env={**(login_env() if cluster == "ssh" else {}), "GPU_MAGIC_GPU_SAMPLE_INTERVAL": "0.5"},
     )
     t0 = time.perf_counter()
     job = client.submit(
@@ -166,6 +178,7 @@ def run(client: Client, cluster: str, args) -> None:
         "utilization_mean": round(statistics.mean(utils), 1) if utils else None,
         "memory_used_max_mib": max(mems, default=None),
         "log_tail": job.logs(tail=5),
+        **own_telemetry(client, job.id),
     }
     (args.out / f"summary-{cluster}.json").write_text(json.dumps(summary, indent=2, default=str))
     print(json.dumps(summary, indent=2, default=str))

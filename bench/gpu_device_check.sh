@@ -11,5 +11,5 @@ nvidia-smi --version > "$out/cap/version.txt" 2>&1
 { command -v sshd || ls /usr/sbin/sshd; } > "$out/cap/sshd.txt" 2>&1
 PYTHONPATH="$here${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 \
   python3 "$here/bench/gpu_demo_job.py" --out "$out/cap" 2>&1 | tee "$out/cap/demo.log"
-cp "$out/cap/summary.json" "$out/summary.json" 2>/dev/null
+cp "$out"/cap/summary-*.json "$out"/ 2>/dev/null
 tar -C "$out/cap" -czf "$out/capture.tgz" --exclude=work .
