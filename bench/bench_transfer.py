@@ -31,6 +31,7 @@ from harness.fixtures import make_settings  # noqa: E402
 from harness.sshd import SSHServer  # noqa: E402
 
 from gpu_magic.clusters import ClusterConfig  # noqa: E402
+from gpu_magic.collect.download import download  # noqa: E402
 from gpu_magic.jobdir import JobDir  # noqa: E402
 from gpu_magic.packaging.bundle import Bundle  # noqa: E402
 from gpu_magic.packaging.upload import upload_bundle  # noqa: E402
@@ -147,9 +148,16 @@ def bench_download(b: Bench, size: int, runs: int) -> list[tuple[str, float]]:
     dst_dir = b.work / "down"
     dst = dst_dir / "big.bin"
     reset = fresh_dir(dst_dir)
+
+    def verified(_run: int) -> None:
+        """Results collection's path: sha256 on the host, .partial download, check, rename."""
+        digest = b.transport.check("sha256sum", str(src)).text.split()[0]
+        download(b.transport, str(src), dst, dst_dir / ".partial" / "big.bin", size, digest)
+
     rows = [
         ("OpenSSH scp get", median_seconds(lambda _: b.scp(b.remote(src), str(dst)), runs, reset)),
         ("get_file", median_seconds(lambda _: b.transport.get_file(str(src), dst), runs, reset)),
+        ("download() verified", median_seconds(verified, runs, reset)),
     ]
     assert sha256(dst) == sha256(src), "download corrupted"
     return [(name, size / 1e6 / seconds) for name, seconds in rows]

@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     gpu_magic_data_dir: Path = Field(
         default_factory=lambda: Path(platformdirs.user_data_dir("gpu_magic"))
     )
+    gpu_magic_results_dir: Path | None = None
+    """The local results store (default: ``results`` under the data dir)."""
     ssh_config_path: Path = Path("~/.ssh/config")
     known_hosts_path: Path = Path("~/.ssh/known_hosts")
 
@@ -45,3 +47,8 @@ class Settings(BaseSettings):
     @property
     def store_path(self) -> Path:
         return self.gpu_magic_data_dir.expanduser() / "jobs.sqlite3"
+
+    @property
+    def results_path(self) -> Path:
+        chosen = self.gpu_magic_results_dir or self.gpu_magic_data_dir / "results"
+        return chosen.expanduser()

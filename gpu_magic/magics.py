@@ -144,6 +144,9 @@ class GPUMagics(Magics):
     @argument("--constraint", help="Slurm: node features, e.g. 'h100&ib'")
     @argument("--sbatch", action="append", default=[], metavar="KEY[=V]", help="Slurm: option")
     @argument("--wait", action="store_true", help="wait, then load --outputs into the kernel")
+    @argument("--fetch", choices=["auto", "manual"], default="auto", help="collect when it ends")
+    @argument("--outputs-glob", action="append", default=[], metavar="GLOB", help="outputs/ files")
+    @argument("--exclude", action="append", default=[], metavar="GLOB", help="skip these files")
     @cell_magic
     @user_errors
     def gpu_submit(self, line: str, cell: str):
@@ -175,6 +178,9 @@ class GPUMagics(Magics):
             python=opts.python,
             venv=opts.venv,
             conda=opts.conda,
+            fetch=opts.fetch,
+            outputs_glob=tuple(opts.outputs_glob),
+            exclude=tuple(opts.exclude),
             resources={
                 **{k: getattr(opts, k) for k in RESOURCE_OPTIONS if getattr(opts, k) is not None},
                 "sbatch": parse_sbatch_options(opts.sbatch),

@@ -99,6 +99,12 @@ class GPUJobRequest(BaseModel):
     conda: str | None = None
     resources: Resources = Field(default_factory=Resources)
     """Batch-scheduler resources (Slurm: time, mem, cpus, partition, ...)."""
+    fetch: Literal["auto", "manual"] = "auto"
+    """auto: collect everything selected when the job ends; manual: only log, metrics and
+    output variables, other files when asked for (``job.load``)."""
+    outputs_glob: tuple[str, ...] = ()
+    """Which files under outputs/ to collect (all when empty); ``exclude`` removes some."""
+    exclude: tuple[str, ...] = ()
 
     @field_validator("inputs", "outputs")
     @classmethod
@@ -109,6 +115,14 @@ class GPUJobRequest(BaseModel):
         if len(set(names)) != len(names):
             raise ValueError("a variable is named twice")
         return names
+
+    @field_validator("outputs_glob", "exclude")
+    @classmethod
+    def _globs(cls, globs: tuple[str, ...]) -> tuple[str, ...]:
+        for glob in globs:
+            if not glob or "\0" in glob:
+                raise ValueError(f"invalid glob {glob!r}")
+        return globs
 
     @field_validator("env")
     @classmethod

@@ -26,14 +26,17 @@ def read_outputs(transport: Transport, job: GPUJob) -> dict[str, Any]:
     folder = folder_of(job)
     values = {}
     for name in job.request.outputs:
-        data = transport.read_file(str(folder.output_pickle(name)))
-        try:
-            values[name] = cloudpickle.loads(data)
-        except Exception as exc:  # unpickling raises anything: missing module, version skew
-            raise TransferError(
-                f"cannot load output {name!r} of job {job.id}: {type(exc).__name__}: {exc}"
-            ) from None
+        values[name] = unpickle(job, name, transport.read_file(str(folder.output_pickle(name))))
     return values
+
+
+def unpickle(job: GPUJob, name: str, data: bytes) -> Any:
+    try:
+        return cloudpickle.loads(data)
+    except Exception as exc:  # unpickling raises anything: missing module, version skew
+        raise TransferError(
+            f"cannot load output {name!r} of job {job.id}: {type(exc).__name__}: {exc}"
+        ) from None
 
 
 def raise_for_failure(transport: Transport, job: GPUJob) -> None:
@@ -69,7 +72,10 @@ def read_log(transport: Transport, job: GPUJob) -> str:
 
 
 def log_tail(transport: Transport, job: GPUJob, lines: int | None) -> str:
-    text = read_log(transport, job)
+    return tail_of(read_log(transport, job), lines)
+
+
+def tail_of(text: str, lines: int | None) -> str:
     if lines is None:
         return text
     return "".join(text.splitlines(keepends=True)[-lines:]) if lines > 0 else ""

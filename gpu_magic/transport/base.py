@@ -78,8 +78,11 @@ class Transport(ABC):
         """The bytes of a remote file from ``offset``."""
 
     @abstractmethod
-    def get_file(self, remote: str, local: Path, *, progress: Progress | None = None) -> None:
-        """Copy one remote file to ``local``."""
+    def get_file(
+        self, remote: str, local: Path, *, offset: int = 0, progress: Progress | None = None
+    ) -> None:
+        """Copy one remote file to ``local``; ``offset > 0`` resumes: ``local`` keeps its first
+        ``offset`` bytes and the rest of the remote file from ``offset`` is appended."""
 
     @abstractmethod
     def home(self) -> str:
@@ -101,6 +104,16 @@ class Transport(ABC):
         if path == "~" or path.startswith("~/"):
             return self.home().rstrip("/") + path[1:]
         return path
+
+
+def open_target(local: Path, offset: int) -> BinaryIO:
+    """``local`` opened for writing at ``offset`` (truncated there; created when 0)."""
+    if offset == 0:
+        return open(local, "wb")
+    f = open(local, "r+b")  # noqa: SIM115 - returned to the caller's with-block
+    f.seek(offset)
+    f.truncate()
+    return f
 
 
 def iter_chunks(stream: BinaryIO, size: int) -> Iterator[bytes]:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ..errors import RemoteCommandError, TransferError, WaitTimeoutError
-from .base import CommandResult, Progress, Transport, iter_chunks
+from .base import CommandResult, Progress, Transport, iter_chunks, open_target
 
 CHUNK = 1 << 20
 
@@ -87,13 +87,18 @@ class LocalTransport(Transport):
         except OSError as exc:
             raise TransferError(f"cannot read {remote}: {exc}") from exc
 
-    def get_file(self, remote: str, local: Path, *, progress: Progress | None = None) -> None:
+    def get_file(
+        self, remote: str, local: Path, *, offset: int = 0, progress: Progress | None = None
+    ) -> None:
         try:
-            shutil.copyfile(remote, local)
+            with open(remote, "rb") as src, open_target(local, offset) as dst:
+                src.seek(offset)
+                for chunk in iter_chunks(src, CHUNK):
+                    dst.write(chunk)
+                    if progress:
+                        progress(len(chunk))
         except OSError as exc:
             raise TransferError(f"cannot copy {remote} to {local}: {exc}") from exc
-        if progress:
-            progress(os.path.getsize(local))
 
     def home(self) -> str:
         return os.path.expanduser("~")

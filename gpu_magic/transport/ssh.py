@@ -43,7 +43,7 @@ from ..errors import (
     TransferError,
     WaitTimeoutError,
 )
-from .base import CommandResult, Progress, Transport, iter_chunks
+from .base import CommandResult, Progress, Transport, iter_chunks, open_target
 from .sshchannel import ChannelWriter, Reader, answers, collect
 from .sshconfig import load_ssh_config, resolve
 from .sshconnect import WIRE_ERRORS, Connection, Connector, describe
@@ -180,11 +180,14 @@ class SSHTransport(Transport):
                 f.prefetch(offset + wanted)
             return f.read(wanted)
 
-    def get_file(self, remote: str, local: Path, *, progress: Progress | None = None) -> None:
+    def get_file(
+        self, remote: str, local: Path, *, offset: int = 0, progress: Progress | None = None
+    ) -> None:
         what = f"download {self.label}:{remote} to {local}"
         with self._transfer(what), self._sftp() as sftp, sftp.open(remote, "rb") as src:
+            src.seek(offset)
             src.prefetch(src.stat().st_size)  # prefetch is what makes SFTP reads fast
-            with open(local, "wb") as dst:
+            with open_target(local, offset) as dst:
                 for chunk in iter_chunks(src, RECV_CHUNK):
                     dst.write(chunk)
                     if progress:

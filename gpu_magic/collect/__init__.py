@@ -1,0 +1,7 @@
+"""Results collection: the host's listing, verified resumable downloads, the local store."""
+
+from .collector import collect, fetch_file
+from .loaders import load
+from .store import ResultsStore
+
+__all__ = ["ResultsStore", "collect", "fetch_file", "load"]

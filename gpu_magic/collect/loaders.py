@@ -1,0 +1,68 @@
+"""Load a collected file into the kernel by its extension; anything else stays a path."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import cloudpickle
+
+from ..errors import TransferError
+
+
+def load(path: Path) -> Any:
+    suffix = path.suffix.lower()
+    loader = LOADERS.get(suffix)
+    if loader is None:
+        return path
+    try:
+        return loader(path)
+    except ImportError:
+        return path  # the library for this format is not installed here: hand over the path
+    except Exception as exc:  # a loader raises anything: version skew, corrupt file
+        raise TransferError(f"cannot load {path.name}: {type(exc).__name__}: {exc}") from None
+
+
+def _numpy(path: Path) -> Any:
+    import numpy
+
+    if path.suffix.lower() == ".npz":
+        with numpy.load(path, allow_pickle=False) as data:
+            return dict(data)
+    return numpy.load(path, allow_pickle=False)
+
+
+def _torch(path: Path) -> Any:
+    import torch
+
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def _safetensors(path: Path) -> Any:
+    try:
+        from safetensors.torch import load_file
+    except ImportError:
+        from safetensors.numpy import load_file
+    return load_file(str(path))
+
+
+def _pickle(path: Path) -> Any:
+    with open(path, "rb") as f:
+        return cloudpickle.load(f)
+
+
+def _json(path: Path) -> Any:
+    return json.loads(path.read_text())
+
+
+LOADERS = {
+    ".npy": _numpy,
+    ".npz": _numpy,
+    ".pt": _torch,
+    ".pth": _torch,
+    ".safetensors": _safetensors,
+    ".pkl": _pickle,
+    ".pickle": _pickle,
+    ".json": _json,
+}

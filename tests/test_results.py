@@ -1,0 +1,215 @@
+"""Results collection: the verified, resumable local results store and job.load/files/outputs."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gpu_magic import Client, GPUJobRequest, JobStatus
+from gpu_magic.collect import ResultsStore, collect
+from gpu_magic.collect.download import download
+from gpu_magic.collect.plan import unsafe
+from gpu_magic.errors import TransferError
+from gpu_magic.transport import LocalTransport
+from gpu_magic.transport.base import CommandResult
+
+pytestmark = pytest.mark.timeout(90)
+
+WRITE_OUTPUTS = """
+import json, os
+import numpy as np
+os.makedirs('../outputs/ckpt', exist_ok=True)
+np.save('../outputs/model.npy', np.arange(12.0).reshape(3, 4))
+open('../outputs/plot.png', 'wb').write(b'\\x89PNG fake')
+open('../outputs/ckpt/step1.pt', 'wb').write(b'checkpoint 1')
+open('../outputs/ckpt/big_step2.pt', 'wb').write(os.urandom(1 << 16))
+json.dump({'lr': 0.1}, open('../outputs/config.json', 'w'))
+for step in (1, 2, 3):
+    print(f'step {step} loss={1 / step}', flush=True)
+y = 42
+"""
+
+
+def submit(env, code, **fields):
+    request = GPUJobRequest.create(code=code, cluster=env.cluster_name, **fields)
+    job = env.client.submit(request, env.namespace, cwd=env.cwd)
+    assert job.wait(timeout=60).status == JobStatus.COMPLETED, job.logs()
+    return job
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_model_file_round_trip(env):
+    job = submit(env, WRITE_OUTPUTS, outputs=("y",))
+    files = {f["path"]: f for f in job.files()}
+    assert files["outputs/model.npy"]["kind"] == "model"
+    assert files["outputs/plot.png"]["kind"] == "plot"
+    assert files["outputs/ckpt/step1.pt"]["kind"] == "checkpoint"
+    assert files["outputs/y.pkl"]["kind"] == "variable"
+    assert files["output.log"]["kind"] == "log"
+    np.testing.assert_array_equal(job.load("model.npy"), np.arange(12.0).reshape(3, 4))
+    assert job.load("outputs/config.json") == {"lr": 0.1}
+    assert job.load("plot.png") == job.path("plot.png")  # no loader: the local path
+    assert job.outputs["y"] == 42
+    folder = env.client.results.folder(job.id)
+    for entry in files.values():  # every copy is verified and nothing partial is visible
+        assert entry["fetched"]
+        assert sha(folder / entry["path"]) == entry["sha256"]
+    assert not any((folder / ".partial").rglob("*.*"))
+    assert "step 3 loss" in job.logs()
+
+
+def test_glob_and_exclude_choose_the_outputs(env):
+    job = submit(
+        env, WRITE_OUTPUTS, outputs=("y",), outputs_glob=("*.npy", "ckpt/*"), exclude=("*big*",)
+    )
+    paths = {f["path"] for f in job.files()}
+    assert {"outputs/model.npy", "outputs/ckpt/step1.pt", "outputs/y.pkl"} <= paths
+    assert {"output.log", "metrics.jsonl"} & paths
+    assert not {"outputs/plot.png", "outputs/config.json", "outputs/ckpt/big_step2.pt"} & paths
+    assert not (env.client.results.folder(job.id) / "outputs/plot.png").exists()
+
+
+def test_manual_fetch_brings_big_files_only_when_asked(env):
+    job = submit(env, WRITE_OUTPUTS, outputs=("y",), fetch="manual")
+    files = {f["path"]: f for f in job.files()}
+    assert files["outputs/y.pkl"]["fetched"] and files["output.log"]["fetched"]
+    assert not files["outputs/model.npy"]["fetched"]
+    local = env.client.results.folder(job.id) / "outputs/model.npy"
+    assert not local.exists()
+    np.testing.assert_array_equal(job.load("model.npy"), np.arange(12.0).reshape(3, 4))
+    assert local.exists()
+    assert {f["path"]: f for f in job.files()}["outputs/model.npy"]["fetched"]
+
+
+def test_store_survives_a_kernel_restart_with_the_remote_folder_gone(env, tmp_path):
+    job = submit(env, WRITE_OUTPUTS, outputs=("y",))
+    assert len(job.files()) > 5
+    env.transport().check("rm", "-rf", job.job.remote_dir)
+    env.client.close()
+    client = Client(env.client.settings)  # a new kernel: same data and results dirs
+    client.clusters = env.client.clusters
+    again = client.handle(job.id)
+    assert {f["path"] for f in again.files()} == {f["path"] for f in job.files()}
+    np.testing.assert_array_equal(again.load("model.npy"), np.arange(12.0).reshape(3, 4))
+    assert again.outputs == {"y": 42}
+    metrics = again.metrics()
+    rows = metrics.to_dict("records") if hasattr(metrics, "to_dict") else metrics
+    assert [r["loss"] for r in rows] == [1.0, 0.5, 1 / 3]
+    assert "step 2 loss" in again.logs()
+    client.close()
+
+
+def test_symlinks_and_escapes_are_refused(env, tmp_path):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not yours")
+    code = (
+        "import os\nos.makedirs('../outputs', exist_ok=True)\n"
+        f"os.symlink({str(secret)!r}, '../outputs/escape.txt')\n"
+        f"os.symlink({str(tmp_path)!r}, '../outputs/elsewhere')\n"
+        "os.symlink('../output.log', '../outputs/log_link')\n"
+        "open('../outputs/fine.txt', 'w').write('ok')\n"
+    )
+    job = submit(env, code)
+    manifest = env.client.collect(job.id)
+    refused = {r["path"]: r["why"] for r in manifest["refused"]}
+    assert refused == {
+        "outputs/escape.txt": "symlink",
+        "outputs/elsewhere": "symlink",
+        "outputs/log_link": "symlink",
+    }
+    paths = {f["path"] for f in job.files()}
+    assert "outputs/fine.txt" in paths and not set(refused) & paths
+    folder = env.client.results.folder(job.id)
+    assert not (folder / "outputs/escape.txt").exists()
+    assert not (folder / "outputs/elsewhere").exists()
+
+
+class ForgedListing(LocalTransport):
+    """A host that lies in its listing: paths that climb out of the results folder."""
+
+    def __init__(self, entries):
+        self.entries = entries
+
+    def run(self, command, *, stdin=None, timeout=None):
+        body = json.dumps({"files": self.entries, "refused": []}).encode()
+        return CommandResult(command, 0, body)
+
+
+def test_dotdot_and_absolute_paths_from_the_host_are_refused(tmp_path):
+    digest = hashlib.sha256(b"evil").hexdigest()
+    evil = ["outputs/../../evil", "/etc/evil", "outputs/./x", "spec.json", "outputs"]
+    transport = ForgedListing([[p, 4, digest] for p in evil])
+    request = GPUJobRequest.create(code="pass")
+    from gpu_magic.models import GPUJob
+
+    job = GPUJob(id="j1", request=request, cluster="local", remote_dir=str(tmp_path / "remote"))
+    store = ResultsStore(tmp_path / "results")
+    manifest = collect(transport, "python3", job, store)
+    assert manifest["files"] == []
+    assert {r["path"] for r in manifest["refused"]} == set(evil)
+    assert not (tmp_path / "evil").exists()
+    assert all(unsafe(p) for p in evil)
+    with pytest.raises(TransferError):
+        store.path("j1", "outputs/../../evil")
+
+
+def test_an_interrupted_download_resumes_verified(ssh_env, tmp_path):
+    data = os.urandom(24 << 20)
+    remote = ssh_env.remote_dir / "model.bin"
+    remote.write_bytes(data)
+    real = ssh_env.transport()
+    offsets, killed = [], []
+
+    class Spy(LocalTransport):
+        def get_file(self, remote, local, *, offset=0, progress=None):
+            offsets.append(offset)
+            return real.get_file(remote, local, offset=offset, progress=progress)
+
+    def kill_midway(n, moved=[0]):  # noqa: B006 - a counter shared across calls
+        moved[0] += n
+        if moved[0] >= 8 << 20 and not killed:
+            killed.append(ssh_env.server.kill_connections())
+
+    dest, partial = tmp_path / "got/model.bin", tmp_path / "got/.partial/model.bin"
+    digest = hashlib.sha256(data).hexdigest()
+    download(Spy(), str(remote), dest, partial, len(data), digest, progress=kill_midway)
+    assert killed and offsets[0] == 0 and len(offsets) >= 2 and offsets[1] >= 8 << 20
+    assert dest.read_bytes() == data
+    assert sha(dest) == digest and not partial.exists()
+
+
+def test_a_corrupt_download_is_never_visible(tmp_path):
+    remote = tmp_path / "remote.bin"
+    remote.write_bytes(b"real bytes")
+    dest, partial = tmp_path / "got/remote.bin", tmp_path / "got/.partial/remote.bin"
+    with pytest.raises(TransferError, match="sha256"):
+        download(LocalTransport(), str(remote), dest, partial, 10, "0" * 64)
+    assert not dest.exists() and not partial.exists()
+
+
+def test_a_stale_partial_longer_than_the_file_starts_over(tmp_path):
+    remote = tmp_path / "remote.bin"
+    remote.write_bytes(b"abc")
+    dest, partial = tmp_path / "d/remote.bin", tmp_path / "d/.partial/remote.bin"
+    partial.parent.mkdir(parents=True)
+    partial.write_bytes(b"something much longer")
+    download(LocalTransport(), str(remote), dest, partial, 3, hashlib.sha256(b"abc").hexdigest())
+    assert dest.read_bytes() == b"abc"
+
+
+def test_results_dir_setting(tmp_path):
+    from gpu_magic import Settings
+
+    assert Settings(gpu_magic_data_dir=tmp_path).results_path == tmp_path / "results"
+    chosen = Settings(gpu_magic_data_dir=tmp_path, gpu_magic_results_dir=tmp_path / "r")
+    assert chosen.results_path == tmp_path / "r"
+    shutil.rmtree(tmp_path)
