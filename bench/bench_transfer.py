@@ -11,7 +11,6 @@ machines. Both ends share the CPU: on loopback the limit is encryption, not the 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import shutil
 import statistics
@@ -32,6 +31,7 @@ from harness.sshd import SSHServer  # noqa: E402
 
 from gpu_magic.clusters import ClusterConfig  # noqa: E402
 from gpu_magic.collect.download import download  # noqa: E402
+from gpu_magic.collect.download import file_sha256 as sha256  # noqa: E402
 from gpu_magic.jobdir import JobDir  # noqa: E402
 from gpu_magic.packaging.bundle import Bundle  # noqa: E402
 from gpu_magic.packaging.upload import upload_bundle  # noqa: E402
@@ -83,14 +83,6 @@ def fresh_dir(path: Path) -> Callable[[], None]:
         path.mkdir(parents=True)
 
     return reset
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def bench_big_upload(b: Bench, size: int, runs: int) -> list[tuple[str, float]]:
