@@ -260,7 +260,7 @@ class Client:
         """The ``--outputs`` variables of a completed job, from the results store."""
         job = self.job(job_id)
         if job.status != JobStatus.COMPLETED:
-            results.raise_for_failure(self._transport_of(job), job)
+            self.raise_for_failure(job.id)
         fetched = {e["path"] for e in self.files(job.id) if e["fetched"]}
         values = {}
         for name in job.request.outputs:
@@ -319,8 +319,10 @@ class Client:
         return self.results.read_text(job.id, "output.log")
 
     def raise_for_failure(self, job_id: str) -> None:
+        """Raise why a job has no results: its remote traceback (the collected copy first)."""
         job = self.job(job_id)
-        results.raise_for_failure(self._transport_of(job), job)
+        stored = self.results.read_text(job.id, collect.ERROR_FILE) if job.is_terminal else None
+        results.raise_for_failure(self._transport_of(job), job, stored)
 
     def _transport_of(self, job: GPUJob) -> Transport:
         return self.transport(self.clusters.get(job.cluster))

@@ -39,13 +39,14 @@ def unpickle(job: GPUJob, name: str, data: bytes) -> Any:
         ) from None
 
 
-def raise_for_failure(transport: Transport, job: GPUJob) -> None:
-    """Raise the error that best explains why ``job`` has no results."""
+def raise_for_failure(transport: Transport, job: GPUJob, stored_error: str | None = None) -> None:
+    """Raise the error that best explains why ``job`` has no results; ``stored_error`` is the
+    collected copy of the job's ``error.json`` (it outlives the remote folder)."""
     if not job.is_terminal:
         raise JobStateError(
             f"job {job.id} is {job.status}; wait for it (job.wait() or %gpu_fetch --wait)"
         )
-    remote = remote_error(transport, job)
+    remote = error_from_json(job, stored_error) if stored_error else remote_error(transport, job)
     if remote is not None:
         raise remote
     tail = log_tail(transport, job, 10)
@@ -56,8 +57,16 @@ def raise_for_failure(transport: Transport, job: GPUJob) -> None:
 def remote_error(transport: Transport, job: GPUJob) -> RemoteJobError | None:
     try:
         raw = transport.read_file(str(folder_of(job).state(jobdir.ERROR_JSON)))
+    except GPUMagicError:
+        return None
+    return error_from_json(job, raw)
+
+
+def error_from_json(job: GPUJob, raw: str | bytes) -> RemoteJobError | None:
+    """The cell's exception as the runner wrote it to ``error.json`` (None if unreadable)."""
+    try:
         data = json.loads(raw)
-    except (GPUMagicError, ValueError):
+    except ValueError:
         return None
     return RemoteJobError(
         job.id, data.get("type", "Exception"), data.get("message", ""), data.get("traceback", "")

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gpu_magic import Client, GPUJobRequest, JobStatus
+from gpu_magic import Client, GPUJobRequest, JobStatus, RemoteJobError
 from gpu_magic.collect import ResultsStore, collect
 from gpu_magic.collect.download import download
 from gpu_magic.collect.plan import unsafe
@@ -213,3 +213,26 @@ def test_results_dir_setting(tmp_path):
     chosen = Settings(gpu_magic_data_dir=tmp_path, gpu_magic_results_dir=tmp_path / "r")
     assert chosen.results_path == tmp_path / "r"
     shutil.rmtree(tmp_path)
+
+
+def test_a_failed_jobs_traceback_outlives_its_remote_folder(env):
+    request = GPUJobRequest.create(
+        code="def train():\n    raise ValueError('diverged at step 3')\n\ntrain()",
+        cluster=env.cluster_name,
+        outputs=("y",),
+    )
+    job = env.client.submit(request, {}, cwd=env.cwd)
+    assert job.wait(timeout=60).status == JobStatus.FAILED
+    manifest = env.client.collect(job.id)
+    kinds = {f["path"]: f["kind"] for f in manifest["files"]}
+    assert kinds["state/error.json"] == "error"
+    env.transport().check("rm", "-rf", job.job.remote_dir)
+    env.client.close()
+    client = Client(env.client.settings)  # a new kernel, the host folder gone
+    client.clusters = env.client.clusters
+    with pytest.raises(RemoteJobError) as info:
+        client.handle(job.id).fetch()
+    assert info.value.exc_type == "ValueError"
+    assert "diverged at step 3" in str(info.value)
+    assert "in train" in info.value.remote_traceback
+    client.close()

@@ -2,6 +2,7 @@
 
 from .collector import collect, fetch_file
 from .loaders import load
+from .plan import ERROR_FILE
 from .store import ResultsStore
 
-__all__ = ["ResultsStore", "collect", "fetch_file", "load"]
+__all__ = ["ERROR_FILE", "ResultsStore", "collect", "fetch_file", "load"]

@@ -19,7 +19,8 @@ from ..models import GPUJob
 from ..transport.base import Transport, quote_argv
 
 LISTING_SOURCE = (Path(__file__).resolve().parent.parent / "remote" / "listing.py").read_text()
-TOP_FILES = (jobdir.OUTPUT_LOG, jobdir.METRICS, jobdir.GPU_CSV)
+ERROR_FILE = f"{jobdir.STATE}/{jobdir.ERROR_JSON}"  # a failed cell's traceback
+TOP_FILES = (jobdir.OUTPUT_LOG, jobdir.METRICS, jobdir.GPU_CSV, ERROR_FILE)
 
 MODEL_SUFFIXES = {".pt", ".pth", ".safetensors", ".npy", ".npz", ".onnx", ".h5", ".joblib"}
 PLOT_SUFFIXES = {".png", ".jpg", ".jpeg", ".svg", ".pdf", ".html"}
@@ -71,6 +72,8 @@ def kind_of(path: str, job: GPUJob) -> str:
     variables = {f"{jobdir.OUTPUTS}/{n}{jobdir.PICKLE_SUFFIX}" for n in job.request.outputs}
     if path == jobdir.OUTPUT_LOG:
         return "log"
+    if path == ERROR_FILE:
+        return "error"
     if path in TOP_FILES:
         return "metrics"
     if path in variables:
@@ -88,7 +91,7 @@ def kind_of(path: str, job: GPUJob) -> str:
 
 def selected(f: RemoteFile, job: GPUJob) -> bool:
     """Log, metrics and output variables always; other outputs by --outputs-glob/--exclude."""
-    if f.kind in ("log", "metrics", "variable"):
+    if f.kind in ("log", "metrics", "variable", "error"):
         return True
     rel = f.path.split("/", 1)[1]
     globs = job.request.outputs_glob or ("*",)
@@ -98,4 +101,4 @@ def selected(f: RemoteFile, job: GPUJob) -> bool:
 
 def eager(f: RemoteFile, job: GPUJob) -> bool:
     """Downloaded at collection; with --fetch manual only the small essentials are."""
-    return job.request.fetch == "auto" or f.kind in ("log", "metrics", "variable")
+    return job.request.fetch == "auto" or f.kind in ("log", "metrics", "variable", "error")

@@ -1,8 +1,8 @@
 """List what a job left for collection, computed on the host (stdlib only; one round trip).
 
 argv[1]: the job folder. Prints JSON ``{"files": [[rel, size, sha256]...], "refused": [[rel,
-why]...]}`` for ``outputs/`` (recursively) plus the log and metrics files. Symlinks are never
-followed and anything that resolves outside the job folder is refused, not listed.
+why]...]}`` for ``outputs/`` (recursively) plus the log, metrics and traceback files. Symlinks
+are never followed and anything that resolves outside the job folder is refused, not listed.
 """
 
 import hashlib
@@ -11,7 +11,7 @@ import os
 import stat
 import sys
 
-TOP = ("output.log", "metrics.jsonl", "gpu.csv")
+TOP = ("output.log", "metrics.jsonl", "gpu.csv", "state/error.json")
 TREE = "outputs"
 
 
