@@ -17,10 +17,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
+from harness.fixtures import make_settings  # noqa: E402
 from harness.sshd import SSHServer  # noqa: E402
 from timing import summary, timed  # noqa: E402
 
-from gpu_magic import Client, GPUJobRequest, Settings, formatting  # noqa: E402
+from gpu_magic import Client, GPUJobRequest, formatting  # noqa: E402
 
 
 def measure(client: Client, cluster: str, runs: int) -> dict[str, list[float]]:
@@ -57,14 +58,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, SSHServer(Path(tmp) / "sshd") as server:
         tmp = Path(tmp)
         (tmp / "known_hosts").write_text(server.known_hosts_line() + "\n")
-        settings = Settings(
-            _env_file=None,
-            gpu_magic_config_dir=tmp / "config",
-            gpu_magic_data_dir=tmp / "data",
-            gpu_cluster_base_path=str(tmp / "jobs"),
-            ssh_config_path=tmp / "no-ssh-config",
-            known_hosts_path=tmp / "known_hosts",
-            max_concurrent_jobs=10_000,
+        settings = make_settings(
+            tmp, gpu_cluster_base_path=str(tmp / "jobs"), max_concurrent_jobs=10_000
         )
         client = Client(settings)
         client.clusters.add(server.cluster(tmp / "remote"))

@@ -23,10 +23,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
+from harness.fixtures import make_settings  # noqa: E402
 from harness.slurm import SlurmCluster, missing_packages  # noqa: E402
 from timing import summary, timed  # noqa: E402
 
-from gpu_magic import Client, GPUJobRequest, JobStatus, Settings  # noqa: E402
+from gpu_magic import Client, GPUJobRequest, JobStatus  # noqa: E402
 from gpu_magic.results import folder_of  # noqa: E402
 
 SLEEP = "import time\ntime.sleep(600)"
@@ -38,14 +39,7 @@ def row(label: str, samples: list[float]) -> str:
 
 def make_client(slurm: SlurmCluster, work: Path) -> Client:
     (work / "known_hosts").write_text(slurm.login.known_hosts_line() + "\n")
-    settings = Settings(
-        _env_file=None,
-        gpu_magic_config_dir=work / "config",
-        gpu_magic_data_dir=work / "data",
-        ssh_config_path=work / "no_ssh_config",
-        known_hosts_path=work / "known_hosts",
-        max_concurrent_jobs=10_000,
-    )
+    settings = make_settings(work, max_concurrent_jobs=10_000)
     client = Client(settings)
     (work / "remote").mkdir()
     client.clusters.add(slurm.cluster(work / "remote"))

@@ -12,7 +12,7 @@ import math
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 TIME = re.compile(r"^(\d{1,3}-)?\d{1,6}(:\d{1,2}){0,2}$|^(UNLIMITED|INFINITE|unlimited|infinite)$")
 MEMORY = re.compile(r"^\d{1,9}[KMGT]?$")
@@ -40,6 +40,18 @@ SBATCH_RESERVED = frozenset(
     }
 )  # fmt: skip
 """Options gpu_magic sets itself or that would change how it tracks the job: never allowed."""
+
+
+FIELD_PATTERNS: dict[str, tuple[re.Pattern, str]] = {
+    "time": (TIME, "--time (minutes, MM:SS, HH:MM:SS or D-HH:MM:SS)"),
+    "mem": (MEMORY, "--mem (a number with an optional K/M/G/T suffix)"),
+    "partition": (NAMES, "partition"),
+    "account": (NAME, "name"),
+    "qos": (NAME, "name"),
+    "gpu_type": (NAME, "name"),
+    "constraint": (CONSTRAINT, "--constraint"),
+}
+"""Every free-text field of ``Resources`` and the pattern that keeps it inside its #SBATCH line."""
 
 
 def _check(pattern: re.Pattern, what: str, value):
@@ -74,30 +86,10 @@ class Resources(BaseModel):
     gpu_type: str | None = None
     sbatch: dict[str, str] = Field(default_factory=dict)
 
-    @field_validator("time")
+    @field_validator(*FIELD_PATTERNS)
     @classmethod
-    def _time(cls, v):
-        return _check(TIME, "--time (minutes, MM:SS, HH:MM:SS or D-HH:MM:SS)", v)
-
-    @field_validator("mem")
-    @classmethod
-    def _mem(cls, v):
-        return _check(MEMORY, "--mem (a number with an optional K/M/G/T suffix)", v)
-
-    @field_validator("partition")
-    @classmethod
-    def _partition(cls, v):
-        return _check(NAMES, "partition", v)
-
-    @field_validator("account", "qos", "gpu_type")
-    @classmethod
-    def _name(cls, v):
-        return _check(NAME, "name", v)
-
-    @field_validator("constraint")
-    @classmethod
-    def _constraint(cls, v):
-        return _check(CONSTRAINT, "--constraint", v)
+    def _pattern(cls, v, info: ValidationInfo):
+        return _check(*FIELD_PATTERNS[info.field_name], v)
 
     @field_validator("sbatch")
     @classmethod

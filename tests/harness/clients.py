@@ -14,6 +14,8 @@ import pytest
 from gpu_magic import Client, Settings
 from gpu_magic.errors import TransferError
 
+from .fixtures import make_settings
+
 
 @dataclass
 class JobEnv:
@@ -41,13 +43,7 @@ class JobEnv:
 
 
 def local_settings(tmp_path: Path) -> Settings:
-    return Settings(
-        gpu_magic_config_dir=tmp_path / "config",
-        gpu_magic_data_dir=tmp_path / "data",
-        gpu_cluster_base_path=str(tmp_path / "jobs"),
-        ssh_config_path=tmp_path / "no-ssh-config",
-        known_hosts_path=tmp_path / "no-known-hosts",
-    )
+    return make_settings(tmp_path, gpu_cluster_base_path=str(tmp_path / "jobs"))
 
 
 @pytest.fixture(params=["local", "ssh", "slurm"])
