@@ -11,25 +11,23 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from . import collect, results, submission
+from . import results, submission
 from .clusters import ClusterConfig, ClusterRegistry
+from .collect.service import ResultsService
 from .config import Settings
 from .errors import (
     GPUMagicError,
     InvalidRequestError,
-    JobStateError,
     SchedulerError,
-    TransferError,
     WaitTimeoutError,
 )
 from .handle import JobHandle
 from .models import GPUJob, GPUJobRequest, JobStatus
-from .monitoring.feed import TAILED, JobFeed
+from .monitoring.feed import JobFeed
 from .monitoring.monitor import Monitor
 from .packaging.upload import upload_bundle
 from .parsers.levels import LineFilter
 from .schedulers import Observation, ProcessScheduler, Scheduler, SlurmScheduler
-from .schedulers.folder_probe import Chunk, FolderState
 from .store import JobStore
 from .transport import LocalTransport, Transport
 
@@ -45,10 +43,7 @@ class Client:
         self._schedulers: dict[str, tuple[ClusterConfig, Scheduler]] = {}
         self._lock = threading.Lock()
         self._monitor: Monitor | None = None
-        self.results = collect.ResultsStore(self.settings.results_path)
-        self._collect_locks: dict[str, threading.Lock] = {}
-        self._collectors: list[threading.Thread] = []
-        self.collect_errors: dict[str, str] = {}  # job id -> why background collection failed
+        self.results = ResultsService(self)
 
     # -- wiring -------------------------------------------------------------------------------
     def transport(self, cluster: ClusterConfig) -> Transport:
@@ -88,8 +83,7 @@ class Client:
     def close(self) -> None:
         if self._monitor is not None:
             self._monitor.stop()
-        for thread in list(self._collectors):
-            thread.join(timeout=self.settings.ssh_connection_timeout)
+        self.results.close(timeout=self.settings.ssh_connection_timeout)
         with self._lock:
             for transport in self._transports.values():
                 transport.close()
@@ -165,62 +159,8 @@ class Client:
                 )
         saved = self._save(updated, reason=seen.reason)
         if saved.is_terminal and not job.is_terminal and saved.request.fetch == "auto":
-            self._collect_in_background(saved.id)
+            self.results.collect_in_background(saved.id)
         return saved
-
-    # -- results ------------------------------------------------------------------------------
-    def _collect_in_background(self, job_id: str) -> None:
-        """Collect a job that just ended on a thread of its own (never blocks a monitor tick)."""
-
-        def work():
-            try:
-                self.collect(job_id)
-                self.collect_errors.pop(job_id, None)
-            except GPUMagicError as exc:  # the next access (job.files(), ...) tries again
-                self.collect_errors[job_id] = str(exc)
-
-        thread = threading.Thread(target=work, name=f"gpu_magic-collect-{job_id}", daemon=True)
-        with self._lock:
-            self._collectors = [t for t in self._collectors if t.is_alive()] + [thread]
-        thread.start()
-
-    def collect(self, job_id: str, *, again: bool = False) -> dict:
-        """The manifest of a finished job's collected results, collecting them first if needed."""
-        job = self.store.find(job_id)
-        with self._lock:
-            lock = self._collect_locks.setdefault(job.id, threading.Lock())
-        with lock:
-            manifest = self.results.manifest(job.id)
-            if manifest is not None and manifest["complete"] and not again:
-                return manifest
-            job = self.job(job.id)
-            if not job.is_terminal:
-                raise JobStateError(f"job {job.id} is {job.status}; results come when it ends")
-            cluster = self.clusters.get(job.cluster)
-            transport = self.transport(cluster)
-            return collect.collect(transport, cluster.interpreter, job, self.results)
-
-    def files(self, job_id: str) -> list[dict]:
-        """The collected files: path, size, sha256, kind and whether it is here (fetched)."""
-        return self.collect(job_id)["files"]
-
-    def local_path(self, job_id: str, name: str) -> Path:
-        """The local copy of a collected file (``outputs/`` may be left out), fetched if needed."""
-        job = self.store.find(job_id)
-        entries = self.collect(job.id)["files"]
-        paths = [e["path"] for e in entries]
-        rel = next((p for p in (name, f"outputs/{name}") if p in paths), None)
-        if rel is None:
-            raise TransferError(f"job {job.id} has no collected file {name!r} (see job.files())")
-        with self._lock:
-            lock = self._collect_locks.setdefault(job.id, threading.Lock())
-        with lock:
-            return collect.fetch_file(self._transport_of(job), job, self.results, rel)
-
-    def load(self, job_id: str, name: str) -> Any:
-        """A collected file loaded by its extension (numpy, torch, safetensors, pickle, JSON);
-        any other file: its local path."""
-        return collect.load(self.local_path(job_id, name))
 
     # -- queries and actions ------------------------------------------------------------------
     def job(self, id_or_name: str, *, refresh: bool = True) -> GPUJob:
@@ -256,20 +196,6 @@ class Client:
         self.scheduler(cluster).cancel(job)
         return self.job(job_id)
 
-    def outputs(self, job_id: str) -> dict[str, Any]:
-        """The ``--outputs`` variables of a completed job, from the results store."""
-        job = self.job(job_id)
-        if job.status != JobStatus.COMPLETED:
-            self.raise_for_failure(job.id)
-        fetched = {e["path"] for e in self.files(job.id) if e["fetched"]}
-        values = {}
-        for name in job.request.outputs:
-            rel = f"outputs/{name}.pkl"
-            if rel not in fetched:
-                raise TransferError(f"job {job.id} did not write its output {name!r}")
-            values[name] = results.unpickle(job, name, self.results.path(job.id, rel).read_bytes())
-        return values
-
     def logs(
         self,
         job_id: str,
@@ -279,11 +205,11 @@ class Client:
     ) -> str:
         """The job's output.log, optionally only lines at ``level`` or above matching ``grep``."""
         job = self.store.find(job_id)
-        text = self._collected_log(job)
+        text = self.results.collected_log(job)
         if text is None and level is None and grep is None:
-            return results.log_tail(self._transport_of(job), job, tail)
+            return results.log_tail(self.transport_of(job), job, tail)
         if text is None:
-            text = results.read_log(self._transport_of(job), job)
+            text = results.read_log(self.transport_of(job), job)
         if level is None and grep is None:
             return results.tail_of(text, tail)
         try:
@@ -298,33 +224,9 @@ class Client:
         """The job's telemetry brought up to date now (metrics, progress, GPU samples, log);
         a finished, collected job's comes from the results store (the host is not asked)."""
         job = self.store.find(job_id)
-        manifest = self.results.manifest(job.id) if job.is_terminal else None
-        if manifest is None or not manifest["complete"]:
-            return self.monitor.sync(job.id)
-        feed = JobFeed(job)
-        files = {}
-        for name in TAILED:
-            local = self.results.folder(job.id) / name
-            data = local.read_bytes() if local.exists() else b""
-            files[name] = Chunk(0, len(data), data)
-        feed.apply(job, FolderState(exists=True, files=files))
-        return feed
+        return self.results.feed(job) or self.monitor.sync(job.id)
 
-    def _collected_log(self, job: GPUJob) -> str | None:
-        if not job.is_terminal:
-            return None
-        manifest = self.results.manifest(job.id)
-        if manifest is None or not manifest["complete"]:
-            return None
-        return self.results.read_text(job.id, "output.log")
-
-    def raise_for_failure(self, job_id: str) -> None:
-        """Raise why a job has no results: its remote traceback (the collected copy first)."""
-        job = self.job(job_id)
-        stored = self.results.read_text(job.id, collect.ERROR_FILE) if job.is_terminal else None
-        results.raise_for_failure(self._transport_of(job), job, stored)
-
-    def _transport_of(self, job: GPUJob) -> Transport:
+    def transport_of(self, job: GPUJob) -> Transport:
         return self.transport(self.clusters.get(job.cluster))
 
 

@@ -44,26 +44,26 @@ class JobHandle:
 
     def fetch(self) -> dict[str, Any]:
         """The ``--outputs`` variables of a completed job; a failed one raises its error."""
-        return self._client.outputs(self.id)
+        return self._client.results.outputs(self.id)
 
     @property
     def outputs(self) -> dict[str, Any]:
         """The ``--outputs`` variables, from the local results store (collected on first use)."""
-        return self._client.outputs(self.id)
+        return self._client.results.outputs(self.id)
 
     def files(self) -> list[dict]:
         """Collected files: path, size, sha256, kind (variable/model/checkpoint/plot/log/...)
         and ``fetched`` (False: listed only, ``--fetch manual``; ``load`` brings it)."""
-        return self._client.files(self.id)
+        return self._client.results.files(self.id)
 
     def load(self, name: str):
         """Load a collected file (``outputs/`` may be left out): numpy, torch, safetensors,
         pickle or JSON by extension; any other file: its local path."""
-        return self._client.load(self.id, name)
+        return self._client.results.load(self.id, name)
 
     def path(self, name: str):
         """The local path of a collected file (downloaded now if it was not yet)."""
-        return self._client.local_path(self.id, name)
+        return self._client.results.local_path(self.id, name)
 
     def metrics(self):
         """Parsed metric series, one row per step: a pandas DataFrame when pandas is installed."""

@@ -191,8 +191,8 @@ class GPUMagics(Magics):
         """Wait, then load the outputs into the namespace (or raise why there are none)."""
         job = self.client.wait(job_id, timeout)
         if job.status != JobStatus.COMPLETED:
-            self.client.raise_for_failure(job_id)
-        values = self.client.outputs(job_id)
+            self.client.results.raise_for_failure(job_id)
+        values = self.client.results.outputs(job_id)
         self.shell.user_ns.update(values)
         if values:
             names = ", ".join(f"{k} ({type(v).__name__})" for k, v in values.items())
@@ -268,7 +268,7 @@ class GPUMagics(Magics):
             self._finish(job.id, opts.timeout)
             return
         if job.status != JobStatus.COMPLETED:
-            self.client.raise_for_failure(job.id)
+            self.client.results.raise_for_failure(job.id)
         self._finish(job.id, timeout=0)
 
     # -- clusters -------------------------------------------------------------------------

@@ -11,23 +11,12 @@ import cloudpickle
 from . import jobdir
 from .errors import GPUMagicError, JobStateError, RemoteJobError, TransferError
 from .jobdir import JobDir
-from .models import GPUJob, JobStatus
+from .models import GPUJob
 from .transport.base import Transport
 
 
 def folder_of(job: GPUJob) -> JobDir:
     return JobDir(PurePosixPath(job.remote_dir))
-
-
-def read_outputs(transport: Transport, job: GPUJob) -> dict[str, Any]:
-    """Unpickle every ``--outputs`` variable; a failed job raises its remote error instead."""
-    if job.status != JobStatus.COMPLETED:
-        raise_for_failure(transport, job)
-    folder = folder_of(job)
-    values = {}
-    for name in job.request.outputs:
-        values[name] = unpickle(job, name, transport.read_file(str(folder.output_pickle(name))))
-    return values
 
 
 def unpickle(job: GPUJob, name: str, data: bytes) -> Any:

@@ -59,7 +59,7 @@ def test_model_file_round_trip(env):
     assert job.load("outputs/config.json") == {"lr": 0.1}
     assert job.load("plot.png") == job.path("plot.png")  # no loader: the local path
     assert job.outputs["y"] == 42
-    folder = env.client.results.folder(job.id)
+    folder = env.client.results.store.folder(job.id)
     for entry in files.values():  # every copy is verified and nothing partial is visible
         assert entry["fetched"]
         assert sha(folder / entry["path"]) == entry["sha256"]
@@ -75,7 +75,7 @@ def test_glob_and_exclude_choose_the_outputs(env):
     assert {"outputs/model.npy", "outputs/ckpt/step1.pt", "outputs/y.pkl"} <= paths
     assert {"output.log", "metrics.jsonl"} & paths
     assert not {"outputs/plot.png", "outputs/config.json", "outputs/ckpt/big_step2.pt"} & paths
-    assert not (env.client.results.folder(job.id) / "outputs/plot.png").exists()
+    assert not (env.client.results.store.folder(job.id) / "outputs/plot.png").exists()
 
 
 def test_manual_fetch_brings_big_files_only_when_asked(env):
@@ -83,7 +83,7 @@ def test_manual_fetch_brings_big_files_only_when_asked(env):
     files = {f["path"]: f for f in job.files()}
     assert files["outputs/y.pkl"]["fetched"] and files["output.log"]["fetched"]
     assert not files["outputs/model.npy"]["fetched"]
-    local = env.client.results.folder(job.id) / "outputs/model.npy"
+    local = env.client.results.store.folder(job.id) / "outputs/model.npy"
     assert not local.exists()
     np.testing.assert_array_equal(job.load("model.npy"), np.arange(12.0).reshape(3, 4))
     assert local.exists()
@@ -119,7 +119,7 @@ def test_symlinks_and_escapes_are_refused(env, tmp_path):
         "open('../outputs/fine.txt', 'w').write('ok')\n"
     )
     job = submit(env, code)
-    manifest = env.client.collect(job.id)
+    manifest = env.client.results.collect(job.id)
     refused = {r["path"]: r["why"] for r in manifest["refused"]}
     assert refused == {
         "outputs/escape.txt": "symlink",
@@ -128,7 +128,7 @@ def test_symlinks_and_escapes_are_refused(env, tmp_path):
     }
     paths = {f["path"] for f in job.files()}
     assert "outputs/fine.txt" in paths and not set(refused) & paths
-    folder = env.client.results.folder(job.id)
+    folder = env.client.results.store.folder(job.id)
     assert not (folder / "outputs/escape.txt").exists()
     assert not (folder / "outputs/elsewhere").exists()
 
@@ -223,7 +223,7 @@ def test_a_failed_jobs_traceback_outlives_its_remote_folder(env):
     )
     job = env.client.submit(request, {}, cwd=env.cwd)
     assert job.wait(timeout=60).status == JobStatus.FAILED
-    manifest = env.client.collect(job.id)
+    manifest = env.client.results.collect(job.id)
     kinds = {f["path"]: f["kind"] for f in manifest["files"]}
     assert kinds["state/error.json"] == "error"
     env.transport().check("rm", "-rf", job.job.remote_dir)

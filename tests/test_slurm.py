@@ -183,7 +183,7 @@ def test_job_array_runs_each_folder(client, slurm_env):
     for job, launched in zip(jobs, submitted, strict=True):
         client._save(submission.mark(job, launched.status, scheduler_id=launched.scheduler_id))
     assert [client.wait(j.id, timeout=60).status for j in jobs] == [JobStatus.COMPLETED] * 3
-    assert [client.outputs(j.id)["y"] for j in jobs] == [0, 10, 20]
+    assert [client.results.outputs(j.id)["y"] for j in jobs] == [0, 10, 20]
 
 
 def test_login_node_path_with_local_transport(slurm, tmp_path):

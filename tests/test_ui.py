@@ -132,6 +132,7 @@ class FakeClient:
         )
         self.cancelled: list[str] = []
         self.outputs_value: dict | Exception = {"model": "M", "history": [1, 2]}
+        self.results = SimpleNamespace(outputs=self.outputs)
 
     def cancel(self, job_id):
         self.cancelled.append(job_id)

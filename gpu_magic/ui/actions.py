@@ -79,13 +79,13 @@ class Actions:
     def on_fetch(self, _button=None) -> None:
         self.say("fetching results…")
         try:
-            values = self.panel.client.outputs(self.panel.job_id)
+            values = self.panel.client.results.outputs(self.panel.job_id)
         except Exception as exc:
             self.say(f"fetch failed: {exc}", error=True)
             return
         namespace = self.namespace if self.namespace is not None else user_namespace()
         if namespace is None:
-            self.say("no notebook namespace to load into; use client.outputs(job_id)", error=True)
+            self.say("no notebook namespace to load into; use job.outputs", error=True)
             return
         namespace.update(values)
         names = ", ".join(sorted(values))

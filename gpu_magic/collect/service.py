@@ -1,0 +1,136 @@
+"""``ResultsService``: a finished job's results for the kernel, from the local results store.
+
+Collection runs once per job (on a background thread when the job ends with ``--fetch auto``,
+else on first use); afterwards outputs, files, the log and the traceback are read locally, so
+they keep working after the host's job folder is gone.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .. import results
+from ..errors import GPUMagicError, JobStateError, TransferError
+from ..models import GPUJob, JobStatus
+from ..monitoring.feed import TAILED, JobFeed
+from ..schedulers.folder_probe import Chunk, FolderState
+from .collector import collect, fetch_file
+from .loaders import load
+from .plan import ERROR_FILE
+from .store import ResultsStore
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..api import Client
+
+
+class ResultsService:
+    """One per ``Client``; thread-safe (one collection at a time per job)."""
+
+    def __init__(self, client: Client):
+        self.client = client
+        self.store = ResultsStore(client.settings.results_path)
+        self._lock = threading.Lock()
+        self._job_locks: dict[str, threading.Lock] = {}
+        self._threads: list[threading.Thread] = []
+        self.errors: dict[str, str] = {}  # job id -> why background collection failed
+
+    def close(self, timeout: float) -> None:
+        for thread in list(self._threads):
+            thread.join(timeout=timeout)
+
+    def collect_in_background(self, job_id: str) -> None:
+        """Collect a job that just ended on a thread of its own (never blocks a monitor tick)."""
+
+        def work():
+            try:
+                self.collect(job_id)
+                self.errors.pop(job_id, None)
+            except GPUMagicError as exc:  # the next access (job.files(), ...) tries again
+                self.errors[job_id] = str(exc)
+
+        thread = threading.Thread(target=work, name=f"gpu_magic-collect-{job_id}", daemon=True)
+        with self._lock:
+            self._threads = [t for t in self._threads if t.is_alive()] + [thread]
+        thread.start()
+
+    def collect(self, job_id: str, *, again: bool = False) -> dict:
+        """The manifest of a finished job's collected results, collecting them first if needed."""
+        job = self.client.store.find(job_id)
+        with self._job_lock(job.id):
+            manifest = self.store.manifest(job.id)
+            if manifest is not None and manifest["complete"] and not again:
+                return manifest
+            job = self.client.job(job.id)
+            if not job.is_terminal:
+                raise JobStateError(f"job {job.id} is {job.status}; results come when it ends")
+            cluster = self.client.clusters.get(job.cluster)
+            transport = self.client.transport(cluster)
+            return collect(transport, cluster.interpreter, job, self.store)
+
+    def files(self, job_id: str) -> list[dict]:
+        """The collected files: path, size, sha256, kind and whether it is here (fetched)."""
+        return self.collect(job_id)["files"]
+
+    def local_path(self, job_id: str, name: str) -> Path:
+        """The local copy of a collected file (``outputs/`` may be left out), fetched if needed."""
+        job = self.client.store.find(job_id)
+        paths = [e["path"] for e in self.collect(job.id)["files"]]
+        rel = next((p for p in (name, f"outputs/{name}") if p in paths), None)
+        if rel is None:
+            raise TransferError(f"job {job.id} has no collected file {name!r} (see job.files())")
+        with self._job_lock(job.id):
+            return fetch_file(self.client.transport_of(job), job, self.store, rel)
+
+    def load(self, job_id: str, name: str) -> Any:
+        """A collected file loaded by its extension (numpy, torch, safetensors, pickle, JSON);
+        any other file: its local path."""
+        return load(self.local_path(job_id, name))
+
+    def outputs(self, job_id: str) -> dict[str, Any]:
+        """The ``--outputs`` variables of a completed job, from the results store."""
+        job = self.client.job(job_id)
+        if job.status != JobStatus.COMPLETED:
+            self.raise_for_failure(job.id)
+        fetched = {e["path"] for e in self.files(job.id) if e["fetched"]}
+        values = {}
+        for name in job.request.outputs:
+            rel = f"outputs/{name}.pkl"
+            if rel not in fetched:
+                raise TransferError(f"job {job.id} did not write its output {name!r}")
+            values[name] = results.unpickle(job, name, self.store.path(job.id, rel).read_bytes())
+        return values
+
+    def raise_for_failure(self, job_id: str) -> None:
+        """Raise why a job has no results: its remote traceback (the collected copy first)."""
+        job = self.client.job(job_id)
+        stored = self.store.read_text(job.id, ERROR_FILE) if job.is_terminal else None
+        results.raise_for_failure(self.client.transport_of(job), job, stored)
+
+    def collected_log(self, job: GPUJob) -> str | None:
+        """The collected ``output.log`` of a finished job (None before collection)."""
+        if not self._complete(job):
+            return None
+        return self.store.read_text(job.id, "output.log")
+
+    def feed(self, job: GPUJob) -> JobFeed | None:
+        """A finished, collected job's telemetry rebuilt from the store (None before)."""
+        if not self._complete(job):
+            return None
+        feed = JobFeed(job)
+        files = {}
+        for name in TAILED:
+            local = self.store.folder(job.id) / name
+            data = local.read_bytes() if local.exists() else b""
+            files[name] = Chunk(0, len(data), data)
+        feed.apply(job, FolderState(exists=True, files=files))
+        return feed
+
+    def _complete(self, job: GPUJob) -> bool:
+        manifest = self.store.manifest(job.id) if job.is_terminal else None
+        return manifest is not None and manifest["complete"]
+
+    def _job_lock(self, job_id: str) -> threading.Lock:
+        with self._lock:
+            return self._job_locks.setdefault(job_id, threading.Lock())
