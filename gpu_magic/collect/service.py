@@ -8,6 +8,7 @@ they keep working after the host's job folder is gone.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +20,7 @@ from ..schedulers.folder_probe import Chunk, FolderState
 from .collector import collect, fetch_file
 from .loaders import load
 from .plan import ERROR_FILE
+from .progress import TransferProgress
 from .store import ResultsStore
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -35,6 +37,22 @@ class ResultsService:
         self._job_locks: dict[str, threading.Lock] = {}
         self._threads: list[threading.Thread] = []
         self.errors: dict[str, str] = {}  # job id -> why background collection failed
+        self._transfers: dict[str, TransferProgress] = {}
+
+    def transfer(self, job_id: str) -> TransferProgress | None:
+        """The job's collection or fetch in progress (or the last one), for progress bars."""
+        return self._transfers.get(job_id)
+
+    def _tracked(self, job_id: str, transfer: Callable[[TransferProgress], Any]) -> Any:
+        """Run ``transfer`` with a fresh progress that observers can find and see end."""
+        progress = self._transfers[job_id] = TransferProgress()
+        try:
+            result = transfer(progress)
+        except GPUMagicError as exc:
+            progress.end(error=str(exc))
+            raise
+        progress.end()
+        return result
 
     def close(self, timeout: float) -> None:
         for thread in list(self._threads):
@@ -67,7 +85,9 @@ class ResultsService:
                 raise JobStateError(f"job {job.id} is {job.status}; results come when it ends")
             cluster = self.client.clusters.get(job.cluster)
             transport = self.client.transport(cluster)
-            return collect(transport, cluster.interpreter, job, self.store)
+            return self._tracked(
+                job.id, lambda p: collect(transport, cluster.interpreter, job, self.store, p)
+            )
 
     def files(self, job_id: str) -> list[dict]:
         """The collected files: path, size, sha256, kind and whether it is here (fetched)."""
@@ -81,7 +101,11 @@ class ResultsService:
         if rel is None:
             raise TransferError(f"job {job.id} has no collected file {name!r} (see job.files())")
         with self._job_lock(job.id):
-            return fetch_file(self.client.transport_of(job), job, self.store, rel)
+            entry = self.store.entry(job.id, rel)
+            if entry is not None and entry["fetched"]:
+                return self.store.path(job.id, rel)
+            transport = self.client.transport_of(job)
+            return self._tracked(job.id, lambda p: fetch_file(transport, job, self.store, rel, p))
 
     def load(self, job_id: str, name: str) -> Any:
         """A collected file loaded by its extension (numpy, torch, safetensors, pickle, JSON);
