@@ -30,9 +30,11 @@ from harness.fixtures import make_settings  # noqa: E402
 from harness.sshd import SSHServer  # noqa: E402
 
 from gpu_magic.clusters import ClusterConfig  # noqa: E402
+from gpu_magic.collect import ResultsStore, collect  # noqa: E402
 from gpu_magic.collect.download import download  # noqa: E402
 from gpu_magic.collect.download import file_sha256 as sha256  # noqa: E402
 from gpu_magic.jobdir import JobDir  # noqa: E402
+from gpu_magic.models import GPUJob, GPUJobRequest  # noqa: E402
 from gpu_magic.packaging.bundle import Bundle  # noqa: E402
 from gpu_magic.packaging.upload import upload_bundle  # noqa: E402
 from gpu_magic.transport.base import quote_argv  # noqa: E402
@@ -75,6 +77,24 @@ def median_seconds(fn: Callable[[int], None], runs: int, reset: Callable[[], Non
         fn(run)
         samples.append(time.perf_counter() - start)
     return statistics.median(samples)
+
+
+def paired_ratio(
+    ours: Callable[[], None], theirs: Callable[[], None], runs: int, reset: Callable[[], None]
+) -> float:
+    """Median over runs of theirs/ours time (> 1: ours is faster), the two run back to back
+    in each run, so a machine whose load drifts during the bench skews both alike."""
+    ratios = []
+    for run in range(runs):
+        pair = [(theirs, 0), (ours, 1)] if run % 2 == 0 else [(ours, 1), (theirs, 0)]
+        seconds = [0.0, 0.0]
+        for fn, slot in pair:
+            reset()
+            start = time.perf_counter()
+            fn()
+            seconds[slot] = time.perf_counter() - start
+        ratios.append(seconds[0] / seconds[1])
+    return statistics.median(ratios)
 
 
 def fresh_dir(path: Path) -> Callable[[], None]:
@@ -142,17 +162,91 @@ def bench_download(b: Bench, size: int, runs: int) -> list[tuple[str, float]]:
     reset = fresh_dir(dst_dir)
 
     def verified(_run: int) -> None:
-        """Results collection's path: sha256 on the host, .partial download, check, rename."""
-        digest = b.transport.check("sha256sum", str(src)).text.split()[0]
-        download(b.transport, str(src), dst, dst_dir / ".partial" / "big.bin", size, digest)
+        """download(): the host's sha256sum runs while the bytes move into a .partial file
+        (hashed as written), then check and rename."""
 
+        def host_sha256() -> str:
+            return b.transport.check("sha256sum", "--", str(src)).text.split()[0]
+
+        download(b.transport, str(src), dst, dst_dir / ".partial" / "big.bin", size, host_sha256)
+
+    job = job_folder(b.work / "job-big", {"big.bin": src})
+    store = ResultsStore(b.work / "results-big")
     rows = [
         ("OpenSSH scp get", median_seconds(lambda _: b.scp(b.remote(src), str(dst)), runs, reset)),
         ("get_file", median_seconds(lambda _: b.transport.get_file(str(src), dst), runs, reset)),
         ("download() verified", median_seconds(verified, runs, reset)),
+        (
+            "collect() verified",
+            median_seconds(collection(b, job, store), runs, fresh_dir(store.root)),
+        ),
     ]
     assert sha256(dst) == sha256(src), "download corrupted"
-    return [(name, size / 1e6 / seconds) for name, seconds in rows]
+    assert sha256(store.path(job.id, "outputs/big.bin")) == sha256(src), "collect corrupted"
+    ratio = paired_ratio(
+        lambda: collection(b, job, store)(0),
+        lambda: b.scp(b.remote(src), str(dst)),
+        max(runs, 5),
+        both(reset, fresh_dir(store.root)),
+    )
+    return [(name, size / 1e6 / seconds) for name, seconds in rows], ratio
+
+
+def both(*resets: Callable[[], None]) -> Callable[[], None]:
+    return lambda: [reset() for reset in resets] and None
+
+
+def job_folder(folder: Path, outputs: dict[str, Path]) -> GPUJob:
+    """A finished job's folder on the host whose outputs/ holds ``outputs`` (hard links)."""
+    (folder / "outputs").mkdir(parents=True)
+    (folder / "output.log").write_text("done\n")
+    for name, path in outputs.items():
+        os.link(path, folder / "outputs" / name)
+    request = GPUJobRequest.create(code="pass")
+    return GPUJob(id=folder.name, request=request, cluster="bench", remote_dir=str(folder))
+
+
+def collection(b: Bench, job: GPUJob, store: ResultsStore) -> Callable[[int], None]:
+    """Results collection end to end: listing on the host, transfer, sha256 checks, manifest."""
+
+    def run(_run: int) -> None:
+        manifest = collect(b.transport, sys.executable, job, store)
+        assert all(entry["fetched"] for entry in manifest["files"])
+
+    return run
+
+
+def bench_small_download(b: Bench, count: int, size: int, runs: int) -> list[tuple[str, float]]:
+    """sftp -b get of ``count`` small files vs collecting a job that left them in outputs/."""
+    src = b.work / "small"  # written by bench_small_files
+    names = sorted(p.name for p in src.iterdir())
+    dst = b.work / "small-down"
+    job = job_folder(b.work / "job-small", {name: src / name for name in names})
+    store = ResultsStore(b.work / "results-small")
+
+    def get_each(_run: int) -> None:
+        for name in names:
+            b.transport.get_file(str(src / name), dst / name)
+
+    sftp = f"lcd {dst}\ncd {src}\nget *\n"
+    rows = [
+        ("OpenSSH sftp -b get", median_seconds(lambda _: b.sftp_batch(sftp), runs, fresh_dir(dst))),
+        ("get_file per file", median_seconds(get_each, runs, fresh_dir(dst))),
+        (
+            "collect() verified",
+            median_seconds(collection(b, job, store), runs, fresh_dir(store.root)),
+        ),
+    ]
+    landed = store.folder(job.id) / "outputs"
+    assert sorted(p.name for p in landed.iterdir()) == names
+    assert all((landed / n).read_bytes() == (src / n).read_bytes() for n in names)
+    ratio = paired_ratio(
+        lambda: collection(b, job, store)(0),
+        lambda: b.sftp_batch(sftp),
+        max(runs, 5),
+        both(fresh_dir(dst), fresh_dir(store.root)),
+    )
+    return [(name, count * size / 1e6 / seconds) for name, seconds in rows], ratio
 
 
 def bench_small_files(b: Bench, count: int, size: int, runs: int) -> list[tuple[str, float]]:
@@ -229,8 +323,13 @@ def main() -> None:
             small = bench_small_files(b, args.small, 10_000, args.runs)
             print_table(f"upload, {args.small} x 10 KB files", small)
             if not args.skip_download:
-                rows = bench_download(b, size, args.runs)
+                rows, big = bench_download(b, size, args.runs)
                 print_table(f"download, one {args.size_mb} MB file", rows)
+                many, small = bench_small_download(b, args.small, 10_000, args.runs)
+                print_table(f"download, {args.small} x 10 KB files", many)
+                print("\nverified collection, paired runs (targets: >= 1.0x, >= 2.0x)")
+                print(f"  one {args.size_mb} MB file vs OpenSSH scp get:   {big:.2f}x")
+                print(f"  {args.small} x 10 KB files vs OpenSSH sftp -b get: {small:.2f}x")
             transport.close()
 
 

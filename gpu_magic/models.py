@@ -18,6 +18,20 @@ GIT_URL = re.compile(r"^(https?://|ssh://|git://|file://|[\w.-]+@[\w.-]+:|/)[^\s
 GIT_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_./-]{0,199}$")
 
 
+SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(I?)B?\s*$", re.IGNORECASE)
+SIZE_UNITS = {"": 0, "K": 1, "M": 2, "G": 3, "T": 4}
+
+
+def parse_size(text: str) -> int:
+    """Bytes in ``"500MB"``, ``"1.5G"``, ``"2GiB"``, ``"4096"``: K/M/G/T are powers of 1000,
+    KiB/MiB/GiB/TiB of 1024 (how disk and download sizes are usually shown)."""
+    match = SIZE.match(text)
+    if not match or (match[3] and not match[2]):
+        raise ValueError(f"not a size: {text!r} (e.g. 500MB, 2GiB or a number of bytes)")
+    base = 1024 if match[3] else 1000
+    return int(float(match[1]) * base ** SIZE_UNITS[match[2].upper()])
+
+
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -102,6 +116,9 @@ class GPUJobRequest(BaseModel):
     fetch: Literal["auto", "manual"] = "auto"
     """auto: collect everything selected when the job ends; manual: only log, metrics and
     output variables, other files when asked for (``job.load``)."""
+    fetch_limit: int | None = Field(default=None, ge=0)
+    """With fetch auto, files bigger than this many bytes (``"500MB"``, ``"2GiB"`` accepted)
+    are listed but downloaded only when asked for, like fetch manual's."""
     outputs_glob: tuple[str, ...] = ()
     """Which files under outputs/ to collect (all when empty); ``exclude`` removes some."""
     exclude: tuple[str, ...] = ()
@@ -115,6 +132,11 @@ class GPUJobRequest(BaseModel):
         if len(set(names)) != len(names):
             raise ValueError("a variable is named twice")
         return names
+
+    @field_validator("fetch_limit", mode="before")
+    @classmethod
+    def _size(cls, value):
+        return parse_size(value) if isinstance(value, str) else value
 
     @field_validator("outputs_glob", "exclude")
     @classmethod

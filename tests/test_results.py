@@ -170,9 +170,9 @@ def test_an_interrupted_download_resumes_verified(ssh_env, tmp_path):
     offsets, killed = [], []
 
     class Spy(LocalTransport):
-        def get_file(self, remote, local, *, offset=0, progress=None):
+        def get_file(self, remote, local, *, offset=0, progress=None, digest=None):
             offsets.append(offset)
-            return real.get_file(remote, local, offset=offset, progress=progress)
+            return real.get_file(remote, local, offset=offset, progress=progress, digest=digest)
 
     def kill_midway(n, moved=[0]):  # noqa: B006 - a counter shared across calls
         moved[0] += n

@@ -648,3 +648,69 @@ def test_transport_needs_a_host(ssh_env):
 
     with pytest.raises(ConfigError):
         SSHTransport(ssh_env.cluster.model_copy(update={"host": None}), ssh_env.settings)
+
+
+# -- stream_from: a command's stdout as a stream (tar of many small files) ---------------------
+
+
+def test_stream_from_yields_stdout_byte_for_byte_past_the_window(ssh_env):
+    data = os.urandom(5_000_000)  # more than paramiko's 2 MB window
+    source = ssh_env.remote_dir / "data.bin"
+    source.write_bytes(data)
+    noise = "head -c 300000 /dev/zero >&2"  # stderr shares the window: it must not stall stdout
+    t = ssh_env.transport()
+    with t.stream_from(f"{noise}; cat {source}; {noise}") as stream:
+        got = stream.read()
+    assert got == data
+
+
+def test_stream_from_drains_what_the_caller_left_unread(ssh_env):
+    t = ssh_env.transport()
+    done = ssh_env.remote_dir / "done"
+    with t.stream_from(f"head -c 20000000 /dev/zero; touch {done}") as stream:
+        assert stream.read(10) == b"\0" * 10
+    assert done.exists()  # the command ran to its end: it was not left blocked on a full window
+    assert t.run("echo still-fine").text == "still-fine\n"
+
+
+def test_stream_from_reports_the_commands_failure(ssh_env):
+    t = ssh_env.transport()
+    with (
+        pytest.raises(RemoteCommandError) as info,
+        t.stream_from("echo partial; echo why >&2; exit 4") as s,
+    ):
+        assert s.read() == b"partial\n"
+    assert info.value.exit_code == 4 and "why" in info.value.stderr
+    assert t.run("echo still-fine").text == "still-fine\n"
+
+
+def test_a_stream_from_cut_off_by_a_dropped_connection_is_a_connection_error(ssh_env, fresh_sshd):
+    server, cluster = fresh_sshd()
+    t = ssh_env.transport(cluster)
+    got = 0
+    with (
+        pytest.raises(ClusterConnectionError, match="connection"),
+        t.stream_from("head -c 500000000 /dev/zero") as stream,
+    ):
+        while chunk := stream.read(1 << 16):
+            got += len(chunk)
+            if got >= 1 << 20 and server.connection_pids():
+                server.kill_connections()
+    assert got < 500_000_000  # it ended early, and said so
+    assert t.run("echo back").text == "back\n"
+
+
+def test_a_failure_in_the_callers_block_is_blamed_on_a_dropped_connection(ssh_env, fresh_sshd):
+    """A reader that trips over the truncated data sees its own error: the cause is named."""
+    server, cluster = fresh_sshd()
+    t = ssh_env.transport(cluster)
+    with (
+        pytest.raises(ClusterConnectionError) as info,
+        t.stream_from("head -c 500000000 /dev/zero") as s,
+    ):
+        s.read(1 << 20)
+        server.kill_connections()
+        while s.read(1 << 16):
+            pass
+        raise ValueError("short read")
+    assert isinstance(info.value.__cause__, ValueError)

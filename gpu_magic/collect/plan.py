@@ -1,7 +1,8 @@
 """What to bring back: the host's listing (one round trip), checked, classified and selected.
 
-The listing is computed on the host by ``gpu_magic/remote/listing.py`` (size and sha256 of every
-regular file; symlinks and escapes refused there). Its paths are checked again here: a path that
+The listing is computed on the host by ``gpu_magic/remote/listing.py`` (size of every regular
+file, and the sha256 of the small ones: a big file's is computed while it downloads, see
+``hash_command``; symlinks and escapes refused there). Its paths are checked again here: a path that
 is absolute, has ``..`` or ``.`` parts, or is not one of the collected names is refused, so a
 hostile or broken host cannot make us write outside the job's results folder.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import shlex
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -26,11 +28,16 @@ MODEL_SUFFIXES = {".pt", ".pth", ".safetensors", ".npy", ".npz", ".onnx", ".h5",
 PLOT_SUFFIXES = {".png", ".jpg", ".jpeg", ".svg", ".pdf", ".html"}
 
 
+TAR_COMMAND_BYTES = 64 * 1024
+"""Names per tar command: sshd hands the whole command line to ``sh -c`` as ONE argument, and
+Linux caps one argument at 128 KiB (the listing script itself takes ~4 KiB of it)."""
+
+
 @dataclass(frozen=True)
 class RemoteFile:
     path: str  # relative to the job folder, POSIX
     size: int
-    sha256: str
+    sha256: str | None  # None for a big file: hashed on the host while it downloads
     kind: str
 
 
@@ -40,7 +47,7 @@ def list_remote(transport: Transport, interpreter: str, job: GPUJob) -> tuple[li
     text = transport.run(command).check().text
     try:
         data = json.loads(text)
-        raw = [(str(p), int(s), str(h)) for p, s, h in data["files"]]
+        raw = [(str(p), int(s), None if h is None else str(h)) for p, s, h in data["files"]]
         refused = [(str(p), str(why)) for p, why in data["refused"]]
     except (ValueError, KeyError, TypeError):
         raise TransferError(f"unreadable listing of {job.remote_dir}: {text[:200]!r}") from None
@@ -52,6 +59,29 @@ def list_remote(transport: Transport, interpreter: str, job: GPUJob) -> tuple[li
         else:
             files.append(RemoteFile(path, size, digest, kind_of(path, job)))
     return files, refused
+
+
+def hash_command(interpreter: str | None, remote: str) -> str:
+    """The host's sha256 of one file: our script when we know the interpreter, else coreutils."""
+    if interpreter is None:
+        return quote_argv("sha256sum", "--", remote)
+    return quote_argv(interpreter, "-c", LISTING_SOURCE, "--sha256", remote)
+
+
+def tar_commands(interpreter: str, job: GPUJob, rels: list[str]) -> list[tuple[str, list[str]]]:
+    """``(command, rels)`` batches that each stream a tar of their files from the job folder."""
+    batches, batch, used = [], [], 0
+    for rel in rels:
+        cost = len(shlex.quote(rel)) + 1
+        if batch and used + cost > TAR_COMMAND_BYTES:
+            batches.append(batch)
+            batch, used = [], 0
+        batch.append(rel)
+        used += cost
+    if batch:
+        batches.append(batch)
+    head = (interpreter, "-c", LISTING_SOURCE, "--tar", job.remote_dir)
+    return [(quote_argv(*head, *batch), batch) for batch in batches]
 
 
 def unsafe(path: str) -> str | None:
@@ -100,5 +130,9 @@ def selected(f: RemoteFile, job: GPUJob) -> bool:
 
 
 def eager(f: RemoteFile, job: GPUJob) -> bool:
-    """Downloaded at collection; with --fetch manual only the small essentials are."""
-    return job.request.fetch == "auto" or f.kind in ("log", "metrics", "variable", "error")
+    """Downloaded at collection: the essentials always; others with --fetch auto, unless they
+    are bigger than --fetch-limit (those wait for ``job.load``/``job.path``)."""
+    if f.kind in ("log", "metrics", "variable", "error"):
+        return True
+    limit = job.request.fetch_limit
+    return job.request.fetch == "auto" and (limit is None or f.size <= limit)

@@ -6,18 +6,26 @@ Commands are shell strings built only from our own templates and ``shlex.quote``
 
 from __future__ import annotations
 
+import io
 import shlex
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from ..errors import RemoteCommandError
 
 Progress = Callable[[int], None]
 """Called with the number of bytes just moved."""
+
+
+class Digest(Protocol):
+    """What ``get_file`` feeds every written chunk to (a ``hashlib`` object): hashing while the
+    bytes arrive spares re-reading a multi-GB download to verify it."""
+
+    def update(self, data: bytes, /) -> None: ...
 
 
 def quote_argv(*argv: str) -> str:
@@ -65,6 +73,17 @@ class Transport(ABC):
     def stream_to(self, command: str) -> AbstractContextManager[BinaryIO]:
         """Run ``command`` with a writable stdin; on exit close stdin, wait, raise if it failed."""
 
+    @contextmanager
+    def stream_from(self, command: str) -> Iterator[BinaryIO]:
+        """Run ``command`` and yield its stdout as a readable stream (e.g. a tar of many small
+        files: one round trip instead of one per file). On exit the rest of stdout is drained
+        and the command waited for: ``RemoteCommandError`` when it exited non-zero,
+        ``ClusterConnectionError`` when the connection dropped (also when the caller's block
+        failed because of it). This default holds all of stdout in memory; the real
+        transports stream it."""
+        result = self.run(command).check()
+        yield io.BytesIO(result.stdout)
+
     @abstractmethod
     def put_file(self, local: Path, remote: str, *, progress: Progress | None = None) -> str:
         """Copy one file to ``remote`` (parent must exist). Returns the sha256 of what was sent."""
@@ -79,10 +98,17 @@ class Transport(ABC):
 
     @abstractmethod
     def get_file(
-        self, remote: str, local: Path, *, offset: int = 0, progress: Progress | None = None
+        self,
+        remote: str,
+        local: Path,
+        *,
+        offset: int = 0,
+        progress: Progress | None = None,
+        digest: Digest | None = None,
     ) -> None:
         """Copy one remote file to ``local``; ``offset > 0`` resumes: ``local`` keeps its first
-        ``offset`` bytes and the rest of the remote file from ``offset`` is appended."""
+        ``offset`` bytes and the rest of the remote file from ``offset`` is appended.
+        ``digest.update`` sees every byte written, in order (not the kept prefix)."""
 
     @abstractmethod
     def home(self) -> str:
@@ -119,3 +145,15 @@ def open_target(local: Path, offset: int) -> BinaryIO:
 def iter_chunks(stream: BinaryIO, size: int) -> Iterator[bytes]:
     while chunk := stream.read(size):
         yield chunk
+
+
+def copy_chunks(
+    chunks: Iterable[bytes], dst: BinaryIO, progress: Progress | None, digest: Digest | None
+) -> None:
+    """Write ``chunks`` to ``dst``, hashing and reporting each one as it is written."""
+    for chunk in chunks:
+        dst.write(chunk)
+        if digest is not None:
+            digest.update(chunk)
+        if progress:
+            progress(len(chunk))

@@ -14,7 +14,15 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ..errors import RemoteCommandError, TransferError, WaitTimeoutError
-from .base import CommandResult, Progress, Transport, iter_chunks, open_target
+from .base import (
+    CommandResult,
+    Digest,
+    Progress,
+    Transport,
+    copy_chunks,
+    iter_chunks,
+    open_target,
+)
 
 CHUNK = 1 << 20
 
@@ -59,6 +67,29 @@ class LocalTransport(Transport):
                     command, proc.returncode, errors.read().decode(errors="replace")
                 )
 
+    @contextmanager
+    def stream_from(self, command: str) -> Iterator[BinaryIO]:
+        with tempfile.TemporaryFile() as errors:
+            proc = subprocess.Popen(
+                ["/bin/sh", "-c", command],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=errors,
+                cwd=self.home(),
+            )
+            try:
+                yield proc.stdout
+                while proc.stdout.read(CHUNK):  # unread output would block the command
+                    pass
+            finally:
+                proc.stdout.close()  # a command still writing gets SIGPIPE instead of hanging
+                proc.wait()
+            if proc.returncode != 0:
+                errors.seek(0)
+                raise RemoteCommandError(
+                    command, proc.returncode, errors.read().decode(errors="replace")
+                )
+
     def put_file(self, local: Path, remote: str, *, progress: Progress | None = None) -> str:
         digest = hashlib.sha256()
         try:
@@ -88,15 +119,18 @@ class LocalTransport(Transport):
             raise TransferError(f"cannot read {remote}: {exc}") from exc
 
     def get_file(
-        self, remote: str, local: Path, *, offset: int = 0, progress: Progress | None = None
+        self,
+        remote: str,
+        local: Path,
+        *,
+        offset: int = 0,
+        progress: Progress | None = None,
+        digest: Digest | None = None,
     ) -> None:
         try:
             with open(remote, "rb") as src, open_target(local, offset) as dst:
                 src.seek(offset)
-                for chunk in iter_chunks(src, CHUNK):
-                    dst.write(chunk)
-                    if progress:
-                        progress(len(chunk))
+                copy_chunks(iter_chunks(src, CHUNK), dst, progress, digest)
         except OSError as exc:
             raise TransferError(f"cannot copy {remote} to {local}: {exc}") from exc
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
 import stat
 import threading
 import time
@@ -43,14 +44,35 @@ from ..errors import (
     TransferError,
     WaitTimeoutError,
 )
-from .base import CommandResult, Progress, Transport, iter_chunks, open_target
-from .sshchannel import ChannelWriter, Reader, answers, collect
+from .base import (
+    CommandResult,
+    Digest,
+    Progress,
+    Transport,
+    copy_chunks,
+    iter_chunks,
+    open_target,
+)
+from .sshchannel import (
+    ChannelReader,
+    ChannelWriter,
+    Reader,
+    answers,
+    collect,
+    connection_lost,
+)
 from .sshconfig import load_ssh_config, resolve
 from .sshconnect import WIRE_ERRORS, Connection, Connector, describe
 
 SFTP_REQUEST = 255 * 1024
 """OpenSSH's sftp-server accepts messages up to 256 KiB; 255 KiB of data leaves room for headers."""
 RECV_CHUNK = 1 << 16
+FULL_READS = re.compile(r"^SSH-2\.0-OpenSSH_(\d+)")
+READ_REQUEST = 128 * 1024
+"""Prefetched SFTP reads of 128 KiB: ~20% faster downloads than paramiko's 32 KiB, but only
+from OpenSSH 9 or later (which answers reads up to ~255 KiB whole). An older or unknown
+server may answer less, and a short answer makes paramiko stop prefetching for the rest of
+the file (one round trip per read from then on), so those keep paramiko's 32 KiB."""
 
 
 class SSHTransport(Transport):
@@ -135,6 +157,27 @@ class SSHTransport(Transport):
         if broken:
             raise TransferError(f"{self.label}: {command} exited before reading all its input")
 
+    @contextmanager
+    def stream_from(self, command: str) -> Iterator[BinaryIO]:
+        with self._channel() as chan:
+            try:
+                chan.exec_command(command)
+            except WIRE_ERRORS as exc:
+                raise self._lost(command, exc) from exc
+            chan.settimeout(self.settings.file_transfer_timeout)  # a stalled stream fails
+            raw = ChannelReader(chan, self.label)
+            try:
+                yield io.BufferedReader(raw, SFTP_REQUEST)
+                status = raw.finish()
+            except BaseException as exc:
+                if connection_lost(chan):  # what the caller saw is a symptom: say the cause
+                    raise self._lost(command, exc) from exc
+                raise
+            if status == -1 and connection_lost(chan):
+                raise self._lost(command, EOFError("connection closed"))
+        if status != 0:
+            raise RemoteCommandError(command, status, raw.stderr.decode(errors="replace"))
+
     def put_file(self, local: Path, remote: str, *, progress: Progress | None = None) -> str:
         digest = hashlib.sha256()
         sent = 0
@@ -181,17 +224,21 @@ class SSHTransport(Transport):
             return f.read(wanted)
 
     def get_file(
-        self, remote: str, local: Path, *, offset: int = 0, progress: Progress | None = None
+        self,
+        remote: str,
+        local: Path,
+        *,
+        offset: int = 0,
+        progress: Progress | None = None,
+        digest: Digest | None = None,
     ) -> None:
         what = f"download {self.label}:{remote} to {local}"
         with self._transfer(what), self._sftp() as sftp, sftp.open(remote, "rb") as src:
+            src.MAX_REQUEST_SIZE = _read_request(sftp, src.MAX_REQUEST_SIZE)
             src.seek(offset)
             src.prefetch(src.stat().st_size)  # prefetch is what makes SFTP reads fast
             with open_target(local, offset) as dst:
-                for chunk in iter_chunks(src, RECV_CHUNK):
-                    dst.write(chunk)
-                    if progress:
-                        progress(len(chunk))
+                copy_chunks(iter_chunks(src, RECV_CHUNK), dst, progress, digest)
 
     def home(self) -> str:
         if self._home is None:
@@ -339,7 +386,14 @@ class SSHTransport(Transport):
             raise TransferError(f"cannot {what}: {describe(exc)}") from exc
 
     def _lost(self, command: str, exc: BaseException) -> ClusterConnectionError:
+        shown = command if len(command) <= 200 else command[:200] + "..."
         return ClusterConnectionError(
-            f"connection to {self.label} failed while running {command!r} "
+            f"connection to {self.label} failed while running {shown!r} "
             f"(it may or may not have run): {describe(exc)}"
         )
+
+
+def _read_request(sftp: paramiko.SFTPClient, default: int) -> int:
+    """The SFTP read size this server answers in full (see ``READ_REQUEST``)."""
+    match = FULL_READS.match(sftp.get_channel().get_transport().remote_version or "")
+    return READ_REQUEST if match and int(match[1]) >= 9 else default

@@ -56,6 +56,52 @@ class ChannelWriter(io.RawIOBase):
         return len(data)
 
 
+class ChannelReader(io.RawIOBase):
+    """The command's stdout as a file, for ``stream_from``. stderr is moved aside as it arrives:
+    it shares the flow-control window, so leaving it unread could stall stdout."""
+
+    def __init__(self, chan: paramiko.Channel, label: str):
+        self._chan = chan
+        self._label = label
+        self.stderr = bytearray()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        self._drain_stderr()
+        try:
+            data = self._chan.recv(len(buffer))
+        except TimeoutError:
+            raise TransferError(f"download from {self._label} stalled") from None
+        except WIRE_ERRORS as exc:
+            lost = f"{self._label}: connection lost: {describe(exc)}"
+            raise ClusterConnectionError(lost) from exc
+        buffer[: len(data)] = data
+        return len(data)
+
+    def finish(self) -> int:
+        """Read stdout to its end (the command blocks on a full window otherwise), then wait
+        for the exit status (-1 when the connection dropped or the command got a signal)."""
+        while self.read(RECV_CHUNK):
+            pass
+        status = self._chan.recv_exit_status()
+        self._drain_stderr()
+        return status
+
+    def _drain_stderr(self) -> None:
+        while self._chan.recv_stderr_ready():
+            self.stderr += self._chan.recv_stderr(RECV_CHUNK)
+
+
+def connection_lost(chan: paramiko.Channel) -> bool:
+    """Whether ``chan`` ended because its connection died. paramiko records the transport's
+    fatal error before it closes the channels but marks itself inactive only after, so a
+    reader that just saw EOF must look at both."""
+    transport = chan.get_transport()
+    return not transport.is_active() or transport.saved_exception is not None
+
+
 class Reader:
     """Drains stdout/stderr in a thread while the caller writes stdin (no window deadlock)."""
 

@@ -34,8 +34,8 @@ class CountingTransport(Transport):
     def read_file(self, remote, offset=0):
         return self.real.read_file(remote, offset)
 
-    def get_file(self, remote, local, *, offset=0, progress=None):
-        return self.real.get_file(remote, local, offset=offset, progress=progress)
+    def get_file(self, remote, local, *, offset=0, progress=None, digest=None):
+        return self.real.get_file(remote, local, offset=offset, progress=progress, digest=digest)
 
     def home(self):
         return self.real.home()

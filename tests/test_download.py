@@ -1,0 +1,500 @@
+"""Fast verified downloads: small files in one tar stream, big ones with the host's sha256
+computed while they move, ``--fetch-limit``; and what a broken or hostile host cannot do.
+
+The "host" runs on this machine (LocalTransport, or a real sshd on 127.0.0.1), so what it has
+and what arrived are both checked directly on the filesystem.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import os
+import shlex
+import sys
+import tarfile
+import threading
+from pathlib import Path
+
+import pytest
+
+from gpu_magic import GPUJobRequest, JobStatus
+from gpu_magic.collect import ResultsStore, collect
+from gpu_magic.collect.collector import fetch_file
+from gpu_magic.collect.progress import TransferProgress
+from gpu_magic.errors import InvalidRequestError, TransferError
+from gpu_magic.models import GPUJob, parse_size
+from gpu_magic.transport import LocalTransport
+from gpu_magic.transport.base import CommandResult, Transport
+
+pytestmark = pytest.mark.timeout(120)
+
+BIG = 1 << 20  # the listing leaves files this big unhashed (remote/listing.py)
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def make_job(folder: Path, files: dict[str, bytes], **request) -> GPUJob:
+    """A finished job's folder on the "host" holding ``files`` (paths relative to it)."""
+    for rel, data in files.items():
+        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+        (folder / rel).write_bytes(data)
+    req = GPUJobRequest.create(code="pass", **request)
+    return GPUJob(id="job1", request=req, cluster="test", remote_dir=str(folder))
+
+
+def many_files(count: int = 300) -> dict[str, bytes]:
+    files = {"output.log": b"step 1\n", "metrics.jsonl": b'{"loss": 1}\n'}
+    names = ["with space.txt", "quote'd.bin", "ünïcode.dat", "-dash.txt", "x" * 120 + ".bin"]
+    for i in range(count):
+        name = names[i] if i < len(names) else f"f{i:04d}.bin"
+        files[f"outputs/d{i % 7}/{name}"] = os.urandom((i * 7919) % 40_000)
+    return files
+
+
+def is_hash(command: str) -> bool:
+    """The host's sha256 command for one file (not the listing, whose source names it too)."""
+    return shlex.split(command)[3:4] == ["--sha256"]
+
+
+def visible(folder: Path) -> dict[str, bytes]:
+    """Every file a reader of the results folder can see (not the manifest or .partial/)."""
+    found = {}
+    for path in folder.rglob("*"):
+        rel = path.relative_to(folder).as_posix()
+        if path.is_file() and not rel.startswith(".partial/") and rel != "manifest.json":
+            found[rel] = path.read_bytes()
+    return found
+
+
+class Spy(Transport):
+    """Delegates to the real transport and records which paths were used."""
+
+    def __init__(self, real: Transport):
+        self.real, self.label = real, real.label
+        self.streams, self.gets, self.commands = [], [], []
+
+    def run(self, command, *, stdin=None, timeout=None):
+        self.commands.append(command)
+        return self.real.run(command, stdin=stdin, timeout=timeout)
+
+    def stream_from(self, command):
+        self.streams.append(command)
+        return self.real.stream_from(command)
+
+    def stream_to(self, command):
+        return self.real.stream_to(command)
+
+    def put_file(self, local, remote, *, progress=None):
+        return self.real.put_file(local, remote, progress=progress)
+
+    def makedirs(self, remote):
+        return self.real.makedirs(remote)
+
+    def read_file(self, remote, offset=0):
+        return self.real.read_file(remote, offset)
+
+    def get_file(self, remote, local, *, offset=0, progress=None, digest=None):
+        self.gets.append(remote)
+        return self.real.get_file(remote, local, offset=offset, progress=progress, digest=digest)
+
+    def home(self):
+        return self.real.home()
+
+
+@pytest.fixture(params=["local", "ssh"])
+def host(request):
+    """``(transport, folder on the host for job folders)`` for each transport kind."""
+    if request.param == "local":
+        folder = request.getfixturevalue("tmp_path") / "host"
+        folder.mkdir()
+        return LocalTransport(), folder
+    ssh_env = request.getfixturevalue("ssh_env")
+    return ssh_env.transport(), ssh_env.remote_dir
+
+
+# -- the fast paths round trip verified --------------------------------------------------------
+
+
+def test_many_small_files_come_in_one_tar_stream_byte_identical(host, tmp_path):
+    transport, remote = host
+    files = many_files()
+    files["outputs/model.bin"] = os.urandom(BIG + 12345)  # and one big file beside them
+    job = make_job(remote / "job1", files)
+    spy, store, progress = Spy(transport), ResultsStore(tmp_path / "results"), TransferProgress()
+    manifest = collect(spy, sys.executable, job, store, progress)
+    folder = store.folder(job.id)
+    assert visible(folder) == files
+    entries = {e["path"]: e for e in manifest["files"]}
+    assert all(e["fetched"] and e["sha256"] == sha(files[p]) for p, e in entries.items())
+    assert manifest["complete"] and set(entries) == set(files)
+    assert len(spy.streams) == 1  # every small file in one stream
+    assert spy.gets == [f"{job.remote_dir}/outputs/model.bin"]  # only the big file by SFTP
+    assert not [p for p in (folder / ".partial").rglob("*") if p.is_file()]
+    done = progress.snapshot()
+    assert (
+        (done.done, done.files_done)
+        == (done.total, done.files)
+        == (
+            sum(map(len, files.values())),
+            len(files),
+        )
+    )
+
+
+def test_the_hosts_sha256_of_a_big_file_is_computed_while_it_downloads(tmp_path):
+    """Each side waits (bounded) for the other to have started: only overlap passes."""
+    data = os.urandom(2 * BIG)
+    job = make_job(tmp_path / "host/job1", {"outputs/w.bin": data})
+    hashing, downloading, met = threading.Event(), threading.Event(), []
+
+    class Overlapping(LocalTransport):
+        def run(self, command, *, stdin=None, timeout=None):
+            if is_hash(command):
+                hashing.set()
+                met.append(downloading.wait(10))
+            return super().run(command, stdin=stdin, timeout=timeout)
+
+        def get_file(self, remote, local, **kw):
+            downloading.set()
+            met.append(hashing.wait(10))
+            super().get_file(remote, local, **kw)
+
+    store = ResultsStore(tmp_path / "results")
+    manifest = collect(Overlapping(), sys.executable, job, store)
+    assert met == [True, True]
+    assert manifest["files"][0]["sha256"] == sha(data)
+    assert store.path(job.id, "outputs/w.bin").read_bytes() == data
+
+
+def test_a_file_missing_from_the_tar_stream_falls_back_and_fails_clearly(tmp_path):
+    job = make_job(tmp_path / "host/job1", {"outputs/a.txt": b"a", "outputs/b.txt": b"b"})
+
+    class Vanishing(LocalTransport):  # b.txt is deleted between listing and transfer
+        def stream_from(self, command):
+            (tmp_path / "host/job1/outputs/b.txt").unlink(missing_ok=True)
+            return super().stream_from(command)
+
+    store = ResultsStore(tmp_path / "results")
+    with pytest.raises(TransferError, match="b.txt"):
+        collect(Vanishing(), sys.executable, job, store)
+    assert visible(store.folder(job.id)) == {"outputs/a.txt": b"a"}
+    entries = {e["path"]: e["fetched"] for e in store.manifest(job.id)["files"]}
+    assert entries == {"outputs/a.txt": True, "outputs/b.txt": False}
+
+
+# -- a dropped connection mid tar stream ---------------------------------------------------------
+
+
+class Killer:
+    """Kills the sshd's connections once ``after`` bytes landed in the current stream."""
+
+    def __init__(self, server, after: int, times: int):
+        self.server, self.after, self.times = server, after, times
+        self.moved, self.kills, self.seen_at_kill = 0, 0, []
+
+    def progress(self, store: ResultsStore, job_id: str) -> TransferProgress:
+        progress = TransferProgress()
+        real_advance = progress.advance
+
+        def advance(n: int) -> None:
+            real_advance(n)
+            self.moved += n
+            if self.moved >= self.after and self.kills < self.times:
+                self.kills += 1
+                self.moved = -(1 << 40)  # once per stream
+                self.server.kill_connections()
+                self.seen_at_kill.append(visible(store.folder(job_id)))
+
+        progress.advance = advance
+        return progress
+
+
+class Rearming(Spy):
+    def __init__(self, real, killer):
+        super().__init__(real)
+        self.killer = killer
+
+    def stream_from(self, command):
+        self.killer.moved = 0
+        return super().stream_from(command)
+
+
+def test_a_tar_stream_cut_off_is_retried_and_only_verified_files_show(ssh_env, tmp_path):
+    files = many_files(400)
+    job = make_job(ssh_env.remote_dir / "job1", files)
+    store = ResultsStore(tmp_path / "results")
+    killer = Killer(ssh_env.server, after=1 << 20, times=1)
+    spy = Rearming(ssh_env.transport(), killer)
+    manifest = collect(spy, sys.executable, job, store, killer.progress(store, job.id))
+    assert killer.kills == 1 and len(spy.streams) == 2  # cut once, then asked again
+    for seen in killer.seen_at_kill:  # what was visible when the connection died: all verified
+        assert seen and all(files[rel] == data for rel, data in seen.items())
+    assert visible(store.folder(job.id)) == files
+    assert manifest["complete"] and all(e["fetched"] for e in manifest["files"])
+
+
+def test_a_tar_stream_cut_off_every_time_fails_clearly_and_a_later_collect_completes(
+    ssh_env, tmp_path
+):
+    files = many_files(600)  # ~12 MB: more than 3 cuts leave in flight (2 MB window each)
+    job = make_job(ssh_env.remote_dir / "job1", files)
+    store = ResultsStore(tmp_path / "results")
+    killer = Killer(ssh_env.server, after=1 << 16, times=3)
+    spy = Rearming(ssh_env.transport(), killer)
+    with pytest.raises(TransferError, match="after 3 attempts.*connection"):
+        collect(spy, sys.executable, job, store, killer.progress(store, job.id))
+    shown = visible(store.folder(job.id))
+    assert shown and len(shown) < len(files)
+    assert all(files[rel] == data for rel, data in shown.items())
+    fetched = {e["path"] for e in store.manifest(job.id)["files"] if e["fetched"]}
+    assert fetched == set(shown)  # the manifest tells exactly what is here
+    manifest = collect(ssh_env.transport(), sys.executable, job, store)
+    assert manifest["complete"] and visible(store.folder(job.id)) == files
+
+
+# -- a hostile or broken host: crafted tar streams at our own seam --------------------------
+
+
+class CraftedHost(LocalTransport):
+    """A host whose listing says ``listed`` and whose tar stream is ``tar_bytes``."""
+
+    def __init__(self, listed: dict[str, bytes], tar_bytes: bytes):
+        self.listed, self.tar_bytes, self.streams = listed, tar_bytes, 0
+
+    def run(self, command, *, stdin=None, timeout=None):
+        files = [[p, len(d), sha(d)] for p, d in self.listed.items()]
+        return CommandResult(command, 0, json.dumps({"files": files, "refused": []}).encode())
+
+    def stream_from(self, command):
+        self.streams += 1
+        return contextlib.nullcontext(io.BytesIO(self.tar_bytes))
+
+    def get_file(self, remote, local, **kw):
+        raise TransferError(f"no SFTP on this host: {remote}")
+
+
+def tar_of(*members: tuple[tarfile.TarInfo, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for info, data in members:
+            tar.addfile(info, io.BytesIO(data) if info.isreg() else None)
+    return buf.getvalue()
+
+
+def member(name: str, data: bytes = b"", kind: bytes = tarfile.REGTYPE, link: str = "", size=None):
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname = kind, link
+    info.size = len(data) if size is None else size
+    return info, data
+
+
+GOOD = {"outputs/a.txt": b"good", "outputs/b.txt": b"fine"}
+HOSTILE = {
+    "tar-slip": (member("../evil", b"evil"), "'../evil'"),
+    "deep tar-slip": (member("outputs/../../evil", b"evil"), "'outputs/../../evil'"),
+    "absolute": (member("/tmp/evil-abs", b"evil"), "'/tmp/evil-abs'"),
+    "symlink": (member("outputs/a.txt", kind=tarfile.SYMTYPE, link="/etc/passwd"), "link"),
+    "hardlink": (member("outputs/a.txt", kind=tarfile.LNKTYPE, link="/etc/passwd"), "link"),
+    "device": (member("outputs/a.txt", kind=tarfile.CHRTYPE), "not a regular file"),
+    "unexpected": (member("outputs/other.txt", b"evil"), "not one of the requested"),
+    "wrong size": (member("outputs/a.txt", b"good and more"), "13 bytes, the listing said 4"),
+    "wrong bytes": (member("outputs/a.txt", b"evil"), "sha256"),
+}
+
+
+def snapshot(root: Path, skip: Path) -> dict[str, int]:
+    return {
+        str(p): p.stat().st_size for p in root.rglob("*") if p.is_file() and skip not in p.parents
+    }
+
+
+@pytest.mark.parametrize("case", list(HOSTILE))
+def test_hostile_tar_members_are_refused_by_name(case, tmp_path):
+    bad, why = HOSTILE[case]
+    stream = tar_of(member("outputs/b.txt", b"fine"), bad, member("outputs/a.txt", b"good"))
+    host = CraftedHost(GOOD, stream)
+    job = make_job(tmp_path / "host/job1", {})
+    store = ResultsStore(tmp_path / "results")
+    before = snapshot(tmp_path, store.root)
+    with pytest.raises(TransferError) as info:
+        collect(host, sys.executable, job, store)
+    message = str(info.value)
+    assert why in message and (repr(bad[0].name) in message or case == "wrong bytes")
+    assert snapshot(tmp_path, store.root) == before  # nothing written outside the results
+    assert not Path("/tmp/evil-abs").exists() and not (tmp_path / "evil").exists()
+    assert visible(store.folder(job.id)) == {"outputs/b.txt": b"fine"}  # verified before it
+    assert not [p for p in store.folder(job.id).joinpath(".partial").rglob("*") if p.is_file()]
+    assert not store.path(job.id, "outputs/a.txt").exists()
+
+
+def test_a_truncated_tar_stream_names_the_member_and_shows_nothing_unverified(tmp_path):
+    whole = tar_of(member("outputs/a.txt", b"x" * 5000))
+    host = CraftedHost({"outputs/a.txt": b"x" * 5000}, whole[: 512 + 2000])
+    job = make_job(tmp_path / "host/job1", {})
+    store = ResultsStore(tmp_path / "results")
+    with pytest.raises(TransferError, match="broken in member 'outputs/a.txt'"):
+        collect(host, sys.executable, job, store)
+    assert visible(store.folder(job.id)) == {}
+    assert not [p for p in store.folder(job.id).joinpath(".partial").rglob("*") if p.is_file()]
+
+
+# -- big files: the host's sha256 checked, retried, never trusted blindly ---------------------
+
+
+class ChangingHost(LocalTransport):
+    """A host whose big file changes after each download (``changes`` times), before the
+    host's hash command reads it: the two sha256s disagree."""
+
+    def __init__(self, path: Path, changes: int):
+        self.path, self.changes = path, changes
+        self.downloads, self.hashes = 0, 0
+        self.cond = threading.Condition()
+
+    def get_file(self, remote, local, **kw):
+        super().get_file(remote, local, **kw)
+        with self.cond:
+            self.downloads += 1
+            self.cond.notify_all()
+
+    def run(self, command, *, stdin=None, timeout=None):
+        if is_hash(command):
+            with self.cond:
+                self.hashes += 1
+                assert self.cond.wait_for(lambda: self.downloads >= self.hashes, timeout=30)
+                if self.changes:
+                    self.changes -= 1
+                    self.path.write_bytes(os.urandom(self.path.stat().st_size))
+        return super().run(command, stdin=stdin, timeout=timeout)
+
+
+def test_a_big_file_that_changes_on_the_host_is_retried_then_refused(tmp_path):
+    job = make_job(tmp_path / "host/job1", {"outputs/w.bin": os.urandom(BIG + 1)})
+    host = ChangingHost(tmp_path / "host/job1/outputs/w.bin", changes=99)
+    store, progress = ResultsStore(tmp_path / "results"), TransferProgress()
+    with pytest.raises(TransferError, match="after 3 attempts.*sha256"):
+        collect(host, sys.executable, job, store, progress)
+    assert host.downloads == 3
+    assert visible(store.folder(job.id)) == {}
+    assert not store.partial(job.id, "outputs/w.bin").exists()
+    assert progress.snapshot().done == 0  # every discarded byte was taken back
+
+
+def test_a_big_file_that_changed_once_is_downloaded_again_and_verified(tmp_path):
+    job = make_job(tmp_path / "host/job1", {"outputs/w.bin": os.urandom(BIG + 1)})
+    path = tmp_path / "host/job1/outputs/w.bin"
+    host = ChangingHost(path, changes=1)
+    store, progress = ResultsStore(tmp_path / "results"), TransferProgress()
+    manifest = collect(host, sys.executable, job, store, progress)
+    assert host.downloads == 2
+    final = path.read_bytes()
+    assert store.path(job.id, "outputs/w.bin").read_bytes() == final
+    assert manifest["files"][0]["sha256"] == sha(final)
+    snap = progress.snapshot()
+    assert snap.done == snap.total == BIG + 1  # the first copy's bytes were rewound
+
+
+def test_a_resumed_big_download_hashes_the_kept_prefix(tmp_path):
+    data = os.urandom(3 * BIG)
+    job = make_job(tmp_path / "host/job1", {"outputs/w.bin": data})
+    store = ResultsStore(tmp_path / "results")
+    collect(LocalTransport(), sys.executable, job, store)  # listing + manifest (and the file)
+    store.path(job.id, "outputs/w.bin").unlink()
+    manifest = store.manifest(job.id)
+    manifest["files"][0]["fetched"] = False
+    store.write_manifest(job.id, manifest)
+    partial = store.partial(job.id, "outputs/w.bin")
+    partial.write_bytes(data[:BIG])  # a download cut off in an earlier kernel
+    offsets = []
+
+    class Resuming(LocalTransport):
+        def get_file(self, remote, local, *, offset=0, **kw):
+            offsets.append(offset)
+            super().get_file(remote, local, offset=offset, **kw)
+
+    progress = TransferProgress()
+    got = fetch_file(Resuming(), job, store, "outputs/w.bin", progress, interpreter=sys.executable)
+    assert offsets == [BIG] and got.read_bytes() == data
+    assert progress.snapshot().done == 3 * BIG
+
+
+def test_fetch_file_without_an_interpreter_asks_sha256sum(tmp_path):
+    data = os.urandom(BIG)
+    job = make_job(tmp_path / "host/job1", {"outputs/w.bin": data}, fetch="manual")
+    store = ResultsStore(tmp_path / "results")
+    spy = Spy(LocalTransport())
+    collect(spy, sys.executable, job, store)
+    assert not store.path(job.id, "outputs/w.bin").exists()
+    assert fetch_file(spy, job, store, "outputs/w.bin").read_bytes() == data
+    assert spy.commands[-1].startswith("sha256sum -- ")
+    assert store.entry(job.id, "outputs/w.bin")["sha256"] == sha(data)
+
+
+# -- --fetch-limit ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [("500MB", 500_000_000), ("2GiB", 2 << 30), ("1.5G", 1_500_000_000), ("4096", 4096),
+     ("10kb", 10_000), ("64 KiB", 65536), ("3B", 3)],
+)  # fmt: skip
+def test_fetch_limit_sizes(text, size):
+    assert parse_size(text) == size
+    assert GPUJobRequest.create(code="pass", fetch_limit=text).fetch_limit == size
+
+
+@pytest.mark.parametrize("bad", ["lots", "5XB", "-1", "1.2.3", "MB", "iB"])
+def test_a_bad_fetch_limit_is_a_clear_error(bad):
+    with pytest.raises(InvalidRequestError, match=f"fetch_limit: not a size: '{bad}'"):
+        GPUJobRequest.create(code="pass", fetch_limit=bad)
+
+
+def test_the_magic_passes_fetch_limit_and_refuses_a_bad_one():
+    from IPython.core.error import UsageError
+
+    from gpu_magic.magics import GPUMagics, parse
+
+    magics = GPUMagics(None)
+    opts = parse(magics.gpu_submit, "--fetch-limit 5MB --outputs y")
+    assert magics._request(opts, "y = 1").fetch_limit == 5_000_000
+    assert magics._request(parse(magics.gpu_submit, ""), "y = 1").fetch_limit is None
+    with pytest.raises(UsageError, match="fetch_limit: not a size: 'big'"):
+        magics.gpu_submit("--fetch-limit big", "y = 1")
+
+
+def test_files_over_the_fetch_limit_wait_until_asked_for(tmp_path):
+    files = {
+        "output.log": b"x" * 20_000,  # essentials come whatever their size
+        "outputs/y.pkl": b"p" * 20_000,
+        "outputs/small.txt": b"s" * 100,
+        "outputs/big.bin": os.urandom(20_000),
+    }
+    job = make_job(tmp_path / "host/job1", files, fetch_limit="10KB", outputs=("y",))
+    store = ResultsStore(tmp_path / "results")
+    manifest = collect(LocalTransport(), sys.executable, job, store)
+    fetched = {e["path"]: e["fetched"] for e in manifest["files"]}
+    assert fetched == {
+        "output.log": True, "outputs/y.pkl": True, "outputs/small.txt": True,
+        "outputs/big.bin": False,
+    }  # fmt: skip
+    assert not store.path(job.id, "outputs/big.bin").exists()
+    path = fetch_file(LocalTransport(), job, store, "outputs/big.bin")
+    assert path.read_bytes() == files["outputs/big.bin"]
+
+
+def test_fetch_limit_end_to_end(env):
+    code = "import os\nopen('../outputs/big.bin', 'wb').write(os.urandom(50_000))\ny = 1\n"
+    request = GPUJobRequest.create(
+        code=code, cluster=env.cluster_name, outputs=("y",), fetch_limit="20KB"
+    )
+    job = env.client.submit(request, {}, cwd=env.cwd)
+    assert job.wait(timeout=60).status == JobStatus.COMPLETED, job.logs()
+    files = {f["path"]: f for f in job.files()}
+    assert files["outputs/y.pkl"]["fetched"] and not files["outputs/big.bin"]["fetched"]
+    local = job.path("big.bin")
+    assert local.stat().st_size == 50_000
+    assert {f["path"]: f for f in job.files()}["outputs/big.bin"]["fetched"]
