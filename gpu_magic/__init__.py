@@ -33,5 +33,7 @@ __all__ = [
 
 def load_ipython_extension(ipython) -> None:
     from .magics import GPUMagics
+    from .storage_magics import StorageMagics
 
     ipython.register_magics(GPUMagics)
+    ipython.register_magics(StorageMagics)

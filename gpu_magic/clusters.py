@@ -31,6 +31,66 @@ CLUSTER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 HOST = re.compile(r"^[A-Za-z0-9_.:%\[\]-]+$")
 
 
+class CleanupRules(BaseModel):
+    """One side's cleanup rules (remote job folders or local results); unset rules do nothing."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    keep_last: int | None = Field(default=None, ge=0)
+    older_than_days: float | None = Field(default=None, ge=0)
+    quota_gb: float | None = Field(default=None, ge=0)
+
+    def over(self, defaults: CleanupRules) -> CleanupRules:
+        """These rules, each unset one taken from ``defaults`` (a cluster over ``Settings``)."""
+        mine = self.model_dump(exclude_none=True)
+        return CleanupRules(**{**defaults.model_dump(exclude_none=True), **mine})
+
+    @property
+    def empty(self) -> bool:
+        return self == CleanupRules()
+
+
+class CleanupConfig(BaseModel):
+    """``[clusters.NAME.cleanup]``: ``archive_after_days``, ``after_collect`` and the
+    ``[...cleanup.remote]`` / ``[...cleanup.local]`` rule tables."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    remote: CleanupRules = Field(default_factory=CleanupRules)
+    local: CleanupRules = Field(default_factory=CleanupRules)
+    archive_after_days: float | None = Field(default=None, ge=0)
+    after_collect: bool | None = None
+
+    def over(self, defaults: CleanupConfig) -> CleanupConfig:
+        """This cluster's policy with everything it leaves unset taken from ``defaults``."""
+        return CleanupConfig(
+            remote=self.remote.over(defaults.remote),
+            local=self.local.over(defaults.local),
+            archive_after_days=_first(self.archive_after_days, defaults.archive_after_days),
+            after_collect=_first(self.after_collect, defaults.after_collect),
+        )
+
+
+def _first(value, default):
+    return default if value is None else value
+
+
+def cleanup_defaults(settings: Settings) -> CleanupConfig:
+    """The policy every cluster starts from: the ``GPU_MAGIC_CLEANUP_*`` settings."""
+    s = settings
+
+    def rules(side: str) -> CleanupRules:
+        names = ("keep_last", "older_than_days", "quota_gb")
+        return CleanupRules(**{n: getattr(s, f"gpu_magic_cleanup_{side}_{n}") for n in names})
+
+    return CleanupConfig(
+        remote=rules("remote"),
+        local=rules("local"),
+        archive_after_days=s.gpu_magic_archive_after_days,
+        after_collect=s.gpu_magic_cleanup_after_collect,
+    )
+
+
 class ClusterConfig(BaseModel):
     """How to reach one cluster. ``host=None`` means this machine (the ``local`` cluster)."""
 
@@ -49,6 +109,9 @@ class ClusterConfig(BaseModel):
     max_sessions: int = Field(default=8, ge=1, le=64)
     slurm: SlurmDefaults = Field(default_factory=SlurmDefaults)
     """``[clusters.NAME.slurm]``: partition, account, time, gres_style, allowed_sbatch, ..."""
+    cleanup: CleanupConfig = Field(default_factory=CleanupConfig)
+    """``[clusters.NAME.cleanup]`` (+ ``.remote`` / ``.local``): overrides of the cleanup
+    settings for this cluster."""
 
     @field_validator("name")
     @classmethod
@@ -149,6 +212,10 @@ class ClusterRegistry:
         if chosen in clusters:
             return chosen
         return ENV_CLUSTER if ENV_CLUSTER in clusters else LOCAL
+
+    def cleanup_policy(self, name: str) -> CleanupConfig:
+        """The cleanup policy of a cluster: its own table over the ``Settings`` defaults."""
+        return self.get(name).cleanup.over(cleanup_defaults(self.settings))
 
     def add(self, cluster: ClusterConfig) -> None:
         if cluster.name == LOCAL:

@@ -37,6 +37,18 @@ class Settings(BaseSettings):
     )
     gpu_magic_results_dir: Path | None = None
     """The local results store (default: ``results`` under the data dir)."""
+    gpu_magic_archive_after_days: float | None = Field(default=None, ge=0)
+    """A cleanup run packs finished jobs' local results older than this into archives."""
+    gpu_magic_cleanup_after_collect: bool = False
+    """Run the cleanup policy of a job's cluster each time a job's results are collected."""
+    gpu_magic_cleanup_remote_keep_last: int | None = Field(default=None, ge=0)
+    gpu_magic_cleanup_remote_older_than_days: float | None = Field(default=None, ge=0)
+    gpu_magic_cleanup_remote_quota_gb: float | None = Field(default=None, ge=0)
+    gpu_magic_cleanup_local_keep_last: int | None = Field(default=None, ge=0)
+    gpu_magic_cleanup_local_older_than_days: float | None = Field(default=None, ge=0)
+    gpu_magic_cleanup_local_quota_gb: float | None = Field(default=None, ge=0)
+    """Cleanup rules for every cluster (clusters.toml ``[clusters.NAME.cleanup]`` overrides);
+    none set: a cleanup deletes nothing unless rules are given on the command line."""
     ssh_config_path: Path = Path("~/.ssh/config")
     known_hosts_path: Path = Path("~/.ssh/known_hosts")
 

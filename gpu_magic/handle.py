@@ -65,6 +65,16 @@ class JobHandle:
         """The local path of a collected file (downloaded now if it was not yet)."""
         return self._client.results.local_path(self.id, name)
 
+    def archive(self):
+        """Pack the finished job's local results into ``{results_dir}/{job_id}.tar.zst`` (gzip
+        without zstandard); ``load``, ``outputs``, ``metrics`` and ``logs`` read from it."""
+        return self._client.results.archive(self.id)
+
+    @property
+    def remote_deleted(self) -> bool:
+        """Whether a cleanup deleted the job's folder on the host (reads use the local copy)."""
+        return self._client.store.remote_deleted(self.id) is not None
+
     def metrics(self):
         """Parsed metric series, one row per step: a pandas DataFrame when pandas is installed."""
         series = self._client.feed(self.id).metric_series()

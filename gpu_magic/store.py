@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -28,7 +28,7 @@ from . import migrations
 from .errors import JobNotFoundError, StoreError
 from .models import TERMINAL_STATES, GPUJob, GPUJobRequest, JobStatus, utcnow
 
-__all__ = ["JobStore", "Transition"]
+__all__ = ["Deletion", "JobStore", "Transition"]
 
 BUSY_TIMEOUT_S = 30.0
 MIN_PREFIX = 4
@@ -52,6 +52,25 @@ class Transition:
     status: JobStatus
     at: datetime
     reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Deletion:
+    """One folder a cleanup deleted: ``location`` is ``remote`` (the host's job folder) or
+    ``local`` (the job's results store entry); ``rule`` says why, ``forced`` that results were
+    not completely fetched when it went."""
+
+    job_id: str
+    cluster: str
+    location: str
+    path: str
+    bytes: int | None
+    rule: str
+    forced: bool = False
+    at: datetime | None = None
+
+
+_DELETION_COLUMNS = "at, job_id, cluster, location, path, bytes, rule, forced"
 
 
 def _enable_wal(conn: sqlite3.Connection) -> None:
@@ -306,3 +325,42 @@ class JobStore:
         with self._read(f"read transitions of {job_id}") as conn:
             rows = conn.execute(sql, (job_id,)).fetchall()
         return [Transition(JobStatus(s), _from_text(at), reason) for s, at, reason in rows]
+
+    # -- deletions (cleanup history) --------------------------------------------------------
+
+    def record_deletion(self, deletion: Deletion) -> Deletion:
+        """Remember a deletion (stamped now unless ``at`` is given); returns what was stored."""
+        stored = deletion if deletion.at is not None else replace(deletion, at=utcnow())
+        d = stored
+        row = (_to_text(d.at), d.job_id, d.cluster, d.location, d.path, d.bytes, d.rule,
+               int(d.forced))  # fmt: skip
+        sql = f"INSERT INTO deletions ({_DELETION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"  # noqa: S608
+        with self._write(f"record deletion of {d.job_id}") as conn:
+            conn.execute(sql, row)
+        return stored
+
+    def deletions(
+        self, *, job_id: str | None = None, location: str | None = None, limit: int | None = None
+    ) -> list[Deletion]:
+        """Recorded deletions, newest first, optionally of one job and/or one location."""
+        where, params = [], []
+        for column, value in (("job_id", job_id), ("location", location)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        sql = f"SELECT {_DELETION_COLUMNS} FROM deletions"  # noqa: S608 (constant)
+        sql += (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY seq DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        with self._read("read deletions") as conn:
+            rows = conn.execute(sql, tuple(params)).fetchall()
+        return [
+            Deletion(job, cluster, where_, path, size, rule, bool(forced), _from_text(at))
+            for at, job, cluster, where_, path, size, rule, forced in rows
+        ]
+
+    def remote_deleted(self, job_id: str) -> Deletion | None:
+        """The deletion of the job's remote folder, when a cleanup removed it."""
+        found = self.deletions(job_id=job_id, location="remote", limit=1)
+        return found[0] if found else None

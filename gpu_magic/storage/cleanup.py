@@ -1,0 +1,200 @@
+"""The cleanup run: plan what the rules delete (per cluster, remote and local apart), then do it.
+
+``plan`` only reads (the job store, the results store, one size command per host) and is what a
+dry run shows. ``carry_out`` deletes exactly the planned folders, re-checking before each
+remote one that the results are still here (unless forced), and records every deletion in the
+job store. Rules come from the command line when given (they replace the configured ones),
+else from each cluster's policy: ``[clusters.NAME.cleanup]`` over the ``GPU_MAGIC_CLEANUP_*``
+settings. The local side also archives jobs older than ``archive_after_days``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from ..clusters import CleanupConfig, CleanupRules, cleanup_defaults
+from ..errors import GPUMagicError
+from ..models import GPUJob, utcnow
+from ..store import Deletion
+from . import policy, remote, usage
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..api import Client
+
+REMOTE, LOCAL = "remote", "local"
+DELETE, ARCHIVE, KEEP, REFUSE = "delete", "archive", "keep", "refuse"
+
+
+@dataclass(frozen=True)
+class Request:
+    """What to clean. ``rules=None``: each cluster's configured policy."""
+
+    cluster: str | None = None
+    sides: tuple[str, ...] = (REMOTE, LOCAL)
+    rules: CleanupRules | None = None
+    force: bool = False
+
+
+@dataclass(frozen=True)
+class Action:
+    kind: str  # delete, archive, keep (not fetched) or refuse (path check failed)
+    where: str  # remote or local
+    job: GPUJob
+    size: int
+    rule: str
+    path: str = ""
+    forced: bool = False
+    note: str = ""
+
+
+@dataclass
+class Plan:
+    actions: list[Action] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # sides skipped, failures
+    done: list[Action] = field(default_factory=list)  # filled by carry_out
+    bases: dict[str, str] = field(default_factory=dict)  # cluster -> expanded base path
+    ruled: bool = False  # some rule applied somewhere
+
+    def of(self, kind: str) -> list[Action]:
+        return [a for a in self.actions if a.kind == kind]
+
+
+def plan(client: Client, request: Request, now: datetime | None = None) -> Plan:
+    """What a cleanup would do now; reads only."""
+    result, now = Plan(), now or utcnow()
+    jobs = client.store.list(cluster=request.cluster)
+    for name in sorted({j.cluster for j in jobs}):
+        mine = [j for j in jobs if j.cluster == name]
+        config = _policy(client, name, result)
+        if REMOTE in request.sides:
+            _plan_remote(client, result, name, mine, request.rules or config.remote, request, now)
+        if LOCAL in request.sides:
+            _plan_local(client, result, mine, request.rules or config.local, config, now)
+    return result
+
+
+def _policy(client: Client, name: str, result: Plan) -> CleanupConfig:
+    try:
+        return client.clusters.cleanup_policy(name)
+    except GPUMagicError as exc:  # the cluster was removed: its jobs' local results remain
+        result.notes.append(f"cluster {name}: {exc}; using the default policy")
+        return cleanup_defaults(client.settings)
+
+
+def _plan_remote(client, result: Plan, name: str, jobs, rules, request: Request, now) -> None:
+    if rules.empty:
+        return
+    result.ruled = True
+    try:
+        cluster = client.clusters.get(name)
+        result.bases[name] = client.transport(cluster).expand_path(cluster.base_path)
+        sizes = usage.cluster_sizes(client, name, jobs)
+    except GPUMagicError as exc:
+        result.notes.append(f"remote folders of cluster {name} left alone: {exc}")
+        return
+    store = client.results.store
+    items = [
+        _item(j, sizes[j.id], fetched=store.fully_fetched(j.id))
+        for j in jobs
+        if sizes[j.id] is not None
+    ]
+    verdict = policy.decide(items, rules, now, guard=True, force=request.force)
+    by_id = {j.id: j for j in jobs}
+    for d in verdict.delete:
+        result.actions.append(_remote_delete(result.bases[name], by_id[d.job_id], d))
+    for d in verdict.unfetched:
+        note = "results not fetched: kept (--force deletes it)"
+        result.actions.append(Action(KEEP, REMOTE, by_id[d.job_id], d.size, d.rule, note=note))
+
+
+def _remote_delete(base: str, job: GPUJob, d: policy.Decision) -> Action:
+    try:
+        folder = remote.job_folder(base, job)
+    except GPUMagicError as exc:
+        return Action(REFUSE, REMOTE, job, d.size, d.rule, path=job.remote_dir, note=str(exc))
+    return Action(DELETE, REMOTE, job, d.size, d.rule, path=folder, forced=d.forced)
+
+
+def _plan_local(client, result: Plan, jobs, rules, config: CleanupConfig, now) -> None:
+    store = client.results.store
+    present = set(store.job_ids())
+    here = [j for j in jobs if j.id in present]
+    items = [_item(j, store.size(j.id)) for j in here]
+    verdict = policy.decide(items, rules, now, guard=False)
+    result.ruled = result.ruled or not rules.empty or config.archive_after_days is not None
+    by_id = {j.id: j for j in here}
+    for d in verdict.delete:
+        path = str(store.folder(d.job_id))
+        result.actions.append(Action(DELETE, LOCAL, by_id[d.job_id], d.size, d.rule, path=path))
+    gone = {d.job_id for d in verdict.delete}
+    candidates = [
+        _item(j, store.size(j.id), fetched=_collected(store, j.id))
+        for j in here
+        if j.id not in gone and store.archive_file(j.id) is None
+    ]
+    rule = f"archive-after {config.archive_after_days:g} days" if config.archive_after_days else ""
+    for job_id in policy.archive_due(candidates, config.archive_after_days, now):
+        size = store.size(job_id)
+        result.actions.append(Action(ARCHIVE, LOCAL, by_id[job_id], size, rule))
+
+
+def _collected(store, job_id: str) -> bool:
+    manifest = store.manifest(job_id)
+    return manifest is not None and bool(manifest.get("complete"))
+
+
+def _item(job: GPUJob, size: int, *, fetched: bool = True) -> policy.Item:
+    return policy.Item(
+        job.id, job.created_at, job.ended_at, size, active=not job.is_terminal, fetched=fetched
+    )
+
+
+def carry_out(client: Client, result: Plan) -> Plan:
+    """Delete (and archive) what ``result`` planned; one failure does not stop the others."""
+    for action in result.actions:
+        if action.kind not in (DELETE, ARCHIVE):
+            continue
+        try:
+            if _do(client, result, action):
+                result.done.append(action)
+        except GPUMagicError as exc:
+            result.notes.append(f"{action.kind} {action.where} {action.job.id} failed: {exc}")
+    return result
+
+
+def _do(client: Client, result: Plan, action: Action) -> bool:
+    job = action.job
+    if action.kind == ARCHIVE:
+        client.results.archive(job.id)
+        return True
+    if action.where == LOCAL:
+        client.results.remove_local(job.id)
+    elif not action.forced and not client.results.store.fully_fetched(job.id):
+        result.notes.append(f"remote {job.id} kept: its results are no longer all here")
+        return False
+    else:
+        transport = client.transport(client.clusters.get(job.cluster))
+        remote.delete_folder(transport, result.bases[job.cluster], job)
+    client.store.record_deletion(_deletion(action))
+    return True
+
+
+def _deletion(action: Action) -> Deletion:
+    job = action.job
+    where, path, size, rule = action.where, action.path, action.size, action.rule
+    return Deletion(job.id, job.cluster, where, path, size, rule, forced=action.forced)
+
+
+def cleanup(client: Client, request: Request, *, dry_run: bool = False) -> Plan:
+    """Plan, and unless ``dry_run`` carry out, a cleanup."""
+    planned = plan(client, request)
+    return planned if dry_run else carry_out(client, planned)
+
+
+def after_collect(client: Client, cluster: str) -> Plan | None:
+    """The cluster's configured cleanup, when its policy asks for one after each collection."""
+    if not client.clusters.cleanup_policy(cluster).after_collect:
+        return None
+    return cleanup(client, Request(cluster=cluster))

@@ -1,0 +1,113 @@
+"""IPython magics for archives, storage usage and cleanup: a thin adapter over ``storage``.
+
+A second magics class beside ``magics.GPUMagics`` (registered by ``load_ipython_extension``);
+it shares that module's argument parsing and error display.
+"""
+
+from __future__ import annotations
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_magic, magics_class
+from IPython.core.magic_arguments import argument, magic_arguments
+
+from .api import Client, default_client
+from .clusters import CleanupRules
+from .magics import parse, user_errors
+from .storage import cleanup, report, usage
+
+
+@magics_class
+class StorageMagics(Magics):
+    def __init__(self, shell, client: Client | None = None):
+        super().__init__(shell)
+        self._client = client
+
+    @property
+    def client(self) -> Client:
+        return self._client or default_client()
+
+    @magic_arguments()
+    @argument("-h", "--help", action="store_true", help="show this help")
+    @argument("job", nargs="?", help="job id or name")
+    @line_magic
+    @user_errors
+    def gpu_archive(self, line: str):
+        """Pack a finished job's local results into one compressed archive (.tar.zst)."""
+        opts = parse(self.gpu_archive, line, needs_job=True)
+        if opts is None:
+            return None
+        job = self.client.store.find(opts.job)
+        path = self.client.results.archive(job.id)
+        print(f"gpu_magic: job {job.id} archived: {path} ({report.size(path.stat().st_size)})")
+        return None
+
+    @magic_arguments()
+    @argument("-h", "--help", action="store_true", help="show this help")
+    @argument("--cluster", help="only this cluster's jobs")
+    @argument("--bytes", action="store_true", help="exact sizes in bytes")
+    @line_magic
+    @user_errors
+    def gpu_storage(self, line: str):
+        """Show local and remote usage per job and in total."""
+        opts = parse(self.gpu_storage, line)
+        if opts is None:
+            return None
+        _check_cluster(self.client, opts.cluster)
+        print(report.usage_table(usage.measure(self.client, opts.cluster), opts.bytes))
+        return None
+
+    @magic_arguments()
+    @argument("-h", "--help", action="store_true", help="show this help")
+    @argument("--cluster", help="only this cluster's jobs")
+    @argument("--remote", action="store_true", help="only job folders on the hosts")
+    @argument("--local", action="store_true", help="only local results")
+    @argument("--keep-last", type=int, metavar="N", help="keep the N newest finished jobs")
+    @argument("--older-than", type=float, metavar="DAYS", help="delete jobs older than this")
+    @argument("--quota", type=float, metavar="GB", help="delete oldest until under GB")
+    @argument("--dry-run", action="store_true", help="show what would go; delete nothing")
+    @argument("--force", action="store_true", help="also delete results not fetched yet")
+    @argument("--history", action="store_true", help="list the recorded deletions")
+    @argument("--bytes", action="store_true", help="exact sizes in bytes")
+    @line_magic
+    @user_errors
+    def gpu_cleanup(self, line: str):
+        """Delete old job folders by the cleanup rules (given here, else configured);
+        --dry-run shows what would go and why. Active jobs are never touched, and results not
+        fetched yet stay on the host unless --force."""
+        opts = parse(self.gpu_cleanup, line)
+        if opts is None:
+            return None
+        if opts.history:
+            print(report.history_table(self.client.store.deletions(), opts.bytes))
+            return None
+        request = cleanup.Request(
+            cluster=opts.cluster, sides=_sides(opts), rules=_rules(opts), force=opts.force
+        )
+        _check_cluster(self.client, opts.cluster)
+        done = cleanup.cleanup(self.client, request, dry_run=opts.dry_run)
+        print(report.plan_text(done, opts.dry_run, opts.bytes))
+        return None
+
+
+def _check_cluster(client: Client, name: str | None) -> None:
+    """A typo is an error, not an empty table; a removed cluster whose jobs remain is fine."""
+    if name and not client.store.list(cluster=name, limit=1):
+        client.clusters.get(name)
+
+
+def _sides(opts) -> tuple[str, ...]:
+    if opts.remote and opts.local:
+        raise UsageError("--remote and --local exclude each other (give neither for both)")
+    if opts.remote:
+        return (cleanup.REMOTE,)
+    return (cleanup.LOCAL,) if opts.local else (cleanup.REMOTE, cleanup.LOCAL)
+
+
+def _rules(opts) -> CleanupRules | None:
+    """Rules given here replace the configured ones; none given: the configured policy."""
+    given = {"keep_last": opts.keep_last, "older_than_days": opts.older_than,
+             "quota_gb": opts.quota}  # fmt: skip
+    given = {k: v for k, v in given.items() if v is not None}
+    if any(v < 0 for v in given.values()):
+        raise UsageError("--keep-last, --older-than and --quota take numbers >= 0")
+    return CleanupRules(**given) if given else None
