@@ -90,3 +90,60 @@ def cluster_table(clusters: dict[str, ClusterConfig], default: str) -> str:
         for name, c in sorted(clusters.items())
     ]
     return table(("  cluster", "host", "port", "user", "scheduler", "base path"), rows)
+
+
+# -- transfers and collected files --------------------------------------------------------------
+UNITS = ("B", "kB", "MB", "GB", "TB", "PB")
+
+
+def size(nbytes: float | None) -> str:
+    """Decimal units (``12.3 MB``), as ``scp`` and browsers count downloads."""
+    if nbytes is None:
+        return "-"
+    value, unit = float(nbytes), 0
+    while abs(value) >= 1000 and unit < len(UNITS) - 1:
+        value, unit = value / 1000, unit + 1
+    return f"{int(value)} B" if unit == 0 else f"{value:.1f} {UNITS[unit]}"
+
+
+def seconds(value: float) -> str:
+    """``1.2 s`` under a minute (a quick download), else ``m:ss``."""
+    return f"{value:.1f} s" if value < 60 else duration(value)
+
+
+def eta(remaining_s: float | None) -> str:
+    """To the nearest second, but a transfer with bytes left never reads ``ETA 0:00``."""
+    if remaining_s is None:
+        return "ETA unknown"
+    return f"ETA {duration(max(round(remaining_s), 1 if remaining_s > 0 else 0))}"
+
+
+def started(snap) -> bool:
+    """The collector has said what it will move (or has already stopped)."""
+    return bool(snap.files or snap.total or snap.finished)
+
+
+def transfer_line(snap) -> str:
+    """One line for a ``TransferSnapshot``: while it moves, when it is done, or why it failed."""
+    files = f"{snap.files_done}/{snap.files} file{'' if snap.files == 1 else 's'}"
+    if snap.error:
+        return f"failed after {size(snap.done)} of {size(snap.total)}: {snap.error}"
+    if snap.finished:
+        count = f" · {snap.files} file{'' if snap.files == 1 else 's'}" if snap.files else ""
+        return f"done: {size(snap.done)} in {seconds(snap.elapsed)}{count}"
+    if not started(snap):
+        return "listing the job's files…"
+    rate = [] if snap.rate is None else [f"{size(snap.rate)}/s"]
+    parts = [f"{size(snap.done)} / {size(snap.total)}", *rate, eta(snap.remaining_s), files]
+    return " · ".join(parts)
+
+
+FILE_HEADERS = ("path", "kind", "size", "fetched")
+
+
+def files_table(entries: Iterable[dict]) -> str:
+    """The collected files of a job (``job.files()``) as ``%gpu_fetch JOB --list`` prints them."""
+    rows = [
+        (e["path"], e["kind"], size(e["size"]), "yes" if e["fetched"] else "no") for e in entries
+    ]
+    return table(FILE_HEADERS, rows) if rows else "No collected files."

@@ -145,6 +145,7 @@ class GPUMagics(Magics):
     @argument("--sbatch", action="append", default=[], metavar="KEY[=V]", help="Slurm: option")
     @argument("--wait", action="store_true", help="wait, then load --outputs into the kernel")
     @argument("--fetch", choices=["auto", "manual"], default="auto", help="collect when it ends")
+    @argument("--fetch-limit", metavar="SIZE", help="bigger files only when asked, e.g. 500MB")
     @argument("--outputs-glob", action="append", default=[], metavar="GLOB", help="outputs/ files")
     @argument("--exclude", action="append", default=[], metavar="GLOB", help="skip these files")
     @cell_magic
@@ -179,6 +180,7 @@ class GPUMagics(Magics):
             venv=opts.venv,
             conda=opts.conda,
             fetch=opts.fetch,
+            fetch_limit=opts.fetch_limit,
             outputs_glob=tuple(opts.outputs_glob),
             exclude=tuple(opts.exclude),
             resources={
@@ -254,22 +256,36 @@ class GPUMagics(Magics):
     @magic_arguments()
     @argument("-h", "--help", action="store_true", help="show this help")
     @argument("job", nargs="?", help="job id or name")
+    @argument("files", nargs="*", metavar="FILE", help="collected files to download now")
+    @argument("--list", action="store_true", help="list the collected files")
     @argument("--wait", action="store_true", help="wait for the job to end first")
     @argument("--timeout", type=float, metavar="SECONDS", help="give up waiting after this")
     @line_magic
     @user_errors
     def gpu_fetch(self, line: str):
-        """Load a finished job's --outputs variables into the kernel."""
+        """Load a finished job's --outputs variables into the kernel (with a download progress
+        bar); FILE ...: download those collected files now and print their local paths;
+        --list: the collected files (path, kind, size, fetched)."""
         opts = parse(self.gpu_fetch, line, needs_job=True)
         if opts is None:
             return None
+        results = self.client.results
         job = self.client.job(opts.job)
         if opts.wait:
-            self._finish(job.id, opts.timeout)
-            return
+            job = self.client.wait(job.id, opts.timeout)
+        show = functools.partial(ui().run_showing, lambda: results.transfer(job.id))
+        if opts.list:
+            print(formatting.files_table(show(lambda: results.files(job.id))))
+            return None
+        for name in opts.files:
+            print(f"gpu_magic: {name} → {show(lambda n=name: results.local_path(job.id, n))}")
+        if opts.files:
+            return None
         if job.status != JobStatus.COMPLETED:
-            self.client.results.raise_for_failure(job.id)
+            results.raise_for_failure(job.id)
+        show(lambda: results.collect(job.id))
         self._finish(job.id, timeout=0)
+        return None
 
     # -- clusters -------------------------------------------------------------------------
     @magic_arguments()

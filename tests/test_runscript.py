@@ -444,6 +444,8 @@ def test_env_args_and_paths_visible_to_python_cell(tmp_path):
             "foo": os.environ["FOO"],
             "job_id": os.environ["GPU_MAGIC_JOB_ID"],
             "job_dir": os.environ["GPU_MAGIC_JOB_DIR"],
+            "outputs": os.environ["GPU_MAGIC_OUTPUTS"],
+            "checkpoints": os.environ["GPU_MAGIC_CHECKPOINTS"],
             "pythonpath": os.environ["PYTHONPATH"].split(os.pathsep),
             "unbuffered": os.environ["PYTHONUNBUFFERED"],
             "cwd": os.getcwd(),
@@ -464,6 +466,7 @@ def test_env_args_and_paths_visible_to_python_cell(tmp_path):
     assert seen["foo"] == "bar baz"
     assert seen["job_id"] == JOB_ID
     assert seen["job_dir"] == real
+    assert seen["outputs"] == f"{real}/outputs" and seen["checkpoints"] == f"{real}/checkpoints"
     assert seen["pythonpath"] == [f"{real}/{jobdir.LIB}", "/already/there"]
     assert seen["unbuffered"] == "1"
     assert seen["cwd"] == f"{real}/{jobdir.CODE}"

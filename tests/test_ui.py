@@ -132,7 +132,12 @@ class FakeClient:
         )
         self.cancelled: list[str] = []
         self.outputs_value: dict | Exception = {"model": "M", "history": [1, 2]}
-        self.results = SimpleNamespace(outputs=self.outputs)
+        self.results = SimpleNamespace(
+            outputs=self.outputs,
+            transfer=lambda job_id: None,  # the results section: nothing collected
+            collected_files=lambda job_id: None,
+            errors={},
+        )
 
     def cancel(self, job_id):
         self.cancelled.append(job_id)

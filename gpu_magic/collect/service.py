@@ -37,6 +37,7 @@ class ResultsService:
         self._job_locks: dict[str, threading.Lock] = {}
         self._threads: list[threading.Thread] = []
         self.errors: dict[str, str] = {}  # job id -> why background collection failed
+        self.cleanup_errors: dict[str, str] = {}  # cluster -> why its after-collect cleanup failed
         self._transfers: dict[str, TransferProgress] = {}
 
     def transfer(self, job_id: str) -> TransferProgress | None:
@@ -74,7 +75,8 @@ class ResultsService:
         thread.start()
 
     def collect(self, job_id: str, *, again: bool = False) -> dict:
-        """The manifest of a finished job's collected results, collecting them first if needed."""
+        """The manifest of a finished job's collected results, collecting them first if needed;
+        a fresh collection is followed by the cluster's cleanup when its policy asks for it."""
         job = self.client.store.find(job_id)
         with self._job_lock(job.id):
             manifest = self.store.manifest(job.id)
@@ -83,11 +85,52 @@ class ResultsService:
             job = self.client.job(job.id)
             if not job.is_terminal:
                 raise JobStateError(f"job {job.id} is {job.status}; results come when it ends")
+            self._refuse_if_remote_deleted(job.id, "collect its results")
             cluster = self.client.clusters.get(job.cluster)
             transport = self.client.transport(cluster)
-            return self._tracked(
+            manifest = self._tracked(
                 job.id, lambda p: collect(transport, cluster.interpreter, job, self.store, p)
             )
+        self.errors.pop(job.id, None)
+        self._cleanup_after_collect(job.cluster)  # outside the lock: it may touch this job
+        return manifest
+
+    def _cleanup_after_collect(self, cluster: str) -> None:
+        """Never fails a collection: a cleanup problem is kept in ``cleanup_errors``."""
+        from ..storage.cleanup import after_collect  # storage sits beside collect, not below
+
+        try:
+            plan = after_collect(self.client, cluster)
+        except GPUMagicError as exc:
+            self.cleanup_errors[cluster] = str(exc)
+            return
+        if plan is not None and plan.notes:
+            self.cleanup_errors[cluster] = "; ".join(plan.notes)
+        else:
+            self.cleanup_errors.pop(cluster, None)
+
+    def _refuse_if_remote_deleted(self, job_id: str, what: str) -> None:
+        deletion = self.client.store.remote_deleted(job_id)
+        if deletion is not None:
+            raise TransferError(
+                f"cannot {what} of job {job_id}: a cleanup deleted its folder on the host "
+                f"({deletion.rule}, {deletion.at:%Y-%m-%d %H:%M} UTC)"
+            )
+
+    def archive(self, job_id: str) -> Path:
+        """Pack a finished job's local results (collected first if needed) into one archive,
+        ``{results_dir}/{job_id}.tar.zst``; reads keep working from it. Returns its path."""
+        from ..storage.archive import archive_results
+
+        job = self.client.store.find(job_id)
+        self.collect(job.id)
+        with self._job_lock(job.id):
+            return archive_results(self.store, job.id)
+
+    def remove_local(self, job_id: str) -> None:
+        """Delete the job's local results (loose files and archive); the host copy stays."""
+        with self._job_lock(job_id):
+            self.store.remove(job_id)
 
     def files(self, job_id: str) -> list[dict]:
         """The collected files: path, size, sha256, kind and whether it is here (fetched)."""
@@ -103,9 +146,14 @@ class ResultsService:
         with self._job_lock(job.id):
             entry = self.store.entry(job.id, rel)
             if entry is not None and entry["fetched"]:
-                return self.store.path(job.id, rel)
-            transport = self.client.transport_of(job)
-            return self._tracked(job.id, lambda p: fetch_file(transport, job, self.store, rel, p))
+                return self.store.local(job.id, rel)
+            self._refuse_if_remote_deleted(job.id, f"fetch {rel}")
+            cluster = self.client.clusters.get(job.cluster)
+            transport, python = self.client.transport(cluster), cluster.interpreter
+            return self._tracked(
+                job.id,
+                lambda p: fetch_file(transport, job, self.store, rel, p, interpreter=python),
+            )
 
     def load(self, job_id: str, name: str) -> Any:
         """A collected file loaded by its extension (numpy, torch, safetensors, pickle, JSON);
@@ -123,7 +171,7 @@ class ResultsService:
             rel = f"outputs/{name}.pkl"
             if rel not in fetched:
                 raise TransferError(f"job {job.id} did not write its output {name!r}")
-            values[name] = results.unpickle(job, name, self.store.path(job.id, rel).read_bytes())
+            values[name] = results.unpickle(job, name, self.store.local(job.id, rel).read_bytes())
         return values
 
     def raise_for_failure(self, job_id: str) -> None:
@@ -144,12 +192,18 @@ class ResultsService:
             return None
         feed = JobFeed(job)
         files = {}
+        self.store.extract(job.id, TAILED)  # an archived job's telemetry, in one pass
         for name in TAILED:
             local = self.store.folder(job.id) / name
             data = local.read_bytes() if local.exists() else b""
             files[name] = Chunk(0, len(data), data)
         feed.apply(job, FolderState(exists=True, files=files))
         return feed
+
+    def collected_files(self, job_id: str) -> list[dict] | None:
+        """The manifest's files once collection is complete (None before); never starts one."""
+        manifest = self.store.manifest(job_id)
+        return manifest["files"] if manifest is not None and manifest["complete"] else None
 
     def _complete(self, job: GPUJob) -> bool:
         manifest = self.store.manifest(job.id) if job.is_terminal else None

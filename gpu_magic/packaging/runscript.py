@@ -9,6 +9,7 @@ so the script's ``$$`` is the id of the job's process group. What it does, in or
    growing across attempts), then writes ``state/pid`` (``$$``) and ``started_at``.
 2. If ``state/cancel_requested`` already exists it stops with ``EXIT_CANCELLED``.
 3. Exports the request's env, then ``GPU_MAGIC_JOB_ID``, ``GPU_MAGIC_JOB_DIR``,
+   ``GPU_MAGIC_OUTPUTS`` and ``GPU_MAGIC_CHECKPOINTS`` (where the cell saves files to collect),
    ``PYTHONUNBUFFERED=1`` and ``PYTHONPATH=JOBDIR/lib[:JOBDIR/code/repo][:$PYTHONPATH]``.
 4. With ``timeout``: a watchdog that, when it expires, touches ``state/timed_out`` and sends TERM
    to the process group.
@@ -165,6 +166,8 @@ def _exports(job_id: str, request: GPUJobRequest) -> str:
     lines += [
         f"export GPU_MAGIC_JOB_ID={shlex.quote(job_id)}",
         'export GPU_MAGIC_JOB_DIR="$_gm_jobdir"',
+        f'export GPU_MAGIC_OUTPUTS="$_gm_jobdir"/{shlex.quote(jobdir.OUTPUTS)}',
+        f'export GPU_MAGIC_CHECKPOINTS="$_gm_jobdir"/{shlex.quote(jobdir.CHECKPOINTS)}',
         "export PYTHONUNBUFFERED=1",
         f'export PYTHONPATH={path}"${{PYTHONPATH:+:$PYTHONPATH}}"',
     ]

@@ -1,6 +1,7 @@
 """The notebook UI: a live panel per job and a live jobs table (ipywidgets + plotly live here only).
 
-Entry points for the magics: ``show_job(client, job)`` and ``show_jobs(client)``. Each displays
+Entry points for the magics: ``show_job(client, job)``, ``show_jobs(client)`` and
+``run_showing(source, work)`` (a transfer's progress bar while ``work`` runs). Each displays
 its widget where a widget frontend can exist (an ipykernel kernel: JupyterLab, Notebook,
 VS Code, nbclient/nbconvert) and otherwise (plain IPython, a script) a text snapshot; either way
 the displayed ``text/plain`` is that readable snapshot. Pass ``widgets=True/False`` to force.
@@ -16,8 +17,18 @@ from . import text
 from .panel import JobPanel
 from .table import JobsTable
 from .throttle import Throttle
+from .transfer import TransferBar, run_showing
 
-__all__ = ["JobPanel", "JobsTable", "Throttle", "show_job", "show_jobs", "widget_frontend"]
+__all__ = [
+    "JobPanel",
+    "JobsTable",
+    "Throttle",
+    "TransferBar",
+    "run_showing",
+    "show_job",
+    "show_jobs",
+    "widget_frontend",
+]
 
 SETTLE_S = 3.0
 _live_table: JobsTable | None = None

@@ -24,6 +24,7 @@ from ..models import JobStatus
 from . import charts, text
 from .actions import Actions
 from .logview import TAIL_LINES, LogView, drop_first_line
+from .results import ResultsSection
 from .throttle import INTERVAL, Throttle
 
 PULSE = 1.0  # the elapsed-time clock ticks this often while the job is not finished
@@ -65,6 +66,9 @@ class JobPanel(text.TextFallback, widgets.VBox):
         self._log_known: int | None = None  # the feed's log end offset in the view's first text
         self._build(tail_lines)
         self.actions = Actions(self, namespace)
+        self.results = ResultsSection(
+            client, job_id, namespace=namespace, interval=interval, background=background
+        )
         super().__init__(self._layout())
         self.add_class("gpu-magic-panel")
         self._unsubscribe = self.feed.subscribe(self._on_update)
@@ -111,6 +115,7 @@ class JobPanel(text.TextFallback, widgets.VBox):
             self.gpu_now,
             self.logview,
             *self.actions.row,
+            self.results,
         ]
 
     # -- feed side (monitor thread): record only ----------------------------------------------
@@ -143,6 +148,7 @@ class JobPanel(text.TextFallback, widgets.VBox):
         self._show_status(job)
         self._show_progress(job)
         self.actions.refresh(job)
+        self.results.refresh(job)
         if job.is_terminal:
             self._stop_watching()
 
@@ -247,7 +253,7 @@ class JobPanel(text.TextFallback, widgets.VBox):
     # -- text -------------------------------------------------------------------------------------
     def snapshot_text(self, tail: int = text.TAIL_LINES) -> str:
         snap = text.snapshot(self.client, self.feed, idle_after_s=self.idle_after_s)
-        return text.render(snap, tail)
+        return text.render(snap, tail) + self.results.snapshot_text()
 
 
 def log_end(feed) -> int | None:

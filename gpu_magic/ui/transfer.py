@@ -1,0 +1,175 @@
+"""Download progress in the notebook: a bar for a ``TransferProgress``, or text without widgets.
+
+The download thread only reaches ``TransferBar`` through the progress's subscription, which marks
+the bar's ``Throttle``; the throttle's applier reads a snapshot and changes the widgets (never more
+than every 250 ms). Without a widget frontend ``TransferPrinter`` prints one line when the
+transfer starts, at most one every ``every`` seconds while it runs and one when it ends.
+
+``run_showing(source, work)`` is what ``%gpu_fetch`` uses: ``work()`` (a collection or a file
+fetch) runs on a thread while the caller's thread shows whatever transfer ``source()`` reports.
+The ``TransferProgress`` is made inside the results service once the transfer starts, so the
+caller's thread looks for it every ``POLL_S``; a transfer that had already finished before
+``work`` started belongs to an earlier call and is not shown.
+"""
+
+from __future__ import annotations
+
+import html
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import ipywidgets as widgets
+
+from ..formatting import started, transfer_line
+from .text import TextFallback
+from .throttle import INTERVAL, Throttle
+
+POLL_S = 0.1
+PRINT_EVERY_S = 5.0
+RED = "#c5221f"
+
+
+def transfer_html(snap) -> str:
+    line = html.escape(transfer_line(snap))
+    return f'<span style="color:{RED}">{line}</span>' if snap.error else line
+
+
+class TransferBar(TextFallback, widgets.HBox):
+    """A progress bar and its line of text, following one ``TransferProgress`` at a time."""
+
+    def __init__(self, progress=None, *, interval: float = INTERVAL, background: bool = True):
+        self.bar = widgets.FloatProgress(value=0, min=0, max=1, layout={"width": "240px"})
+        self.bar.add_class("gpu-magic-transfer-bar")
+        self.label = widgets.HTML(value="")
+        self.label.add_class("gpu-magic-transfer-text")
+        self.throttle = Throttle(self._apply, interval=interval, background=background)
+        self.lock = self.throttle.widget_lock
+        self.progress = None
+        self._follow_lock = threading.Lock()
+        self._unsubscribe: Callable[[], None] | None = None
+        super().__init__([self.bar, self.label])
+        self.add_class("gpu-magic-transfer")
+        self.follow(progress)
+
+    def follow(self, progress) -> None:
+        """(any thread) Show ``progress`` from now on (None: nothing); cheap when unchanged."""
+        with self._follow_lock:
+            if progress is self.progress:
+                return
+            if self._unsubscribe is not None:
+                self._unsubscribe()
+            self.progress = progress
+            self._unsubscribe = progress.subscribe(self._changed) if progress else None
+        self.throttle.mark("transfer")
+
+    def _changed(self) -> None:
+        """(download thread) Runs inside ``TransferProgress``: only mark."""
+        self.throttle.mark("transfer")
+
+    def _apply(self, _changes: dict) -> None:
+        progress = self.progress
+        if progress is None:
+            self.bar.value, self.label.value, self.bar.bar_style = 0, "", ""
+            return
+        snap = progress.snapshot()
+        self.bar.value = snap.fraction if started(snap) and not snap.error else 0
+        self.bar.bar_style = "danger" if snap.error else "success" if snap.finished else ""
+        self.label.value = transfer_html(snap)
+
+    def snapshot_text(self) -> str:
+        return "" if self.progress is None else transfer_line(self.progress.snapshot())
+
+    def close(self) -> None:
+        if not hasattr(self, "throttle"):
+            return
+        self.follow(None)
+        self.throttle.close()
+        self.bar.close()
+        self.label.close()
+        super().close()
+
+
+class TransferPrinter:
+    """The text fallback: a start line, a line every ``every`` seconds at most, an end line."""
+
+    def __init__(self, say=print, every: float = PRINT_EVERY_S, clock=time.monotonic):
+        self.say, self.every, self.clock = say, every, clock
+        self.progress = None
+        self._last: float | None = None  # when the last line went out (None: not started)
+        self._ended = False
+
+    def poll(self, progress) -> None:
+        """(the caller's thread) Print what is due for ``progress`` now."""
+        if progress is None:
+            return
+        if progress is not self.progress:
+            self.progress, self._last, self._ended = progress, None, False
+        snap = progress.snapshot()
+        if self._ended or not started(snap):
+            return
+        now = self.clock()
+        if snap.finished or self._last is None or now - self._last >= self.every:
+            self.say(f"gpu_magic: {transfer_line(snap)}")
+            self._last, self._ended = now, snap.finished
+
+
+class BarShower:
+    """The widget side of ``run_showing``: the bar is displayed once there is something to show."""
+
+    def __init__(self, display):
+        self.display = display
+        self.bar: TransferBar | None = None
+
+    def poll(self, progress) -> None:
+        if progress is None:
+            return
+        if self.bar is None:
+            self.bar = TransferBar(progress)
+            self.display(self.bar)
+        self.bar.follow(progress)
+
+    def finish(self) -> None:
+        if self.bar is not None:
+            self.bar.throttle.flush()  # the final state is in the output before the cell ends
+
+
+def run_showing(
+    source: Callable[[], Any],
+    work: Callable[[], Any],
+    *,
+    widgets: bool | None = None,
+    say=print,
+    display=None,
+    poll_s: float = POLL_S,
+) -> Any:
+    """Return ``work()`` (or raise its error), showing ``source()``'s transfer meanwhile."""
+    from . import _display, widget_frontend
+
+    before = source()
+    stale = before if before is not None and before.snapshot().finished else None
+    use_widgets = widgets if widgets is not None else widget_frontend()
+    shower = BarShower(display or _display) if use_widgets else TransferPrinter(say)
+    outcome: dict[str, Any] = {}
+    thread = threading.Thread(target=_capture, args=(work, outcome), daemon=True)
+    thread.name = "gpu_magic-transfer"
+    thread.start()
+    while thread.is_alive():
+        thread.join(poll_s)
+        current = source()
+        shower.poll(None if current is stale else current)
+    current = source()
+    shower.poll(None if current is stale else current)
+    if isinstance(shower, BarShower):
+        shower.finish()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
+def _capture(work: Callable[[], Any], outcome: dict) -> None:
+    try:
+        outcome["value"] = work()
+    except BaseException as exc:  # handed to the caller's thread, which raises it
+        outcome["error"] = exc
