@@ -106,8 +106,9 @@ RESOURCE_OPTIONS = ("time", "mem", "cpus", "nodes", "gpu_type", "partition", "ac
                     "constraint")  # fmt: skip
 
 
-@magics_class
-class GPUMagics(Magics):
+class ClientMagics(Magics):
+    """Magics over one ``Client``: the kernel's default one, or one given (tests)."""
+
     def __init__(self, shell, client: Client | None = None):
         super().__init__(shell)
         self._client = client
@@ -116,6 +117,9 @@ class GPUMagics(Magics):
     def client(self) -> Client:
         return self._client or default_client()
 
+
+@magics_class
+class GPUMagics(ClientMagics):
     # -- %%gpu_submit ---------------------------------------------------------------------
     @magic_arguments()
     @argument("-h", "--help", action="store_true", help="show this help")

@@ -7,25 +7,17 @@ it shares that module's argument parsing and error display.
 from __future__ import annotations
 
 from IPython.core.error import UsageError
-from IPython.core.magic import Magics, line_magic, magics_class
+from IPython.core.magic import line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
 
-from .api import Client, default_client
+from .api import Client
 from .clusters import CleanupRules
-from .magics import parse, user_errors
+from .magics import ClientMagics, parse, user_errors
 from .storage import cleanup, report, usage
 
 
 @magics_class
-class StorageMagics(Magics):
-    def __init__(self, shell, client: Client | None = None):
-        super().__init__(shell)
-        self._client = client
-
-    @property
-    def client(self) -> Client:
-        return self._client or default_client()
-
+class StorageMagics(ClientMagics):
     @magic_arguments()
     @argument("-h", "--help", action="store_true", help="show this help")
     @argument("job", nargs="?", help="job id or name")

@@ -87,7 +87,8 @@ def chart_has_points(trace: str, points: int, vertices: int) -> str:
     }}"""
 
 
-def write_notebook(root: Path) -> str:
+def write_notebook(root: Path, name: str = "panel.ipynb", job_cell: str = JOB_CELL) -> str:
+    """A notebook of two cells, ``%load_ext gpu_magic`` and ``job_cell``; returns its name."""
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {
         "name": "python3",
@@ -96,10 +97,10 @@ def write_notebook(root: Path) -> str:
     }
     nb.cells = [
         nbformat.v4.new_code_cell("%load_ext gpu_magic"),
-        nbformat.v4.new_code_cell(JOB_CELL),
+        nbformat.v4.new_code_cell(job_cell),
     ]
-    nbformat.write(nb, root / "panel.ipynb")
-    return "panel.ipynb"
+    nbformat.write(nb, root / name)
+    return name
 
 
 def open_notebook(page, lab, name: str) -> None:

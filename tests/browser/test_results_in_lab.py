@@ -11,9 +11,8 @@ from __future__ import annotations
 import contextlib
 import urllib.error
 
-import nbformat
 import pytest
-from test_panel_in_lab import ARTIFACTS, PANEL, open_notebook, run_all_cells
+from test_panel_in_lab import ARTIFACTS, PANEL, open_notebook, run_all_cells, write_notebook
 
 RESULTS = f"{PANEL} .gpu-magic-results"
 JOB_CELL = """\
@@ -26,21 +25,6 @@ with open("../outputs/weights.bin", "wb") as f:
     f.write(os.urandom(5_000_000))
 y = 1
 """
-
-
-def write_notebook(root) -> str:
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
-    nb.cells = [
-        nbformat.v4.new_code_cell("%load_ext gpu_magic"),
-        nbformat.v4.new_code_cell(JOB_CELL),
-    ]
-    nbformat.write(nb, root / "results.ipynb")
-    return "results.ipynb"
 
 
 def forget_notebooks(lab) -> None:
@@ -70,7 +54,7 @@ def test_results_section_collects_fetches_and_loads_in_jupyterlab(fresh_lab, pag
     lab = fresh_lab
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
-    open_notebook(page, lab, write_notebook(lab.root_dir))
+    open_notebook(page, lab, write_notebook(lab.root_dir, "results.ipynb", JOB_CELL))
     run_all_cells(page)
 
     collect = page.locator(f"{RESULTS} button.gpu-magic-results-retry", has_text="Collect")
