@@ -1,5 +1,6 @@
-"""Fast verified downloads: small files in one tar stream, big ones with the host's sha256
-computed while they move, ``--fetch-limit``; and what a broken or hostile host cannot do.
+"""Fast verified downloads: the job folder listed over SFTP (no command), small files in one
+tar stream whose members carry the host's sha256, big ones with the host's sha256 computed
+while they move, ``--fetch-limit``; and what a broken or hostile host cannot do.
 
 The "host" runs on this machine (LocalTransport, or a real sshd on 127.0.0.1), so what it has
 and what arrived are both checked directly on the filesystem.
@@ -10,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
-import json
 import os
 import shlex
 import sys
@@ -27,11 +27,11 @@ from gpu_magic.collect.progress import TransferProgress
 from gpu_magic.errors import InvalidRequestError, TransferError
 from gpu_magic.models import GPUJob, parse_size
 from gpu_magic.transport import LocalTransport
-from gpu_magic.transport.base import CommandResult, Transport
+from gpu_magic.transport.base import RemoteEntry, Transport
 
 pytestmark = pytest.mark.timeout(120)
 
-BIG = 1 << 20  # the listing leaves files this big unhashed (remote/listing.py)
+BIG = 1 << 20  # files this big come by SFTP, smaller ones in the tar stream (plan.SMALL)
 
 
 def sha(data: bytes) -> str:
@@ -76,7 +76,7 @@ class Spy(Transport):
 
     def __init__(self, real: Transport):
         self.real, self.label = real, real.label
-        self.streams, self.gets, self.commands = [], [], []
+        self.streams, self.gets, self.commands, self.lists = [], [], [], []
 
     def run(self, command, *, stdin=None, timeout=None):
         self.commands.append(command)
@@ -101,6 +101,10 @@ class Spy(Transport):
     def get_file(self, remote, local, *, offset=0, progress=None, digest=None):
         self.gets.append(remote)
         return self.real.get_file(remote, local, offset=offset, progress=progress, digest=digest)
+
+    def list_tree(self, remote, roots):
+        self.lists.append(remote)
+        return self.real.list_tree(remote, roots)
 
     def home(self):
         return self.real.home()
@@ -134,6 +138,8 @@ def test_many_small_files_come_in_one_tar_stream_byte_identical(host, tmp_path):
     assert manifest["complete"] and set(entries) == set(files)
     assert len(spy.streams) == 1  # every small file in one stream
     assert spy.gets == [f"{job.remote_dir}/outputs/model.bin"]  # only the big file by SFTP
+    assert spy.lists == [job.remote_dir]  # listed without a command...
+    assert len(spy.commands) == 1 and is_hash(spy.commands[0])  # ...the big file's hash is one
     assert not [p for p in (folder / ".partial").rglob("*") if p.is_file()]
     done = progress.snapshot()
     assert (
@@ -266,9 +272,11 @@ class CraftedHost(LocalTransport):
     def __init__(self, listed: dict[str, bytes], tar_bytes: bytes):
         self.listed, self.tar_bytes, self.streams = listed, tar_bytes, 0
 
+    def list_tree(self, remote, roots):
+        return [RemoteEntry(p, len(d), "file") for p, d in self.listed.items()]
+
     def run(self, command, *, stdin=None, timeout=None):
-        files = [[p, len(d), sha(d)] for p, d in self.listed.items()]
-        return CommandResult(command, 0, json.dumps({"files": files, "refused": []}).encode())
+        raise AssertionError(f"no command expected: {command}")
 
     def stream_from(self, command):
         self.streams += 1
@@ -286,10 +294,16 @@ def tar_of(*members: tuple[tarfile.TarInfo, bytes]) -> bytes:
     return buf.getvalue()
 
 
-def member(name: str, data: bytes = b"", kind: bytes = tarfile.REGTYPE, link: str = "", size=None):
+SAME = object()  # the header a faithful host writes: the sha256 of the member's bytes
+
+
+def member(name: str, data: bytes = b"", kind: bytes = tarfile.REGTYPE, link: str = "", **kw):
+    """A crafted member; ``sha256=`` sets its GPU_MAGIC.sha256 header (None: no header)."""
     info = tarfile.TarInfo(name)
-    info.type, info.linkname = kind, link
-    info.size = len(data) if size is None else size
+    info.type, info.linkname, info.size = kind, link, len(data)
+    header = kw.get("sha256", SAME)
+    if header is not None:
+        info.pax_headers = {"GPU_MAGIC.sha256": sha(data) if header is SAME else header}
     return info, data
 
 
@@ -303,7 +317,13 @@ HOSTILE = {
     "device": (member("outputs/a.txt", kind=tarfile.CHRTYPE), "not a regular file"),
     "unexpected": (member("outputs/other.txt", b"evil"), "not one of the requested"),
     "wrong size": (member("outputs/a.txt", b"good and more"), "13 bytes, the listing said 4"),
-    "wrong bytes": (member("outputs/a.txt", b"evil"), "sha256"),
+    "wrong bytes": (member("outputs/a.txt", b"evil", sha256=sha(b"good")), "sha256"),
+    "no sha256 header": (member("outputs/a.txt", b"good", sha256=None), "GPU_MAGIC.sha256"),
+    "bad sha256 header": (member("outputs/a.txt", b"good", sha256="abc"), "GPU_MAGIC.sha256"),
+    "upper-case sha256": (
+        member("outputs/a.txt", b"good", sha256=sha(b"good").upper()),
+        "no valid GPU_MAGIC.sha256 header",
+    ),
 }
 
 

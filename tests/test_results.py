@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-import json
+import importlib.util
 import os
 import shutil
 from pathlib import Path
@@ -17,7 +17,7 @@ from gpu_magic.collect.download import download
 from gpu_magic.collect.plan import unsafe
 from gpu_magic.errors import TransferError
 from gpu_magic.transport import LocalTransport
-from gpu_magic.transport.base import CommandResult
+from gpu_magic.transport.base import RemoteEntry
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -108,6 +108,30 @@ def test_store_survives_a_kernel_restart_with_the_remote_folder_gone(env, tmp_pa
     client.close()
 
 
+@pytest.mark.parametrize("env", ["local", "ssh"], indirect=True)
+def test_checkpoints_are_listed_and_fetched_only_when_loaded(env):
+    code = (
+        "import os\n"
+        "path = os.path.join(os.environ['GPU_MAGIC_CHECKPOINTS'], 'epoch1.pt')\n"
+        "open(path, 'wb').write(os.urandom(50_000))\n"
+    )
+    job = submit(env, code)
+    data = env.transport().read_file(f"{job.job.remote_dir}/checkpoints/epoch1.pt")
+    entry = {f["path"]: f for f in job.files()}["checkpoints/epoch1.pt"]
+    assert entry == {
+        "path": "checkpoints/epoch1.pt", "size": 50_000, "sha256": "", "kind": "checkpoint",
+        "fetched": False,
+    }  # fmt: skip
+    local = env.client.results.store.folder(job.id) / "checkpoints/epoch1.pt"
+    assert not local.exists()  # listed, not downloaded
+    got = env.client.results.load(job.id, "checkpoints/epoch1.pt")
+    if importlib.util.find_spec("torch") is None:
+        assert got == local  # no torch here: the .pt's local path
+    assert local.read_bytes() == data
+    entry = {f["path"]: f for f in job.files()}["checkpoints/epoch1.pt"]
+    assert entry["fetched"] and entry["sha256"] == hashlib.sha256(data).hexdigest()
+
+
 def test_symlinks_and_escapes_are_refused(env, tmp_path):
     secret = tmp_path / "secret.txt"
     secret.write_text("not yours")
@@ -139,15 +163,14 @@ class ForgedListing(LocalTransport):
     def __init__(self, entries):
         self.entries = entries
 
-    def run(self, command, *, stdin=None, timeout=None):
-        body = json.dumps({"files": self.entries, "refused": []}).encode()
-        return CommandResult(command, 0, body)
+    def list_tree(self, remote, roots):
+        return self.entries
 
 
 def test_dotdot_and_absolute_paths_from_the_host_are_refused(tmp_path):
-    digest = hashlib.sha256(b"evil").hexdigest()
     evil = ["outputs/../../evil", "/etc/evil", "outputs/./x", "spec.json", "outputs"]
-    transport = ForgedListing([[p, 4, digest] for p in evil])
+    evil += ["checkpoints", "checkpoints/../../evil", "checkpoints/", "outputsx/y"]
+    transport = ForgedListing([RemoteEntry(p, 4, "file") for p in evil])
     request = GPUJobRequest.create(code="pass")
     from gpu_magic.models import GPUJob
 

@@ -31,7 +31,8 @@ from gpu_magic.errors import (
     UnknownHostKeyError,
     WaitTimeoutError,
 )
-from gpu_magic.transport.base import quote_argv
+from gpu_magic.transport.base import RemoteEntry, quote_argv
+from gpu_magic.transport.local import LocalTransport
 from gpu_magic.transport.ssh import SSHTransport
 
 pytestmark = pytest.mark.ssh
@@ -215,6 +216,63 @@ def test_file_errors_are_transfer_errors(ssh_env, tmp_path):
     with pytest.raises(TransferError):
         t.put_file(tmp_path / "no-such-local-file", str(ssh_env.remote_dir / "z"))
     assert not (ssh_env.remote_dir / "z").exists()
+
+
+# -- listing a folder without a shell --------------------------------------------------------
+
+ROOTS = ["output.log", "metrics.jsonl", "state/error.json", "gone/x", "outputs", "checkpoints"]
+
+
+def odd_tree(root: Path, secret: Path) -> None:
+    """A job-like folder with everything list_tree must not follow or trip over."""
+    (root / "outputs/deep/er").mkdir(parents=True)
+    (root / "output.log").write_bytes(b"log\n")
+    (root / "outputs/deep/er/w.bin").write_bytes(b"w" * 12345)
+    for i in range(250):  # more than one READDIR answer (OpenSSH sends 100 names per answer)
+        (root / f"outputs/f{i:03d}.txt").write_bytes(b"x" * i)
+    os.symlink(secret, root / "outputs/to_file")
+    os.symlink(secret.parent, root / "outputs/to_dir")
+    os.mkfifo(root / "outputs/pipe")
+    os.symlink(secret.parent, root / "state")  # a folder above a root, swapped for a link
+    os.symlink(secret, root / "checkpoints")
+
+
+def expected_tree(root: Path, secret: Path) -> list[RemoteEntry]:
+    outputs = [
+        RemoteEntry("outputs/deep", (root / "outputs/deep").lstat().st_size, "dir"),
+        *[RemoteEntry(f"outputs/f{i:03d}.txt", i, "file") for i in range(250)],
+        RemoteEntry("outputs/pipe", 0, "other"),
+        RemoteEntry("outputs/to_dir", len(str(secret.parent)), "symlink"),
+        RemoteEntry("outputs/to_file", len(str(secret)), "symlink"),
+        RemoteEntry("outputs/deep/er", (root / "outputs/deep/er").lstat().st_size, "dir"),
+        RemoteEntry("outputs/deep/er/w.bin", 12345, "file"),
+    ]
+    return [
+        RemoteEntry("output.log", 4, "file"),
+        RemoteEntry("state", len(str(secret.parent)), "symlink"),
+        RemoteEntry("outputs", (root / "outputs").lstat().st_size, "dir"),
+        RemoteEntry("checkpoints", len(str(secret)), "symlink"),
+        *outputs,
+    ]
+
+
+def test_list_tree_lstats_over_sftp_without_a_command(ssh_env, tmp_path):
+    secret = tmp_path / "secret/error.json"
+    secret.parent.mkdir()
+    secret.write_text("not yours")
+    root = ssh_env.remote_dir / "job"
+    odd_tree(root, secret)
+
+    class NoCommands(SSHTransport):
+        def run(self, command, **kw):
+            raise AssertionError(f"list_tree ran a command: {command}")
+
+    t = NoCommands(ssh_env.cluster, ssh_env.settings)
+    want = expected_tree(root, secret)
+    assert t.list_tree(str(root), ROOTS) == want  # missing roots skipped, no link followed
+    assert LocalTransport().list_tree(str(root), ROOTS) == want  # the same seam, locally
+    assert t.list_tree(str(ssh_env.remote_dir / "no-such-job"), ROOTS) == []
+    t.close()
 
 
 # -- host keys --------------------------------------------------------------------------------

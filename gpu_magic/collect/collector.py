@@ -1,9 +1,12 @@
 """Collect a finished job into the results store: list on the host, select, download verified.
 
-Small files (hashed by the listing) come home in tar streams, one per batch of names, landed by
-``tarstream`` (one round trip instead of one per file); big files one by one over SFTP while
-the host hashes them on another channel (``download``). Either way a file becomes visible only
-once its sha256 matches the host's, and the manifest says which files are here.
+The listing is SFTP only (``plan.list_remote``): nothing waits for a command. Small files come
+home in tar streams, one per batch of names (one command for a usual job), each member
+carrying the host's sha256 of its bytes, landed by ``tarstream``; big files one by one over
+SFTP while the host hashes them on another channel (``download``). Either way a file becomes
+visible only once its sha256 matches the host's, and the manifest says which files are here
+(``sha256`` stays "" until a file is fetched and verified). ``checkpoints/`` is listed, never
+fetched unasked: ``fetch_file`` brings one when it is loaded.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from ..errors import ClusterConnectionError, RemoteCommandError, TransferError
 from ..models import GPUJob
 from ..transport.base import Transport
 from .download import ATTEMPTS, download
-from .plan import RemoteFile, eager, hash_command, list_remote, selected, tar_commands
+from .plan import SMALL, RemoteFile, eager, hash_command, list_remote, selected, tar_commands
 from .progress import TransferProgress
 from .store import ResultsStore
 from .tarstream import Sink, Wanted, receive
@@ -31,14 +34,14 @@ def collect(
 ) -> dict:
     """Bring back what ``job``'s request selects; returns the (complete) manifest."""
     progress = progress or TransferProgress()
-    files, refused = list_remote(transport, interpreter, job)
+    files, refused = list_remote(transport, job)
     chosen = [f for f in files if selected(f, job)]
     manifest = {
         "job_id": job.id,
         "status": str(job.status),
         "complete": False,
         "files": [
-            {"path": f.path, "size": f.size, "sha256": f.sha256, "kind": f.kind, "fetched": False}
+            {"path": f.path, "size": f.size, "sha256": "", "kind": f.kind, "fetched": False}
             for f in chosen
         ],
         "refused": [{"path": p, "why": why} for p, why in refused],
@@ -48,9 +51,9 @@ def collect(
     progress.begin(sum(f.size for f in todo), len(todo))
     run = _Collection(transport, interpreter, job, store, manifest, progress)
     with ThreadPoolExecutor(1, thread_name_prefix="gpu_magic-tar") as pool:
-        small = pool.submit(run.small, [f for f in todo if f.sha256 is not None])
+        small = pool.submit(run.small, [f for f in todo if f.size < SMALL])
         for f in todo:  # big files meanwhile: each command's start-up hides under the other
-            if f.sha256 is None:
+            if f.size >= SMALL:
                 run.one(f.path)
         small.result()
     manifest["complete"] = True
@@ -68,7 +71,7 @@ def fetch_file(
     interpreter: str | None = None,
 ) -> Path:
     """The local copy of one listed file, downloaded now if it was not (``--fetch manual``).
-    Without ``interpreter`` the host hashes a big file with ``sha256sum``."""
+    Without ``interpreter`` the host hashes it with ``sha256sum``."""
     manifest = store.manifest(job.id)
     entry = next((e for e in (manifest or {"files": []})["files"] if e["path"] == rel), None)
     if entry is None:
@@ -94,7 +97,7 @@ class _Collection:
         self._lock = threading.Lock()  # the tar thread and the big files share the manifest
 
     def one(self, rel: str) -> None:
-        """One file over SFTP, verified against the listing's or the host's fresh sha256."""
+        """One file over SFTP, verified against the host's sha256 (computed meanwhile)."""
         entry = self.entries[rel]
         remote = self._remote(rel)
         sha256 = entry["sha256"] or (lambda: self._host_sha256(remote))
@@ -103,13 +106,11 @@ class _Collection:
         digest = download(
             self.transport, remote, dest, partial, entry["size"], sha256, p.advance, p.rewind
         )
-        with self._lock:
-            entry["sha256"] = digest
-        self._landed(rel)
+        self._landed(rel, digest)
         self._save()
 
     def small(self, files: list[RemoteFile]) -> None:
-        """Files the listing hashed, in tar streams; a file the host left out comes by SFTP."""
+        """Small files in tar streams; a file the host left out comes by SFTP (or says why)."""
         if not files:
             return
         for command, rels in tar_commands(self.interpreter, self.job, [f.path for f in files]):
@@ -144,11 +145,11 @@ class _Collection:
     def _wanted(self, rel: str) -> Wanted:
         entry = self.entries[rel]
         dest, partial = self.store.path(self.job.id, rel), self.store.partial(self.job.id, rel)
-        return Wanted(entry["size"], entry["sha256"], dest, partial)
+        return Wanted(entry["size"], dest, partial)
 
-    def _landed(self, rel: str) -> None:
+    def _landed(self, rel: str, sha256: str) -> None:
         with self._lock:
-            self.entries[rel]["fetched"] = True
+            self.entries[rel].update(sha256=sha256, fetched=True)
         self.progress.file_done()
 
     def _save(self) -> None:

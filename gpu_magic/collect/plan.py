@@ -1,28 +1,35 @@
-"""What to bring back: the host's listing (one round trip), checked, classified and selected.
+"""What to bring back: the job folder's listing, checked, classified and selected.
 
-The listing is computed on the host by ``gpu_magic/remote/listing.py`` (size of every regular
-file, and the sha256 of the small ones: a big file's is computed while it downloads, see
-``hash_command``; symlinks and escapes refused there). Its paths are checked again here: a path that
-is absolute, has ``..`` or ``.`` parts, or is not one of the collected names is refused, so a
-hostile or broken host cannot make us write outside the job's results folder.
+The listing comes from ``Transport.list_tree`` (SFTP on a host: no command, so no login
+shell's start-up before anything moves): sizes and types as ``lstat`` sees them. Only regular
+files are collected; symlinks (never followed) and anything else are refused with the reason.
+No sha256 comes with the listing: a small file's travels with its bytes in the tar stream
+(``tarstream``), a big file's is computed on the host while it downloads (``hash_command``).
+Every path is checked again here: a path that is absolute, has ``..`` or ``.`` parts, or is
+not one of the collected names is refused, so a hostile or broken host cannot make us write
+outside the job's results folder.
 """
 
 from __future__ import annotations
 
 import fnmatch
-import json
 import shlex
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from .. import jobdir
-from ..errors import TransferError
 from ..models import GPUJob
-from ..transport.base import Transport, quote_argv
+from ..transport.base import DIR, FILE, SYMLINK, Transport, quote_argv
 
 LISTING_SOURCE = (Path(__file__).resolve().parent.parent / "remote" / "listing.py").read_text()
 ERROR_FILE = f"{jobdir.STATE}/{jobdir.ERROR_JSON}"  # a failed cell's traceback
 TOP_FILES = (jobdir.OUTPUT_LOG, jobdir.METRICS, jobdir.GPU_CSV, ERROR_FILE)
+TREES = (jobdir.OUTPUTS, jobdir.CHECKPOINTS)
+"""Folders collected recursively; ``checkpoints/`` is listed but only fetched on demand."""
+ROOTS = (*TOP_FILES, *TREES)
+SMALL = 1 << 20
+"""Files smaller than this come in the tar stream, read whole and hashed by the host as it
+sends them; bigger ones by SFTP, hashed on the host while they download."""
 
 MODEL_SUFFIXES = {".pt", ".pth", ".safetensors", ".npy", ".npz", ".onnx", ".h5", ".joblib"}
 PLOT_SUFFIXES = {".png", ".jpg", ".jpeg", ".svg", ".pdf", ".html"}
@@ -37,28 +44,36 @@ Linux caps one argument at 128 KiB (the listing script itself takes ~4 KiB of it
 class RemoteFile:
     path: str  # relative to the job folder, POSIX
     size: int
-    sha256: str | None  # None for a big file: hashed on the host while it downloads
     kind: str
 
 
-def list_remote(transport: Transport, interpreter: str, job: GPUJob) -> tuple[list, list]:
-    """``(files, refused)`` of the job folder, hashed on the host."""
-    command = quote_argv(interpreter, "-c", LISTING_SOURCE, job.remote_dir)
-    text = transport.run(command).check().text
-    try:
-        data = json.loads(text)
-        raw = [(str(p), int(s), None if h is None else str(h)) for p, s, h in data["files"]]
-        refused = [(str(p), str(why)) for p, why in data["refused"]]
-    except (ValueError, KeyError, TypeError):
-        raise TransferError(f"unreadable listing of {job.remote_dir}: {text[:200]!r}") from None
-    files = []
-    for path, size, digest in raw:
-        why = unsafe(path)
+def list_remote(transport: Transport, job: GPUJob) -> tuple[list, list]:
+    """``(files, refused)`` of the job folder: regular files with safe paths, sorted."""
+    files, refused = [], []
+    for entry in sorted(transport.list_tree(job.remote_dir, ROOTS), key=_order):
+        if entry.type == DIR and entry.path.split("/")[0] in TREES:
+            continue  # its files are listed
+        why = _not_a_file(entry.type) or unsafe(entry.path)
         if why:
-            refused.append((path, why))
+            refused.append((entry.path, why))
         else:
-            files.append(RemoteFile(path, size, digest, kind_of(path, job)))
+            files.append(RemoteFile(entry.path, entry.size, kind_of(entry.path, job)))
     return files, refused
+
+
+def _not_a_file(kind: str) -> str | None:
+    if kind == SYMLINK:
+        return "symlink"
+    return None if kind == FILE else "not a regular file"
+
+
+def _order(entry) -> tuple[int, str]:
+    """The top files first, in their order, then each folder's files by path."""
+    rank = next(
+        (i for i, r in enumerate(ROOTS) if entry.path == r or entry.path.startswith(r + "/")),
+        len(ROOTS),
+    )
+    return rank, entry.path
 
 
 def hash_command(interpreter: str | None, remote: str) -> str:
@@ -91,7 +106,7 @@ def unsafe(path: str) -> str | None:
         return "not a relative path"
     if any(p in ("", ".", "..") for p in parts):
         return "'..' or empty part"
-    if path not in TOP_FILES and (parts[0] != jobdir.OUTPUTS or len(parts) < 2):
+    if path not in TOP_FILES and (parts[0] not in TREES or len(parts) < 2):
         return "not a collected file"
     return None
 
@@ -108,6 +123,8 @@ def kind_of(path: str, job: GPUJob) -> str:
         return "metrics"
     if path in variables:
         return "variable"
+    if pure.parts[0] == jobdir.CHECKPOINTS:
+        return "checkpoint"
     if "checkpoint" in path.lower() or "ckpt" in path.lower():
         return "checkpoint"
     if suffix in MODEL_SUFFIXES:
@@ -120,8 +137,9 @@ def kind_of(path: str, job: GPUJob) -> str:
 
 
 def selected(f: RemoteFile, job: GPUJob) -> bool:
-    """Log, metrics and output variables always; other outputs by --outputs-glob/--exclude."""
-    if f.kind in ("log", "metrics", "variable", "error"):
+    """Log, metrics, output variables and checkpoints always (the last are only listed unless
+    asked for); other outputs by --outputs-glob/--exclude."""
+    if f.kind in ("log", "metrics", "variable", "error") or in_checkpoints(f):
         return True
     rel = f.path.split("/", 1)[1]
     globs = job.request.outputs_glob or ("*",)
@@ -134,5 +152,11 @@ def eager(f: RemoteFile, job: GPUJob) -> bool:
     are bigger than --fetch-limit (those wait for ``job.load``/``job.path``)."""
     if f.kind in ("log", "metrics", "variable", "error"):
         return True
+    if in_checkpoints(f):
+        return False  # fetched on demand: job.load("checkpoints/...")
     limit = job.request.fetch_limit
     return job.request.fetch == "auto" and (limit is None or f.size <= limit)
+
+
+def in_checkpoints(f: RemoteFile) -> bool:
+    return f.path.startswith(jobdir.CHECKPOINTS + "/")

@@ -4,17 +4,20 @@ One tar of 1000 small files moves over one channel in about the time ``sftp`` ne
 tenth of them (shared/toolchain/TOOLCHAIN.md). But a tar stream is written by the host, so
 nothing in it is taken on trust: ``tarfile.extractall`` is never used. A member is accepted only
 when it is a regular file whose name is exactly one of the paths we asked for (and passes
-``plan.unsafe``) with the size the listing gave; its bytes go to that path's ``.partial`` file,
-hashed as they are written, and are renamed into place only when the sha256 equals the
-listing's. Anything else (``../x``, an absolute name, a link or device, a name not asked for,
-a wrong size, a truncated stream) raises ``TransferError`` naming the member, and whatever
-was not verified is never visible.
+``plan.unsafe``) with the size the listing gave and a ``GPU_MAGIC.sha256`` pax header (the
+host's digest of the very bytes it sent, ``remote/listing.py``); its bytes go to that path's
+``.partial`` file, hashed as they are written, and are renamed into place only when the
+sha256 equals the header's. Anything else (``../x``, an absolute name, a link or device, a
+name not asked for, a wrong size, no or a malformed header, other bytes than the header
+says, a truncated stream) raises ``TransferError`` naming the member, and whatever was not
+verified is never visible.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,23 +30,25 @@ from .plan import unsafe
 
 CHUNK = 1 << 16
 REGULAR = (tarfile.REGTYPE, tarfile.AREGTYPE)
+HEADER = "GPU_MAGIC.sha256"  # the pax header listing.py's --tar writes
+SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
 class Wanted:
-    size: int
-    sha256: str
+    size: int  # what the listing said
     dest: Path  # where the verified copy becomes visible
     partial: Path  # where its bytes land first
 
 
 @dataclass
 class Sink:
-    """Who hears about progress: bytes as they land, bytes thrown away, files verified."""
+    """Who hears about progress: bytes as they land, bytes thrown away, files verified (with
+    their sha256)."""
 
     advance: Callable[[int], None]
     rewind: Callable[[int], None]
-    landed: Callable[[str], None]
+    landed: Callable[[str, str], None]
     folders: set[Path] = field(default_factory=set)  # made already: 1000 files, 2 folders
 
     def folder(self, path: Path) -> None:
@@ -61,9 +66,9 @@ def receive(stream: BinaryIO, wanted: dict[str, Wanted], sink: Sink) -> None:
             for member in tar:
                 name = member.name
                 target = _check(member, wanted)
-                _land(tar, member, target, sink)
+                digest = _land(tar, member, target, sink)
                 del wanted[name]
-                sink.landed(name)
+                sink.landed(name, digest)
                 name = None
     except tarfile.TarError as exc:
         where = f" in member {name!r}" if name else ""
@@ -83,6 +88,8 @@ def refusal(member: tarfile.TarInfo, wanted: dict[str, Wanted]) -> str | None:
         return "not one of the requested files"
     if member.size != wanted[member.name].size:
         return f"{member.size} bytes, the listing said {wanted[member.name].size}"
+    if not SHA256.fullmatch(member.pax_headers.get(HEADER, "")):
+        return f"no valid {HEADER} header"
     return None
 
 
@@ -93,8 +100,9 @@ def _check(member: tarfile.TarInfo, wanted: dict[str, Wanted]) -> Wanted:
     return wanted[member.name]
 
 
-def _land(tar: tarfile.TarFile, member: tarfile.TarInfo, target: Wanted, sink: Sink) -> None:
-    """Member bytes to the partial file, hashed on the way; renamed in place when they match."""
+def _land(tar: tarfile.TarFile, member: tarfile.TarInfo, target: Wanted, sink: Sink) -> str:
+    """Member bytes to the partial file, hashed on the way; renamed in place when they match
+    the host's sha256 (returned)."""
     digest, written = hashlib.sha256(), [0]
 
     def moved(n: int) -> None:
@@ -103,11 +111,12 @@ def _land(tar: tarfile.TarFile, member: tarfile.TarInfo, target: Wanted, sink: S
 
     sink.folder(target.partial)
     try:
-        with open(target.partial, "wb") as dst:
+        with open(target.partial, "wb", buffering=0) as dst:  # no buffer: fewer syscalls
             copy_chunks(iter_chunks(tar.extractfile(member), CHUNK), dst, moved, digest)
-        if digest.hexdigest() != target.sha256:
+        if digest.hexdigest() != member.pax_headers[HEADER]:
             raise TransferError(
-                f"tar member {member.name!r}: sha256 does not match the host's listing"
+                f"tar member {member.name!r}: sha256 of the bytes received does not match "
+                f"the host's ({HEADER} header)"
             )
     except BaseException:
         target.partial.unlink(missing_ok=True)
@@ -115,3 +124,4 @@ def _land(tar: tarfile.TarFile, member: tarfile.TarInfo, target: Wanted, sink: S
         raise
     sink.folder(target.dest)
     os.replace(target.partial, target.dest)
+    return digest.hexdigest()

@@ -1,30 +1,28 @@
-"""What a job left for collection, computed on the host (stdlib only; one round trip each).
+"""Small helpers the collector runs on the host (stdlib only; one command each).
 
-``JOBDIR``: prints JSON ``{"files": [[rel, size, sha256]...], "refused": [[rel, why]...]}`` for
-``outputs/`` (recursively) plus the log, metrics and traceback files. A file of ``BIG`` bytes
-or more gets ``null`` for its sha256: hashing it here first would make the whole collection
-wait; the collector asks ``--sha256`` for it on another channel while its bytes move.
-Symlinks are never followed and anything that resolves outside the job folder is refused.
+The job folder itself is listed over SFTP (``Transport.list_tree``): no command, so no login
+shell's start-up before anything moves. What needs the host's CPU runs here:
+
+``--tar JOBDIR REL...``: writes an uncompressed pax tar of those regular files to stdout, so
+many small files cost one command. Each file is read whole into memory and its sha256
+computed from exactly those bytes, which travel in the member's ``GPU_MAGIC.sha256`` pax
+header: the collector checks what it received against it. Every member is a plain file
+named exactly REL (never a link, whatever tar would make of hard links); a REL that is
+missing, not a regular file or outside the folder is left out (opened without following a
+final symlink), and the collector fetches or reports it on its own.
 
 ``--sha256 FILE``: prints FILE's sha256 (Python's hashlib uses the CPU's SHA instructions,
-which ``sha256sum`` often does not).
-
-``--tar JOBDIR REL...``: writes an uncompressed tar of those regular files to stdout, so many
-small files cost one round trip. Every member is a plain file named exactly REL (never a
-link, whatever tar would make of hard links); a REL that is missing, not a regular file or
-outside the folder is left out, and the collector fetches or reports it on its own.
+which ``sha256sum`` often does not); the collector runs it beside a big file's download.
 """
 
 import hashlib
-import json
+import io
 import os
 import stat
 import sys
 import tarfile
 
-TOP = ("output.log", "metrics.jsonl", "gpu.csv", "state/error.json")
-TREE = "outputs"
-BIG = 1 << 20
+HEADER = "GPU_MAGIC.sha256"
 CHUNK = 1 << 20
 
 
@@ -41,34 +39,9 @@ def inside(root, path):
     return real == root or real.startswith(root + os.sep)
 
 
-def look(root, rel, files, refused):
-    path = os.path.join(root, rel)
-    try:
-        info = os.lstat(path)
-    except FileNotFoundError:
-        return
-    if stat.S_ISLNK(info.st_mode):
-        refused.append([rel, "symlink"])
-    elif not inside(root, path):
-        refused.append([rel, "outside the job folder"])
-    elif stat.S_ISDIR(info.st_mode) and rel.split("/")[0] == TREE:
-        for name in sorted(os.listdir(path)):
-            look(root, rel + "/" + name, files, refused)
-    elif stat.S_ISREG(info.st_mode):
-        files.append([rel, info.st_size, sha256(path) if info.st_size < BIG else None])
-    else:
-        refused.append([rel, "not a regular file"])
-
-
-def listing(root):
-    files, refused = [], []
-    for rel in (*TOP, TREE):
-        look(root, rel, files, refused)
-    print(json.dumps({"files": files, "refused": refused}))
-
-
 def send_tar(root, rels):
-    with tarfile.open(fileobj=sys.stdout.buffer, mode="w|", bufsize=1 << 16) as tar:
+    out = sys.stdout.buffer
+    with tarfile.open(fileobj=out, mode="w|", bufsize=1 << 16, format=tarfile.PAX_FORMAT) as tar:
         for rel in rels:
             try:
                 add(tar, root, rel)
@@ -81,15 +54,18 @@ def no_follow(path, flags):
 
 
 def add(tar, root, rel):
-    """One regular file as a plain member named ``rel``; raises when it may not be one."""
+    """One regular file as a plain member named ``rel`` with the sha256 of the bytes sent;
+    raises when it may not be one."""
     path = os.path.join(root, rel)
     with open(path, "rb", opener=no_follow) as f:
         info = os.fstat(f.fileno())
         if not stat.S_ISREG(info.st_mode) or not inside(root, path):
             raise ValueError("not a regular file inside the job folder")
-        member = tarfile.TarInfo(rel)
-        member.size, member.mtime, member.mode = info.st_size, int(info.st_mtime), 0o644
-        tar.addfile(member, f)
+        data = f.read()
+    member = tarfile.TarInfo(rel)
+    member.size, member.mtime, member.mode = len(data), int(info.st_mtime), 0o644
+    member.pax_headers = {HEADER: hashlib.sha256(data).hexdigest()}
+    tar.addfile(member, io.BytesIO(data))
 
 
 def main(argv):
@@ -98,7 +74,7 @@ def main(argv):
     elif argv[1] == "--tar":
         send_tar(os.path.realpath(argv[2]), argv[3:])
     else:
-        listing(os.path.realpath(argv[1]))
+        sys.exit(f"usage: {argv[0]} --tar JOBDIR REL... | --sha256 FILE")
 
 
 if __name__ == "__main__":

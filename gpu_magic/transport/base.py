@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import shlex
+import stat
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -19,6 +20,21 @@ from ..errors import RemoteCommandError
 
 Progress = Callable[[int], None]
 """Called with the number of bytes just moved."""
+
+FILE, DIR, SYMLINK, OTHER = "file", "dir", "symlink", "other"
+
+
+@dataclass(frozen=True)
+class RemoteEntry:
+    """One thing found by ``Transport.list_tree``, as ``lstat`` sees it (never followed)."""
+
+    path: str  # relative to the listed folder, POSIX
+    size: int
+    type: str  # FILE, DIR, SYMLINK or OTHER
+
+
+Stat = tuple[int, str]
+"""``(size, type)`` of one path, as ``lstat`` sees it."""
 
 
 class Digest(Protocol):
@@ -111,6 +127,14 @@ class Transport(ABC):
         ``digest.update`` sees every byte written, in order (not the kept prefix)."""
 
     @abstractmethod
+    def list_tree(self, remote: str, roots: Iterable[str]) -> list[RemoteEntry]:
+        """What lies under the folder ``remote`` at ``roots`` (relative paths), with no shell:
+        each root, and everything below a root that is a folder, recursively (parents before
+        children, names sorted). ``lstat`` semantics: a symlink is reported as one and never
+        followed (nor is a folder above a nested root, which is reported instead of the root
+        when it is not a folder); a missing root is skipped."""
+
+    @abstractmethod
     def home(self) -> str:
         """The remote user's home directory (absolute)."""
 
@@ -130,6 +154,48 @@ class Transport(ABC):
         if path == "~" or path.startswith("~/"):
             return self.home().rstrip("/") + path[1:]
         return path
+
+
+def entry_type(mode: int) -> str:
+    if stat.S_ISREG(mode):
+        return FILE
+    if stat.S_ISDIR(mode):
+        return DIR
+    return SYMLINK if stat.S_ISLNK(mode) else OTHER
+
+
+def walk_tree(
+    roots: Iterable[str],
+    lstat_many: Callable[[list[str]], list[Stat | None]],
+    listdir_many: Callable[[list[str]], list[list[tuple[str, Stat]]]],
+) -> list[RemoteEntry]:
+    """``list_tree`` over a transport's two batch operations: ``lstat_many`` (``None`` for a
+    missing path) and ``listdir_many`` (each folder's ``(name, stat)`` children, ``[]`` when it
+    vanished). Each is called once for all the roots, then once per level of folders, so a
+    transport can send a whole batch in one round trip."""
+    roots = list(dict.fromkeys(roots))
+    paths = sorted({"/".join(r.split("/")[:i]) for r in roots for i in range(1, r.count("/") + 2)})
+    stats = dict(zip(paths, lstat_many(paths), strict=True))
+    found: dict[str, RemoteEntry] = {}
+    level = []
+    for root in roots:
+        for rel in [p for p in paths if root == p or root.startswith(p + "/")]:  # outer first
+            st = stats[rel]
+            if st is None:
+                break
+            if rel == root or st[1] != DIR:  # the root, or a non-folder standing in its way
+                found.setdefault(rel, RemoteEntry(rel, *st))
+                level += [rel] if rel == root and st[1] == DIR else []
+                break
+    while level:
+        below = []
+        for folder, children in zip(level, listdir_many(level), strict=True):
+            for name, st in sorted(children):
+                rel = f"{folder}/{name}"
+                found.setdefault(rel, RemoteEntry(rel, *st))
+                below += [rel] if st[1] == DIR else []
+        level = below
+    return list(found.values())
 
 
 def open_target(local: Path, offset: int) -> BinaryIO:

@@ -8,7 +8,7 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
@@ -18,10 +18,14 @@ from .base import (
     CommandResult,
     Digest,
     Progress,
+    RemoteEntry,
+    Stat,
     Transport,
     copy_chunks,
+    entry_type,
     iter_chunks,
     open_target,
+    walk_tree,
 )
 
 CHUNK = 1 << 20
@@ -134,5 +138,43 @@ class LocalTransport(Transport):
         except OSError as exc:
             raise TransferError(f"cannot copy {remote} to {local}: {exc}") from exc
 
+    def list_tree(self, remote: str, roots: Iterable[str]) -> list[RemoteEntry]:
+        base = Path(remote)
+        try:
+            return walk_tree(
+                roots,
+                lambda paths: [_lstat(base / p) for p in paths],
+                lambda folders: [_scan(base / f) for f in folders],
+            )
+        except OSError as exc:
+            raise TransferError(f"cannot list {remote}: {exc}") from exc
+
     def home(self) -> str:
         return os.path.expanduser("~")
+
+
+GONE = (FileNotFoundError, NotADirectoryError)
+
+
+def _lstat(path: Path) -> Stat | None:
+    try:
+        info = os.lstat(path)
+    except GONE:
+        return None
+    return info.st_size, entry_type(info.st_mode)
+
+
+def _scan(folder: Path) -> list[tuple[str, Stat]]:
+    """A folder's children as lstat sees them; ``[]`` when it vanished."""
+    children = []
+    try:
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                try:
+                    info = entry.stat(follow_symlinks=False)
+                except GONE:
+                    continue  # deleted while we looked
+                children.append((entry.name, (info.st_size, entry_type(info.st_mode))))
+    except GONE:
+        return []
+    return children

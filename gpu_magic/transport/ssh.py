@@ -26,7 +26,7 @@ import re
 import stat
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
@@ -48,12 +48,15 @@ from .base import (
     CommandResult,
     Digest,
     Progress,
+    RemoteEntry,
     Transport,
     copy_chunks,
     iter_chunks,
     open_target,
+    walk_tree,
 )
 from .sshchannel import (
+    Batch,
     ChannelReader,
     ChannelWriter,
     Reader,
@@ -239,6 +242,19 @@ class SSHTransport(Transport):
             src.prefetch(src.stat().st_size)  # prefetch is what makes SFTP reads fast
             with open_target(local, offset) as dst:
                 copy_chunks(iter_chunks(src, RECV_CHUNK), dst, progress, digest)
+
+    def list_tree(self, remote: str, roots: Iterable[str]) -> list[RemoteEntry]:
+        """Over SFTP (no shell: a command pays the login shell's start-up, ~120 ms on a host
+        whose ``.bashrc`` runs ``pyenv init``): each batch of lstats or folder listings is sent
+        at once, so a job folder costs a few round trips, not a few per folder."""
+        base = remote.rstrip("/") or "/"
+        with self._transfer(f"list {self.label}:{remote}"), self._sftp() as sftp:
+            batch = Batch(sftp)
+            return walk_tree(
+                roots,
+                lambda paths: batch.lstat([f"{base}/{p}" for p in paths]),
+                lambda folders: batch.listdir([f"{base}/{f}" for f in folders]),
+            )
 
     def home(self) -> str:
         if self._home is None:

@@ -1,10 +1,11 @@
-"""Moving bytes over one SSH exec channel without deadlocks (used by ``ssh.py``).
+"""Moving bytes over one SSH channel without deadlocks or needless waits (used by ``ssh.py``).
 
 An exec channel carries stdin, stdout and stderr under SSH flow control: a window per
 direction that refills only as the other side reads. A client that writes stdin while not
 reading, or reads stdout while stderr fills up, can stall the remote command forever. So
 ``collect`` moves all three in one loop, and ``Reader`` drains the outputs in a thread while a
-caller streams stdin through ``ChannelWriter``.
+caller streams stdin through ``ChannelWriter``. On an SFTP session, ``Batch`` keeps many
+requests in flight at once (a folder tree listed in a few round trips).
 """
 
 from __future__ import annotations
@@ -16,7 +17,11 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
+from paramiko import SFTPAttributes, SFTPError
+from paramiko import sftp as wire
+
 from ..errors import ClusterConnectionError, TransferError, WaitTimeoutError
+from .base import Stat, entry_type
 from .sshconnect import WIRE_ERRORS, describe
 
 if TYPE_CHECKING:
@@ -194,3 +199,87 @@ def _remaining(deadline: float | None) -> float | None:
     if left <= 0:
         raise TimeoutError
     return left
+
+
+class Batch:
+    """SFTP requests sent together and answered together: one round trip for a whole batch.
+
+    paramiko's public calls wait for each answer before sending the next request; this uses
+    the same machinery its prefetching reads use (``_async_request`` with an object that
+    receives the answers) so that many lstats or readdirs are in flight at once.
+    """
+
+    def __init__(self, sftp: paramiko.SFTPClient):
+        self.sftp = sftp
+        self._answers: dict[int, paramiko.Message] = {}
+        self._kinds: dict[int, int] = {}
+
+    def _async_response(self, t: int, msg: paramiko.Message, num: int) -> None:
+        self._kinds[num], self._answers[num] = t, msg
+
+    def ask(self, requests: list[tuple]) -> list[tuple[int, paramiko.Message]]:
+        """Send every ``(type, *args)`` request, then read all their answers (in order)."""
+        nums = [self.sftp._async_request(self, t, *args) for t, *args in requests]
+        for num in nums:
+            while num not in self._answers:
+                self.sftp._read_response()  # one answer, to whichever request it belongs
+        return [(self._kinds.pop(n), self._answers.pop(n)) for n in nums]
+
+    def _status(self, msg: paramiko.Message) -> None:
+        """Raise what an SFTP status answer means (FileNotFoundError, EOFError, OSError)."""
+        self.sftp._convert_status(msg)
+        raise SFTPError("unexpected OK status")
+
+    def lstat(self, paths: list[str]) -> list[Stat | None]:
+        stats = []
+        for t, msg in self.ask([(wire.CMD_LSTAT, p) for p in paths]):
+            try:
+                if t != wire.CMD_ATTRS:
+                    self._status(msg)
+            except FileNotFoundError:  # the server says so for ENOTDIR too
+                stats.append(None)
+                continue
+            attr = SFTPAttributes._from_msg(msg)
+            stats.append((attr.st_size or 0, entry_type(attr.st_mode or 0)))
+        return stats
+
+    def listdir(self, folders: list[str]) -> list[list[tuple[str, Stat]]]:
+        """Every folder's children (lstat attributes: sftp-server never follows links)."""
+        handles: dict[int, bytes] = {}
+        problem = None
+        for i, (t, msg) in enumerate(self.ask([(wire.CMD_OPENDIR, f) for f in folders])):
+            try:
+                if t != wire.CMD_HANDLE:
+                    self._status(msg)
+                handles[i] = msg.get_binary()
+            except FileNotFoundError:
+                continue  # gone since it was listed: no children
+            except OSError as exc:  # e.g. unreadable: close what opened, then say so
+                problem = problem or exc
+        children: list[list[tuple[str, Stat]]] = [[] for _ in folders]
+        reading = {} if problem else dict(handles)
+        while reading:
+            answers = self.ask([(wire.CMD_READDIR, h) for h in reading.values()])
+            for i, (t, msg) in zip(list(reading), answers, strict=True):
+                if t == wire.CMD_NAME:
+                    children[i] += _names(msg)
+                    continue
+                try:
+                    self._status(msg)
+                except EOFError:
+                    del reading[i]  # this folder is done
+        self.ask([(wire.CMD_CLOSE, h) for h in handles.values()])
+        if problem:
+            raise problem
+        return children
+
+
+def _names(msg: paramiko.Message) -> list[tuple[str, Stat]]:
+    """The entries of one READDIR answer, as ``(name, (size, type))``."""
+    names = []
+    for _ in range(msg.get_int()):
+        name, longname = msg.get_text(), msg.get_text()
+        attr = SFTPAttributes._from_msg(msg, name, longname)
+        if name not in (".", ".."):
+            names.append((name, (attr.st_size or 0, entry_type(attr.st_mode or 0))))
+    return names

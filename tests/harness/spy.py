@@ -37,5 +37,8 @@ class CountingTransport(Transport):
     def get_file(self, remote, local, *, offset=0, progress=None, digest=None):
         return self.real.get_file(remote, local, offset=offset, progress=progress, digest=digest)
 
+    def list_tree(self, remote, roots):
+        return self.real.list_tree(remote, roots)
+
     def home(self):
         return self.real.home()
