@@ -1,11 +1,17 @@
 """SSHTransport vs OpenSSH on a loopback sshd: one big file, many small files, downloads.
 
 Run: .venv/bin/python bench/bench_transfer.py [--size-mb 100] [--runs 3] [--small 1000]
+         [--local-dir DIR]
 
 Starts its own sshd (tests/harness/sshd.py) in a temporary directory, so it needs
 /usr/sbin/sshd and root. Every figure is the median of ``--runs`` runs in MB/s (10^6 bytes/s),
 OpenSSH and gpu_magic side by side in the same run, so the ratio is what to compare across
 machines. Both ends share the CPU: on loopback the limit is encryption, not the network.
+
+``--local-dir`` is where the downloads land (OpenSSH's and ours alike, so they stay
+comparable); by default the temporary work folder, as the host's files. On a VM whose disk
+stalls file creation (writeback of the previous runs), ``--local-dir /dev/shm/...`` (tmpfs)
+measures the transfer without the local disk.
 """
 
 from __future__ import annotations
@@ -19,7 +25,8 @@ import sys
 import tarfile
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -47,6 +54,7 @@ class Bench:
     transport: SSHTransport
     cluster: ClusterConfig
     work: Path
+    local: Path  # where downloads land
 
     def openssh_options(self, port_flag: str) -> list[str]:
         return [
@@ -157,7 +165,7 @@ def bench_download(b: Bench, size: int, runs: int) -> list[tuple[str, float]]:
     """scp get vs get_file of one ``size``-byte file (kept separate: later issues need it)."""
     src = b.work / "remote-big.bin"
     write_random(src, size)
-    dst_dir = b.work / "down"
+    dst_dir = b.local / "down"
     dst = dst_dir / "big.bin"
     reset = fresh_dir(dst_dir)
 
@@ -171,7 +179,7 @@ def bench_download(b: Bench, size: int, runs: int) -> list[tuple[str, float]]:
         download(b.transport, str(src), dst, dst_dir / ".partial" / "big.bin", size, host_sha256)
 
     job = job_folder(b.work / "job-big", {"big.bin": src})
-    store = ResultsStore(b.work / "results-big")
+    store = ResultsStore(b.local / "results-big")
     rows = [
         ("OpenSSH scp get", median_seconds(lambda _: b.scp(b.remote(src), str(dst)), runs, reset)),
         ("get_file", median_seconds(lambda _: b.transport.get_file(str(src), dst), runs, reset)),
@@ -220,9 +228,9 @@ def bench_small_download(b: Bench, count: int, size: int, runs: int) -> list[tup
     """sftp -b get of ``count`` small files vs collecting a job that left them in outputs/."""
     src = b.work / "small"  # written by bench_small_files
     names = sorted(p.name for p in src.iterdir())
-    dst = b.work / "small-down"
+    dst = b.local / "small-down"
     job = job_folder(b.work / "job-small", {name: src / name for name in names})
-    store = ResultsStore(b.work / "results-small")
+    store = ResultsStore(b.local / "results-small")
 
     def get_each(_run: int) -> None:
         for name in names:
@@ -298,16 +306,46 @@ def print_table(title: str, rows: list[tuple[str, float]]) -> None:
         print(f"| {name:<28} | {rate:7.1f} | {rate / baseline:21.2f}x |")
 
 
+@contextmanager
+def local_dir(path: Path | None) -> Iterator[Path | None]:
+    """``path`` made for this run's downloads (a fresh folder inside it), removed afterwards."""
+    if path is None:
+        yield None
+        return
+    path.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="bench-transfer-local-", dir=path) as tmp:
+        yield Path(tmp)
+
+
+def filesystem(path: Path) -> str:
+    """The type of the filesystem holding ``path`` (e.g. ext4, tmpfs)."""
+    argv = ["findmnt", "-n", "-o", "FSTYPE", "--target", str(path)]
+    try:
+        found = subprocess.run(argv, capture_output=True, text=True).stdout.split()
+    except OSError:
+        found = []
+    return found[0] if found else "?"  # the topmost of stacked mounts comes first
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mb", type=int, default=100)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--small", type=int, default=1000, help="number of 10 KB files")
     parser.add_argument("--skip-download", action="store_true")
+    parser.add_argument(
+        "--local-dir",
+        type=Path,
+        help="where downloads land (created, emptied afterwards; default: the work folder)",
+    )
     args = parser.parse_args()
     size = args.size_mb * 1_000_000
-    with tempfile.TemporaryDirectory(prefix="bench-transfer-") as tmp:
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-transfer-") as tmp,
+        local_dir(args.local_dir) as local,
+    ):
         work = Path(tmp)
+        local = local or work
         with SSHServer(work / "sshd") as server:
             settings = make_settings(work, known_hosts_path=server.known_hosts)
             cluster = ClusterConfig(
@@ -316,8 +354,11 @@ def main() -> None:
             )  # fmt: skip
             transport = SSHTransport(cluster, settings)
             transport.run("true").check()
-            b = Bench(server, transport, cluster, work)
-            print(f"loopback sshd, {os.cpu_count()} CPUs, cipher {transport.cipher}")
+            b = Bench(server, transport, cluster, work, local)
+            print(
+                f"loopback sshd, {os.cpu_count()} CPUs, cipher {transport.cipher}, "
+                f"downloads land in {local} ({filesystem(local)})"
+            )
             print(f"median of {args.runs} runs, MB/s = 10^6 bytes per second")
             print_table(f"upload, one {args.size_mb} MB file", bench_big_upload(b, size, args.runs))
             small = bench_small_files(b, args.small, 10_000, args.runs)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import json
 import os
 import shlex
 import sys
@@ -19,15 +20,24 @@ import threading
 from pathlib import Path
 
 import pytest
+from harness.spy import CountingTransport
 
 from gpu_magic import GPUJobRequest, JobStatus
 from gpu_magic.collect import ResultsStore, collect
 from gpu_magic.collect.collector import fetch_file
+from gpu_magic.collect.plan import TAR_COMMAND_BYTES, tar_commands
 from gpu_magic.collect.progress import TransferProgress
 from gpu_magic.errors import InvalidRequestError, TransferError
 from gpu_magic.models import GPUJob, parse_size
 from gpu_magic.transport import LocalTransport
-from gpu_magic.transport.base import RemoteEntry, Transport
+from gpu_magic.transport.base import (
+    CommandResult,
+    RemoteEntry,
+    Transport,
+    copy_chunks,
+    open_target,
+    quote_argv,
+)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -139,7 +149,8 @@ def test_many_small_files_come_in_one_tar_stream_byte_identical(host, tmp_path):
     assert len(spy.streams) == 1  # every small file in one stream
     assert spy.gets == [f"{job.remote_dir}/outputs/model.bin"]  # only the big file by SFTP
     assert spy.lists == [job.remote_dir]  # listed without a command...
-    assert len(spy.commands) == 1 and is_hash(spy.commands[0])  # ...the big file's hash is one
+    assert spy.commands == []  # ...and the big file's sha256 came in the stream
+    assert shlex.split(spy.streams[0])[-2:] == ["--digests", "outputs/model.bin"]
     assert not [p for p in (folder / ".partial").rglob("*") if p.is_file()]
     done = progress.snapshot()
     assert (
@@ -152,18 +163,29 @@ def test_many_small_files_come_in_one_tar_stream_byte_identical(host, tmp_path):
     )
 
 
-def test_the_hosts_sha256_of_a_big_file_is_computed_while_it_downloads(tmp_path):
-    """Each side waits (bounded) for the other to have started: only overlap passes."""
+@pytest.mark.parametrize("how", ["collect", "fetch_file"])
+def test_the_hosts_sha256_of_a_big_file_is_computed_while_it_downloads(how, tmp_path):
+    """Each side waits (bounded) for the other to have started: only overlap passes. A
+    collection's big file is hashed by its tar command, one fetched alone by hash_command."""
     data = os.urandom(2 * BIG)
-    job = make_job(tmp_path / "host/job1", {"outputs/w.bin": data})
+    fetch = "manual" if how == "fetch_file" else "auto"
+    job = make_job(tmp_path / "host/job1", {"outputs/w.bin": data}, fetch=fetch)
     hashing, downloading, met = threading.Event(), threading.Event(), []
 
     class Overlapping(LocalTransport):
+        def hashes(self):
+            hashing.set()
+            met.append(downloading.wait(10))
+
         def run(self, command, *, stdin=None, timeout=None):
             if is_hash(command):
-                hashing.set()
-                met.append(downloading.wait(10))
+                self.hashes()
             return super().run(command, stdin=stdin, timeout=timeout)
+
+        def stream_from(self, command):
+            if "--digests" in shlex.split(command):
+                self.hashes()
+            return super().stream_from(command)
 
         def get_file(self, remote, local, **kw):
             downloading.set()
@@ -172,9 +194,61 @@ def test_the_hosts_sha256_of_a_big_file_is_computed_while_it_downloads(tmp_path)
 
     store = ResultsStore(tmp_path / "results")
     manifest = collect(Overlapping(), sys.executable, job, store)
+    if how == "fetch_file":
+        assert met == []  # listed, not fetched
+        fetch_file(Overlapping(), job, store, "outputs/w.bin", interpreter=sys.executable)
+        manifest = store.manifest(job.id)
     assert met == [True, True]
     assert manifest["files"][0]["sha256"] == sha(data)
     assert store.path(job.id, "outputs/w.bin").read_bytes() == data
+
+
+@pytest.mark.parametrize("small", [True, False], ids=["small+big", "big only"])
+def test_a_collection_with_big_files_runs_exactly_one_remote_command(host, small, tmp_path):
+    transport, remote = host
+    files = {"outputs/a.bin": os.urandom(BIG + 1), "outputs/b.bin": os.urandom(2 * BIG)}
+    if small:
+        files |= {"output.log": b"done\n", "outputs/c.txt": b"c" * 1000}
+    job = make_job(remote / "job1", files)
+    spy, store = CountingTransport(transport), ResultsStore(tmp_path / "results")
+    manifest = collect(spy, sys.executable, job, store)
+    assert spy.commands == 1  # the tar stream: small files, then the big ones' digests
+    assert visible(store.folder(job.id)) == files
+    assert all(e["fetched"] and e["sha256"] == sha(files[e["path"]]) for e in manifest["files"])
+    assert not list(store.folder(job.id).rglob("digests.json"))  # never landed
+
+
+def test_big_files_the_stream_brings_no_digest_for_ask_hash_command(tmp_path):
+    """A host whose tar command reports no digests (an older listing, or one it could not
+    read): each big file asks hash_command instead, still verified."""
+    files = {"output.log": b"done\n", "outputs/w.bin": os.urandom(BIG + 7)}
+    job = make_job(tmp_path / "host/job1", files)
+
+    class NoDigests(Spy):
+        def stream_from(self, command):
+            argv = shlex.split(command)
+            return super().stream_from(quote_argv(*argv[: argv.index("--digests")]))
+
+    spy, store = NoDigests(LocalTransport()), ResultsStore(tmp_path / "results")
+    manifest = collect(spy, sys.executable, job, store)
+    assert len(spy.streams) == 1 and len(spy.commands) == 1 and is_hash(spy.commands[0])
+    assert visible(store.folder(job.id)) == files and manifest["complete"]
+
+
+def test_tar_commands_put_the_big_names_first_and_stay_short(tmp_path):
+    job = make_job(tmp_path / "host/job1", {})
+    small = [f"outputs/s{i:05d}-{'x' * 60}.txt" for i in range(3000)]
+    big = [f"outputs/b{i:04d}-{'y' * 60}.bin" for i in range(1500)]
+    batches = tar_commands(sys.executable, job, small, big)
+    assert len(batches) > 2
+    assert [r for _, rels, _ in batches for r in rels] == small
+    assert [b for _, _, bigs in batches for b in bigs] == big
+    assert batches[0][1] == [] and batches[0][2] == big[: len(batches[0][2])]
+    head = len(tar_commands(sys.executable, job, ["x"])[0][0])
+    for command, rels, bigs in batches:
+        assert len(command) < head + TAR_COMMAND_BYTES + len(" --digests")
+        argv = shlex.split(command)
+        assert argv[5:] == rels + (["--digests", *bigs] if bigs else [])
 
 
 def test_a_file_missing_from_the_tar_stream_falls_back_and_fails_clearly(tmp_path):
@@ -276,14 +350,19 @@ class CraftedHost(LocalTransport):
         return [RemoteEntry(p, len(d), "file") for p, d in self.listed.items()]
 
     def run(self, command, *, stdin=None, timeout=None):
+        self.commands = [*getattr(self, "commands", []), command]
         raise AssertionError(f"no command expected: {command}")
 
     def stream_from(self, command):
         self.streams += 1
         return contextlib.nullcontext(io.BytesIO(self.tar_bytes))
 
-    def get_file(self, remote, local, **kw):
-        raise TransferError(f"no SFTP on this host: {remote}")
+    def get_file(self, remote, local, *, offset=0, progress=None, digest=None):
+        rel = remote.split("/job1/", 1)[1]
+        if len(self.listed[rel]) < BIG:
+            raise TransferError(f"no SFTP for small files on this host: {remote}")
+        with open_target(local, offset) as f:  # a big file: its listed bytes
+            copy_chunks([self.listed[rel][offset:]], f, progress, digest)
 
 
 def tar_of(*members: tuple[tarfile.TarInfo, bytes]) -> bytes:
@@ -352,6 +431,93 @@ def test_hostile_tar_members_are_refused_by_name(case, tmp_path):
     assert not store.path(job.id, "outputs/a.txt").exists()
 
 
+DIGESTS = ".gpu_magic/digests.json"
+BIG_DATA = os.urandom(BIG + 3)
+WITH_BIG = {**GOOD, "outputs/big.bin": BIG_DATA}
+
+
+def digests(value, *, raw: bytes | None = None, **kw):
+    """A crafted digests member holding ``value`` as JSON (or ``raw`` bytes)."""
+    return member(
+        DIGESTS, raw if raw is not None else json.dumps(value).encode(), sha256=None, **kw
+    )
+
+
+FAITHFUL = digests({"outputs/big.bin": sha(BIG_DATA)})
+TWICE = b'{"outputs/big.bin": "%s", "outputs/big.bin": "%s"}' % (
+    sha(BIG_DATA).encode(),
+    sha(b"").encode(),
+)
+HOSTILE_DIGESTS = {
+    "bad JSON": ([digests(None, raw=b'{"outputs/big.bin": ')], "not valid JSON"),
+    "not UTF-8": ([digests(None, raw=b"\xff\xfe{}")], "not valid JSON"),
+    "not an object": ([digests([sha(BIG_DATA)])], "not a JSON object"),
+    "not requested": (
+        [digests({"outputs/big.bin": sha(BIG_DATA), "outputs/other.bin": sha(b"")})],
+        "not requested: ['outputs/other.bin']",
+    ),
+    "a small file's name": ([digests({"outputs/a.txt": sha(b"good")})], "not requested"),
+    "bad sha256": ([digests({"outputs/big.bin": "abc"})], "no valid sha256"),
+    "not a string": ([digests({"outputs/big.bin": 7})], "no valid sha256"),
+    "a name twice": ([digests(None, raw=TWICE)], "a name given twice"),
+    "oversized": ([digests(None, raw=b"{" + b" " * 20_000 + b"}")], "more than digests"),
+    "symlink": ([member(DIGESTS, kind=tarfile.SYMTYPE, link="/etc/passwd")], "a link"),
+    "hardlink": ([member(DIGESTS, kind=tarfile.LNKTYPE, link="outputs/a.txt")], "a link"),
+    "a folder": ([member(DIGESTS, kind=tarfile.DIRTYPE)], "not a regular file"),
+    "a second one": ([FAITHFUL, FAITHFUL], "a second digests member"),
+}
+
+
+@pytest.mark.parametrize("case", list(HOSTILE_DIGESTS))
+def test_hostile_digests_members_are_refused_by_name(case, tmp_path):
+    bad, why = HOSTILE_DIGESTS[case]
+    stream = tar_of(member("outputs/b.txt", b"fine"), member("outputs/a.txt", b"good"), *bad)
+    host = CraftedHost(WITH_BIG, stream)
+    job = make_job(tmp_path / "host/job1", {})
+    store = ResultsStore(tmp_path / "results")
+    before = snapshot(tmp_path, store.root)
+    with pytest.raises(TransferError) as info:
+        collect(host, sys.executable, job, store)
+    message = str(info.value)
+    assert f"refused tar member {DIGESTS!r}" in message and why in message
+    assert host.streams == 1 and not getattr(host, "commands", [])  # no hash_command either
+    assert snapshot(tmp_path, store.root) == before  # nothing written outside the results
+    assert not list(tmp_path.rglob("digests.json")) and not (tmp_path / "etc").exists()
+    shown = visible(store.folder(job.id))
+    assert {k: v for k, v in shown.items() if k != "outputs/big.bin"} == GOOD
+    if case != "a second one":  # the first, faithful one may have verified it meanwhile
+        assert "outputs/big.bin" not in shown
+    assert all(WITH_BIG[rel] == data for rel, data in shown.items())
+
+
+def test_a_digests_member_nobody_asked_for_is_refused(tmp_path):
+    stream = tar_of(member("outputs/b.txt", b"fine"), member("outputs/a.txt", b"good"), FAITHFUL)
+    host = CraftedHost(GOOD, stream)  # no big file listed: no digests asked for
+    store = ResultsStore(tmp_path / "results")
+    with pytest.raises(TransferError, match="digests.json.*no digests were asked for"):
+        collect(host, sys.executable, make_job(tmp_path / "host/job1", {}), store)
+
+
+def test_the_hosts_digests_verify_the_big_download(tmp_path):
+    """The crafted host's faithful stream: the big file lands verified with no command; a
+    digest that disagrees with the bytes is asked again from the host, never trusted."""
+    stream = tar_of(member("outputs/b.txt", b"fine"), member("outputs/a.txt", b"good"), FAITHFUL)
+    store, job = ResultsStore(tmp_path / "results"), make_job(tmp_path / "host/job1", {})
+    manifest = collect(CraftedHost(WITH_BIG, stream), sys.executable, job, store)
+    assert visible(store.folder(job.id)) == WITH_BIG and manifest["complete"]
+
+    class Lying(CraftedHost):  # its hash command says the same wrong sha256
+        def run(self, command, *, stdin=None, timeout=None):
+            self.commands = [*getattr(self, "commands", []), command]
+            return CommandResult(command, 0, f"{sha(b'other bytes')}  x\n".encode())
+
+    lying = tar_of(digests({"outputs/big.bin": sha(b"other bytes")}))
+    host, store = Lying({"outputs/big.bin": BIG_DATA}, lying), ResultsStore(tmp_path / "r2")
+    with pytest.raises(TransferError, match="after 3 attempts.*does not match"):
+        collect(host, sys.executable, job, store)
+    assert visible(store.folder(job.id)) == {} and len(host.commands) == 2
+
+
 def test_a_truncated_tar_stream_names_the_member_and_shows_nothing_unverified(tmp_path):
     whole = tar_of(member("outputs/a.txt", b"x" * 5000))
     host = CraftedHost({"outputs/a.txt": b"x" * 5000}, whole[: 512 + 2000])
@@ -368,7 +534,8 @@ def test_a_truncated_tar_stream_names_the_member_and_shows_nothing_unverified(tm
 
 class ChangingHost(LocalTransport):
     """A host whose big file changes after each download (``changes`` times), before the
-    host's hash command reads it: the two sha256s disagree."""
+    host's hash (the tar command's digests, then hash_command) reads it: the two sha256s
+    disagree."""
 
     def __init__(self, path: Path, changes: int):
         self.path, self.changes = path, changes
@@ -381,15 +548,23 @@ class ChangingHost(LocalTransport):
             self.downloads += 1
             self.cond.notify_all()
 
+    def hashes_now(self):
+        with self.cond:
+            self.hashes += 1
+            assert self.cond.wait_for(lambda: self.downloads >= self.hashes, timeout=30)
+            if self.changes:
+                self.changes -= 1
+                self.path.write_bytes(os.urandom(self.path.stat().st_size))
+
     def run(self, command, *, stdin=None, timeout=None):
         if is_hash(command):
-            with self.cond:
-                self.hashes += 1
-                assert self.cond.wait_for(lambda: self.downloads >= self.hashes, timeout=30)
-                if self.changes:
-                    self.changes -= 1
-                    self.path.write_bytes(os.urandom(self.path.stat().st_size))
+            self.hashes_now()
         return super().run(command, stdin=stdin, timeout=timeout)
+
+    def stream_from(self, command):  # the collection's tar command hashes the first time
+        if "--digests" in shlex.split(command):
+            self.hashes_now()
+        return super().stream_from(command)
 
 
 def test_a_big_file_that_changes_on_the_host_is_retried_then_refused(tmp_path):

@@ -3,7 +3,11 @@
 The listing is SFTP only (``plan.list_remote``): nothing waits for a command. Small files come
 home in tar streams, one per batch of names (one command for a usual job), each member
 carrying the host's sha256 of its bytes, landed by ``tarstream``; big files one by one over
-SFTP while the host hashes them on another channel (``download``). Either way a file becomes
+SFTP (``download``) while that same tar command hashes them on the host and reports their
+sha256s in a final member, which the downloads wait for: one command per collection (only
+big files: a tar of that member alone). A big file whose digest the stream did not bring
+(the host could not read it, or the command failed) asks ``hash_command``; a refused stream
+ends its downloads too. ``fetch_file`` (one file) asks ``hash_command``. Either way a file becomes
 visible only once its sha256 matches the host's, and the manifest says which files are here
 (``sha256`` stays "" until a file is fetched and verified). ``checkpoints/`` is listed, never
 fetched unasked: ``fetch_file`` brings one when it is loaded.
@@ -12,14 +16,14 @@ fetched unasked: ``fetch_file`` brings one when it is loaded.
 from __future__ import annotations
 
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from ..errors import ClusterConnectionError, RemoteCommandError, TransferError
 from ..models import GPUJob
 from ..transport.base import Transport
-from .download import ATTEMPTS, download
-from .plan import SMALL, RemoteFile, eager, hash_command, list_remote, selected, tar_commands
+from .download import ATTEMPTS, Refused, download
+from .plan import SMALL, eager, hash_command, list_remote, selected, tar_commands
 from .progress import TransferProgress
 from .store import ResultsStore
 from .tarstream import Sink, Wanted, receive
@@ -50,12 +54,19 @@ def collect(
     todo = [f for f in chosen if eager(f, job)]
     progress.begin(sum(f.size for f in todo), len(todo))
     run = _Collection(transport, interpreter, job, store, manifest, progress)
+    small = [f.path for f in todo if f.size < SMALL]
+    big = [f.path for f in todo if f.size >= SMALL]
+    promised = {rel: Future() for rel in big}  # the host's sha256s, from the tar stream
     with ThreadPoolExecutor(1, thread_name_prefix="gpu_magic-tar") as pool:
-        small = pool.submit(run.small, [f for f in todo if f.size < SMALL])
-        for f in todo:  # big files meanwhile: each command's start-up hides under the other
-            if f.size >= SMALL:
-                run.one(f.path)
-        small.result()
+        tar = pool.submit(run.tar, small, promised)
+        try:
+            for rel in big:  # meanwhile: the command's start-up hides under the downloads
+                run.one(rel, promised[rel])
+        except BaseException:
+            if tar.exception() is not None:  # the stream's own failure says more
+                raise tar.exception() from None
+            raise
+        tar.result()
     manifest["complete"] = True
     store.write_manifest(job.id, manifest)
     return manifest
@@ -96,11 +107,19 @@ class _Collection:
         self.entries = {e["path"]: e for e in manifest["files"]}
         self._lock = threading.Lock()  # the tar thread and the big files share the manifest
 
-    def one(self, rel: str) -> None:
-        """One file over SFTP, verified against the host's sha256 (computed meanwhile)."""
+    def one(self, rel: str, promised: Future | None = None) -> None:
+        """One file over SFTP, verified against the host's sha256, computed meanwhile: the one
+        ``promised`` (by the tar stream) or, when that brought none or after a mismatch (the
+        file may have changed), ``hash_command``'s."""
         entry = self.entries[rel]
         remote = self._remote(rel)
-        sha256 = entry["sha256"] or (lambda: self._host_sha256(remote))
+        waiting = [promised]
+
+        def host_sha256() -> str:
+            future, waiting[0] = waiting[0], None
+            return (future.result() if future else None) or self._host_sha256(remote)
+
+        sha256 = entry["sha256"] or host_sha256
         dest, partial = self.store.path(self.job.id, rel), self.store.partial(self.job.id, rel)
         p = self.progress
         digest = download(
@@ -109,34 +128,56 @@ class _Collection:
         self._landed(rel, digest)
         self._save()
 
-    def small(self, files: list[RemoteFile]) -> None:
-        """Small files in tar streams; a file the host left out comes by SFTP (or says why)."""
-        if not files:
-            return
-        for command, rels in tar_commands(self.interpreter, self.job, [f.path for f in files]):
-            left = self._tar_batch(command, rels)
-            for rel in left:  # not in the stream (gone, or not a file any more): say why
-                self.one(rel)
+    def tar(self, small: list[str], promised: dict[str, Future]) -> None:
+        """Small files and the big ones' digests in tar streams (each future in ``promised``
+        ends up with its digest, None, or the refusal); a small file the host left out comes
+        by SFTP (or says why)."""
+        try:
+            batches = tar_commands(self.interpreter, self.job, small, list(promised))
+            for command, rels, bigs in batches:
+                left = self._tar_batch(command, rels, {rel: promised[rel] for rel in bigs})
+                _settle({rel: promised[rel] for rel in bigs}, None)  # not in the digests
+                for rel in left:  # not in the stream (gone, or not a file any more): say why
+                    self.one(rel)
+        except TransferError as exc:  # a later batch's downloads would only wait for it
+            _settle(promised, Refused(f"the host's sha256 cannot be had: {exc}"))
+            raise
+        finally:
+            _settle(promised, None)  # whatever else went wrong: they ask hash_command
 
-    def _tar_batch(self, command: str, rels: list[str]) -> list[str]:
+    def _tar_batch(self, command: str, rels: list[str], promised: dict[str, Future]) -> list[str]:
         """Stream the batch; after a dropped connection or a failed command, again for what is
         still missing. A refused member or a broken stream is not retried: the host sent it."""
         wanted = {rel: self._wanted(rel) for rel in rels}
-        sink = Sink(self.progress.advance, self.progress.rewind, self._landed)
+        pending = dict(promised)  # digests not heard yet
+
+        def heard(digests: dict[str, str]) -> None:
+            for rel, future in pending.items():
+                future.set_result(digests.get(rel))  # None: the host could not hash it
+            pending.clear()
+
+        sink = Sink(self.progress.advance, self.progress.rewind, self._landed, heard)
         problem = ""
         try:
             for _ in range(ATTEMPTS):
                 try:
                     with self.transport.stream_from(command) as stream:
-                        receive(stream, wanted, sink)
+                        receive(stream, wanted, sink, set(pending))
                     return list(wanted)
                 except (ClusterConnectionError, RemoteCommandError) as exc:
                     problem = _why(exc)
-                    command = tar_commands(self.interpreter, self.job, list(wanted))[0][0]
+                    if not wanted and not pending:
+                        return []  # it all arrived before the command failed
+                    ((command, *_),) = tar_commands(
+                        self.interpreter, self.job, list(wanted), list(pending)
+                    )
                 finally:
                     self._save()
         except TransferError as exc:
-            raise TransferError(f"cannot collect job {self.job.id}: {exc}") from exc
+            error = TransferError(f"cannot collect job {self.job.id}: {exc}")
+            _settle(pending, Refused(f"the host's sha256 cannot be had: {error}"))
+            raise error from exc
+        _settle(pending, None)  # the downloads ask hash_command
         raise TransferError(
             f"cannot collect {len(wanted)} file(s) of job {self.job.id} from "
             f"{self.transport.label} after {ATTEMPTS} attempts: {problem}"
@@ -165,6 +206,16 @@ class _Collection:
 
     def _remote(self, rel: str) -> str:
         return f"{self.job.remote_dir.rstrip('/')}/{rel}"
+
+
+def _settle(promised: dict[str, Future], outcome: str | Exception | None) -> None:
+    """Each future not done yet gets ``outcome`` (only the tar thread settles them)."""
+    for future in promised.values():
+        if not future.done():
+            if isinstance(outcome, Exception):
+                future.set_exception(outcome)
+            else:
+                future.set_result(outcome)
 
 
 def _why(exc: Exception) -> str:

@@ -25,6 +25,11 @@ CHUNK = 1 << 20
 RETRIED = (TransferError, ClusterConnectionError, RemoteCommandError)
 
 
+class Refused(TransferError):
+    """The host's sha256 cannot be had: what it sent instead was refused. Not retried (the
+    bytes downloaded so far stay in the partial file)."""
+
+
 def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -46,8 +51,9 @@ def download(
     """Download ``remote`` (``size`` bytes) verified to ``dest``; returns its sha256.
 
     ``sha256`` is the host's digest, or a function that asks the host for it (run on its own
-    thread while the bytes move). ``progress`` gets every byte moved, ``rewind`` the bytes
-    thrown away after a failed check (they will move again).
+    thread while the bytes move; asked again after a mismatch; ``Refused`` ends the
+    download). ``progress`` gets every byte moved, ``rewind`` the bytes thrown away after a
+    failed check (they will move again).
     """
     partial.parent.mkdir(parents=True, exist_ok=True)
     counter = _Counter(progress, rewind)
@@ -59,6 +65,8 @@ def download(
             try:
                 got = _fetch(transport, remote, partial, size, counter)
                 want = host.result()
+            except Refused:
+                raise
             except RETRIED as exc:
                 problem = exc  # what arrived stays in the partial file: the next try resumes
                 continue

@@ -4,7 +4,8 @@ The listing comes from ``Transport.list_tree`` (SFTP on a host: no command, so n
 shell's start-up before anything moves): sizes and types as ``lstat`` sees them. Only regular
 files are collected; symlinks (never followed) and anything else are refused with the reason.
 No sha256 comes with the listing: a small file's travels with its bytes in the tar stream
-(``tarstream``), a big file's is computed on the host while it downloads (``hash_command``).
+(``tarstream``), a big file's is computed on the host while it downloads, by that same tar
+command (a final digests member), or by ``hash_command`` when the file is fetched alone.
 Every path is checked again here: a path that is absolute, has ``..`` or ``.`` parts, or is
 not one of the collected names is refused, so a hostile or broken host cannot make us write
 outside the job's results folder.
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import fnmatch
 import shlex
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -83,20 +85,27 @@ def hash_command(interpreter: str | None, remote: str) -> str:
     return quote_argv(interpreter, "-c", LISTING_SOURCE, "--sha256", remote)
 
 
-def tar_commands(interpreter: str, job: GPUJob, rels: list[str]) -> list[tuple[str, list[str]]]:
-    """``(command, rels)`` batches that each stream a tar of their files from the job folder."""
-    batches, batch, used = [], [], 0
-    for rel in rels:
+def tar_commands(
+    interpreter: str, job: GPUJob, rels: list[str], bigs: Sequence[str] = ()
+) -> list[tuple[str, list[str], list[str]]]:
+    """``(command, rels, bigs)`` batches that each stream a tar of their ``rels`` from the job
+    folder, then the host's sha256 of their ``bigs`` (``tarstream.DIGESTS``). The big names
+    go first, so the downloads waiting for their digests hear from the first command."""
+    batches, batch, used = [], ([], []), 0
+    for big, rel in [(True, b) for b in bigs] + [(False, r) for r in rels]:
         cost = len(shlex.quote(rel)) + 1
-        if batch and used + cost > TAR_COMMAND_BYTES:
+        if (batch[0] or batch[1]) and used + cost > TAR_COMMAND_BYTES:
             batches.append(batch)
-            batch, used = [], 0
-        batch.append(rel)
+            batch, used = ([], []), 0
+        batch[big].append(rel)
         used += cost
-    if batch:
+    if batch[0] or batch[1]:
         batches.append(batch)
     head = (interpreter, "-c", LISTING_SOURCE, "--tar", job.remote_dir)
-    return [(quote_argv(*head, *batch), batch) for batch in batches]
+    return [
+        (quote_argv(*head, *small, *(["--digests", *big] if big else [])), small, big)
+        for small, big in batches
+    ]
 
 
 def unsafe(path: str) -> str | None:

@@ -11,15 +11,24 @@ sha256 equals the header's. Anything else (``../x``, an absolute name, a link or
 name not asked for, a wrong size, no or a malformed header, other bytes than the header
 says, a truncated stream) raises ``TransferError`` naming the member, and whatever was not
 verified is never visible.
+
+One name is reserved: ``DIGESTS`` (``.gpu_magic/digests.json``, which no collected file can be
+called), the member in which the same command reports the host's sha256 of the big files
+downloading over SFTP meanwhile. It is never landed on disk: when digests were asked for,
+it must be one regular member, at most ``digests_limit`` bytes, holding a JSON object that
+maps requested big names (only those) to lower-case sha256s; ``Sink.digests`` hears it as
+soon as it arrives. A link by that name, a second one, one not asked for, bad JSON or a name
+not requested raise ``TransferError`` naming it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import tarfile
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -31,6 +40,7 @@ from .plan import unsafe
 CHUNK = 1 << 16
 REGULAR = (tarfile.REGTYPE, tarfile.AREGTYPE)
 HEADER = "GPU_MAGIC.sha256"  # the pax header listing.py's --tar writes
+DIGESTS = ".gpu_magic/digests.json"  # the member listing.py's --tar --digests writes last
 SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -49,6 +59,7 @@ class Sink:
     advance: Callable[[int], None]
     rewind: Callable[[int], None]
     landed: Callable[[str, str], None]
+    digests: Callable[[dict[str, str]], None] = lambda digests: None  # the DIGESTS member's
     folders: set[Path] = field(default_factory=set)  # made already: 1000 files, 2 folders
 
     def folder(self, path: Path) -> None:
@@ -57,14 +68,21 @@ class Sink:
             self.folders.add(path.parent)
 
 
-def receive(stream: BinaryIO, wanted: dict[str, Wanted], sink: Sink) -> None:
+def receive(
+    stream: BinaryIO, wanted: dict[str, Wanted], sink: Sink, bigs: Collection[str] = ()
+) -> None:
     """Land every member of the tar ``stream``; each landed name is removed from ``wanted``
-    (what is left afterwards, the host did not send)."""
-    name = None
+    (what is left afterwards, the host did not send). ``bigs``: the files whose sha256 the
+    stream was asked to report (``DIGESTS``), handed to ``sink.digests``."""
+    name, heard = None, False
     try:
         with tarfile.open(fileobj=stream, mode="r|") as tar:
             for member in tar:
                 name = member.name
+                if name == DIGESTS:
+                    sink.digests(_digests(tar, member, bigs, heard))
+                    heard, name = True, None
+                    continue
                 target = _check(member, wanted)
                 digest = _land(tar, member, target, sink)
                 del wanted[name]
@@ -73,6 +91,57 @@ def receive(stream: BinaryIO, wanted: dict[str, Wanted], sink: Sink) -> None:
     except tarfile.TarError as exc:
         where = f" in member {name!r}" if name else ""
         raise TransferError(f"the tar stream from the host is broken{where}: {exc}") from exc
+
+
+def digests_limit(bigs: Collection[str]) -> int:
+    """The most bytes a faithful DIGESTS member for ``bigs`` takes (compact JSON), plus room
+    for whitespace: anything longer is refused unread."""
+    return 1024 + sum(len(json.dumps(rel)) + 68 for rel in bigs)
+
+
+def _digests(
+    tar: tarfile.TarFile, member: tarfile.TarInfo, bigs: Collection[str], heard: bool
+) -> dict[str, str]:
+    """The host's ``{big name: sha256}`` from the DIGESTS member, checked."""
+
+    def refuse(why: str) -> TransferError:
+        return TransferError(f"refused tar member {DIGESTS!r} from the host: {why}")
+
+    if member.issym() or member.islnk():
+        raise refuse(f"a link to {member.linkname!r}")
+    if member.type not in REGULAR:
+        raise refuse("not a regular file")
+    if heard:
+        raise refuse("a second digests member")
+    if not bigs:
+        raise refuse("no digests were asked for")
+    if member.size > digests_limit(bigs):
+        raise refuse(f"{member.size} bytes, more than digests of {len(bigs)} file(s) take")
+    data = tar.extractfile(member).read()
+    try:
+        found = json.loads(data.decode("utf-8"), object_pairs_hook=_no_repeats)
+    except ValueError as exc:  # also UnicodeDecodeError
+        raise refuse(f"not valid JSON: {exc}") from None
+    if not isinstance(found, dict):
+        raise refuse("not a JSON object")
+    extra = sorted(set(found) - set(bigs))
+    if extra:
+        raise refuse(f"digests for files not requested: {extra[:5]!r}")
+    bad = sorted(rel for rel, digest in found.items() if not _is_sha256(digest))
+    if bad:
+        raise refuse(f"no valid sha256 for {bad[:5]!r}")
+    return found
+
+
+def _no_repeats(pairs: list[tuple[str, object]]) -> dict:
+    keys = [key for key, _ in pairs]
+    if len(set(keys)) != len(keys):
+        raise ValueError("a name given twice")
+    return dict(pairs)
+
+
+def _is_sha256(value: object) -> bool:
+    return isinstance(value, str) and SHA256.fullmatch(value) is not None
 
 
 def refusal(member: tarfile.TarInfo, wanted: dict[str, Wanted]) -> str | None:

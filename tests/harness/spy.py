@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 
 from gpu_magic.transport.base import Transport
 
 
 class CountingTransport(Transport):
-    """Delegates everything to the real transport; counts ``run`` calls and time spent in them."""
+    """Delegates everything to the real transport; counts commands (``run`` and
+    ``stream_from`` calls) and the time spent in them."""
 
     def __init__(self, real: Transport):
         self.real, self.commands, self.seconds = real, 0, 0.0
@@ -19,6 +21,16 @@ class CountingTransport(Transport):
         start = time.perf_counter()
         try:
             return self.real.run(command, stdin=stdin, timeout=timeout)
+        finally:
+            self.seconds += time.perf_counter() - start
+
+    @contextmanager
+    def stream_from(self, command):
+        self.commands += 1
+        start = time.perf_counter()
+        try:
+            with self.real.stream_from(command) as stream:
+                yield stream
         finally:
             self.seconds += time.perf_counter() - start
 
