@@ -109,6 +109,7 @@ def fresh_dir(path: Path) -> Callable[[], None]:
     def reset() -> None:
         shutil.rmtree(path, ignore_errors=True)
         path.mkdir(parents=True)
+        os.sync()  # earlier runs' dirty pages are written back now, not during the next run
 
     return reset
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
+from .collect.series import metric_rows
 from .models import GPUJob, JobStatus
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -77,12 +78,7 @@ class JobHandle:
 
     def metrics(self):
         """Parsed metric series, one row per step: a pandas DataFrame when pandas is installed."""
-        series = self._client.feed(self.id).metric_series()
-        rows: dict[float, dict] = {}
-        for name, points in series.items():
-            for x, value in points:
-                rows.setdefault(x, {"step": x})[name] = value
-        return _table([rows[x] for x in sorted(rows)])
+        return _table(metric_rows(self._client.feed(self.id).metric_series()))
 
     def gpu(self):
         """GPU samples (time, index, utilisation %, memory MiB, temperature, power)."""

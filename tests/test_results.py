@@ -67,6 +67,21 @@ def test_model_file_round_trip(env):
     assert "step 3 loss" in job.logs()
 
 
+def test_the_parsed_metric_series_lands_in_the_store(env):
+    job = submit(env, WRITE_OUTPUTS, outputs=("y",))
+    entry = next(f for f in job.files() if f["path"] == "parsed_metrics.csv")
+    assert entry["kind"] == "metrics" and entry["fetched"]
+    csv_file = env.client.results.store.folder(job.id) / "parsed_metrics.csv"
+    assert sha(csv_file) == entry["sha256"] and csv_file.stat().st_size == entry["size"]
+    lines = csv_file.read_text().splitlines()
+    assert lines[0] == "step,loss"
+    assert [tuple(map(float, line.split(","))) for line in lines[1:]] == [
+        (1.0, 1.0),
+        (2.0, 0.5),
+        (3.0, 1 / 3),
+    ]
+
+
 def test_glob_and_exclude_choose_the_outputs(env):
     job = submit(
         env, WRITE_OUTPUTS, outputs=("y",), outputs_glob=("*.npy", "ckpt/*"), exclude=("*big*",)

@@ -22,6 +22,7 @@ from pathlib import Path, PurePosixPath
 from .. import jobdir
 from ..models import GPUJob
 from ..transport.base import DIR, FILE, SYMLINK, Transport, quote_argv
+from .series import PARSED_METRICS
 
 LISTING_SOURCE = (Path(__file__).resolve().parent.parent / "remote" / "listing.py").read_text()
 ERROR_FILE = f"{jobdir.STATE}/{jobdir.ERROR_JSON}"  # a failed cell's traceback
@@ -115,7 +116,7 @@ def unsafe(path: str) -> str | None:
         return "not a relative path"
     if any(p in ("", ".", "..") for p in parts):
         return "'..' or empty part"
-    if path not in TOP_FILES and (parts[0] not in TREES or len(parts) < 2):
+    if path not in (*TOP_FILES, PARSED_METRICS) and (parts[0] not in TREES or len(parts) < 2):
         return "not a collected file"
     return None
 
@@ -128,7 +129,7 @@ def kind_of(path: str, job: GPUJob) -> str:
         return "log"
     if path == ERROR_FILE:
         return "error"
-    if path in TOP_FILES:
+    if path in (*TOP_FILES, PARSED_METRICS):
         return "metrics"
     if path in variables:
         return "variable"

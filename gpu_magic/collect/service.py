@@ -21,6 +21,7 @@ from .collector import collect, fetch_file
 from .loaders import load
 from .plan import ERROR_FILE
 from .progress import TransferProgress
+from .series import PARSED_METRICS, metric_rows, write_csv
 from .store import ResultsStore
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -91,6 +92,7 @@ class ResultsService:
             manifest = self._tracked(
                 job.id, lambda p: collect(transport, cluster.interpreter, job, self.store, p)
             )
+            self._save_series(job, manifest)
         self.errors.pop(job.id, None)
         self._cleanup_after_collect(job.cluster)  # outside the lock: it may touch this job
         return manifest
@@ -108,6 +110,16 @@ class ResultsService:
             self.cleanup_errors[cluster] = "; ".join(plan.notes)
         else:
             self.cleanup_errors.pop(cluster, None)
+
+    def _save_series(self, job: GPUJob, manifest: dict) -> None:
+        """Add the metric series parsed from the collected log as ``parsed_metrics.csv``."""
+        rows = metric_rows(self.feed(job).metric_series())
+        if not rows:
+            return
+        entry = write_csv(rows, self.store.folder(job.id) / PARSED_METRICS)
+        manifest["files"] = [e for e in manifest["files"] if e["path"] != PARSED_METRICS]
+        manifest["files"].append(entry)
+        self.store.write_manifest(job.id, manifest)
 
     def _refuse_if_remote_deleted(self, job_id: str, what: str) -> None:
         deletion = self.client.store.remote_deleted(job_id)
