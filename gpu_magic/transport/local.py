@@ -51,36 +51,17 @@ class LocalTransport(Transport):
 
     @contextmanager
     def stream_to(self, command: str) -> Iterator[BinaryIO]:
-        with tempfile.TemporaryFile() as errors:
-            proc = subprocess.Popen(
-                ["/bin/sh", "-c", command],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.DEVNULL,
-                stderr=errors,
-                cwd=self.home(),
-            )
+        with self._streaming(command, stdin=subprocess.PIPE) as proc:
             try:
                 yield proc.stdin
             finally:
                 with contextlib.suppress(BrokenPipeError):
                     proc.stdin.close()
                 proc.wait()
-            if proc.returncode != 0:
-                errors.seek(0)
-                raise RemoteCommandError(
-                    command, proc.returncode, errors.read().decode(errors="replace")
-                )
 
     @contextmanager
     def stream_from(self, command: str) -> Iterator[BinaryIO]:
-        with tempfile.TemporaryFile() as errors:
-            proc = subprocess.Popen(
-                ["/bin/sh", "-c", command],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=errors,
-                cwd=self.home(),
-            )
+        with self._streaming(command, stdout=subprocess.PIPE) as proc:
             try:
                 yield proc.stdout
                 while proc.stdout.read(CHUNK):  # unread output would block the command
@@ -88,6 +69,17 @@ class LocalTransport(Transport):
             finally:
                 proc.stdout.close()  # a command still writing gets SIGPIPE instead of hanging
                 proc.wait()
+
+    @contextmanager
+    def _streaming(self, command: str, **pipes) -> Iterator[subprocess.Popen]:
+        """``command`` started with ``pipes`` (the rest to /dev/null); once the caller has
+        waited for it, a non-zero exit raises ``RemoteCommandError`` with its stderr."""
+        streams = {"stdin": subprocess.DEVNULL, "stdout": subprocess.DEVNULL, **pipes}
+        with tempfile.TemporaryFile() as errors:
+            proc = subprocess.Popen(
+                ["/bin/sh", "-c", command], stderr=errors, cwd=self.home(), **streams
+            )
+            yield proc
             if proc.returncode != 0:
                 errors.seek(0)
                 raise RemoteCommandError(
