@@ -20,7 +20,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from harness.spy import CountingTransport
+from harness.spy import CountingTransport, DelegatingTransport
 
 from gpu_magic import GPUJobRequest, JobStatus
 from gpu_magic.collect import ResultsStore, collect
@@ -81,43 +81,28 @@ def visible(folder: Path) -> dict[str, bytes]:
     return found
 
 
-class Spy(Transport):
-    """Delegates to the real transport and records which paths were used."""
+class Spy(DelegatingTransport):
+    """Records which commands, streams, downloads and listings were used."""
 
     def __init__(self, real: Transport):
-        self.real, self.label = real, real.label
+        super().__init__(real)
         self.streams, self.gets, self.commands, self.lists = [], [], [], []
 
     def run(self, command, *, stdin=None, timeout=None):
         self.commands.append(command)
-        return self.real.run(command, stdin=stdin, timeout=timeout)
+        return super().run(command, stdin=stdin, timeout=timeout)
 
     def stream_from(self, command):
         self.streams.append(command)
-        return self.real.stream_from(command)
-
-    def stream_to(self, command):
-        return self.real.stream_to(command)
-
-    def put_file(self, local, remote, *, progress=None):
-        return self.real.put_file(local, remote, progress=progress)
-
-    def makedirs(self, remote):
-        return self.real.makedirs(remote)
-
-    def read_file(self, remote, offset=0):
-        return self.real.read_file(remote, offset)
+        return super().stream_from(command)
 
     def get_file(self, remote, local, *, offset=0, progress=None, digest=None):
         self.gets.append(remote)
-        return self.real.get_file(remote, local, offset=offset, progress=progress, digest=digest)
+        return super().get_file(remote, local, offset=offset, progress=progress, digest=digest)
 
     def list_tree(self, remote, roots):
         self.lists.append(remote)
-        return self.real.list_tree(remote, roots)
-
-    def home(self):
-        return self.real.home()
+        return super().list_tree(remote, roots)
 
 
 @pytest.fixture(params=["local", "ssh"])

@@ -1,4 +1,4 @@
-"""A spy at our own seam: the real transport, counting its commands and their time."""
+"""Spies at our own seam: the real transport, with what the services asked of it recorded."""
 
 from __future__ import annotations
 
@@ -8,31 +8,17 @@ from contextlib import contextmanager
 from gpu_magic.transport.base import Transport
 
 
-class CountingTransport(Transport):
-    """Delegates everything to the real transport; counts commands (``run`` and
-    ``stream_from`` calls) and the time spent in them."""
+class DelegatingTransport(Transport):
+    """Forwards every call to the real transport; subclasses record what they need."""
 
     def __init__(self, real: Transport):
-        self.real, self.commands, self.seconds = real, 0, 0.0
-        self.label = real.label
+        self.real, self.label = real, real.label
 
     def run(self, command, *, stdin=None, timeout=None):
-        self.commands += 1
-        start = time.perf_counter()
-        try:
-            return self.real.run(command, stdin=stdin, timeout=timeout)
-        finally:
-            self.seconds += time.perf_counter() - start
+        return self.real.run(command, stdin=stdin, timeout=timeout)
 
-    @contextmanager
     def stream_from(self, command):
-        self.commands += 1
-        start = time.perf_counter()
-        try:
-            with self.real.stream_from(command) as stream:
-                yield stream
-        finally:
-            self.seconds += time.perf_counter() - start
+        return self.real.stream_from(command)
 
     def stream_to(self, command):
         return self.real.stream_to(command)
@@ -54,3 +40,29 @@ class CountingTransport(Transport):
 
     def home(self):
         return self.real.home()
+
+
+class CountingTransport(DelegatingTransport):
+    """Counts commands (``run`` and ``stream_from`` calls) and the time spent in them."""
+
+    def __init__(self, real: Transport):
+        super().__init__(real)
+        self.commands, self.seconds = 0, 0.0
+
+    def run(self, command, *, stdin=None, timeout=None):
+        self.commands += 1
+        start = time.perf_counter()
+        try:
+            return super().run(command, stdin=stdin, timeout=timeout)
+        finally:
+            self.seconds += time.perf_counter() - start
+
+    @contextmanager
+    def stream_from(self, command):
+        self.commands += 1
+        start = time.perf_counter()
+        try:
+            with super().stream_from(command) as stream:
+                yield stream
+        finally:
+            self.seconds += time.perf_counter() - start
