@@ -163,7 +163,7 @@ def job_upload(b: Bench, files: list[Path], dst_dir: Path) -> Callable[[int], No
 
 
 def bench_download(b: Bench, size: int, runs: int) -> list[tuple[str, float]]:
-    """scp get vs get_file of one ``size``-byte file (kept separate: later issues need it)."""
+    """One ``size``-byte file: scp get vs get_file, a verified download() and a collect()."""
     src = b.work / "remote-big.bin"
     write_random(src, size)
     dst_dir = b.local / "down"
