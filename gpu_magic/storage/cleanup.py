@@ -130,7 +130,7 @@ def _plan_local(client, result: Plan, jobs, rules, config: CleanupConfig, now) -
         result.actions.append(Action(DELETE, LOCAL, by_id[d.job_id], d.size, d.rule, path=path))
     gone = {d.job_id for d in verdict.delete}
     candidates = [
-        _item(j, store.size(j.id), fetched=_collected(store, j.id))
+        _item(j, store.size(j.id), fetched=client.results.collected_files(j.id) is not None)
         for j in here
         if j.id not in gone and store.archive_file(j.id) is None
     ]
@@ -138,11 +138,6 @@ def _plan_local(client, result: Plan, jobs, rules, config: CleanupConfig, now) -
     for job_id in policy.archive_due(candidates, config.archive_after_days, now):
         size = store.size(job_id)
         result.actions.append(Action(ARCHIVE, LOCAL, by_id[job_id], size, rule))
-
-
-def _collected(store, job_id: str) -> bool:
-    manifest = store.manifest(job_id)
-    return manifest is not None and bool(manifest.get("complete"))
 
 
 def _item(job: GPUJob, size: int, *, fetched: bool = True) -> policy.Item:
