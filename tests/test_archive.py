@@ -88,13 +88,20 @@ def test_load_from_an_archive_after_a_kernel_restart(env):
 
 def test_archiving_again_drops_only_the_extraction_cache(local, tmp_path):
     job = submit(local, "local", tmp_path)
+    folder = local.results.store.folder(job.id)
+    loose = sum(e["size"] for e in job.files() if e["fetched"])
+    manifest_before = (folder / "manifest.json").stat().st_size
     archive = job.archive()
     stamp = archive.stat().st_mtime_ns
     job.load("model.npy")
-    folder = local.results.store.folder(job.id)
     assert (folder / "outputs/model.npy").exists()
     assert job.archive() == archive and archive.stat().st_mtime_ns == stamp
     assert [p.name for p in folder.iterdir()] == ["manifest.json"]
+    [packed] = local.store.deletions()  # the first archive removed loose files; the cache is not
+    assert (packed.job_id, packed.location, packed.path) == (job.id, "local", str(folder))
+    assert packed.rule == f"%gpu_archive: packed into {archive.name}"
+    manifest_after = (folder / "manifest.json").stat().st_size  # now naming the archive
+    assert packed.bytes == loose + manifest_before - manifest_after
 
 
 def test_gzip_when_zstandard_is_missing(local, tmp_path, monkeypatch):

@@ -235,9 +235,11 @@ def test_local_cleanup_and_archive_policy_and_a_restart_keeps_the_history(tmp_pa
     assert all(exists_local(j) for j in jobs)  # the host copies stay
     client.close()
     again = Client(settings)  # a new kernel
-    assert [(d.job_id, d.location) for d in again.store.deletions()] == [
-        (jobs[0].id, "local"),
-        (jobs[1].id, "local"),
+    archive = store.archive_file(jobs[2].id).name
+    assert [(d.job_id, d.location, d.rule) for d in again.store.deletions()] == [
+        (jobs[2].id, "local", f"archive-after 0 days: packed into {archive}"),  # newest first
+        (jobs[0].id, "local", "keep-last 1"),
+        (jobs[1].id, "local", "keep-last 1"),
     ]
     assert again.handle(jobs[2].id).path("blob.bin").stat().st_size == 50_000
     again.close()

@@ -142,6 +142,9 @@ def test_cleanup_storage_and_archive_magics_in_a_real_kernel(ssh_env, tmp_path):
         archived = kernel.run(f"%gpu_archive {old.id}")
         assert archived.error is None and f"job {old.id} archived" in archived.stdout
         assert kernel.run(f"%gpu_logs {old.id}").stdout == "done\n"  # from the archive
+        packed = kernel.run("%gpu_cleanup --history").stdout
+        rule = rf"%gpu_archive: packed into {old.id}\.tar\.zst"
+        assert re.search(rf"{old.id}\s+ssh\s+local\s+\S+\s+\S+ KB\s+{rule}\s+no", packed), packed
         after = kernel.run("%gpu_storage").stdout
         assert re.search(rf"{old.id}\s+ssh\s+completed\s+deleted\s+\S+ KB\s+yes\s+yes", after)
         bad = kernel.run("%gpu_cleanup --remote --local")

@@ -17,6 +17,7 @@ from ..errors import GPUMagicError, JobStateError, TransferError
 from ..models import GPUJob, JobStatus
 from ..monitoring.feed import TAILED, JobFeed
 from ..schedulers.folder_probe import Chunk, FolderState
+from ..store import Deletion
 from .collector import collect, fetch_file
 from .loaders import load
 from .plan import ERROR_FILE
@@ -129,15 +130,28 @@ class ResultsService:
                 f"({deletion.rule}, {deletion.at:%Y-%m-%d %H:%M} UTC)"
             )
 
-    def archive(self, job_id: str) -> Path:
+    def archive(self, job_id: str, rule: str = "%gpu_archive") -> Path:
         """Pack a finished job's local results (collected first if needed) into one archive,
-        ``{results_dir}/{job_id}.tar.zst``; reads keep working from it. Returns its path."""
+        ``{results_dir}/{job_id}.tar.zst``; reads keep working from it. Returns its path.
+        The loose files it removes are recorded as a deletion, ``rule`` saying why."""
         from ..storage.archive import archive_results
 
         job = self.client.store.find(job_id)
         self.collect(job.id)
         with self._job_lock(job.id):
-            return archive_results(self.store, job.id)
+            packed, loose = self._archive_info(job.id), self.store.loose_size(job.id)
+            archive = archive_results(self.store, job.id)
+            freed = loose - self.store.loose_size(job.id)
+            repacked = self._archive_info(job.id) != packed
+        if repacked:  # not when only the extraction cache of an archived job went
+            folder, why = str(self.store.folder(job.id)), f"{rule}: packed into {archive.name}"
+            self.client.store.record_deletion(
+                Deletion(job.id, job.cluster, "local", folder, freed, why)
+            )
+        return archive
+
+    def _archive_info(self, job_id: str) -> dict | None:
+        return (self.store.manifest(job_id) or {}).get("archive")
 
     def remove_local(self, job_id: str) -> None:
         """Delete the job's local results (loose files and archive); the host copy stays."""

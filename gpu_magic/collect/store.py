@@ -128,8 +128,11 @@ class ResultsStore:
 
     def size(self, job_id: str) -> int:
         """Bytes the job takes here: its folder (links not followed) plus its archive."""
-        total = sum(p.lstat().st_size for p in self.folder(job_id).rglob("*") if _counted(p))
-        return total + sum(p.stat().st_size for p in self._archives(job_id))
+        return self.loose_size(job_id) + sum(p.stat().st_size for p in self._archives(job_id))
+
+    def loose_size(self, job_id: str) -> int:
+        """Bytes in the job's folder (links not followed), the archive left out."""
+        return sum(p.lstat().st_size for p in self.folder(job_id).rglob("*") if _counted(p))
 
     def remove(self, job_id: str) -> None:
         """Delete everything the store holds for the job (folder and archive)."""

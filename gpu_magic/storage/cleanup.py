@@ -134,7 +134,8 @@ def _plan_local(client, result: Plan, jobs, rules, config: CleanupConfig, now) -
         for j in here
         if j.id not in gone and store.archive_file(j.id) is None
     ]
-    rule = f"archive-after {config.archive_after_days:g} days" if config.archive_after_days else ""
+    days = config.archive_after_days
+    rule = f"archive-after {days:g} days" if days is not None else ""
     for job_id in policy.archive_due(candidates, config.archive_after_days, now):
         size = store.size(job_id)
         result.actions.append(Action(ARCHIVE, LOCAL, by_id[job_id], size, rule))
@@ -161,8 +162,8 @@ def carry_out(client: Client, result: Plan) -> Plan:
 
 def _do(client: Client, result: Plan, action: Action) -> bool:
     job = action.job
-    if action.kind == ARCHIVE:
-        client.results.archive(job.id)
+    if action.kind == ARCHIVE:  # records the loose files it removes itself
+        client.results.archive(job.id, rule=action.rule)
         return True
     if action.where == LOCAL:
         client.results.remove_local(job.id)
