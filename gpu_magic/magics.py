@@ -281,9 +281,10 @@ class GPUMagics(ClientMagics):
         if opts.list:
             print(formatting.files_table(show(lambda: results.files(job.id))))
             return None
-        for name in opts.files:
-            print(f"gpu_magic: {name} → {show(lambda n=name: results.local_path(job.id, n))}")
         if opts.files:
+            paths = show(lambda: results.local_paths(job.id, opts.files))
+            for name, path in zip(opts.files, paths, strict=True):
+                print(f"gpu_magic: {name} → {path}")
             return None
         if job.status != JobStatus.COMPLETED:
             results.raise_for_failure(job.id)

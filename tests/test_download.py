@@ -24,7 +24,7 @@ from harness.spy import CountingTransport, DelegatingTransport
 
 from gpu_magic import GPUJobRequest, JobStatus
 from gpu_magic.collect import ResultsStore, collect
-from gpu_magic.collect.collector import fetch_file
+from gpu_magic.collect.collector import fetch_file, fetch_files
 from gpu_magic.collect.plan import TAR_COMMAND_BYTES, tar_commands
 from gpu_magic.collect.progress import TransferProgress
 from gpu_magic.errors import InvalidRequestError, TransferError
@@ -600,6 +600,23 @@ def test_a_resumed_big_download_hashes_the_kept_prefix(tmp_path):
     got = fetch_file(Resuming(), job, store, "outputs/w.bin", progress, interpreter=sys.executable)
     assert offsets == [BIG] and got.read_bytes() == data
     assert progress.snapshot().done == 3 * BIG
+
+
+def test_fetch_files_brings_several_files_under_one_progress(tmp_path):
+    data = {"outputs/a.bin": os.urandom(BIG), "outputs/b.bin": os.urandom(BIG // 2)}
+    job = make_job(tmp_path / "host/job1", data, fetch="manual")
+    store = ResultsStore(tmp_path / "results")
+    collect(LocalTransport(), sys.executable, job, store)
+    with pytest.raises(TransferError, match="has no collected file 'outputs/c.bin'"):
+        fetch_files(LocalTransport(), job, store, ["outputs/a.bin", "outputs/c.bin"])
+    assert not store.path(job.id, "outputs/a.bin").exists()  # nothing fetched before the check
+    progress = TransferProgress()
+    rels = ["outputs/a.bin", "outputs/b.bin", "outputs/a.bin"]
+    paths = fetch_files(LocalTransport(), job, store, rels, progress, interpreter=sys.executable)
+    assert [p.read_bytes() for p in paths] == [data[r] for r in rels]
+    snap = progress.snapshot()
+    both = BIG + BIG // 2
+    assert (snap.done, snap.total, snap.files_done, snap.files) == (both, both, 2, 2)
 
 
 def test_fetch_file_without_an_interpreter_asks_sha256sum(tmp_path):

@@ -17,6 +17,8 @@ import os
 os.makedirs("../outputs", exist_ok=True)
 with open("../outputs/weights.bin", "wb") as f:
     f.write(bytes(range(256)) * 8192)
+with open("../outputs/optimizer.bin", "wb") as f:
+    f.write(bytes(range(256)) * 4096)
 y = 7
 """
 
@@ -72,13 +74,16 @@ def test_fetch_lists_and_downloads_a_manual_jobs_file_with_a_progress_bar(tmp_pa
         assert rows["outputs/weights.bin"] == ["other", "2.1", "MB", "no"]
         assert rows["outputs/y.pkl"][0] == "variable" and rows["outputs/y.pkl"][-1] == "yes"
 
-        fetched, values = run_with_widgets(kernel, "%gpu_fetch manual weights.bin")
+        fetched, values = run_with_widgets(kernel, "%gpu_fetch manual weights.bin optimizer.bin")
         assert fetched.error is None, fetched.text
         path = Path(re.search(r"gpu_magic: weights\.bin → (.+)", fetched.stdout).group(1))
         assert path.read_bytes() == PAYLOAD
-        (bar,) = fetched.displays
+        other = Path(re.search(r"gpu_magic: optimizer\.bin → (.+)", fetched.stdout).group(1))
+        assert other.read_bytes() == PAYLOAD[: len(PAYLOAD) // 2]
+        (bar,) = fetched.displays  # one bar for both files
         assert "application/vnd.jupyter.widget-view+json" in bar
-        assert any(v.startswith("done: 2.1 MB in ") for v in values), values[-5:]
+        done = [v for v in values if v.startswith("done: ")]
+        assert done and re.fullmatch(r"done: 3\.1 MB in [\d.]+ s · 2 files", done[-1]), values[-5:]
 
         after = kernel.run("%gpu_fetch manual --list")
         assert listed(after.stdout)["outputs/weights.bin"][-1] == "yes"

@@ -7,10 +7,10 @@ SFTP (``download``) while that same tar command hashes them on the host and repo
 sha256s in a final member, which the downloads wait for: one command per collection (only
 big files: a tar of that member alone). A big file whose digest the stream did not bring
 (the host could not read it, or the command failed) asks ``hash_command``; a refused stream
-ends its downloads too. ``fetch_file`` (one file) asks ``hash_command``. Either way a file becomes
+ends its downloads too. ``fetch_files`` asks ``hash_command``. Either way a file becomes
 visible only once its sha256 matches the host's, and the manifest says which files are here
 (``sha256`` stays "" until a file is fetched and verified). ``checkpoints/`` is listed, never
-fetched unasked: ``fetch_file`` brings one when it is loaded.
+fetched unasked: ``fetch_files`` brings one when it is loaded.
 """
 
 from __future__ import annotations
@@ -72,6 +72,33 @@ def collect(
     return manifest
 
 
+def fetch_files(
+    transport: Transport,
+    job: GPUJob,
+    store: ResultsStore,
+    rels: list[str],
+    progress: TransferProgress | None = None,
+    *,
+    interpreter: str | None = None,
+) -> list[Path]:
+    """The local copies of listed files; those not here (``--fetch manual``) are downloaded now,
+    one after another under one ``progress``. Without ``interpreter`` the host hashes them with
+    ``sha256sum``."""
+    manifest = store.manifest(job.id) or {"files": []}
+    entries = {e["path"]: e for e in manifest["files"]}
+    unknown = [rel for rel in rels if rel not in entries]
+    if unknown:
+        raise TransferError(f"job {job.id} has no collected file {unknown[0]!r}")
+    todo = list(dict.fromkeys(rel for rel in rels if not entries[rel]["fetched"]))
+    if todo:
+        progress = progress or TransferProgress()
+        progress.begin(sum(entries[rel]["size"] for rel in todo), len(todo))
+        run = _Collection(transport, interpreter, job, store, manifest, progress)
+        for rel in todo:
+            run.one(rel)
+    return [store.path(job.id, rel) for rel in rels]
+
+
 def fetch_file(
     transport: Transport,
     job: GPUJob,
@@ -81,17 +108,9 @@ def fetch_file(
     *,
     interpreter: str | None = None,
 ) -> Path:
-    """The local copy of one listed file, downloaded now if it was not (``--fetch manual``).
-    Without ``interpreter`` the host hashes it with ``sha256sum``."""
-    manifest = store.manifest(job.id)
-    entry = next((e for e in (manifest or {"files": []})["files"] if e["path"] == rel), None)
-    if entry is None:
-        raise TransferError(f"job {job.id} has no collected file {rel!r}")
-    if not entry["fetched"]:
-        progress = progress or TransferProgress()
-        progress.begin(entry["size"], 1)
-        _Collection(transport, interpreter, job, store, manifest, progress).one(rel)
-    return store.path(job.id, rel)
+    """The local copy of one listed file (see ``fetch_files``)."""
+    (path,) = fetch_files(transport, job, store, [rel], progress, interpreter=interpreter)
+    return path
 
 
 class _Collection:

@@ -18,7 +18,7 @@ from ..models import GPUJob, JobStatus
 from ..monitoring.feed import TAILED, JobFeed
 from ..schedulers.folder_probe import Chunk, FolderState
 from ..store import Deletion
-from .collector import collect, fetch_file
+from .collector import collect, fetch_files
 from .loaders import load
 from .plan import ERROR_FILE
 from .progress import TransferProgress
@@ -164,22 +164,36 @@ class ResultsService:
 
     def local_path(self, job_id: str, name: str) -> Path:
         """The local copy of a collected file (``outputs/`` may be left out), fetched if needed."""
+        (path,) = self.local_paths(job_id, [name])
+        return path
+
+    def local_paths(self, job_id: str, names: list[str]) -> list[Path]:
+        """The local copies of collected files (see ``local_path``); those not here are fetched
+        under one progress, so ``%gpu_fetch JOB A B`` shows one bar."""
         job = self.client.store.find(job_id)
-        paths = [e["path"] for e in self.collect(job.id)["files"]]
-        rel = next((p for p in (name, f"outputs/{name}") if p in paths), None)
-        if rel is None:
-            raise TransferError(f"job {job.id} has no collected file {name!r} (see job.files())")
+        listed = {e["path"] for e in self.collect(job.id)["files"]}
+        rels = [self._listed_path(job.id, listed, name) for name in names]
         with self._job_lock(job.id):
-            entry = self.store.entry(job.id, rel)
-            if entry is not None and entry["fetched"]:
-                return self.store.local(job.id, rel)
-            self._refuse_if_remote_deleted(job.id, f"fetch {rel}")
-            cluster = self.client.clusters.get(job.cluster)
-            transport, python = self.client.transport(cluster), cluster.interpreter
-            return self._tracked(
-                job.id,
-                lambda p: fetch_file(transport, job, self.store, rel, p, interpreter=python),
-            )
+            entries = [self.store.entry(job.id, rel) or {} for rel in rels]
+            missing = [rel for rel, e in zip(rels, entries, strict=True) if not e.get("fetched")]
+            if missing:
+                self._fetch(job, missing)
+            return [self.store.local(job.id, rel) for rel in rels]
+
+    def _fetch(self, job: GPUJob, rels: list[str]) -> None:
+        self._refuse_if_remote_deleted(job.id, f"fetch {', '.join(rels)}")
+        cluster = self.client.clusters.get(job.cluster)
+        transport, python = self.client.transport(cluster), cluster.interpreter
+        self._tracked(
+            job.id, lambda p: fetch_files(transport, job, self.store, rels, p, interpreter=python)
+        )
+
+    @staticmethod
+    def _listed_path(job_id: str, listed: set[str], name: str) -> str:
+        rel = next((p for p in (name, f"outputs/{name}") if p in listed), None)
+        if rel is None:
+            raise TransferError(f"job {job_id} has no collected file {name!r} (see job.files())")
+        return rel
 
     def load(self, job_id: str, name: str) -> Any:
         """A collected file loaded by its extension (numpy, torch, safetensors, pickle, JSON);
