@@ -89,6 +89,11 @@ class TransferError(GPUMagicError):
     pass
 
 
+class TransferCancelled(TransferError):
+    """The user stopped a transfer (Ctrl-C on ``%gpu_fetch``): not retried; what arrived stays
+    in the partial files, and the next fetch resumes from there."""
+
+
 class SchedulerError(GPUMagicError):
     pass
 

@@ -27,7 +27,7 @@ from gpu_magic.collect import ResultsStore, collect
 from gpu_magic.collect.collector import fetch_file, fetch_files
 from gpu_magic.collect.plan import TAR_COMMAND_BYTES, tar_commands
 from gpu_magic.collect.progress import TransferProgress
-from gpu_magic.errors import InvalidRequestError, TransferError
+from gpu_magic.errors import InvalidRequestError, TransferCancelled, TransferError
 from gpu_magic.models import GPUJob, parse_size
 from gpu_magic.transport import LocalTransport
 from gpu_magic.transport.base import (
@@ -87,6 +87,7 @@ class Spy(DelegatingTransport):
     def __init__(self, real: Transport):
         super().__init__(real)
         self.streams, self.gets, self.commands, self.lists = [], [], [], []
+        self.offsets = []  # where each get_file started
 
     def run(self, command, *, stdin=None, timeout=None):
         self.commands.append(command)
@@ -98,6 +99,7 @@ class Spy(DelegatingTransport):
 
     def get_file(self, remote, local, *, offset=0, progress=None, digest=None):
         self.gets.append(remote)
+        self.offsets.append(offset)
         return super().get_file(remote, local, offset=offset, progress=progress, digest=digest)
 
     def list_tree(self, remote, roots):
@@ -320,6 +322,36 @@ def test_a_tar_stream_cut_off_every_time_fails_clearly_and_a_later_collect_compl
     assert fetched == set(shown)  # the manifest tells exactly what is here
     manifest = collect(ssh_env.transport(), sys.executable, job, store)
     assert manifest["complete"] and visible(store.folder(job.id)) == files
+
+
+# -- stopped by the user (Ctrl-C) -------------------------------------------------------------
+
+
+def test_a_cancelled_collection_stops_keeps_what_arrived_and_then_resumes(host, tmp_path):
+    transport, remote = host
+    files = many_files(100)
+    files["outputs/model.bin"] = model = os.urandom(8 * BIG)
+    job = make_job(remote / "job1", files)
+    store = ResultsStore(tmp_path / "results")
+    partial = store.partial(job.id, "outputs/model.bin")
+    progress = TransferProgress()
+    progress.subscribe(
+        lambda: partial.exists() and partial.stat().st_size >= BIG and progress.cancel()
+    )
+    with pytest.raises(TransferCancelled, match=r"stopped \(Ctrl-C\)"):
+        collect(transport, sys.executable, job, store, progress)
+    kept = partial.stat().st_size
+    assert BIG <= kept < len(model) and partial.read_bytes() == model[:kept]
+    shown = visible(store.folder(job.id))
+    assert "outputs/model.bin" not in shown
+    assert all(files[rel] == data for rel, data in shown.items())  # only verified files show
+    manifest = store.manifest(job.id)
+    assert not manifest["complete"]
+    assert {e["path"] for e in manifest["files"] if e["fetched"]} == set(shown)
+    spy = Spy(transport)
+    assert collect(spy, sys.executable, job, store)["complete"]
+    assert spy.offsets == [kept]  # the big file went on from where it stopped
+    assert visible(store.folder(job.id)) == files
 
 
 # -- a hostile or broken host: crafted tar streams at our own seam --------------------------

@@ -7,8 +7,10 @@ results service at our own seam (the ``client.results`` duck type the section re
 
 from __future__ import annotations
 
+import _thread
 import json
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -250,6 +252,31 @@ def test_run_showing_prints_without_widgets():
         say=lines.append,
     )  # fmt: skip
     assert lines[-1].startswith("gpu_magic: done: 2.0 MB in ") and len(lines) <= 2
+
+
+def test_ctrl_c_stops_the_transfer_shows_where_and_raises_keyboard_interrupt():
+    transfers, lines, moved = Transfers(), [], []
+
+    def endless():  # a download that only ends when cancelled
+        progress = transfers.current = TransferProgress()
+        progress.begin(1000 * MB, 1)
+        try:
+            while True:
+                progress.advance(MB)
+                if progress.snapshot().done == 3 * MB:
+                    _thread.interrupt_main()  # the user presses Ctrl-C
+                time.sleep(0.001)
+        except TransferError as exc:
+            moved.append(progress.snapshot().done)
+            progress.end(error=str(exc))
+            raise
+
+    with pytest.raises(KeyboardInterrupt):
+        run_showing(lambda: transfers.current, endless, widgets=False, say=lines.append)
+    assert len(moved) == 1, lines
+    assert 3 * MB <= moved[0] < 1000 * MB  # it stopped, partway
+    assert lines[-1].startswith("gpu_magic: failed after ")
+    assert lines[-1].endswith("stopped (Ctrl-C); what arrived is kept and the next fetch resumes")
 
 
 # -- the Results section ----------------------------------------------------------------------

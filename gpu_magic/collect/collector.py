@@ -19,7 +19,7 @@ import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
-from ..errors import ClusterConnectionError, RemoteCommandError, TransferError
+from ..errors import ClusterConnectionError, RemoteCommandError, TransferCancelled, TransferError
 from ..models import GPUJob
 from ..transport.base import Transport
 from .download import ATTEMPTS, Refused, download
@@ -192,6 +192,9 @@ class _Collection:
                     )
                 finally:
                     self._save()
+        except TransferCancelled:
+            _settle(pending, Refused("the collection was stopped"))
+            raise
         except TransferError as exc:
             error = TransferError(f"cannot collect job {self.job.id}: {exc}")
             _settle(pending, Refused(f"the host's sha256 cannot be had: {error}"))

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
-from ..errors import ClusterConnectionError, RemoteCommandError, TransferError
+from ..errors import ClusterConnectionError, RemoteCommandError, TransferCancelled, TransferError
 from ..transport.base import Progress, Transport
 
 ATTEMPTS = 3
@@ -65,7 +65,7 @@ def download(
             try:
                 got = _fetch(transport, remote, partial, size, counter)
                 want = host.result()
-            except Refused:
+            except (Refused, TransferCancelled):
                 raise
             except RETRIED as exc:
                 problem = exc  # what arrived stays in the partial file: the next try resumes

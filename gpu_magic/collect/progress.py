@@ -1,7 +1,8 @@
 """``TransferProgress``: bytes and files of one collection as they move (thread-safe, pure).
 
 The collector calls ``begin`` once it knows what it will download, ``advance`` for every chunk
-(from any download thread), ``file_done`` per verified file and ``end`` when it stops. Observers
+(from any download thread), ``file_done`` per verified file and ``end`` when it stops; after
+``cancel`` (Ctrl-C) the next ``advance`` raises ``TransferCancelled`` in that thread. Observers
 (the notebook's progress bar, ``%gpu_fetch``) read ``snapshot()`` or subscribe to be told that
 something changed; a subscriber must be cheap (it runs on the download thread), e.g. a
 ``Throttle.mark``. The rate is the mean over the last ``window`` seconds, so a stall shows.
@@ -15,7 +16,10 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
+from ..errors import TransferCancelled
+
 WINDOW = 3.0
+CANCELLED = "stopped (Ctrl-C); what arrived is kept and the next fetch resumes"
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,7 @@ class TransferProgress:
         self._start = clock()
         self._recent: deque[tuple[float, int]] = deque()  # (time, bytes done then)
         self._subscribers: list[Callable[[], None]] = []
+        self._cancelled = False
 
     def subscribe(self, callback: Callable[[], None]) -> Callable[[], None]:
         """Call ``callback()`` after every change; returns the unsubscribe function."""
@@ -62,9 +67,17 @@ class TransferProgress:
         self._change(total=total_bytes, files=files)
 
     def advance(self, nbytes: int) -> None:
+        """Count bytes that moved; raises ``TransferCancelled`` once ``cancel`` was called, so
+        the download thread that moved them stops there."""
+        if self._cancelled:
+            raise TransferCancelled(CANCELLED)
         with self._lock:
             self._state = replace(self._state, done=self._state.done + nbytes)
         self._notify()
+
+    def cancel(self) -> None:
+        """Stop the transfer at its next chunk (from any thread, e.g. on Ctrl-C)."""
+        self._cancelled = True
 
     def rewind(self, nbytes: int) -> None:
         """Bytes that must move again (a download that failed its check restarts)."""

@@ -9,7 +9,9 @@ transfer starts, at most one every ``every`` seconds while it runs and one when 
 fetch) runs on a thread while the caller's thread shows whatever transfer ``source()`` reports.
 The ``TransferProgress`` is made inside the results service once the transfer starts, so the
 caller's thread looks for it every ``POLL_S``; a transfer that had already finished before
-``work`` started belongs to an earlier call and is not shown.
+``work`` started belongs to an earlier call and is not shown. Ctrl-C cancels the transfer (it
+stops at its next chunk; what arrived stays for the next fetch to resume), shows where it
+stopped and raises ``KeyboardInterrupt``.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from .text import TextFallback
 from .throttle import INTERVAL, Throttle
 
 POLL_S = 0.1
+CANCEL_WAIT_S = 10.0  # after Ctrl-C, how long the cell waits for the download to stop
 PRINT_EVERY_S = 5.0
 RED = "#c5221f"
 
@@ -152,24 +155,39 @@ def run_showing(
     use_widgets = widgets if widgets is not None else widget_frontend()
     shower = BarShower(display or _display) if use_widgets else TransferPrinter(say)
     outcome: dict[str, Any] = {}
-    thread = threading.Thread(target=_capture, args=(work, outcome), daemon=True)
+    ended = threading.Event()  # not thread.join: Ctrl-C inside join marks a live thread stopped
+    thread = threading.Thread(target=_capture, args=(work, outcome, ended), daemon=True)
     thread.name = "gpu_magic-transfer"
     thread.start()
-    while thread.is_alive():
-        thread.join(poll_s)
+
+    def follow(limit_s: float | None = None) -> None:
+        deadline = None if limit_s is None else time.monotonic() + limit_s
+        while not ended.is_set() and (deadline is None or time.monotonic() < deadline):
+            ended.wait(poll_s)
+            current = source()
+            shower.poll(None if current is stale else current)
         current = source()
         shower.poll(None if current is stale else current)
-    current = source()
-    shower.poll(None if current is stale else current)
-    if isinstance(shower, BarShower):
-        shower.finish()
+        if isinstance(shower, BarShower):
+            shower.finish()
+
+    try:
+        follow()
+    except KeyboardInterrupt:  # Ctrl-C: stop the download too, and show where it stopped
+        current = source()
+        if current is not None and current is not stale:
+            current.cancel()
+        follow(CANCEL_WAIT_S)
+        raise
     if "error" in outcome:
         raise outcome["error"]
     return outcome["value"]
 
 
-def _capture(work: Callable[[], Any], outcome: dict) -> None:
+def _capture(work: Callable[[], Any], outcome: dict, ended: threading.Event) -> None:
     try:
         outcome["value"] = work()
     except BaseException as exc:  # handed to the caller's thread, which raises it
         outcome["error"] = exc
+    finally:
+        ended.set()
