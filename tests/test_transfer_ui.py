@@ -18,8 +18,8 @@ import pytest
 from test_ui import FakeClient, FakeFeed, in_thread, make_job, wait_for
 
 from gpu_magic.collect.loaders import load
-from gpu_magic.collect.progress import TransferProgress, TransferSnapshot
-from gpu_magic.errors import TransferError
+from gpu_magic.collect.progress import CANCELLED, TransferProgress, TransferSnapshot
+from gpu_magic.errors import TransferCancelled, TransferError
 from gpu_magic.formatting import files_table, size, transfer_line
 from gpu_magic.models import JobStatus
 from gpu_magic.ui import JobPanel, run_showing
@@ -162,6 +162,31 @@ def test_bar_shows_a_failed_transfer_in_red():
     bar.close()
 
 
+def test_the_bars_stop_button_cancels_the_download_and_hides_when_it_ended():
+    progress = TransferProgress()
+    bar = TransferBar(progress, background=False)
+    try:
+        bar.throttle.flush()
+        assert bar.stop.layout.display == ""  # shown while the transfer runs
+        progress.begin(4 * MB, 1)
+        progress.advance(MB)
+        bar.stop.click()
+        assert progress.cancelled and bar.stop.disabled and bar.stop.description == "Stopping…"
+        with pytest.raises(TransferCancelled, match="stopped by the user"):
+            progress.advance(MB)  # the download thread's next chunk ends it
+        progress.end(error=str(TransferCancelled(CANCELLED)))
+        bar.throttle.flush()
+        assert bar.stop.layout.display == "none" and bar.bar.bar_style == "danger"
+        assert "failed after 1.0 MB of 4.0 MB: stopped by the user" in bar.label.value
+        again = TransferProgress()  # the next fetch: a Stop button of its own
+        bar.follow(again)
+        bar.throttle.flush()
+        assert bar.stop.layout.display == "" and not bar.stop.disabled
+        assert bar.stop.description == "Stop"
+    finally:
+        bar.close()
+
+
 def test_bar_applies_from_its_own_thread_at_most_every_interval():
     applied: list[int] = []
 
@@ -276,7 +301,7 @@ def test_ctrl_c_stops_the_transfer_shows_where_and_raises_keyboard_interrupt():
     assert len(moved) == 1, lines
     assert 3 * MB <= moved[0] < 1000 * MB  # it stopped, partway
     assert lines[-1].startswith("gpu_magic: failed after ")
-    assert lines[-1].endswith("stopped (Ctrl-C); what arrived is kept and the next fetch resumes")
+    assert lines[-1].endswith(f": {CANCELLED}")
 
 
 # -- the Results section ----------------------------------------------------------------------

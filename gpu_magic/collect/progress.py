@@ -2,10 +2,11 @@
 
 The collector calls ``begin`` once it knows what it will download, ``advance`` for every chunk
 (from any download thread), ``file_done`` per verified file and ``end`` when it stops; after
-``cancel`` (Ctrl-C) the next ``advance`` raises ``TransferCancelled`` in that thread. Observers
-(the notebook's progress bar, ``%gpu_fetch``) read ``snapshot()`` or subscribe to be told that
-something changed; a subscriber must be cheap (it runs on the download thread), e.g. a
-``Throttle.mark``. The rate is the mean over the last ``window`` seconds, so a stall shows.
+``cancel`` (Ctrl-C, the bar's Stop button) the next ``advance`` raises ``TransferCancelled`` in
+that thread. Observers (the notebook's progress bar, ``%gpu_fetch``) read ``snapshot()`` or
+subscribe to be told that something changed; a subscriber must be cheap (it runs on the
+download thread), e.g. a ``Throttle.mark``. The rate is the mean over the last ``window``
+seconds, so a stall shows.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from dataclasses import dataclass, replace
 from ..errors import TransferCancelled
 
 WINDOW = 3.0
-CANCELLED = "stopped (Ctrl-C); what arrived is kept and the next fetch resumes"
+CANCELLED = "stopped by the user; what arrived is kept and the next fetch resumes"
 
 
 @dataclass(frozen=True)
@@ -76,8 +77,14 @@ class TransferProgress:
         self._notify()
 
     def cancel(self) -> None:
-        """Stop the transfer at its next chunk (from any thread, e.g. on Ctrl-C)."""
-        self._cancelled = True
+        """Stop the transfer at its next chunk (from any thread: Ctrl-C, a Stop button)."""
+        if not self._cancelled:
+            self._cancelled = True
+            self._notify()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled
 
     def rewind(self, nbytes: int) -> None:
         """Bytes that must move again (a download that failed its check restarts)."""

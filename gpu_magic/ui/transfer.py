@@ -40,19 +40,27 @@ def transfer_html(snap) -> str:
 
 
 class TransferBar(TextFallback, widgets.HBox):
-    """A progress bar and its line of text, following one ``TransferProgress`` at a time."""
+    """A progress bar, its line of text and a Stop button (shown while bytes move), following
+    one ``TransferProgress`` at a time. Stop is the Ctrl-C of a download that runs in the
+    background (the panel's, or an automatic collection), which no interrupt reaches."""
 
     def __init__(self, progress=None, *, interval: float = INTERVAL, background: bool = True):
         self.bar = widgets.FloatProgress(value=0, min=0, max=1, layout={"width": "240px"})
         self.bar.add_class("gpu-magic-transfer-bar")
         self.label = widgets.HTML(value="")
         self.label.add_class("gpu-magic-transfer-text")
+        self.stop = widgets.Button(
+            description="Stop", icon="stop", layout={"display": "none", "width": "auto"},
+            tooltip="Stop this download: what arrived is kept, and the next fetch resumes it",
+        )  # fmt: skip
+        self.stop.add_class("gpu-magic-transfer-stop")
+        self.stop.on_click(lambda _button: self._stop())
         self.throttle = Throttle(self._apply, interval=interval, background=background)
         self.lock = self.throttle.widget_lock
         self.progress = None
         self._follow_lock = threading.Lock()
         self._unsubscribe: Callable[[], None] | None = None
-        super().__init__([self.bar, self.label])
+        super().__init__([self.bar, self.label, self.stop])
         self.add_class("gpu-magic-transfer")
         self.follow(progress)
 
@@ -67,6 +75,13 @@ class TransferBar(TextFallback, widgets.HBox):
             self._unsubscribe = progress.subscribe(self._changed) if progress else None
         self.throttle.mark("transfer")
 
+    def _stop(self) -> None:
+        progress = self.progress
+        if progress is not None:
+            progress.cancel()
+            with self.lock:  # the throttle's applier changes these widgets too
+                self.stop.disabled, self.stop.description = True, "Stopping…"
+
     def _changed(self) -> None:
         """(download thread) Runs inside ``TransferProgress``: only mark."""
         self.throttle.mark("transfer")
@@ -75,11 +90,15 @@ class TransferBar(TextFallback, widgets.HBox):
         progress = self.progress
         if progress is None:
             self.bar.value, self.label.value, self.bar.bar_style = 0, "", ""
+            self.stop.layout.display = "none"
             return
         snap = progress.snapshot()
         self.bar.value = snap.fraction if started(snap) and not snap.error else 0
         self.bar.bar_style = "danger" if snap.error else "success" if snap.finished else ""
         self.label.value = transfer_html(snap)
+        self.stop.layout.display = "none" if snap.finished else ""
+        if not progress.cancelled:
+            self.stop.disabled, self.stop.description = False, "Stop"
 
     def snapshot_text(self) -> str:
         return "" if self.progress is None else transfer_line(self.progress.snapshot())
@@ -91,6 +110,7 @@ class TransferBar(TextFallback, widgets.HBox):
         self.throttle.close()
         self.bar.close()
         self.label.close()
+        self.stop.close()
         super().close()
 
 
