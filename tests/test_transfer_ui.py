@@ -542,6 +542,39 @@ def test_a_failed_background_collection_shows_the_error_and_retry(results):
         section.close()
 
 
+def test_a_stopped_collection_is_not_a_failure_and_resumes(results):
+    results.errors["job1"] = CANCELLED  # the bar's Stop ended the background collection
+    section = section_for(ended_client(results))
+    try:
+        assert section.note.value == "collecting the results was stopped; what arrived is kept"
+        assert section.retry.layout.display is None and section.retry.description == "Resume"
+        section.retry.click()
+        section.flush()
+        assert results.calls == [("collect", "job1")] and len(section.rows) == 5
+    finally:
+        section.close()
+
+
+def test_the_bars_stop_ends_a_fetch_and_the_section_says_so_without_alarm(results):
+    results.collect("job1")
+    results.hold = threading.Event()
+    section = section_for(ended_client(results), background=True)
+    try:
+        row = section.rows["outputs/model.npy"]
+        row.fetch.click()
+        assert results.halfway.wait(10)
+        wait_for(lambda: section.bar.progress is results._transfer)
+        section.bar.stop.click()
+        results.hold.set()  # the download's next chunk sees the stop
+        wait_for(lambda: "stopped" in section.message.value)
+        said = "fetching outputs/model.npy stopped; what arrived is kept"
+        assert section.message.value == f"<span>{said}</span>"  # not red
+        assert not row.fetch.disabled and row.fetch.layout.display != "none"  # can fetch again
+    finally:
+        results.hold.set()
+        section.close()
+
+
 def test_a_failed_retry_says_why(results):
     def broken(job_id):
         raise TransferError("still unreachable")

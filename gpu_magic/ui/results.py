@@ -23,6 +23,8 @@ from pathlib import PurePosixPath
 import ipywidgets as widgets
 
 from ..collect.loaders import LOADERS
+from ..collect.progress import CANCELLED
+from ..errors import TransferCancelled
 from ..formatting import files_table, size
 from .actions import user_namespace
 from .throttle import INTERVAL, Throttle
@@ -184,6 +186,11 @@ class ResultsSection(widgets.VBox):
     def _worker(self, doing: str, work, done) -> None:
         try:
             done(work())
+        except TransferCancelled:  # the bar's Stop
+            self.say(f"{doing} stopped; what arrived is kept")
+            if doing == "collecting":
+                with self._state_lock:
+                    self._problem = CANCELLED
         except Exception as exc:  # shown in the panel: a worker's traceback is invisible
             self.say(f"{doing} failed: {exc}", error=True)
             if doing == "collecting":
@@ -228,6 +235,9 @@ class ResultsSection(widgets.VBox):
             self.note.value = f"{len(files)} files ({total}), {here} here"
         elif collecting:
             self.note.value = "collecting the results…"
+        elif error and CANCELLED in error:  # the bar's Stop: not a failure
+            self.note.value = "collecting the results was stopped; what arrived is kept"
+            self.retry.description, self.retry.layout.display = "Resume", None
         elif error:
             self.note.value = (
                 f'<span style="color:{RED}">⚠ collecting the results failed: '
