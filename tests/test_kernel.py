@@ -5,20 +5,11 @@ from __future__ import annotations
 import re
 
 import pytest
-from harness.kernel import Kernel
+from harness.kernel import Kernel, kernel_env
 
 from gpu_magic import Client
 
 pytestmark = pytest.mark.timeout(120)
-
-
-def kernel_env(settings) -> dict[str, str]:
-    return {
-        "GPU_MAGIC_CONFIG_DIR": str(settings.gpu_magic_config_dir),
-        "GPU_MAGIC_DATA_DIR": str(settings.gpu_magic_data_dir),
-        "SSH_CONFIG_PATH": str(settings.ssh_config_path),
-        "KNOWN_HOSTS_PATH": str(settings.known_hosts_path),
-    }
 
 
 @pytest.fixture

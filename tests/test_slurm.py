@@ -236,16 +236,10 @@ def test_magics_add_a_slurm_cluster_and_submit_with_resources(slurm_env, slurm, 
     --partition ...`` and ``%%gpu_submit --gpus 2 --time --mem --cpus --sbatch ...``."""
     import sys
 
-    from harness.kernel import Kernel
+    from harness.kernel import Kernel, kernel_env
 
-    s, c = slurm_env.settings, slurm_env.cluster
-    env = {
-        "GPU_MAGIC_CONFIG_DIR": str(s.gpu_magic_config_dir),
-        "GPU_MAGIC_DATA_DIR": str(s.gpu_magic_data_dir),
-        "SSH_CONFIG_PATH": str(s.ssh_config_path),
-        "KNOWN_HOSTS_PATH": str(s.known_hosts_path),
-    }
-    kernel = Kernel(env, str(tmp_path))
+    c = slurm_env.cluster
+    kernel = Kernel(kernel_env(slurm_env.settings), str(tmp_path))
     try:
         added = kernel.run(
             "%load_ext gpu_magic\n"
@@ -264,7 +258,7 @@ def test_magics_add_a_slurm_cluster_and_submit_with_resources(slurm_env, slurm, 
         assert len(kernel.run("print(devices)").stdout.strip().split(",")) == 2
     finally:
         kernel.shutdown()
-    (job,) = Client(s).store.list()
+    (job,) = Client(slurm_env.settings).store.list()
     shown = slurm.cmd("scontrol", "-o", "show", "job", job.scheduler_id).stdout
     assert "Partition=gpu" in shown and "TimeLimit=00:05:00" in shown
     assert "Comment=from-magic" in shown and "NumCPUs=2" in shown

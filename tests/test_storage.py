@@ -8,7 +8,7 @@ import socket
 from pathlib import Path
 
 import pytest
-from harness.kernel import Kernel
+from harness.kernel import Kernel, kernel_env
 
 from gpu_magic import Client, GPUJobRequest, JobStatus
 from gpu_magic.clusters import make_cluster
@@ -93,15 +93,6 @@ def test_an_unreachable_host_does_not_fail_the_table(ssh_env, tmp_path):
     assert re.search(rf"{remote_job.id}\s+ssh\s+completed\s+unreachable", text)
     assert "ssh: unreachable (" in text
     client.close()
-
-
-def kernel_env(settings) -> dict[str, str]:
-    return {
-        "GPU_MAGIC_CONFIG_DIR": str(settings.gpu_magic_config_dir),
-        "GPU_MAGIC_DATA_DIR": str(settings.gpu_magic_data_dir),
-        "SSH_CONFIG_PATH": str(settings.ssh_config_path),
-        "KNOWN_HOSTS_PATH": str(settings.known_hosts_path),
-    }
 
 
 def test_cleanup_storage_and_archive_magics_in_a_real_kernel(ssh_env, tmp_path):

@@ -11,6 +11,7 @@ import _thread
 import json
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -503,14 +504,25 @@ def test_load_button_puts_the_value_into_the_namespace(results):
         section.close()
 
 
-def test_a_fetch_on_a_worker_thread_shows_its_progress_meanwhile(results):
+@contextmanager
+def fetch_held_halfway(results, path: str = "outputs/model.npy"):
+    """``(section, row)`` once a click on ``path``'s Fetch started a download on the section's
+    worker that waits halfway until ``results.hold`` is set."""
     results.collect("job1")
     results.hold = threading.Event()
     section = section_for(ended_client(results), background=True)
     try:
-        row = section.rows["outputs/model.npy"]
+        row = section.rows[path]
         row.fetch.click()  # returns at once: the download runs on the section's worker
         assert results.halfway.wait(10)
+        yield section, row
+    finally:
+        results.hold.set()
+        section.close()
+
+
+def test_a_fetch_on_a_worker_thread_shows_its_progress_meanwhile(results):
+    with fetch_held_halfway(results) as (section, row):
         wait_for(
             lambda: section.bar.label.value.startswith(
                 f"{size(len(results.remote['outputs/model.npy']) // 2)} / "
@@ -522,9 +534,6 @@ def test_a_fetch_on_a_worker_thread_shows_its_progress_meanwhile(results):
         wait_for(lambda: section.bar.label.value.startswith("done: "))
         wait_for(lambda: not row.load.disabled)  # the worker is done: buttons work again
         assert row.fetch.layout.display == "none"
-    finally:
-        results.hold.set()
-        section.close()
 
 
 def test_a_failed_background_collection_shows_the_error_and_retry(results):
@@ -556,13 +565,7 @@ def test_a_stopped_collection_is_not_a_failure_and_resumes(results):
 
 
 def test_the_bars_stop_ends_a_fetch_and_the_section_says_so_without_alarm(results):
-    results.collect("job1")
-    results.hold = threading.Event()
-    section = section_for(ended_client(results), background=True)
-    try:
-        row = section.rows["outputs/model.npy"]
-        row.fetch.click()
-        assert results.halfway.wait(10)
+    with fetch_held_halfway(results) as (section, row):
         wait_for(lambda: section.bar.progress is results._transfer)
         section.bar.stop.click()
         results.hold.set()  # the download's next chunk sees the stop
@@ -570,9 +573,6 @@ def test_the_bars_stop_ends_a_fetch_and_the_section_says_so_without_alarm(result
         said = "fetching outputs/model.npy stopped; what arrived is kept"
         assert section.message.value == f"<span>{said}</span>"  # not red
         assert not row.fetch.disabled and row.fetch.layout.display != "none"  # can fetch again
-    finally:
-        results.hold.set()
-        section.close()
 
 
 def test_a_failed_retry_says_why(results):

@@ -21,6 +21,16 @@ class CellResult:
         return "\n".join([self.stdout, *shown, *self.results])
 
 
+def kernel_env(settings) -> dict[str, str]:
+    """The environment that makes a kernel's gpu_magic use the same folders as ``settings``."""
+    return {
+        "GPU_MAGIC_CONFIG_DIR": str(settings.gpu_magic_config_dir),
+        "GPU_MAGIC_DATA_DIR": str(settings.gpu_magic_data_dir),
+        "SSH_CONFIG_PATH": str(settings.ssh_config_path),
+        "KNOWN_HOSTS_PATH": str(settings.known_hosts_path),
+    }
+
+
 class Kernel:
     """Start with extra environment; ``run(code)`` returns what the cell printed and returned."""
 
