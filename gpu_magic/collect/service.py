@@ -174,8 +174,9 @@ class ResultsService:
         listed = {e["path"] for e in self.collect(job.id)["files"]}
         rels = [self._listed_path(job.id, listed, name) for name in names]
         with self._job_lock(job.id):
-            entries = [self.store.entry(job.id, rel) or {} for rel in rels]
-            missing = [rel for rel, e in zip(rels, entries, strict=True) if not e.get("fetched")]
+            manifest = self.store.manifest(job.id) or {"files": []}  # read once, not per name
+            here = {e["path"] for e in manifest["files"] if e["fetched"]}
+            missing = [rel for rel in rels if rel not in here]
             if missing:
                 self._fetch(job, missing)
             return [self.store.local(job.id, rel) for rel in rels]

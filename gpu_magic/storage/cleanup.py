@@ -136,7 +136,7 @@ def _plan_local(client, result: Plan, jobs, rules, config: CleanupConfig, now) -
     ]
     days = config.archive_after_days
     rule = f"archive-after {days:g} days" if days is not None else ""
-    for job_id in policy.archive_due(candidates, config.archive_after_days, now):
+    for job_id in policy.archive_due(candidates, days, now):
         size = store.size(job_id)
         result.actions.append(Action(ARCHIVE, LOCAL, by_id[job_id], size, rule))
 

@@ -186,13 +186,11 @@ class ResultsSection(widgets.VBox):
     def _worker(self, doing: str, work, done) -> None:
         try:
             done(work())
-        except TransferCancelled:  # the bar's Stop
-            self.say(f"{doing} stopped; what arrived is kept")
-            if doing == "collecting":
-                with self._state_lock:
-                    self._problem = CANCELLED
         except Exception as exc:  # shown in the panel: a worker's traceback is invisible
-            self.say(f"{doing} failed: {exc}", error=True)
+            if isinstance(exc, TransferCancelled):  # the bar's Stop: not a failure
+                self.say(f"{doing} stopped; what arrived is kept")
+            else:
+                self.say(f"{doing} failed: {exc}", error=True)
             if doing == "collecting":
                 with self._state_lock:
                     self._problem = str(exc)
