@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zstandard
-from harness.clients import local_settings
+from harness.clients import local_settings, metric_rows
 
 from gpu_magic import Client, GPUJobRequest, JobStatus
 from gpu_magic.errors import JobStateError, TransferError
@@ -79,9 +79,7 @@ def test_load_from_an_archive_after_a_kernel_restart(env):
     assert blob == store.folder(job.id) / "outputs/ckpt/blob.bin"  # extracted on demand
     assert sha(blob) == before["outputs/ckpt/blob.bin"]
     assert again.outputs == {"y": 42}
-    metrics = again.metrics()
-    rows = metrics.to_dict("records") if hasattr(metrics, "to_dict") else metrics
-    assert [r["loss"] for r in rows] == [1.0, 0.5, 1 / 3]
+    assert [r["loss"] for r in metric_rows(again)] == [1.0, 0.5, 1 / 3]
     assert "step 2 loss=0.5" in again.logs()
     client.close()
 

@@ -429,19 +429,25 @@ def snapshot(root: Path, skip: Path) -> dict[str, int]:
     }
 
 
-@pytest.mark.parametrize("case", list(HOSTILE))
-def test_hostile_tar_members_are_refused_by_name(case, tmp_path):
-    bad, why = HOSTILE[case]
-    stream = tar_of(member("outputs/b.txt", b"fine"), bad, member("outputs/a.txt", b"good"))
-    host = CraftedHost(GOOD, stream)
+def refused(tmp_path: Path, listed: dict, stream: bytes):
+    """Collect from a host that lists ``listed`` and sends ``stream``: it must fail and write
+    nothing outside the results folder. Returns ``(error text, host, store, job)``."""
+    host = CraftedHost(listed, stream)
     job = make_job(tmp_path / "host/job1", {})
     store = ResultsStore(tmp_path / "results")
     before = snapshot(tmp_path, store.root)
     with pytest.raises(TransferError) as info:
         collect(host, sys.executable, job, store)
-    message = str(info.value)
-    assert why in message and (repr(bad[0].name) in message or case == "wrong bytes")
     assert snapshot(tmp_path, store.root) == before  # nothing written outside the results
+    return str(info.value), host, store, job
+
+
+@pytest.mark.parametrize("case", list(HOSTILE))
+def test_hostile_tar_members_are_refused_by_name(case, tmp_path):
+    bad, why = HOSTILE[case]
+    stream = tar_of(member("outputs/b.txt", b"fine"), bad, member("outputs/a.txt", b"good"))
+    message, _host, store, job = refused(tmp_path, GOOD, stream)
+    assert why in message and (repr(bad[0].name) in message or case == "wrong bytes")
     assert not Path("/tmp/evil-abs").exists() and not (tmp_path / "evil").exists()
     assert visible(store.folder(job.id)) == {"outputs/b.txt": b"fine"}  # verified before it
     assert not [p for p in store.folder(job.id).joinpath(".partial").rglob("*") if p.is_file()]
@@ -489,16 +495,9 @@ HOSTILE_DIGESTS = {
 def test_hostile_digests_members_are_refused_by_name(case, tmp_path):
     bad, why = HOSTILE_DIGESTS[case]
     stream = tar_of(member("outputs/b.txt", b"fine"), member("outputs/a.txt", b"good"), *bad)
-    host = CraftedHost(WITH_BIG, stream)
-    job = make_job(tmp_path / "host/job1", {})
-    store = ResultsStore(tmp_path / "results")
-    before = snapshot(tmp_path, store.root)
-    with pytest.raises(TransferError) as info:
-        collect(host, sys.executable, job, store)
-    message = str(info.value)
+    message, host, store, job = refused(tmp_path, WITH_BIG, stream)
     assert f"refused tar member {DIGESTS!r}" in message and why in message
     assert host.streams == 1 and not getattr(host, "commands", [])  # no hash_command either
-    assert snapshot(tmp_path, store.root) == before  # nothing written outside the results
     assert not list(tmp_path.rglob("digests.json")) and not (tmp_path / "etc").exists()
     shown = visible(store.folder(job.id))
     assert {k: v for k, v in shown.items() if k != "outputs/big.bin"} == GOOD

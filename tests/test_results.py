@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from harness.clients import metric_rows
 
 from gpu_magic import Client, GPUJobRequest, JobStatus, RemoteJobError
 from gpu_magic.collect import ResultsStore, collect
@@ -116,9 +117,7 @@ def test_store_survives_a_kernel_restart_with_the_remote_folder_gone(env, tmp_pa
     assert {f["path"] for f in again.files()} == {f["path"] for f in job.files()}
     np.testing.assert_array_equal(again.load("model.npy"), np.arange(12.0).reshape(3, 4))
     assert again.outputs == {"y": 42}
-    metrics = again.metrics()
-    rows = metrics.to_dict("records") if hasattr(metrics, "to_dict") else metrics
-    assert [r["loss"] for r in rows] == [1.0, 0.5, 1 / 3]
+    assert [r["loss"] for r in metric_rows(again)] == [1.0, 0.5, 1 / 3]
     assert "step 2 loss" in again.logs()
     client.close()
 

@@ -17,6 +17,12 @@ from gpu_magic.errors import TransferError
 from .fixtures import make_settings
 
 
+def metric_rows(job) -> list[dict]:
+    """``job.metrics()`` as a list of row dicts, whether or not pandas made it a DataFrame."""
+    metrics = job.metrics()
+    return metrics.to_dict("records") if hasattr(metrics, "to_dict") else metrics
+
+
 @dataclass
 class JobEnv:
     client: Client
