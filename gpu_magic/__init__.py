@@ -32,8 +32,9 @@ __all__ = [
 
 
 def load_ipython_extension(ipython) -> None:
-    from .magics import GPUMagics
+    from .magics import GPUMagics, show_remote_error
     from .storage_magics import StorageMagics
 
     ipython.register_magics(GPUMagics)
     ipython.register_magics(StorageMagics)
+    ipython.set_custom_exc((RemoteJobError,), show_remote_error)

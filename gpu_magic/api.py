@@ -102,7 +102,8 @@ class Client:
         cluster = self.clusters.get(request.cluster)
         self._check_capacity(cluster)
         bundle = submission.package(request, namespace or {}, cluster, cwd)
-        submission.announce(bundle, cluster, say)
+        namesake = self.store.newest_named(request.name) if request.name else None
+        submission.announce(bundle, request, cluster, namesake, say)
         transport = self.transport(cluster)
         base = submission.remote_base(transport, cluster)
         job = submission.new_job(bundle, request, cluster, base)

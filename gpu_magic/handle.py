@@ -78,14 +78,15 @@ class JobHandle:
 
     def metrics(self):
         """Parsed metric series, one row per step: a pandas DataFrame when pandas is installed."""
-        return _table(metric_rows(self._client.feed(self.id).metric_series()))
+        return _table(metric_rows(self._client.feed(self.id).metric_records()))
 
     def gpu(self):
         """GPU samples (time, index, utilisation %, memory MiB, temperature, power)."""
         return _table([asdict(s) for s in self._client.feed(self.id).gpu_samples()])
 
     def progress(self):
-        """Step, total, rate, time left and finish time as last seen (None before any)."""
+        """Step, total, rate, time left and finish time as last seen (all None before any:
+        ``.known`` says which; ``.hint`` what would make an unknown total known)."""
         return self._client.feed(self.id).progress()
 
     def __repr__(self) -> str:

@@ -54,6 +54,15 @@ def new_job_id(now: datetime | None = None) -> str:
     return f"{now:%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
 
 
+def shipped_path(rel: str) -> str:
+    """Where a ``--files`` path lands in the job folder: under ``code/``, where the cell runs,
+    except ``outputs/...`` and ``checkpoints/...``: ``code/outputs`` and ``code/checkpoints``
+    are links to the job's own folders (a local checkpoint shipped to resume from is found at
+    the same relative path, and where the job keeps its checkpoints)."""
+    top = rel.split("/", 1)[0]
+    return rel if top in (OUTPUTS, CHECKPOINTS) and "/" in rel else f"{CODE}/{rel}"
+
+
 def main_file(language: str) -> str:
     return BASH_MAIN if language == "bash" else PYTHON_MAIN
 

@@ -51,6 +51,15 @@ def follow(client: Client, job: str, level: str | None, grep: str | None) -> Non
         print("gpu_magic: stopped following (the job goes on)")
 
 
+def show_remote_error(shell, etype, evalue, tb, tb_offset=None) -> list[str]:
+    """IPython's handler for ``RemoteJobError``: the cell's own traceback from the GPU host
+    (it is in the message), without the gpu_magic frames that re-raised it in the kernel.
+    IPython leaves the showing to the handler."""
+    shown = shell.InteractiveTB.get_exception_only(etype, evalue)
+    shell._showtraceback(etype, evalue, shown)  # IPython's one way to send a traceback as is
+    return shown
+
+
 def user_errors(method):
     """Show our errors as one clear line; keep remote tracebacks as real exceptions."""
 
@@ -194,15 +203,18 @@ class GPUMagics(ClientMagics):
         )
 
     def _finish(self, job_id: str, timeout: float | None) -> None:
-        """Wait, then load the outputs into the namespace (or raise why there are none)."""
+        """Wait, then load the outputs into the namespace; a failed job's saved outputs too (a
+        missing ``--outputs`` name loses no other), then raise why it failed."""
         job = self.client.wait(job_id, timeout)
-        if job.status != JobStatus.COMPLETED:
-            self.client.results.raise_for_failure(job_id)
-        values = self.client.results.outputs(job_id)
+        completed = job.status == JobStatus.COMPLETED
+        values = self.client.results.saved_outputs(job_id)
         self.shell.user_ns.update(values)
         if values:
             names = ", ".join(f"{k} ({type(v).__name__})" for k, v in values.items())
-            print(f"gpu_magic: job {job_id} completed; loaded {names}")
+            ended = "completed" if completed else job.status
+            print(f"gpu_magic: job {job_id} {ended}; loaded {names}")
+        if not completed:
+            self.client.results.raise_for_failure(job_id)
 
     # -- job magics -----------------------------------------------------------------------
     @magic_arguments()

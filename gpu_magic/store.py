@@ -271,6 +271,12 @@ class JobStore:
             raise self._not_found(job_id)
         return found[0]
 
+    def newest_named(self, name: str) -> GPUJob | None:
+        """The newest job called ``name`` (what ``find(name)`` gives), None when there is none."""
+        sql = f"{_SELECT} WHERE name = ? {_NEWEST_FIRST} LIMIT 1"
+        named = self._query(f"find {name}", sql, (name,))
+        return named[0] if named else None
+
     def find(self, id_or_name: str) -> GPUJob:
         """Exact id; else a unique id prefix or suffix of >= 4 characters; else the newest job
         of that name. An ambiguous prefix with no job of that name raises, listing candidates."""
@@ -285,10 +291,9 @@ class JobStore:
             partial = self._query(f"find {key}", sql, (key,))
             if len(partial) == 1:
                 return partial[0]
-        sql = f"{_SELECT} WHERE name = ? {_NEWEST_FIRST} LIMIT 1"
-        named = self._query(f"find {key}", sql, (key,))
-        if named:
-            return named[0]
+        named = self.newest_named(key)
+        if named is not None:
+            return named
         if partial:
             listed = ", ".join(f"{j.id} ({j.name or 'unnamed'})" for j in partial[:10])
             more = ", ..." if len(partial) > 10 else ""

@@ -13,6 +13,7 @@ from .models import GPUJob, GPUJobRequest, JobStatus, utcnow
 from .packaging.bundle import Bundle, build_bundle
 from .packaging.files import collect_files
 from .packaging.inputs import pickle_inputs
+from .packaging.names import warning
 from .packaging.runscript import render_run_script
 from .schedulers.base import Observation
 from .schedulers.slurm import request_resources
@@ -58,9 +59,27 @@ def new_job(bundle: Bundle, request: GPUJobRequest, cluster: ClusterConfig, base
     )
 
 
-def announce(bundle: Bundle, cluster: ClusterConfig, say: Callable[[str], None] | None) -> None:
-    if say is not None:
-        say(bundle.manifest_line(cluster.name))
+def announce(
+    bundle: Bundle,
+    request: GPUJobRequest,
+    cluster: ClusterConfig,
+    namesake: GPUJob | None,
+    say: Callable[[str], None] | None,
+) -> None:
+    """The line shown before upload, and what the user should know about the request: an
+    ``--outputs`` name the cell never assigns, a ``--name`` that another job already has."""
+    if say is None:
+        return
+    say(bundle.manifest_line(cluster.name))
+    if request.language == "python" and (
+        typo := warning(request.code, request.outputs, request.inputs)
+    ):
+        say(typo)
+    if namesake is not None:
+        say(
+            f"gpu_magic: note: job {namesake.id} ({namesake.status}) is also named "
+            f"{request.name!r}; the name now means this newer job (its id still finds the other)"
+        )
 
 
 def remote_base(transport: Transport, cluster: ClusterConfig) -> str:

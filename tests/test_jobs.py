@@ -40,6 +40,31 @@ def test_inputs_and_outputs_round_trip(env):
     assert out["meta"] == {"lr": 0.1, "seen": True}
 
 
+SIZES = {"1KB": 1000, "1MiB": 1 << 20, "100MB": 100_000_000, "1GB": 1_000_000_000}
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("env", ["ssh"], indirect=True)
+@pytest.mark.parametrize("size", SIZES, ids=str)
+def test_an_input_of_any_size_arrives_whole(env, size):
+    """A pickled variable of 1 MiB or more takes the large-file path (pipelined SFTP from
+    memory); before, it crashed there with ``stat: path should be string ... not NoneType``."""
+    import hashlib
+
+    array = np.arange(SIZES[size], dtype=np.uint8)  # 0..255 repeating: cheap to make and check
+    env.namespace["array"] = array
+    job = submit(
+        env,
+        "import hashlib\ndigest = hashlib.sha256(memoryview(array)).hexdigest()\nn = array.size",
+        inputs=("array",),
+        outputs=("digest", "n"),
+    )
+    assert job.wait(timeout=240).status == JobStatus.COMPLETED, job.logs()
+    out = job.fetch()
+    assert out["n"] == array.size
+    assert out["digest"] == hashlib.sha256(memoryview(array)).hexdigest()
+
+
 def test_files_and_folders_keep_their_layout(env):
     data = env.cwd / "data"
     (data / "sub").mkdir(parents=True)

@@ -8,6 +8,7 @@ import pytest
 from harness.kernel import Kernel, kernel_env
 
 from gpu_magic import Client
+from gpu_magic.parsers.events import strip_ansi
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -54,6 +55,9 @@ def test_magic_errors_are_usage_errors_and_remote_errors_keep_the_traceback(
         assert remote.error.startswith("RemoteJobError: job ")
         assert "IndexError: list index out of range" in remote.error
         assert "numbers[3]" in remote.error
+        shown = strip_ansi("\n".join(remote.traceback))
+        assert "numbers[3]" in shown and "main.py" in shown  # the cell's own frame, from the host
+        assert "gpu_magic/" not in shown and "site-packages" not in shown  # none of ours
         help_text = kernel.run("%%gpu_submit --help\npass")
         assert help_text.error is None and "--inputs A,B" in help_text.stdout
         for magic in ("gpu_status", "gpu_logs", "gpu_cancel", "gpu_fetch", "gpu_cluster"):
@@ -90,3 +94,56 @@ def test_a_new_kernel_sees_and_fetches_a_job_of_a_dead_kernel(ssh_kernel_env, tm
         assert "completed" in details and "running" in details  # the recorded history
     finally:
         second.shutdown()
+
+
+@pytest.fixture
+def magic_kernel(ssh_kernel_env, tmp_path):
+    """A real kernel with ``%load_ext gpu_magic`` done, and the ssh cluster's name."""
+    env, cluster = ssh_kernel_env
+    kernel = Kernel(env, str(tmp_path))
+    try:
+        assert kernel.run("%load_ext gpu_magic").error is None
+        yield kernel, cluster
+    finally:
+        kernel.shutdown()
+
+
+def test_a_mistyped_output_is_warned_about_and_loses_no_other(magic_kernel):
+    kernel, cluster = magic_kernel
+    cell = f"%%gpu_submit --cluster {cluster} --outputs model,histroy --wait\n"
+    out = kernel.run(cell + "model = [1, 2]\nhistory = {'loss': [0.5]}")
+    assert (
+        "gpu_magic: warning: --outputs 'histroy' (did you mean 'history'?) is never "
+        "assigned in the cell" in out.stdout
+    )
+    assert out.stdout.index("→ " + cluster) < out.stdout.index("warning: --outputs")
+    assert "loaded model (list)" in out.stdout  # kept
+    assert out.error.startswith("RemoteJobError: ") and "'histroy' was not defined" in out.error
+    assert "saved: model" in out.error
+    assert kernel.run("model").results == ["[1, 2]"]
+
+
+def test_a_second_job_with_the_same_name_is_announced(magic_kernel):
+    kernel, cluster = magic_kernel
+    first = kernel.run(f"%%gpu_submit --cluster {cluster} --name exp --wait\nx = 1")
+    assert "also named" not in first.stdout
+    first_id = re.search(r"gpu_magic: job (\S+) →", first.stdout).group(1)
+    second = kernel.run(f"%%gpu_submit --cluster {cluster} --name exp --wait\nx = 2")
+    assert f"note: job {first_id} (completed) is also named 'exp'" in second.stdout
+    second_id = re.search(r"gpu_magic: job (\S+) →", second.stdout).group(1)
+    assert second_id in kernel.run("%gpu_status exp --details").stdout  # the newest
+
+
+def test_pandas_is_imported_once_on_the_kernels_thread_with_the_panel(magic_kernel):
+    """plotly imports pandas on the chart thread while ``job.metrics()`` imports it on the
+    kernel's: two threads importing it at once see a half-initialised module. The UI imports it
+    first, on the kernel's thread; a metrics call right after a submit prints no traceback."""
+    kernel, cluster = magic_kernel
+    assert kernel.run("import sys; 'pandas' in sys.modules").results == ["False"]
+    code = "for i in range(1, 6):\n    print(f'step {i}/5 loss={1/i}')"
+    out = kernel.run(f"%%gpu_submit --cluster {cluster} --name m\n{code}")
+    assert out.error is None, out.text
+    assert kernel.run("job = _\nsys.modules['pandas'].Series.__name__").results == ["'Series'"]
+    rows = kernel.run("job.wait(60)\nlen(job.metrics())")
+    assert rows.error is None and rows.results == ["5"], rows.text
+    assert "updating a widget failed" not in rows.text + out.text

@@ -32,8 +32,14 @@ def test_remote_runner_imports_only_stdlib_and_cloudpickle():
 
     remote = Path(gpu_magic.__file__).parent / "remote"
     allowed = set(sys.stdlib_module_names) | {"cloudpickle", "gpu_magic"}
+    # the callbacks import the library they are for when the job makes one (never at import)
+    for_callbacks = {"lightning", "pytorch_lightning", "transformers", "keras"}
     for source in remote.rglob("*.py"):
         for line in source.read_text().splitlines():
             words = line.split()
             if words[:1] in (["import"], ["from"]) and not words[1].startswith("."):
-                assert words[1].split(".")[0] in allowed, f"{source.name}: {line}"
+                top = words[1].split(".")[0]
+                lazy = (
+                    source.name == "callbacks.py" and line.startswith(" ") and top in for_callbacks
+                )
+                assert top in allowed or lazy, f"{source.name}: {line}"

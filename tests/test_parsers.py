@@ -21,10 +21,16 @@ from gpu_magic.parsers import (
 LOGS = Path(__file__).parent / "fixtures" / "logs"
 FIXTURES = [
     "tqdm_bars",
+    "tqdm_print",
+    "tqdm_print_plain",
     "hf_trainer",
+    "hf_trainer_eval",
     "lightning_tqdm",
+    "lightning_tqdm_tty",
     "lightning_rich",
+    "lightning_rich_tty",
     "keras_fit",
+    "keras_fit_v2",
     "generic_loop",
     "app_logs",
 ]
@@ -109,6 +115,7 @@ def test_hf_trainer_log_dicts_match_log_history():
     assert len(parsed) == len(history)
     for got, want in zip(parsed, history, strict=True):
         assert got.epoch == pytest.approx(want["epoch"], abs=1e-3)
+        assert got.step == want["step"]  # the global step, from the bar redrawn after the dict
         assert set(got.values) == set(want) - {"epoch", "step", "total_flos"}  # not printed
         for key, value in got.values.items():
             assert value == pytest.approx(want[key], rel=1e-3), key  # printed with 4 digits
@@ -134,6 +141,18 @@ def test_hf_dict_with_float_values():
     )
 
 
+def test_hf_trainer_then_evaluate_steps_and_epochs():
+    """One epoch of 48 steps logged every 8, then ``trainer.evaluate()``: the x axis is the
+    global step (8, 16, ...), not the fractional epoch (0.1667, ...), which stays the epoch."""
+    evs, t = events("hf_trainer_eval"), truth("hf_trainer_eval")
+    parsed = metrics(evs, source="hf")
+    printed = [h for h in t["log_history"] if "eval_loss" not in h]  # evaluate() prints nothing
+    assert [m.step for m in parsed] == [h["step"] for h in printed] == [8, 16, 24, 32, 40, 48, 48]
+    assert [m.epoch for m in parsed] == pytest.approx([h["epoch"] for h in printed], abs=1e-3)
+    eval_bar = [p for p in progress(evs, inner=False) if p.total == 32]
+    assert eval_bar and eval_bar[-1].step == 32  # evaluate()'s own bar, after training
+
+
 # -- PyTorch Lightning -----------------------------------------------------------------------
 
 
@@ -142,8 +161,10 @@ def test_lightning_tqdm_epochs_steps_and_losses():
     bar = progress(evs, label="Epoch")
     assert {p.total for p in bar} == {t["steps_per_epoch"]}
     assert {p.epoch for p in bar} == {1, 2, 3}  # Lightning prints "Epoch 0" .. "Epoch 2"
-    assert {p.epochs for p in bar} == {None}  # the tqdm bar does not show max_epochs
-    assert (bar[-1].epoch, bar[-1].step) == (3, 32)
+    # the tqdm bar never shows max_epochs; Lightning's last line does: "max_epochs=3 reached"
+    assert {p.epochs for p in bar} == {None, t["max_epochs"]}
+    assert (bar[-1].epoch, bar[-1].epochs, bar[-1].step) == (3, 3, 32)
+    assert bar[-1].run_position == (96, 96)  # a finished fit reads 100%
     by_step = {g + 1: loss for g, _, loss in t["train_loss"]}  # postfix after step g+1
     train = series(evs, "train_loss")
     assert len(train) > 80
@@ -166,6 +187,22 @@ def test_lightning_rich_bar_final_state():
     assert (p.epoch, p.epochs, p.step, p.total, p.source) == (3, 3, 32, 32, "lightning")
     assert series(evs, "train_loss") == [(96, round(t["train_loss"][-1][2], 3))]
     assert series(evs, "val_loss") == [(96, round(t["val_loss"][-1][1], 3))]  # wrapped line
+
+
+@pytest.mark.parametrize("name", ["lightning_tqdm_tty", "lightning_rich_tty"])
+def test_lightning_on_a_terminal_draws_every_step(name):
+    """On a terminal both bars redraw live (tqdm cuts its frame at 80 columns, rich moves the
+    cursor): every step's loss is there, and the end reads epoch 3 of 3."""
+    evs, t = events(name), truth(name)
+    by_step = {g + 1: loss for g, _, loss in t["train_loss"]}
+    train = [(x, v) for x, v in series(evs, "train_loss") if x in by_step]
+    assert len({x for x, _ in train}) > 80
+    digits = 3 if name.endswith("rich_tty") else None
+    for x, value in train:
+        want = round(by_step[x], 3) if digits else sig3(by_step[x])
+        assert value == pytest.approx(want, abs=1e-3 if digits else 0), x
+    last = progress(evs, inner=False)[-1]
+    assert (last.epoch, last.epochs, last.run_position) == (3, 3, (96, 96))
 
 
 # -- Keras -----------------------------------------------------------------------------------
@@ -193,6 +230,24 @@ def test_keras2_progbar_line():
     assert (p_epoch.epoch, p_epoch.epochs, p_epoch.step) == (2, 10, None)
     assert (p.step, p.total, p.epoch, p.epochs, p.rate) == (32, 32, 2, 10, pytest.approx(1000 / 3))
     assert m.values == {"loss": 0.53, "accuracy": 0.8} and m.step == 64
+
+
+def test_keras_verbose_2_one_line_per_epoch():
+    """``fit(verbose=2)`` writes ``32/32 - 0s - 4ms/step - accuracy: ... - val_loss: ...``
+    after each ``Epoch i/N`` line: that is the epoch's progress and every metric."""
+    evs, t = events("keras_fit_v2"), truth("keras_fit_v2")
+    assert t["verbose"] == 2
+    bar = progress(evs, source="keras")
+    assert [(p.epoch, p.epochs, p.step, p.total) for p in bar] == [
+        (e, 3, 32, 32) for e in (1, 2, 3)
+    ]
+    assert bar[-1].run_position == (96, 96)
+    ends = metrics(evs, "keras")
+    assert [m.step for m in ends] == [32, 64, 96]
+    for m, epoch in zip(ends, range(3), strict=True):
+        assert set(m.values) == set(t["history"])
+        for key, values in t["history"].items():
+            assert m.values[key] == pytest.approx(values[epoch], abs=5e-5), key
 
 
 # -- hand-written loops ----------------------------------------------------------------------
@@ -257,6 +312,21 @@ def test_ordinary_lines_are_not_progress(line):
 
 def test_noise_fixture_yields_nothing():
     assert events("app_logs") == []
+
+
+@pytest.mark.parametrize("name", ["tqdm_print", "tqdm_print_plain"])
+def test_a_print_inside_a_tqdm_loop_is_parsed_with_its_bar(name):
+    """The print continues tqdm's line (``...| 8/20 [..]epoch 1 step 10 loss 0.761``): its
+    loss counts, at the step it names, and the bar stays the progress."""
+    evs, t = events(name), truth(name)
+    printed = [((e - 1) * t["steps_per_epoch"] + s, loss) for e, s, loss in t["printed"]]
+    assert len(printed) == 6
+    assert series(evs, "loss") == printed
+    assert not progress(evs, source="generic")  # the glued text adds no progress of its own
+    bars = progress(evs, source="tqdm")
+    assert {p.total for p in bars} == {t["steps_per_epoch"]}
+    if t["titled"]:  # "Epoch 3/3": the whole run's position is known
+        assert bars[-1].run_position == (60, 60)
 
 
 # -- streaming -------------------------------------------------------------------------------

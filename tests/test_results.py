@@ -19,6 +19,7 @@ from gpu_magic.collect.plan import unsafe
 from gpu_magic.errors import TransferError
 from gpu_magic.transport import LocalTransport
 from gpu_magic.transport.base import RemoteEntry
+from gpu_magic.ui.results import ResultsSection
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -81,6 +82,55 @@ def test_the_parsed_metric_series_lands_in_the_store(env):
         (2.0, 0.5),
         (3.0, 1 / 3),
     ]
+
+
+RELATIVE_PATHS = """
+import os
+import numpy as np
+from helper import SCALE
+os.makedirs('outputs/deep', exist_ok=True)
+np.save('outputs/model.npy', np.arange(6.0) * SCALE)
+open('outputs/deep/notes.txt', 'w').write('deep')
+resumed = open('checkpoints/resume.ckpt').read()
+open('checkpoints/last.ckpt', 'w').write('step 9')
+open('scratch.txt', 'w').write('written beside the cell')
+os.makedirs('runs/1', exist_ok=True)
+open('runs/1/events.out', 'w').write('tensorboard-ish')
+"""
+
+
+@pytest.mark.parametrize("env", ["local", "ssh"], indirect=True)
+def test_relative_outputs_and_checkpoints_are_the_jobs_and_nothing_is_left_unsaid(env):
+    """The cell runs in code/: its relative outputs/ and checkpoints/ are the job's folders (a
+    shipped checkpoints/ file is where the cell looks for it), and what it wrote elsewhere there
+    is listed as left on the host, fetched only when asked for; shipped files are not listed."""
+    (env.cwd / "helper.py").write_text("SCALE = 3\n")
+    (env.cwd / "checkpoints").mkdir()
+    (env.cwd / "checkpoints" / "resume.ckpt").write_text("step 4")
+    job = submit(env, RELATIVE_PATHS, files=("helper.py", "checkpoints"), outputs=("resumed",))
+    assert job.outputs == {"resumed": "step 4"}
+    files = {f["path"]: f for f in job.files()}
+    np.testing.assert_array_equal(job.load("model.npy"), np.arange(6.0) * 3)
+    assert files["outputs/deep/notes.txt"]["fetched"]
+    assert files["checkpoints/last.ckpt"]["kind"] == "checkpoint"
+    left = {p: f for p, f in files.items() if f["kind"] == "left-on-host"}
+    assert set(left) == {"code/scratch.txt", "code/runs/1/events.out"}
+    assert not any(f["fetched"] for f in left.values())
+    section = ResultsSection(env.client, job.id, background=False)  # the panel's Results
+    section.refresh(job.job)
+    section.flush()
+    try:
+        assert "2 written outside outputs/ and left on the host" in section.note.value
+        row = section.rows["code/scratch.txt"]
+        assert [c.value for c in row.cells][1] == "left-on-host"
+        assert row.fetch.layout.display != "none"
+        row.fetch.click()  # one click brings it
+        section.flush()
+    finally:
+        section.close()
+    assert {f["path"]: f for f in job.files()}["code/scratch.txt"]["fetched"]
+    assert job.path("code/scratch.txt").read_text() == "written beside the cell"
+    assert not any(p.startswith(("code/main.py", "code/helper", "code/__pycache__")) for p in files)
 
 
 def test_glob_and_exclude_choose_the_outputs(env):
@@ -273,3 +323,15 @@ def test_a_failed_jobs_traceback_outlives_its_remote_folder(env):
     assert "diverged at step 3" in str(info.value)
     assert "in train" in info.value.remote_traceback
     client.close()
+
+
+def test_a_lightning_checkpoint_loads_as_torch_files_do(tmp_path):
+    """``job.load("checkpoints/last.ckpt")``: Lightning's checkpoints are ``torch.save`` dicts."""
+    from gpu_magic.collect.loaders import LOADERS, load
+
+    assert LOADERS[".ckpt"] is LOADERS[".pt"]
+    torch = pytest.importorskip("torch", reason="torch is not in the test venv (a GB-sized wheel)")
+    path = tmp_path / "last.ckpt"
+    torch.save({"epoch": 3, "state_dict": {"w": torch.ones(2)}}, path)
+    loaded = load(path)
+    assert loaded["epoch"] == 3 and loaded["state_dict"]["w"].tolist() == [1.0, 1.0]

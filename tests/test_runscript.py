@@ -386,14 +386,17 @@ def test_exception_type_of_library_error_is_qualified(tmp_path):
     assert job.error()["type"] == "json.decoder.JSONDecodeError"
 
 
-def test_missing_output_is_named(tmp_path):
-    job = make_job(tmp_path, "x = 1\nimport os\n", outputs=("x", "y")).launch()
+def test_missing_output_is_named_and_the_others_are_saved(tmp_path):
+    """A typo in one ``--outputs`` name fails the job, naming it, and loses no other output."""
+    job = make_job(tmp_path, "x = 1\nimport os\n", outputs=("x", "y", "z")).launch()
     assert job.wait() == 1
     error = job.error()
     assert error["type"] == "NameError"
-    assert error["message"] == "output variable 'y' was not defined by the cell; defined names: x"
-    assert "output variable 'y' was not defined" in job.log
-    assert not (job.root / jobdir.OUTPUTS / "x.pkl").exists()
+    assert error["message"] == (
+        "output variables 'y', 'z' were not defined by the cell; saved: x; defined names: x"
+    )
+    assert "output variables 'y', 'z' were not defined" in job.log
+    assert (job.root / jobdir.OUTPUTS / "x.pkl").exists()
 
 
 def test_unpicklable_output_is_named(tmp_path):

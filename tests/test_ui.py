@@ -12,7 +12,7 @@ import re
 import threading
 import time
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
 
@@ -758,6 +758,50 @@ for i in range(20):
     time.sleep(0.02)
 print("WARNING:root:done soon", flush=True)
 """
+
+
+def test_the_eta_says_why_a_total_is_unknown_and_what_to_add(panel, feed):
+    from gpu_magic.monitoring.telemetry import NO_PROGRESS
+
+    hint = "the log does not say how many steps there are in all: add lightning_callback()"
+    feed.push(progress=replace(NO_PROGRESS, hint=hint))  # a rich bar run: nothing shown yet
+    panel.throttle.flush()
+    assert panel.eta.value == f"ETA unknown ({hint})" and panel.progress.description == "-"
+    view = replace(NO_PROGRESS, step=40, epoch=2, rate=3.0, unit="it", hint=hint)
+    feed.push(progress=view)
+    panel.throttle.flush()
+    assert panel.eta.value == f"step 40 · epoch 2 · 3 it/s · ETA unknown ({hint})"
+    assert f"progress: step 40 · epoch 2 · 3 it/s · ETA unknown ({hint})" in panel.snapshot_text()
+
+
+def test_the_panel_shows_at_once_and_its_charts_when_they_are_built(client, feed, monkeypatch):
+    """A kernel's first FigureWidget takes seconds: the panel (and so the submit) does not wait
+    for the chart thread; the figures take their boxes when built, with the data so far."""
+    from gpu_magic.ui import charts
+
+    release, build = threading.Event(), charts._both
+
+    def slow_build():
+        assert release.wait(30)
+        return build()
+
+    monkeypatch.setattr(charts, "_both", slow_build)
+    feed_everything(feed)
+    panel = JobPanel(client, "job1", interval=0.05, namespace={})
+    try:
+        assert (
+            panel.loss_chart is None and "chart loading" in panel.chart_boxes[0].children[0].value
+        )
+        assert panel.progress.description == "25%"  # everything else is there already
+        release.set()
+        wait_for(lambda: panel.loss_chart is not None, timeout=20)
+        assert panel.chart_boxes[0].children == (panel.loss_chart,)
+        assert panel.chart_boxes[1].children == (panel.gpu_chart,)
+        wait_for(lambda: any(t.name == "loss" for t in panel.loss_chart.data), timeout=10)
+        assert trace(panel.loss_chart, "loss").y == (1.0, 0.5, 1 / 3)
+    finally:
+        release.set()
+        panel.close()
 
 
 def test_panel_follows_a_real_local_job_to_the_end(tmp_path):

@@ -60,8 +60,8 @@ def test_everything_arrives_verified_and_nothing_partial_remains(transport, tmp_
 class CorruptingTransport(LocalTransport):
     """Our own seam: flips one byte of every large file after it is written."""
 
-    def put_file(self, local, remote, *, progress=None):
-        digest = super().put_file(local, remote, progress=progress)
+    def put_stream(self, source, remote, *, mode=0o644, progress=None):
+        digest = super().put_stream(source, remote, mode=mode, progress=progress)
         with open(remote, "r+b") as f:
             first = f.read(1)
             f.seek(0)

@@ -57,6 +57,7 @@ def _json(path: Path) -> Any:
 
 
 LOADERS = {
+    ".ckpt": _torch,  # Lightning checkpoints are torch.save dicts
     ".npy": _numpy,
     ".npz": _numpy,
     ".pt": _torch,

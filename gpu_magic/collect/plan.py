@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from .. import jobdir
+from ..errors import TransferError
 from ..models import GPUJob
 from ..transport.base import DIR, FILE, SYMLINK, Transport, quote_argv
 from .series import PARSED_METRICS
@@ -30,6 +31,11 @@ TOP_FILES = (jobdir.OUTPUT_LOG, jobdir.METRICS, jobdir.GPU_CSV, ERROR_FILE)
 TREES = (jobdir.OUTPUTS, jobdir.CHECKPOINTS)
 """Folders collected recursively; ``checkpoints/`` is listed but only fetched on demand."""
 ROOTS = (*TOP_FILES, *TREES)
+LEFT_ON_HOST = "left-on-host"
+"""The kind of a file the cell wrote in its working folder (``code/``) outside ``outputs/``:
+listed, so nothing is silently left behind, and fetched only when asked for."""
+SCRATCH = frozenset({"__pycache__", ".ipynb_checkpoints"})
+"""Folders under ``code/`` that Python and Jupyter write by themselves: never listed as left."""
 SMALL = 1 << 20
 """Files smaller than this come in the tar stream, read whole and hashed by the host as it
 sends them; bigger ones by SFTP, hashed on the host while they download."""
@@ -51,10 +57,18 @@ class RemoteFile:
 
 
 def list_remote(transport: Transport, job: GPUJob) -> tuple[list, list]:
-    """``(files, refused)`` of the job folder: regular files with safe paths, sorted."""
+    """``(files, refused)`` of the job folder: regular files with safe paths, sorted; then the
+    files the cell left in ``code/`` (see ``LEFT_ON_HOST``)."""
     files, refused = [], []
-    for entry in sorted(transport.list_tree(job.remote_dir, ROOTS), key=_order):
-        if entry.type == DIR and entry.path.split("/")[0] in TREES:
+    entries = sorted(transport.list_tree(job.remote_dir, (*ROOTS, jobdir.CODE)), key=_order)
+    shipped = _shipped(transport, job)
+    for entry in entries:
+        top = entry.path.split("/")[0]
+        if top == jobdir.CODE:
+            if shipped is not None and _left_on_host(entry, shipped, job):
+                files.append(RemoteFile(entry.path, entry.size, LEFT_ON_HOST))
+            continue
+        if entry.type == DIR and top in TREES:
             continue  # its files are listed
         why = _not_a_file(entry.type) or unsafe(entry.path)
         if why:
@@ -62,6 +76,26 @@ def list_remote(transport: Transport, job: GPUJob) -> tuple[list, list]:
         else:
             files.append(RemoteFile(entry.path, entry.size, kind_of(entry.path, job)))
     return files, refused
+
+
+def _shipped(transport: Transport, job: GPUJob) -> frozenset[str] | None:
+    """The paths the upload put in the job folder (its ``.sha256`` list); None if unreadable,
+    and then nothing under ``code/`` can be told apart from what the cell wrote."""
+    try:
+        listing = transport.read_file(f"{job.remote_dir.rstrip('/')}/{jobdir.CHECKSUMS}")
+    except TransferError:
+        return None
+    lines = listing.decode("utf-8", "replace").splitlines()
+    return frozenset(line.split("  ", 1)[1] for line in lines if "  " in line)
+
+
+def _left_on_host(entry, shipped: frozenset[str], job: GPUJob) -> bool:
+    """A regular file under ``code/`` that was not shipped, outside the git checkout (the
+    repository's own files) and the folders Python writes by itself."""
+    parts = entry.path.split("/")
+    if entry.type != FILE or entry.path in shipped or SCRATCH.intersection(parts):
+        return False
+    return not (job.request.git is not None and entry.path.startswith(jobdir.GIT_CHECKOUT + "/"))
 
 
 def _not_a_file(kind: str) -> str | None:
@@ -116,7 +150,8 @@ def unsafe(path: str) -> str | None:
         return "not a relative path"
     if any(p in ("", ".", "..") for p in parts):
         return "'..' or empty part"
-    if path not in (*TOP_FILES, PARSED_METRICS) and (parts[0] not in TREES or len(parts) < 2):
+    folders = (*TREES, jobdir.CODE)
+    if path not in (*TOP_FILES, PARSED_METRICS) and (parts[0] not in folders or len(parts) < 2):
         return "not a collected file"
     return None
 
@@ -149,7 +184,7 @@ def kind_of(path: str, job: GPUJob) -> str:
 def selected(f: RemoteFile, job: GPUJob) -> bool:
     """Log, metrics, output variables and checkpoints always (the last are only listed unless
     asked for); other outputs by --outputs-glob/--exclude."""
-    if f.kind in ("log", "metrics", "variable", "error") or in_checkpoints(f):
+    if f.kind in ("log", "metrics", "variable", "error", LEFT_ON_HOST) or in_checkpoints(f):
         return True
     rel = f.path.split("/", 1)[1]
     globs = job.request.outputs_glob or ("*",)
@@ -162,7 +197,7 @@ def eager(f: RemoteFile, job: GPUJob) -> bool:
     are bigger than --fetch-limit (those wait for ``job.load``/``job.path``)."""
     if f.kind in ("log", "metrics", "variable", "error"):
         return True
-    if in_checkpoints(f):
+    if in_checkpoints(f) or f.kind == LEFT_ON_HOST:
         return False  # fetched on demand: job.load("checkpoints/...")
     limit = job.request.fetch_limit
     return job.request.fetch == "auto" and (limit is None or f.size <= limit)

@@ -17,20 +17,33 @@ from pathlib import Path
 PARSED_METRICS = "parsed_metrics.csv"
 
 
-def metric_rows(series: dict[str, list[tuple[float, float]]]) -> list[dict]:
-    """``{name: [(step, value)...]}`` as rows ``{"step": s, name: value, ...}`` by step."""
-    rows: dict[float, dict] = {}
-    for name, points in series.items():
-        for x, value in points:
-            rows.setdefault(x, {"step": x})[name] = value
-    return [rows[x] for x in sorted(rows)]
+def metric_rows(records) -> list[dict]:
+    """Metric records (``Telemetry.records``: x, epoch, values) as rows ``{"step": x,
+    "epoch": e, name: value, ...}`` sorted by step. Records at one step share a row while
+    their names differ (a bar's train_loss, then its val_loss); a name seen again there starts
+    a new row, so a second evaluation at the last step does not overwrite the first, and a
+    whole log entry (a Trainer dict, as in ``log_history``) is a row of its own."""
+    rows: dict[float, list[dict]] = {}
+    open_row: dict[float, bool] = {}  # whether the step's last row may take more names
+    for record in records:
+        at_step = rows.setdefault(record.x, [])
+        shared = open_row.get(record.x) and not set(record.values) & set(at_step[-1])
+        if record.whole or not shared:
+            at_step.append({"step": record.x})
+        row = at_step[-1]
+        if record.epoch is not None:
+            row.setdefault("epoch", record.epoch)
+        row.update(record.values)
+        open_row[record.x] = not record.whole
+    return [row for x in sorted(rows) for row in rows[x]]
 
 
 def write_csv(rows: list[dict], dest: Path) -> dict:
     """Write ``rows`` atomically to ``dest``; returns its manifest entry (size, sha256)."""
-    names = sorted({k for row in rows for k in row} - {"step"})
+    names = sorted({k for row in rows for k in row} - {"step", "epoch"})
+    first = ["step", "epoch"] if any("epoch" in row for row in rows) else ["step"]
     text = io.StringIO()
-    writer = csv.DictWriter(text, ["step", *names], lineterminator="\n")
+    writer = csv.DictWriter(text, [*first, *names], lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
     data = text.getvalue().encode()

@@ -114,7 +114,7 @@ class ResultsService:
 
     def _save_series(self, job: GPUJob, manifest: dict) -> None:
         """Add the metric series parsed from the collected log as ``parsed_metrics.csv``."""
-        rows = metric_rows(self.feed(job).metric_series())
+        rows = metric_rows(self.feed(job).metric_records())
         if not rows:
             return
         entry = write_csv(rows, self.store.folder(job.id) / PARSED_METRICS)
@@ -206,13 +206,23 @@ class ResultsService:
         job = self.client.job(job_id)
         if job.status != JobStatus.COMPLETED:
             self.raise_for_failure(job.id)
+        values = self.saved_outputs(job.id)
+        missing = [name for name in job.request.outputs if name not in values]
+        if missing:
+            raise TransferError(f"job {job.id} did not write its output {missing[0]!r}")
+        return values
+
+    def saved_outputs(self, job_id: str) -> dict[str, Any]:
+        """The ``--outputs`` variables the job saved, whatever its end (a failed cell saves
+        none; a missing output name leaves the others saved); collected first if needed."""
+        job = self.client.job(job_id)
         fetched = {e["path"] for e in self.files(job.id) if e["fetched"]}
         values = {}
         for name in job.request.outputs:
             rel = f"outputs/{name}.pkl"
-            if rel not in fetched:
-                raise TransferError(f"job {job.id} did not write its output {name!r}")
-            values[name] = results.unpickle(job, name, self.store.local(job.id, rel).read_bytes())
+            if rel in fetched:
+                data = self.store.local(job.id, rel).read_bytes()
+                values[name] = results.unpickle(job, name, data)
         return values
 
     def raise_for_failure(self, job_id: str) -> None:

@@ -88,10 +88,15 @@ class JobFeed:
         with self._lock:
             return {name: list(points) for name, points in self._telemetry.series.items()}
 
+    def metric_records(self) -> list:
+        """Every metrics event in order (``Telemetry.Record``): the rows of ``job.metrics()``."""
+        with self._lock:
+            return list(self._telemetry.records)
+
     def secondary_axis(self, name: str) -> bool:
         return Telemetry.secondary_axis(name)
 
-    def progress(self) -> ProgressView | None:
+    def progress(self) -> ProgressView:
         with self._lock:
             return self._telemetry.progress(time.time())
 

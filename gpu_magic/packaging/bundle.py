@@ -7,14 +7,16 @@ read by the very cloudpickle that wrote them.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import cloudpickle
 
 from .. import jobdir
-from ..errors import InvalidRequestError
+from ..errors import InvalidRequestError, TransferError
 from ..models import GPUJobRequest
 from .files import LocalFile
 
@@ -32,6 +34,15 @@ class BundleEntry:
     @property
     def size(self) -> int:
         return len(self.data) if self.data is not None else self.source.stat().st_size
+
+    def open(self) -> BinaryIO:
+        """The entry's bytes as a stream: in memory (a pickled variable) or its local file."""
+        if self.data is not None:
+            return io.BytesIO(self.data)
+        try:
+            return open(self.source, "rb")  # the caller's with-block closes it
+        except OSError as exc:
+            raise TransferError(f"cannot read {self.source}: {exc.strerror or exc}") from exc
 
 
 @dataclass
@@ -76,7 +87,7 @@ def build_bundle(
     for local in files:
         if local.rel == main:
             raise InvalidRequestError(f"--files: {local.source} would overwrite the cell ({main})")
-        bundle.add(f"{jobdir.CODE}/{local.rel}", source=local.source, mode=_mode(local.source))
+        bundle.add(jobdir.shipped_path(local.rel), source=local.source, mode=_mode(local.source))
     bundle.shipped_files = list(files)
     _add_runtime(bundle)
     return bundle

@@ -6,7 +6,9 @@ so the script's ``$$`` is the id of the job's process group. What it does, in or
 1. ``cd`` to its own folder (JOBDIR = ``pwd -P``), traps TERM/INT/HUP, ``mkdir -p`` state/
    outputs/ checkpoints/, removes a previous attempt's ``exit_code``, ``ended_at``, ``timed_out``,
    ``error.json``, ``gpu_telemetry`` and ``.cell_status`` (gpu.csv, like output.log, keeps
-   growing across attempts), then writes ``state/pid`` (``$$``) and ``started_at``.
+   growing across attempts), links ``code/outputs`` and ``code/checkpoints`` to the job's
+   folders (so the cell's relative ``outputs/model.pt`` is collected), then writes
+   ``state/pid`` (``$$``) and ``started_at``.
 2. If ``state/cancel_requested`` already exists it stops with ``EXIT_CANCELLED``.
 3. Exports the request's env, then ``GPU_MAGIC_JOB_ID``, ``GPU_MAGIC_JOB_DIR``,
    ``GPU_MAGIC_OUTPUTS`` and ``GPU_MAGIC_CHECKPOINTS`` (where the cell saves files to collect),

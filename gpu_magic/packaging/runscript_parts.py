@@ -106,6 +106,12 @@ trap '_on_signal INT' INT
 trap '_on_signal HUP' HUP
 
 mkdir -p @STATE@ @OUTPUTS@ @CHECKPOINTS@ || exit 1
+# the cell runs in code/: its relative outputs/ and checkpoints/ are the job's own folders
+for _gm_d in @OUTPUTS@ @CHECKPOINTS@; do
+  if [ ! -e @CODE@/"$_gm_d" ] && [ ! -L @CODE@/"$_gm_d" ]; then
+    ln -s ../"$_gm_d" @CODE@/"$_gm_d" || exit 1
+  fi
+done
 rm -f @STATE@/@EXIT_CODE@ @STATE@/@ENDED_AT@ @STATE@/@TIMED_OUT@ @STATE@/@ERROR_JSON@ \
   @STATE@/@CELL_STATUS@ @STATE@/@GPU_TELEMETRY@
 _write_state @PID@ "$$"

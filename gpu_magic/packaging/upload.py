@@ -46,9 +46,13 @@ def _send_large(transport, large: list[BundleEntry], partial: str, progress) -> 
         return {}
     for folder in sorted({str(PurePosixPath(partial) / e.rel).rsplit("/", 1)[0] for e in large}):
         transport.makedirs(folder)  # SFTP, no remote shell; job ids are new: no stale partial
-    return {
-        e.rel: transport.put_file(e.source, f"{partial}/{e.rel}", progress=progress) for e in large
-    }
+    checksums = {}
+    for e in large:
+        with e.open() as source:
+            checksums[e.rel] = transport.put_stream(
+                source, f"{partial}/{e.rel}", mode=e.mode, progress=progress
+            )
+    return checksums
 
 
 def _send_small_and_commit(transport, small, checksums, partial, final, fresh, progress) -> None:
@@ -85,10 +89,8 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes, mode: int, mtime: float) 
 def _read(entry: BundleEntry) -> bytes:
     if entry.data is not None:
         return entry.data
-    try:
-        return entry.source.read_bytes()
-    except OSError as exc:
-        raise TransferError(f"cannot read {entry.source}: {exc}") from exc
+    with entry.open() as source:
+        return source.read()
 
 
 def _discard(transport: Transport, partial: str) -> None:

@@ -22,8 +22,10 @@ _TQDM = re.compile(
     rf"^(?:(?P<desc>.*?):)?\s*(?:(?P<pct>\d{{1,3}})%)?\|[^|]*\|\s*"
     rf"(?P<n>{_SCALED})/(?P<total>{_SCALED}|\?)\s*"
     rf"\[(?P<elapsed>{_TIME}|\?)<(?P<remaining>{_TIME}|\?),\s*(?P<rate>[^,\]]*)"
-    r"(?:,\s*(?P<postfix>[^\]]*))?\]"
+    r"(?:,\s*(?P<postfix>[^\]]*))?(?:\]|(?P<cut>$))"
 )
+"""On a terminal tqdm cuts the frame at its width: the ``]`` and the end of the postfix go, so
+a frame that ends without it drops its last (maybe cut) postfix value."""
 # {desc}: {n}{unit} [{elapsed}, {rate}{, postfix}]   (no total known)
 _TQDM_OPEN = re.compile(
     rf"^(?:(?P<desc>.*?):)?\s*(?P<n>{_SCALED})(?P<unit>[A-Za-z]*) "
@@ -42,6 +44,13 @@ _KERAS = re.compile(
     r"(?:ETA:\s*)?(?:\d+(?::\d\d)*(?:us|ms|s)?\s+)?"
     r"(?P<per>\d+(?:\.\d+)?)(?P<per_unit>us|ms|s)/(?:step|sample)(?P<rest>.*)$"
 )
+# Keras 3 verbose=2 (one line per epoch, what Keras writes to a file or a pipe):
+#   32/32 - 0s - 4ms/step - accuracy: 0.49 - loss: 0.76 - val_accuracy: 0.58 - val_loss: 0.69
+# Keras 2 verbose=2:  1875/1875 - 3s - loss: 0.29 - accuracy: 0.91 - 3s/epoch - 2ms/step
+_KERAS_LINE = re.compile(
+    r"^\s*(?P<n>\d+)/(?P<total>\d+)\s+-\s+\d+(?:\.\d+)?(?:us|ms|s|m|h)\s+-\s+(?P<rest>.*)$"
+)
+_KERAS_PER = re.compile(r"(?<![\w.])(?P<per>\d+(?:\.\d+)?)(?P<per_unit>us|ms|s)/step\b")
 _PER = {"us": 1e-6, "ms": 1e-3, "s": 1.0}
 
 # Lightning's RichProgressBar:
@@ -65,6 +74,7 @@ class Bar:
     rate: float | None = None
     desc: str | None = None
     pairs: dict[str, float] = field(default_factory=dict)
+    rest: str = ""  # what follows the frame on the same line (a print inside a tqdm loop)
 
 
 def _scaled(text: str) -> float:
@@ -104,22 +114,21 @@ def _number(text: str) -> float | None:
 
 
 def parse_tqdm(frame: str) -> Bar | None:
+    """A tqdm frame at the start of ``frame``; text after its closing ``]`` is ``Bar.rest``
+    (tqdm draws without a newline, so a ``print`` in the loop continues the frame's line)."""
     if m := _TQDM.match(frame):
         rate, unit = _rate(m["rate"])
         total = None if m["total"] == "?" else round(_scaled(m["total"]))
-        return Bar(
-            round(_scaled(m["n"])), total, unit or "it", rate, m["desc"], _postfix(m["postfix"])
-        )
+        postfix = m["postfix"] or ""
+        if m["cut"] is not None:
+            postfix = postfix.rsplit(",", 1)[0] if "," in postfix else ""
+        n, postfix = round(_scaled(m["n"])), _postfix(postfix)
+        return Bar(n, total, unit or "it", rate, m["desc"], postfix, frame[m.end() :])
     if m := _TQDM_OPEN.match(frame):
         rate, unit = _rate(m["rate"])
-        return Bar(
-            round(_scaled(m["n"])),
-            None,
-            m["unit"] or unit or "it",
-            rate,
-            m["desc"],
-            _postfix(m["postfix"]),
-        )
+        n, postfix = round(_scaled(m["n"])), _postfix(m["postfix"])
+        unit = m["unit"] or unit or "it"
+        return Bar(n, None, unit, rate, m["desc"], postfix, frame[m.end() :])
     return None
 
 
@@ -135,13 +144,25 @@ def split_epoch(desc: str | None) -> tuple[str | None, int | None, int | None]:
 
 
 def parse_keras(frame: str) -> Bar | None:
-    m = _KERAS.match(frame)
-    if not m:
+    """A Keras progbar frame (``verbose=1``) or its one-line-per-epoch form (``verbose=2``)."""
+    if m := _KERAS.match(frame):
+        total = None if m["total"] == "Unknown" else int(m["total"])
+        n, rate, rest = int(m["n"]), _steps_per_second(m), m["rest"]
+    elif m := _KERAS_LINE.match(frame):
+        n, total, rest = int(m["n"]), int(m["total"]), m["rest"]
+        rate = _steps_per_second(_KERAS_PER.search(rest))
+    else:
         return None
-    per_step = float(m["per"]) * _PER[m["per_unit"]]
-    total = None if m["total"] == "Unknown" else int(m["total"])
-    pairs = parse_pairs(m["rest"].lstrip(" -")) if m["rest"].strip() else {}
-    return Bar(int(m["n"]), total, "step", 1.0 / per_step if per_step else None, None, pairs)
+    pairs = parse_pairs(rest.lstrip(" -")) if rest.strip() else {}
+    return Bar(n, total, "step", rate, None, pairs)
+
+
+def _steps_per_second(m: re.Match | None) -> float | None:
+    """From Keras' ``3ms/step``."""
+    if m is None:
+        return None
+    seconds = float(m["per"]) * _PER[m["per_unit"]]
+    return 1.0 / seconds if seconds else None
 
 
 def parse_rich(frame: str) -> Bar | None:

@@ -20,6 +20,8 @@ from .lines import parse_counted, parse_hf_dict
 
 _TERMINATOR = re.compile(r"[\r\n]")
 MAX_FRAME = 64 * 1024  # longer unterminated text is no progress bar: it is skipped
+_LIGHTNING_START = re.compile(r"^GPU available: (?:True|False)\b.*\bused: ")
+_LIGHTNING_STOP = re.compile(r"`Trainer\.fit` stopped: `max_epochs=(?P<n>\d+)` reached")
 
 
 @dataclass
@@ -28,6 +30,10 @@ class _State:
     zero_based: set[str] = field(default_factory=set)  # bar labels seen with "Epoch 0"
     last_pairs: dict[str, dict[str, float]] = field(default_factory=dict)  # per bar
     rich_step: tuple[int | None, int | None] | None = None  # a rich bar may wrap its metrics
+    last_bar: Progress | None = None  # the last outer bar frame
+    hf_pending: Metrics | None = None  # a Trainer log dict waiting for the bar's step
+    library: str | None = None  # "lightning" | "hf" | "keras", once the log shows which
+    epochs: dict[str, int] = field(default_factory=dict)  # per bar label, learnt elsewhere
 
 
 class LogParser:
@@ -59,11 +65,18 @@ class LogParser:
             events += self._speculate(self._pending, at)
         return events
 
+    @property
+    def library(self) -> str | None:
+        """The training library the log shows (``lightning``, ``hf``, ``keras``), if any."""
+        return self._state.library
+
     def flush(self, at: float | None = None) -> list[Event]:
         """The stream ended: parse what is left unterminated."""
         rest, self._pending = self._pending, ""
         skipping, self._skipping = self._skipping, False
-        return self._complete(rest, at) if rest and not skipping else []
+        events = self._complete(rest, at) if rest and not skipping else []
+        last = self._state.last_bar
+        return events + self._release_hf(last.global_step if last else None)
 
     def _drop_guess(self) -> None:
         if self._guess is not None:
@@ -78,8 +91,9 @@ class LogParser:
         guessed, before = guess
         self._state = before  # parse the finished frame as if there had been no guess
         events = self._parse(frame, at)
-        if [_comparable(e) for e in events] == [_comparable(e) for e in guessed]:
-            return []  # already emitted
+        seen = [_comparable(e) for e in guessed]
+        if [_comparable(e) for e in events[: len(guessed)]] == seen:
+            return events[len(guessed) :]  # already emitted (the rest: text glued to the bar)
         return events
 
     def _speculate(self, frame: str, at: float | None) -> list[Event]:
@@ -96,6 +110,12 @@ class LogParser:
         text = strip_ansi(frame).rstrip()
         if not text.strip():
             return []
+        if m := _LIGHTNING_STOP.search(text):  # maybe glued to a bar frame: both count
+            before = self._frame(text[: m.start()], inner, at) if m.start() else []
+            return before + self._lightning_stopped(int(m["n"]), at)
+        return self._frame(text, inner, at)
+
+    def _frame(self, text: str, inner: bool, at: float | None) -> list[Event]:
         rich_step, self._state.rich_step = self._state.rich_step, None
         if bar := bars.parse_tqdm(text):
             return self._tqdm(bar, inner, at)
@@ -107,8 +127,34 @@ class LogParser:
             step, epoch = rich_step
             return [Metrics(step, epoch, pairs, at, "lightning")]
         if found := parse_hf_dict(text):
-            return [Metrics(None, found[0], found[1], at, "hf")]
+            return self._hf(found, at)
+        if _LIGHTNING_START.match(text):
+            self._state.library = "lightning"
         return self._counted(text, at)
+
+    def _hf(self, found: tuple[float | None, dict[str, float]], at: float | None) -> list[Event]:
+        """A Trainer log dict has only a fractional epoch: it waits for the train bar's next
+        frame (the Trainer redraws it right after printing) to learn its global step."""
+        self._state.library = "hf"
+        last = self._state.last_bar
+        events = self._release_hf(last.global_step if last else None)
+        self._state.hf_pending = Metrics(None, found[0], found[1], at, "hf")
+        return events
+
+    def _release_hf(self, step: int | None) -> list[Event]:
+        pending, self._state.hf_pending = self._state.hf_pending, None
+        return [replace(pending, step=step)] if pending is not None else []
+
+    def _lightning_stopped(self, epochs: int, at: float | None) -> list[Event]:
+        """``max_epochs=N reached``: the last bar's epoch count, which Lightning's tqdm bar
+        never shows (``Epoch 2: 32/32``), so a finished fit reads 100%."""
+        self._state.library = "lightning"
+        last = self._state.last_bar
+        if last is None or last.epoch is None or last.epochs is not None:
+            return []
+        self._state.epochs[last.label or ""] = epochs
+        self._state.last_bar = replace(last, epochs=epochs, at=at)
+        return [self._state.last_bar]
 
     def _epoch(
         self, label: str | None, i: int | None, n: int | None
@@ -120,8 +166,8 @@ class LogParser:
         if i == 0:
             self._state.zero_based.add(key)
         if key in self._state.zero_based:
-            return i + 1, (n + 1 if n is not None and n >= 0 else None)
-        return i, n
+            i, n = i + 1, (n + 1 if n is not None and n >= 0 else None)
+        return i, n if n is not None else self._state.epochs.get(key)
 
     def _changed(self, bar_key: str, pairs: dict[str, float]) -> dict[str, float]:
         last = self._state.last_pairs.get(bar_key, {})
@@ -132,11 +178,33 @@ class LogParser:
         label, i, n = bars.split_epoch(bar.desc)
         epoch, epochs = self._epoch(label, i, n)
         p = Progress(bar.n, bar.total, bar.unit, bar.rate, epoch, epochs, at, "tqdm", label, inner)
-        return [p, *self._metrics(f"tqdm:{label}:{inner}", bar.pairs, p, "tqdm")]
+        released = [] if inner else self._outer(p)
+        events = [*released, p, *self._metrics(f"tqdm:{label}:{inner}", bar.pairs, p, "tqdm")]
+        return events + self._glued(bar.rest, p, at)
+
+    def _outer(self, p: Progress) -> list[Event]:
+        """An outer bar frame: remembered; a waiting Trainer dict gets its step."""
+        self._state.last_bar = p
+        return self._release_hf(p.global_step)
+
+    def _glued(self, text: str, bar: Progress, at: float | None) -> list[Event]:
+        """A line printed inside a tqdm loop lands after the bar's frame: its numbers, placed
+        by its own counters where it has them (``epoch 1 step 10 loss 0.66``), else by the
+        bar's; no Progress of its own (the bar is the progress)."""
+        found = parse_counted(split_prefix(text)[1]) if text.strip() else None
+        if found is None or not found.values:
+            return []
+        epoch = found.epoch if found.epoch is not None else bar.epoch
+        step = found.step if found.step is not None else bar.step
+        within = found.epoch is not None or (bar.total is not None and (step or 0) <= bar.total)
+        position = Progress(step, bar.total if within else None, epoch=epoch)
+        return [Metrics(position.global_step, epoch, found.values, at, "tqdm")]
 
     def _keras(self, bar: bars.Bar, at: float | None) -> list[Event]:
+        self._state.library = "keras"
         epoch, epochs = self._state.keras_epoch or (None, None)
         p = Progress(bar.n, bar.total, "step", bar.rate, epoch, epochs, at, "keras")
+        self._state.last_bar = p
         return [p, *self._metrics("keras", bar.pairs, p, "keras")]
 
     def _rich(self, bar: bars.Bar, at: float | None) -> list[Event]:
@@ -146,6 +214,7 @@ class LogParser:
         epoch, epochs = self._epoch(label, i, n)
         p = Progress(bar.n, bar.total, bar.unit, bar.rate, epoch, epochs, at, "lightning", label)
         self._state.rich_step = (p.global_step, epoch)
+        self._state.library, self._state.last_bar = "lightning", p
         return [p, *self._metrics(f"rich:{label}", bar.pairs, p, "lightning")]
 
     def _metrics(self, key: str, pairs: dict, p: Progress, source: str) -> list[Event]:

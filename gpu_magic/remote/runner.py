@@ -3,7 +3,8 @@
 Runs on the GPU host (stdlib + cloudpickle only). Reads ``spec.json`` for ``inputs``,
 ``outputs`` and ``args``; unpickles each input from ``inputs/NAME.pkl`` into the cell's
 namespace; runs ``code/main.py`` as ``__main__`` (with its real file name, so tracebacks show the
-cell's lines); pickles each requested output to ``outputs/NAME.pkl`` (temp file + rename).
+cell's lines); pickles each requested output to ``outputs/NAME.pkl`` (temp file + rename),
+every one the cell defined even when another is missing (then the job fails naming it).
 
 On failure it writes ``state/error.json`` (``type``, ``message``, ``traceback``, the runner's own
 frames removed), prints the traceback to stderr and exits 1. ``sys.exit(n)`` in the cell exits
@@ -91,18 +92,23 @@ def _load_inputs(job: Path, names: list[str], namespace: dict) -> None:
 
 
 def _save_outputs(job: Path, names: list[str], namespace: dict) -> None:
+    """Pickle every output the cell defined; then, if some are missing, fail naming them (the
+    others are saved and come back: a typo in one name does not lose the run)."""
+    present = [name for name in names if name in namespace]
     missing = [name for name in names if name not in namespace]
+    if os.environ.get("SLURM_PROCID", "0") == "0":  # a multi-node job (srun): rank 0 saves
+        (job / OUTPUTS).mkdir(exist_ok=True)
+        for name in present:
+            _dump_atomic(namespace[name], job / OUTPUTS / f"{name}{PICKLE_SUFFIX}", name)
     if missing:
+        listed = ", ".join(map(repr, missing))
+        saved = f"; saved: {', '.join(present)}" if present else ""
         raise RunnerFailure(
             "NameError",
-            f"output variable {missing[0]!r} was not defined by the cell; "
+            f"output variable{'s' if len(missing) > 1 else ''} {listed} "
+            f"{'were' if len(missing) > 1 else 'was'} not defined by the cell{saved}; "
             f"defined names: {_defined_names(namespace)}",
         )
-    if os.environ.get("SLURM_PROCID", "0") != "0":  # a multi-node job (srun): rank 0 saves
-        return
-    (job / OUTPUTS).mkdir(exist_ok=True)
-    for name in names:
-        _dump_atomic(namespace[name], job / OUTPUTS / f"{name}{PICKLE_SUFFIX}", name)
 
 
 def _dump_atomic(value: object, path: Path, name: str) -> None:

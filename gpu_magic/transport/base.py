@@ -7,6 +7,7 @@ Commands are shell strings built only from our own templates and ``shlex.quote``
 from __future__ import annotations
 
 import io
+import os
 import shlex
 import stat
 from abc import ABC, abstractmethod
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
-from ..errors import RemoteCommandError
+from ..errors import RemoteCommandError, TransferError
 
 Progress = Callable[[int], None]
 """Called with the number of bytes just moved."""
@@ -101,8 +102,22 @@ class Transport(ABC):
         yield io.BytesIO(result.stdout)
 
     @abstractmethod
+    def put_stream(
+        self, source: BinaryIO, remote: str, *, mode: int = 0o644, progress: Progress | None = None
+    ) -> str:
+        """Write everything ``source`` yields to ``remote`` (parent must exist) with permission
+        bits ``mode``. Returns the sha256 of what was sent. Bytes in memory (a pickled kernel
+        variable) and files on disk take this one path."""
+
     def put_file(self, local: Path, remote: str, *, progress: Progress | None = None) -> str:
-        """Copy one file to ``remote`` (parent must exist). Returns the sha256 of what was sent."""
+        """Copy one local file to ``remote``, keeping its permission bits (see ``put_stream``)."""
+        try:
+            source = open(local, "rb")  # noqa: SIM115 - closed by the with-block below
+            mode = stat.S_IMODE(os.fstat(source.fileno()).st_mode)
+        except OSError as exc:
+            raise TransferError(f"cannot read {local}: {exc.strerror or exc}") from exc
+        with source:
+            return self.put_stream(source, remote, mode=mode, progress=progress)
 
     @abstractmethod
     def makedirs(self, remote: str) -> None:
@@ -215,11 +230,15 @@ def iter_chunks(stream: BinaryIO, size: int) -> Iterator[bytes]:
 
 def copy_chunks(
     chunks: Iterable[bytes], dst: BinaryIO, progress: Progress | None, digest: Digest | None
-) -> None:
-    """Write ``chunks`` to ``dst``, hashing and reporting each one as it is written."""
+) -> int:
+    """Write ``chunks`` to ``dst``, hashing and reporting each one as it is written; returns the
+    number of bytes written."""
+    written = 0
     for chunk in chunks:
+        written += len(chunk)
         dst.write(chunk)
         if digest is not None:
             digest.update(chunk)
         if progress:
             progress(len(chunk))
+    return written

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -86,14 +85,16 @@ class LocalTransport(Transport):
                     command, proc.returncode, errors.read().decode(errors="replace")
                 )
 
-    def put_file(self, local: Path, remote: str, *, progress: Progress | None = None) -> str:
+    def put_stream(
+        self, source: BinaryIO, remote: str, *, mode: int = 0o644, progress: Progress | None = None
+    ) -> str:
         digest = hashlib.sha256()
         try:
-            with open(local, "rb") as src, open(remote, "wb") as dst:
-                copy_chunks(iter_chunks(src, CHUNK), dst, progress, digest)
-            shutil.copymode(local, remote)
+            with open(remote, "wb") as dst:
+                copy_chunks(iter_chunks(source, CHUNK), dst, progress, digest)
+            os.chmod(remote, mode)
         except OSError as exc:
-            raise TransferError(f"cannot copy {local} to {remote}: {exc}") from exc
+            raise TransferError(f"cannot write {remote}: {exc}") from exc
         return digest.hexdigest()
 
     def makedirs(self, remote: str) -> None:

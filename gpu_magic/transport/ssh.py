@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
-import stat
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -175,19 +173,18 @@ class SSHTransport(Transport):
         if status != 0:
             raise RemoteCommandError(command, status, raw.stderr.decode(errors="replace"))
 
-    def put_file(self, local: Path, remote: str, *, progress: Progress | None = None) -> str:
+    def put_stream(
+        self, source: BinaryIO, remote: str, *, mode: int = 0o644, progress: Progress | None = None
+    ) -> str:
         digest = hashlib.sha256()
-        with self._transfer(f"upload {local} to {self.label}:{remote}"):
-            mode = stat.S_IMODE(os.stat(local).st_mode)
-            with open(local, "rb") as src, self._sftp() as sftp:
-                with sftp.open(remote, "wb") as dst:
-                    dst.MAX_REQUEST_SIZE = SFTP_REQUEST
-                    dst.set_pipelined(True)
-                    copy_chunks(iter_chunks(src, SFTP_REQUEST), dst, progress, digest)
-                sent = src.tell()  # what was read is what was written
-                sftp.chmod(remote, mode)
-                if sftp.stat(remote).st_size != sent:
-                    raise TransferError(f"{self.label}:{remote} is not {sent} bytes after upload")
+        with self._transfer(f"upload to {self.label}:{remote}"), self._sftp() as sftp:
+            with sftp.open(remote, "wb") as dst:
+                dst.MAX_REQUEST_SIZE = SFTP_REQUEST
+                dst.set_pipelined(True)
+                sent = copy_chunks(iter_chunks(source, SFTP_REQUEST), dst, progress, digest)
+            sftp.chmod(remote, mode)
+            if sftp.stat(remote).st_size != sent:
+                raise TransferError(f"{self.label}:{remote} is not {sent} bytes after upload")
         return digest.hexdigest()
 
     def makedirs(self, remote: str) -> None:

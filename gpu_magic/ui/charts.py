@@ -6,14 +6,28 @@ changed; each update is one ``batch_update``, i.e. one message per figure.
 
 from __future__ import annotations
 
+import contextlib
 from collections import defaultdict
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 
 import plotly.graph_objects as go
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
+with contextlib.suppress(ImportError):
+    import pandas  # noqa: F401 - imported here, on the thread that imports the UI: see below
+
+# plotly imports pandas lazily when it validates data, on the chart thread; job.metrics() imports
+# it on the kernel's thread. Two threads importing pandas at once can see it half initialised
+# ("partially initialized module 'pandas' has no attribute 'Series'"); imported here first, both
+# find it complete.
+
 MAX_POINTS = 2000
+_BUILDER = ThreadPoolExecutor(1, thread_name_prefix="gpu_magic-charts")
+"""Builds figures off the kernel's thread: a kernel's first ``FigureWidget`` takes seconds
+(plotly loads its validators), and a submit must not wait for it. One thread, so plotly's own
+lazy imports never run in two threads at once."""
 COLORS = qualitative.Plotly
 MARGIN = {"l": 50, "r": 50, "t": 30, "b": 40}
 
@@ -40,6 +54,20 @@ def _set_data(trace, xs: tuple, ys: tuple) -> None:
 
 def _trace(fig: go.FigureWidget, name: str):
     return next((t for t in fig.data if t.name == name), None)
+
+
+def build_figures(background: bool = True) -> Future:
+    """``(metrics figure, GPU figure)``, built on the chart thread (inline without
+    ``background``)."""
+    if background:
+        return _BUILDER.submit(_both)
+    done: Future = Future()
+    done.set_result(_both())
+    return done
+
+
+def _both() -> tuple[go.FigureWidget, go.FigureWidget]:
+    return metrics_figure(), gpu_figure()
 
 
 # -- metrics ----------------------------------------------------------------------------------

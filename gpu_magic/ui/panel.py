@@ -37,6 +37,15 @@ COLORS = {
     JobStatus.LOST: "#e37400",
 }
 BAR_STYLES = {JobStatus.COMPLETED: "success", JobStatus.FAILED: "danger"}
+HALF = {
+    "width": "50%",
+    "min_width": "380px",
+    "flex_flow": "column",
+    "align_items": "stretch",
+    "overflow": "hidden",
+}
+"""A column that stretches its figure to the box's width: plotly sizes a figure without a set
+width from its element, which as a plain flex item would keep plotly's 700 px."""
 
 
 class JobPanel(text.TextFallback, widgets.VBox):
@@ -75,6 +84,7 @@ class JobPanel(text.TextFallback, widgets.VBox):
         with self.lock:
             self._apply({"all": True})
             self._watch()
+        self.figures.add_done_callback(self._charts_built)
 
     # -- building -----------------------------------------------------------------------------
     def _build(self, tail_lines: int) -> None:
@@ -84,28 +94,37 @@ class JobPanel(text.TextFallback, widgets.VBox):
         self.progress.add_class("gpu-magic-progress")
         self.eta = widgets.Label(value="ETA unknown")
         self.eta.add_class("gpu-magic-eta")
-        self.loss_chart = charts.metrics_figure()
-        self.gpu_chart = charts.gpu_figure()
+        self.loss_chart = self.gpu_chart = None  # until the chart thread has built them
+        self.chart_boxes = [widgets.Box([_html("gpu-magic-chart-loading")], layout=HALF)]
+        self.chart_boxes.append(widgets.Box([_html("gpu-magic-chart-loading")], layout=HALF))
+        for box in self.chart_boxes:
+            box.children[0].value = "<i>chart loading…</i>"
         self.gpu_now = _html("gpu-magic-gpu-now")
         self.logview = LogView(tail_lines, lock=self.lock)
+        self.figures = charts.build_figures(background=self.throttle.background)
+
+    def _charts_built(self, built) -> None:
+        """(chart thread, or inline) Put the figures in their boxes; the next apply fills them."""
+        try:
+            loss, gpu = built.result()
+        except Exception as exc:  # shown where the chart would be: a thread's error is unseen
+            for box in self.chart_boxes:
+                box.children[0].value = f"<i>chart unavailable: {html.escape(str(exc))}</i>"
+            return
+        with self.lock:
+            if self.throttle.closed:
+                loss.close()
+                gpu.close()
+                return
+            self.loss_chart, self.gpu_chart = loss, gpu
+            for box, figure in zip(self.chart_boxes, (loss, gpu), strict=True):
+                placeholder, box.children = box.children[0], (figure,)
+                placeholder.close()
+        self.throttle.mark("metrics")
+        self.throttle.mark("gpu")
 
     def _layout(self) -> list:
-        # a column that stretches the figure to the box's width: plotly sizes a figure without a
-        # set width from its element, which as a plain flex item would keep plotly's 700 px
-        half = {
-            "width": "50%",
-            "min_width": "380px",
-            "flex_flow": "column",
-            "align_items": "stretch",
-            "overflow": "hidden",
-        }
-        figures = widgets.HBox(
-            [
-                widgets.Box([self.loss_chart], layout=half),
-                widgets.Box([self.gpu_chart], layout=half),
-            ],
-            layout={"flex_flow": "row wrap"},
-        )
+        figures = widgets.HBox(self.chart_boxes, layout={"flex_flow": "row wrap"})
         progress = widgets.HBox([self.progress, self.eta])
         return [
             self.status,
@@ -199,6 +218,8 @@ class JobPanel(text.TextFallback, widgets.VBox):
 
     def _show_metrics(self) -> None:
         self._progress = text.read_progress(self.feed)
+        if self.loss_chart is None:
+            return
         series = text.read_series(self.feed)
         unit = getattr(self._progress, "unit", None)
         x_label = "epoch" if unit == "epoch" else "step"
@@ -215,12 +236,14 @@ class JobPanel(text.TextFallback, widgets.VBox):
         if job.is_terminal:
             self.eta.value = f"{job.status.value} after {duration(job.runtime_seconds())}"
         else:
-            parts = text.progress_line(p).removeprefix("progress: ")
-            self.eta.value = parts if p is not None else "ETA unknown"
+            known = p is not None and getattr(p, "known", True)
+            line = text.progress_line(p).removeprefix("progress: ")
+            self.eta.value = line if known else text.eta_text(p)
 
     def _show_gpu(self) -> None:
         self._samples = self.feed.gpu_samples()
-        charts.update_gpu(self.gpu_chart, self._samples)
+        if self.gpu_chart is not None:
+            charts.update_gpu(self.gpu_chart, self._samples)
         now = [text.gpu_line(s) for s in text.latest_per_gpu(self._samples)]
         self.gpu_now.value = "<br>".join(map(html.escape, now)) or "GPU: no samples yet"
 

@@ -23,6 +23,7 @@ from pathlib import PurePosixPath
 import ipywidgets as widgets
 
 from ..collect.loaders import LOADERS
+from ..collect.plan import LEFT_ON_HOST
 from ..collect.progress import CANCELLED
 from ..errors import TransferCancelled
 from ..formatting import files_table, size
@@ -55,6 +56,16 @@ def _button(label: str, css_class: str, icon: str) -> widgets.Button:
 
 def _cell(width: str) -> widgets.HTML:
     return widgets.HTML(layout={"width": width, "flex": "0 0 auto", "overflow": "hidden"})
+
+
+def _left_note(files: list[dict]) -> str:
+    left = sum(1 for f in files if f["kind"] == LEFT_ON_HOST)
+    if not left:
+        return ""
+    return (
+        f"; {left} written outside outputs/ and left on the host ({LEFT_ON_HOST}): "
+        "Fetch brings one, or save to outputs/ in the cell"
+    )
 
 
 class FileRow(widgets.HBox):
@@ -230,7 +241,7 @@ class ResultsSection(widgets.VBox):
         if files is not None:
             here = sum(1 for f in files if f["fetched"])
             total = size(sum(f["size"] for f in files))
-            self.note.value = f"{len(files)} files ({total}), {here} here"
+            self.note.value = f"{len(files)} files ({total}), {here} here{_left_note(files)}"
         elif collecting:
             self.note.value = "collecting the results…"
         elif error and CANCELLED in error:  # the bar's Stop: not a failure

@@ -154,7 +154,8 @@ def rate_text(progress) -> str:
 
 def eta_text(progress, now: datetime | None = None) -> str:
     if progress is None or progress.remaining_s is None:
-        return "ETA unknown"
+        hint = getattr(progress, "hint", None)
+        return f"ETA unknown ({hint})" if hint else "ETA unknown"
     left = f"ETA {duration(progress.remaining_s)} left"
     return f"{left}, finishes {finish_clock(progress.finish_at, now)}"
 
@@ -174,8 +175,9 @@ def position(progress) -> str:
 
 
 def progress_line(progress, now: datetime | None = None) -> str:
-    if progress is None:
-        return "progress: -"
+    if progress is None or not getattr(progress, "known", True):
+        hint = getattr(progress, "hint", None)
+        return f"progress: - ({hint})" if hint else "progress: -"
     parts = [position(progress), rate_text(progress), eta_text(progress, now)]
     return "progress: " + " · ".join(p for p in parts if p)
 

@@ -18,9 +18,13 @@ from .fixtures import make_settings
 
 
 def metric_rows(job) -> list[dict]:
-    """``job.metrics()`` as a list of row dicts, whether or not pandas made it a DataFrame."""
+    """``job.metrics()`` as a list of row dicts, whether or not pandas made it a DataFrame (a
+    DataFrame's missing cells, NaN, are left out as the plain rows leave them out)."""
     metrics = job.metrics()
-    return metrics.to_dict("records") if hasattr(metrics, "to_dict") else metrics
+    if not hasattr(metrics, "to_dict"):
+        return metrics
+    rows = metrics.to_dict("records")
+    return [{k: v for k, v in row.items() if v == v} for row in rows]
 
 
 @dataclass

@@ -14,6 +14,7 @@ class CellResult:
     results: list[str] = field(default_factory=list)
     displays: list[dict] = field(default_factory=list)  # mime bundles of display() calls
     error: str | None = None  # "EName: evalue"
+    traceback: list[str] = field(default_factory=list)  # as the frontend shows it
 
     @property
     def text(self) -> str:
@@ -52,6 +53,7 @@ class Kernel:
                 result.displays.append(content["data"])
             elif kind == "error":
                 result.error = f"{content['ename']}: {content['evalue']}"
+                result.traceback = content["traceback"]
 
         reply = self.client.execute_interactive(code, timeout=timeout, output_hook=hook)
         content = reply["content"]

@@ -23,8 +23,8 @@ class DelegatingTransport(Transport):
     def stream_to(self, command):
         return self.real.stream_to(command)
 
-    def put_file(self, local, remote, *, progress=None):
-        return self.real.put_file(local, remote, progress=progress)
+    def put_stream(self, source, remote, *, mode=0o644, progress=None):
+        return self.real.put_stream(source, remote, mode=mode, progress=progress)
 
     def makedirs(self, remote):
         return self.real.makedirs(remote)
