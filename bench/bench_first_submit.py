@@ -35,7 +35,8 @@ CHARTS = """
 import gc
 from gpu_magic.ui.panel import JobPanel
 panels = [o for o in gc.get_objects() if isinstance(o, JobPanel)]
-panels[0].figures.result(timeout=60)
+if hasattr(panels[0], "figures"):  # before wave 2 the cell itself built them
+    panels[0].figures.result(timeout=60)
 print(json.dumps({"cell": _t_cell, "charts": time.perf_counter() - _t0}))
 """
 PLOTLY = """
