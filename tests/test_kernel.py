@@ -147,3 +147,25 @@ def test_pandas_is_imported_once_on_the_kernels_thread_with_the_panel(magic_kern
     rows = kernel.run("job.wait(60)\nlen(job.metrics())")
     assert rows.error is None and rows.results == ["5"], rows.text
     assert "updating a widget failed" not in rows.text + out.text
+
+
+def test_the_first_submit_returns_before_its_charts_are_built(magic_kernel):
+    """A kernel's first FigureWidget takes seconds; the submit does not wait for it: here the
+    chart thread is held until the cell has returned, and the charts appear afterwards."""
+    kernel, cluster = magic_kernel
+    hold = (
+        "import threading\nfrom gpu_magic.ui import charts\nrelease = threading.Event()\n"
+        "build = charts._both\ncharts._both = lambda: (release.wait(60), build())[1]"
+    )
+    assert kernel.run(hold).error is None
+    out = kernel.run(f"%%gpu_submit --cluster {cluster}\nx = 1")
+    assert out.error is None and "→ " + cluster in out.stdout, out.text
+    find = "import gc\nfrom gpu_magic.ui import JobPanel\n"
+    find += "panel = [o for o in gc.get_objects() if isinstance(o, JobPanel)][0]\n"
+    assert kernel.run(find + "panel.loss_chart is None").results == ["True"]
+    ready = (
+        "release.set()\nimport time\nt = time.monotonic()\n"
+        "while panel.loss_chart is None and time.monotonic() - t < 30:\n    time.sleep(0.05)\n"
+        "panel.chart_boxes[0].children == (panel.loss_chart,)"
+    )
+    assert kernel.run(ready).results == ["True"]
