@@ -73,7 +73,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
     runs = []
-    for i in range(args.runs):
+    for _ in range(args.runs):
         with tempfile.TemporaryDirectory(prefix="gm-first-") as tmp:
             runs.append(one_run(Path(tmp)))
     print(f"first %%gpu_submit in a fresh kernel, local cluster, {args.runs} runs")

@@ -11,7 +11,7 @@
 Starts its own sshd (tests/harness/sshd.py: needs /usr/sbin/sshd and root); every job runs on the
 ``ssh`` cluster over it, so the remote side shares this machine's CPUs with the kernel side.
 
-- 1 drives ``Monitor(client, background=False).tick()`` by hand at the fast pace, every 5th job
+- 1 drives ``Monitor(..., background=False).tick()`` by hand at the fast pace, every 5th job
   printing 10 lines/s, with a counting wrapper around the real transport.
 - 3 and 4 use real ``JobPanel``s with the client's own background monitor. 3 records when each
   line reaches the feed (monitor thread) and when the panel's throttle puts it into the log
@@ -185,12 +185,15 @@ def bench_tick(client: Client, jobs: int, ticks: int, profile: bool) -> list[Res
         submit(client, CHATTY if i % 5 == 0 else SLEEPER, f"tick-{i}") for i in range(jobs)
     ]  # every 5th job prints 10 lines/s, the others sleep
     print(f"    submitted {jobs} jobs in {time.perf_counter() - started:.1f} s")
-    cluster = client.clusters.get(CLUSTER)
-    real = client.transport(cluster)
+    host = client.host(CLUSTER)
+    cluster, real = host.config, host.transport
     spy = CountingTransport(real)
-    client._transports[CLUSTER] = spy
+    watcher = Client(client.settings, transports={CLUSTER: spy})  # the same store and jobs
     try:
-        monitor = Monitor(client, background=False)  # ticks driven here, no thread
+        interval = watcher.settings.job_monitoring_interval
+        monitor = Monitor(  # ticks driven here, no thread
+            watcher.store, watcher.hosts, watcher.tracker, interval=interval, background=False
+        )
         feeds = [monitor.feed(job_id) for job_id in ids]
         monitor.tick()  # the first tick reads every file from offset 0
         running = sum(f.job.status == JobStatus.RUNNING for f in feeds)
@@ -247,7 +250,7 @@ def bench_tick(client: Client, jobs: int, ticks: int, profile: bool) -> list[Res
             )
         ]
     finally:
-        client._transports[CLUSTER] = real
+        watcher.close()
         started = time.perf_counter()
         cancel_all(client, ids)
         print(f"    cancelled {jobs} jobs in {time.perf_counter() - started:.1f} s")

@@ -28,7 +28,7 @@ from harness.slurm import SlurmCluster, missing_packages  # noqa: E402
 from timing import summary, timed  # noqa: E402
 
 from gpu_magic import Client, GPUJobRequest, JobStatus  # noqa: E402
-from gpu_magic.results import folder_of  # noqa: E402
+from gpu_magic.results.hostfolder import folder_of  # noqa: E402
 
 SLEEP = "import time\ntime.sleep(600)"
 
@@ -56,7 +56,7 @@ def submit_latency(client: Client, slurm: SlurmCluster, runs: int) -> list[str]:
     end_to_end = timed(lambda: handles.append(client.submit(held)), runs)
     assert all(h.job.status == JobStatus.QUEUED for h in handles)
     cluster = client.clusters.get("slurm")
-    scheduler = client.scheduler(cluster)
+    scheduler = client.host(cluster.name).scheduler
     job = handles[0].job
     sbatch_only = timed(lambda: scheduler.submit(job, folder_of(job)), runs)
     bare = ["sbatch", "--parsable", "--begin=now+1hour", "-o", "/dev/null", "--wrap", "true"]
@@ -67,7 +67,7 @@ def submit_latency(client: Client, slurm: SlurmCluster, runs: int) -> list[str]:
         "-o", f"UserKnownHostsFile={login.known_hosts}", f"root@{login.host}", *bare,
     ]  # fmt: skip
     openssh = timed(lambda: subprocess.run(ssh, check=True, capture_output=True), runs)
-    exec_true = timed(lambda: client.transport(cluster).run("true").check(), runs)
+    exec_true = timed(lambda: client.host(cluster.name).transport.run("true").check(), runs)
     return [
         row("Client.submit → queued (warm connection)", end_to_end),
         row("  of which sbatch round trip (scheduler.submit)", sbatch_only),
@@ -83,7 +83,7 @@ def poll_latency(client: Client, slurm: SlurmCluster, jobs: int, runs: int) -> l
     records = [h.job for h in handles]
     states = {r.status for r in records}
     cluster = client.clusters.get("slurm")
-    scheduler = client.scheduler(cluster)
+    scheduler = client.host(cluster.name).scheduler
     scheduler.look(records)  # first poll learns whether sacct works
     looks = timed(lambda: scheduler.look(records), runs)
     seen = scheduler.look(records)

@@ -14,8 +14,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from gpu_magic.jobstore import JobStore
 from gpu_magic.models import GitSource, GPUJob, GPUJobRequest, JobStatus
-from gpu_magic.store import JobStore
 
 N_JOBS = 1000
 RUNS = 15

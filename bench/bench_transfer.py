@@ -39,13 +39,13 @@ from harness.fixtures import make_settings  # noqa: E402
 from harness.sshd import SSHServer  # noqa: E402
 
 from gpu_magic.clusters import ClusterConfig  # noqa: E402
-from gpu_magic.collect import ResultsStore, collect  # noqa: E402
-from gpu_magic.collect.download import download  # noqa: E402
-from gpu_magic.collect.download import file_sha256 as sha256  # noqa: E402
 from gpu_magic.jobdir import JobDir  # noqa: E402
 from gpu_magic.models import GPUJob, GPUJobRequest  # noqa: E402
 from gpu_magic.packaging.bundle import Bundle  # noqa: E402
 from gpu_magic.packaging.upload import upload_bundle  # noqa: E402
+from gpu_magic.results import LocalResults, collect  # noqa: E402
+from gpu_magic.results.download import download  # noqa: E402
+from gpu_magic.results.download import file_sha256 as sha256  # noqa: E402
 from gpu_magic.transport.base import quote_argv  # noqa: E402
 from gpu_magic.transport.ssh import SSHTransport  # noqa: E402
 
@@ -219,7 +219,7 @@ def bench_download(b: Bench, size: int, runs: int) -> list[tuple[str, float]]:
         download(b.transport, str(src), dst, dst_dir / ".partial" / "big.bin", size, host_sha256)
 
     job = job_folder(b.work / "job-big", {"big.bin": src})
-    store = ResultsStore(b.local / "results-big")
+    store = LocalResults(b.local / "results-big")
     rows = [
         ("OpenSSH scp get", median_seconds(lambda _: b.scp(b.remote(src), str(dst)), runs, reset)),
         ("get_file", median_seconds(lambda _: b.transport.get_file(str(src), dst), runs, reset)),
@@ -254,7 +254,7 @@ def job_folder(folder: Path, outputs: dict[str, Path]) -> GPUJob:
     return GPUJob(id=folder.name, request=request, cluster="bench", remote_dir=str(folder))
 
 
-def collection(b: Bench, job: GPUJob, store: ResultsStore) -> Callable[[int], None]:
+def collection(b: Bench, job: GPUJob, store: LocalResults) -> Callable[[int], None]:
     """Results collection end to end: listing on the host, transfer, sha256 checks, manifest."""
 
     def run(_run: int) -> None:
@@ -270,7 +270,7 @@ def bench_small_download(b: Bench, count: int, size: int, runs: int) -> list[tup
     names = sorted(p.name for p in src.iterdir())
     dst = b.local / "small-down"
     job = job_folder(b.work / "job-small", {name: src / name for name in names})
-    store = ResultsStore(b.local / "results-small")
+    store = LocalResults(b.local / "results-small")
 
     def get_each(_run: int) -> None:
         for name in names:

@@ -1,4 +1,4 @@
-"""The composition root: picks a transport and a scheduler per cluster and runs the job life cycle.
+"""The facade: ``Client`` composes the hosts, the tracker, the results and the monitor.
 
 Importable without IPython, ipywidgets or jupyter_server (the server extension and tests use it).
 """
@@ -6,89 +6,92 @@ Importable without IPython, ipywidgets or jupyter_server (the server extension a
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from . import results, submission
+from . import submission
 from .clusters import ClusterConfig, ClusterRegistry
-from .collect.service import ResultsService
 from .config import Settings
-from .errors import (
-    GPUMagicError,
-    InvalidRequestError,
-    SchedulerError,
-    WaitTimeoutError,
-)
+from .errors import GPUMagicError, InvalidRequestError, SchedulerError
 from .handle import JobHandle
+from .hosts import Host, Hosts, TransportFactory
+from .jobstore import JobStore, Transition
 from .models import GPUJob, GPUJobRequest, JobStatus
-from .monitoring.feed import JobFeed
+from .monitoring.feed import JobFeed, LogChunk, complete_utf8
 from .monitoring.monitor import Monitor
 from .packaging.upload import upload_bundle
 from .parsers.levels import LineFilter
-from .schedulers import Observation, ProcessScheduler, Scheduler, SlurmScheduler
-from .store import JobStore
-from .transport import LocalTransport, Transport
+from .results import cleanup, hostfolder, usage
+from .results.service import ResultsService
+from .tracker import JobTracker
+from .transport import Transport
 
 
 class Client:
-    """One per kernel (see ``default_client``); thread-safe."""
+    """One per kernel (see ``default_client``), one in the Jupyter server; thread-safe.
 
-    def __init__(self, settings: Settings | None = None):
+    Composition only: ``hosts`` (cluster name -> config, transport, scheduler), ``tracker`` (the
+    only writer of job state), ``results``, and the ``monitor``. Every adapter (magics, widgets,
+    server handlers, CLI) comes through here; nothing below imports it. ``transports=`` gives
+    the hosts transports of the caller's (tests, benches): a mapping by cluster name or a
+    factory.
+    """
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        transports: Mapping[str, Transport] | TransportFactory | None = None,
+    ):
         self.settings = settings or Settings()
         self.clusters = ClusterRegistry(self.settings)
         self.store = JobStore(self.settings.store_path)
-        self._transports: dict[str, Transport] = {}
-        self._schedulers: dict[str, tuple[ClusterConfig, Scheduler]] = {}
+        self.hosts = Hosts(self.settings, self.clusters, transports)
+        self.tracker = JobTracker(self.store, self.hosts)
+        self.results = ResultsService(self.settings, self.store, self.hosts, self.tracker)
+        self.cleanup_errors: dict[str, str] = {}  # cluster -> why its after-collect cleanup failed
+        self.tracker.on_ended(self._collect_when_ended)
+        self.results.on_collected(self._cleanup_after_collect)
         self._lock = threading.Lock()
         self._monitor: Monitor | None = None
-        self.results = ResultsService(self)
 
     # -- wiring -------------------------------------------------------------------------------
-    def transport(self, cluster: ClusterConfig) -> Transport:
-        with self._lock:
-            if cluster.name not in self._transports:
-                self._transports[cluster.name] = self._make_transport(cluster)
-            return self._transports[cluster.name]
-
-    def _make_transport(self, cluster: ClusterConfig) -> Transport:
-        if cluster.is_local:
-            return LocalTransport()
-        from .transport.ssh import SSHTransport  # paramiko loads only when a host needs it
-
-        return SSHTransport(cluster, self.settings)
-
-    def scheduler(self, cluster: ClusterConfig) -> Scheduler:
-        """One per cluster and config: a Slurm scheduler remembers whether sacct works there."""
-        transport = self.transport(cluster)
-        with self._lock:
-            known = self._schedulers.get(cluster.name)
-            if known is None or known[0] != cluster or known[1].transport is not transport:
-                if cluster.scheduler == "slurm":
-                    made = SlurmScheduler(transport, cluster.interpreter, cluster.slurm)
-                else:
-                    made = ProcessScheduler(transport, cluster.interpreter)
-                known = self._schedulers[cluster.name] = (cluster, made)
-            return known[1]
+    def host(self, cluster: str | None = None) -> Host:
+        """The host of a cluster (the default cluster without a name)."""
+        return self.hosts.get(cluster)
 
     @property
     def monitor(self) -> Monitor:
         """The kernel's background monitor (created on first use)."""
         with self._lock:
             if self._monitor is None:
-                self._monitor = Monitor(self)
+                interval = self.settings.job_monitoring_interval
+                self._monitor = Monitor(self.store, self.hosts, self.tracker, interval=interval)
             return self._monitor
+
+    def _collect_when_ended(self, job: GPUJob) -> None:
+        if job.request.fetch == "auto":
+            self.results.collect_in_background(job.id)
+
+    def _cleanup_after_collect(self, cluster: str) -> None:
+        """The cluster's policy may ask for a cleanup after each collection; a problem there never
+        fails the collection: it is kept in ``cleanup_errors``."""
+        try:
+            plan = cleanup.after_collect(self.results, cluster)
+        except GPUMagicError as exc:
+            self.cleanup_errors[cluster] = str(exc)
+            return
+        if plan is not None and plan.notes:
+            self.cleanup_errors[cluster] = "; ".join(plan.notes)
+        else:
+            self.cleanup_errors.pop(cluster, None)
 
     def close(self) -> None:
         if self._monitor is not None:
             self._monitor.stop()
         self.results.close(timeout=self.settings.ssh_connection_timeout)
-        with self._lock:
-            for transport in self._transports.values():
-                transport.close()
-            self._transports.clear()
-            self._schedulers.clear()
+        self.hosts.close()
 
     # -- life cycle ---------------------------------------------------------------------------
     def submit(
@@ -104,19 +107,21 @@ class Client:
         bundle = submission.package(request, namespace or {}, cluster, cwd)
         namesake = self.store.newest_named(request.name) if request.name else None
         submission.announce(bundle, request, cluster, namesake, say)
-        transport = self.transport(cluster)
-        base = submission.remote_base(transport, cluster)
+        host = self.hosts.get(cluster.name)
+        base = submission.remote_base(host.transport, cluster)
         job = submission.new_job(bundle, request, cluster, base)
         self.store.insert(job)
-        job = self._save(submission.mark(job, JobStatus.UPLOADING))
+        job = self.tracker.save(submission.mark(job, JobStatus.UPLOADING))
+        folder = hostfolder.folder_of(job)
         try:
-            upload_bundle(transport, bundle, results.folder_of(job))
-            launched = self.scheduler(cluster).submit(job, results.folder_of(job))
+            upload_bundle(host.transport, bundle, folder)
+            launched = host.scheduler.submit(job, folder)
         except GPUMagicError as exc:
-            self._save(submission.mark(job, JobStatus.FAILED, error=str(exc)), reason=str(exc))
+            failed = submission.mark(job, JobStatus.FAILED, error=str(exc))
+            self.tracker.save(failed, reason=str(exc))
             raise
         job = submission.mark(job, launched.status, scheduler_id=launched.scheduler_id)
-        self._save(job, reason=launched.reason or "launched")
+        self.tracker.save(job, reason=launched.reason or "launched")
         return JobHandle(self, job.id)
 
     def _check_capacity(self, cluster: ClusterConfig) -> None:
@@ -128,73 +133,53 @@ class Client:
                 "wait for one to finish or cancel one"
             )
 
-    def _save(self, job: GPUJob, reason: str | None = None) -> GPUJob:
-        self.store.update(job, reason=reason)
-        return job
-
-    def refresh(self, jobs: list[GPUJob]) -> list[GPUJob]:
-        """Poll every active job among ``jobs``, one round trip per cluster, and store changes."""
-        fresh = {job.id: job for job in jobs}
-        by_cluster: dict[str, list[GPUJob]] = {}
-        for job in jobs:
-            if not job.is_terminal and job.status not in (JobStatus.PENDING, JobStatus.UPLOADING):
-                by_cluster.setdefault(job.cluster, []).append(job)
-        for name, active in by_cluster.items():
-            cluster = self.clusters.get(name)
-            observed = self.scheduler(cluster).poll(active)
-            for job in active:
-                if job.id in observed:
-                    fresh[job.id] = self.record(cluster, job, observed[job.id])
-        return [fresh[job.id] for job in jobs]
-
-    def record(self, cluster: ClusterConfig, job: GPUJob, seen: Observation) -> GPUJob:
-        """Store what a poll saw; a newly failed job also gets its remote error summary."""
-        updated = submission.observe(job, seen)
-        if updated == job:
-            return job
-        if updated.status == JobStatus.FAILED and job.status != JobStatus.FAILED:
-            remote = results.remote_error(self.transport(cluster), updated)
-            if remote is not None:
-                updated = updated.model_copy(
-                    update={"error": f"{remote.exc_type}: {remote.remote_message}"}
-                )
-        saved = self._save(updated, reason=seen.reason)
-        if saved.is_terminal and not job.is_terminal and saved.request.fetch == "auto":
-            self.results.collect_in_background(saved.id)
-        return saved
-
     # -- queries and actions ------------------------------------------------------------------
     def job(self, id_or_name: str, *, refresh: bool = True) -> GPUJob:
-        job = self.store.find(id_or_name)
-        return self.refresh([job])[0] if refresh else job
+        return self.tracker.job(id_or_name, refresh=refresh)
 
-    def jobs(self, *, cluster: str | None = None, limit: int | None = None) -> list[GPUJob]:
-        return self.refresh(self.store.list(cluster=cluster, limit=limit))
+    def jobs(
+        self,
+        *,
+        cluster: str | None = None,
+        limit: int | None = None,
+        refresh: bool = True,
+        **filters: str | None,
+    ) -> list[GPUJob]:
+        """Jobs newest first (``status=``, ``name=``, ``before=`` a job id: the next page);
+        ``refresh`` polls the active ones first (a server's monitor keeps them fresh)."""
+        jobs = self.store.list(cluster=cluster, limit=limit, **filters)
+        return self.tracker.refresh(jobs) if refresh else jobs
+
+    def history(self, job_id: str) -> list[Transition]:
+        """Every state the job passed through, with when and why, oldest first."""
+        return self.store.transitions(self.store.find(job_id).id)
+
+    def log_since(self, job_id: str, offset: int = 0) -> LogChunk:
+        """The log text from byte ``offset`` on, as far as it has been read (the monitor's feed
+        of an active job, the results store's copy of a collected one), and where to go on."""
+        job = self.store.find(job_id)
+        feed = self.results.feed(job) or self.monitor.feed(job.id)
+        found = feed.log_from(offset)
+        if found is None:  # older than what memory holds: read the host's file
+            remote = hostfolder.folder_of(job).log
+            found = self.hosts.of(job).transport.read_file(str(remote), offset), None
+        data, end = found
+        text, used = complete_utf8(data)
+        offset += used
+        done = feed.job.is_terminal and not feed.pending and end is not None and offset >= end
+        return LogChunk(text, offset, feed.job, done)
 
     def handle(self, id_or_name: str) -> JobHandle:
         return JobHandle(self, self.store.find(id_or_name).id)
 
     def wait(self, job_id: str, timeout: float | None = None) -> GPUJob:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        pause = 0.05
-        while True:
-            job = self.job(job_id)
-            if job.is_terminal:
-                return job
-            if deadline is not None and time.monotonic() >= deadline:
-                raise WaitTimeoutError(
-                    f"job {job.id} is still {job.status} after waiting {timeout:g}s"
-                )
-            remaining = float("inf") if deadline is None else deadline - time.monotonic()
-            time.sleep(max(0.0, min(pause, remaining)))
-            pause = min(pause * 1.5, 1.0)
+        return self.tracker.wait(job_id, timeout)
 
     def cancel(self, job_id: str) -> GPUJob:
         job = self.job(job_id)
         if job.is_terminal:
             return job
-        cluster = self.clusters.get(job.cluster)
-        self.scheduler(cluster).cancel(job)
+        self.hosts.of(job).scheduler.cancel(job)
         return self.job(job_id)
 
     def logs(
@@ -208,11 +193,11 @@ class Client:
         job = self.store.find(job_id)
         text = self.results.collected_log(job)
         if text is None and level is None and grep is None:
-            return results.log_tail(self.transport_of(job), job, tail)
+            return hostfolder.log_tail(self.hosts.of(job).transport, job, tail)
         if text is None:
-            text = results.read_log(self.transport_of(job), job)
+            text = hostfolder.read_log(self.hosts.of(job).transport, job)
         if level is None and grep is None:
-            return results.tail_of(text, tail)
+            return hostfolder.tail_of(text, tail)
         try:
             keep = LineFilter(level, grep)
         except ValueError as exc:
@@ -227,8 +212,13 @@ class Client:
         job = self.store.find(job_id)
         return self.results.feed(job) or self.monitor.sync(job.id)
 
-    def transport_of(self, job: GPUJob) -> Transport:
-        return self.transport(self.clusters.get(job.cluster))
+    def storage_usage(self, cluster: str | None = None) -> usage.Usage:
+        """Local and remote sizes of every stored job (of ``cluster``): one command per host."""
+        return usage.measure(self.results, cluster)
+
+    def cleanup(self, request: cleanup.Request, *, dry_run: bool = False) -> cleanup.Plan:
+        """Plan, and unless ``dry_run`` carry out, a cleanup of results (remote and local)."""
+        return cleanup.cleanup(self.results, request, dry_run=dry_run)
 
 
 _default: Client | None = None

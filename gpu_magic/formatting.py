@@ -96,10 +96,13 @@ def cluster_table(clusters: dict[str, ClusterConfig], default: str) -> str:
 UNITS = ("B", "kB", "MB", "GB", "TB", "PB")
 
 
-def size(nbytes: float | None) -> str:
-    """Decimal units (``12.3 MB``), as ``scp`` and browsers count downloads."""
+def size(nbytes: float | None, exact: bool = False) -> str:
+    """Decimal SI units (``12.3 MB``, ``4.1 kB``; 1 GB = 10^9 bytes, as quotas and ``scp``
+    count): the one byte-size format every user sees. ``exact``: the number of bytes."""
     if nbytes is None:
         return "-"
+    if exact:
+        return str(int(nbytes))
     value, unit = float(nbytes), 0
     while abs(value) >= 1000 and unit < len(UNITS) - 1:
         value, unit = value / 1000, unit + 1

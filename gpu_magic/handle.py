@@ -3,19 +3,33 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from .collect.series import metric_rows
+from .jobstore import JobStore
 from .models import GPUJob, JobStatus
+from .monitoring.feed import JobFeed
+from .results.series import metric_rows
+from .results.service import ResultsService
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .api import Client
+
+class JobsDoor(Protocol):
+    """What a handle asks of the ``Client`` that made it (the facade is not imported here:
+    nothing below the facade imports it back)."""
+
+    store: JobStore
+    results: ResultsService
+
+    def job(self, id_or_name: str, *, refresh: bool = True) -> GPUJob: ...
+    def wait(self, job_id: str, timeout: float | None = None) -> GPUJob: ...
+    def logs(self, job_id: str, tail: int | None = None) -> str: ...
+    def cancel(self, job_id: str) -> GPUJob: ...
+    def feed(self, job_id: str) -> JobFeed: ...
 
 
 class JobHandle:
     """Refers to a job by id; every property reads the store (and polls the host if active)."""
 
-    def __init__(self, client: Client, job_id: str):
+    def __init__(self, client: JobsDoor, job_id: str):
         self._client = client
         self.id = job_id
 

@@ -12,8 +12,9 @@ from IPython.core.magic_arguments import argument, magic_arguments
 
 from .api import Client
 from .clusters import CleanupRules
+from .formatting import size
 from .magics import ClientMagics, parse, user_errors
-from .storage import cleanup, report, usage
+from .results import cleanup, report
 
 
 @magics_class
@@ -30,7 +31,7 @@ class StorageMagics(ClientMagics):
             return None
         job = self.client.store.find(opts.job)
         path = self.client.results.archive(job.id)
-        print(f"gpu_magic: job {job.id} archived: {path} ({report.size(path.stat().st_size)})")
+        print(f"gpu_magic: job {job.id} archived: {path} ({size(path.stat().st_size)})")
         return None
 
     @magic_arguments()
@@ -45,7 +46,7 @@ class StorageMagics(ClientMagics):
         if opts is None:
             return None
         _check_cluster(self.client, opts.cluster)
-        print(report.usage_table(usage.measure(self.client, opts.cluster), opts.bytes))
+        print(report.usage_table(self.client.storage_usage(opts.cluster), opts.bytes))
         return None
 
     @magic_arguments()
@@ -76,7 +77,7 @@ class StorageMagics(ClientMagics):
             cluster=opts.cluster, sides=_sides(opts), rules=_rules(opts), force=opts.force
         )
         _check_cluster(self.client, opts.cluster)
-        done = cleanup.cleanup(self.client, request, dry_run=opts.dry_run)
+        done = self.client.cleanup(request, dry_run=opts.dry_run)
         print(report.plan_text(done, opts.dry_run, opts.bytes))
         return None
 

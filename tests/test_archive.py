@@ -58,7 +58,7 @@ def local(tmp_path):
 def test_load_from_an_archive_after_a_kernel_restart(env):
     job = submit(env.client, env.cluster_name, env.cwd)
     listed = job.files()
-    store = env.client.results.store
+    store = env.client.results.local
     before = {e["path"]: sha(store.folder(job.id) / e["path"]) for e in listed}
     archive = job.archive()
     assert archive == store.root / f"{job.id}.tar.zst"
@@ -86,7 +86,7 @@ def test_load_from_an_archive_after_a_kernel_restart(env):
 
 def test_archiving_again_drops_only_the_extraction_cache(local, tmp_path):
     job = submit(local, "local", tmp_path)
-    folder = local.results.store.folder(job.id)
+    folder = local.results.local.folder(job.id)
     loose = sum(e["size"] for e in job.files() if e["fetched"])
     manifest_before = (folder / "manifest.json").stat().st_size
     archive = job.archive()
@@ -117,21 +117,21 @@ def test_an_active_job_is_not_archived(local, tmp_path):
     job = local.submit(request, {}, cwd=tmp_path)
     with pytest.raises(JobStateError, match="results come when it ends"):
         job.archive()
-    assert not list(local.results.store.root.glob("*.tar.*"))
+    assert not list(local.results.local.root.glob("*.tar.*"))
     job.cancel()
 
 
 def test_a_file_that_changed_since_collection_stops_the_archive(local, tmp_path):
     job = submit(local, "local", tmp_path)
     job.files()
-    folder = local.results.store.folder(job.id)
+    folder = local.results.local.folder(job.id)
     (folder / "outputs/model.npy").write_bytes(b"bit rot")
     with pytest.raises(TransferError, match="sha256 mismatch.*outputs/model.npy"):
         job.archive()
-    assert not list(local.results.store.root.glob(f"{job.id}*.tar.*"))  # no archive, no temp
-    assert not list(local.results.store.root.glob(".*"))
+    assert not list(local.results.local.root.glob(f"{job.id}*.tar.*"))  # no archive, no temp
+    assert not list(local.results.local.root.glob(".*"))
     assert (folder / "outputs/ckpt/blob.bin").exists()  # nothing removed
-    assert "archive" not in local.results.store.manifest(job.id)
+    assert "archive" not in local.results.local.manifest(job.id)
 
 
 def hostile(archive: Path, entries: list[tuple[tarfile.TarInfo, bytes]], keep: dict) -> None:
@@ -177,13 +177,13 @@ def test_tar_slip_in_an_archive_is_refused(local, tmp_path, attack):
     with pytest.raises(TransferError, match=f"refusing member '[^']*{name}'"):
         job.load("model.npy")
     assert {p for p in tmp_path.rglob("*")} == before  # nothing written anywhere
-    assert not (local.results.store.folder(job.id) / "outputs").exists()
+    assert not (local.results.local.folder(job.id) / "outputs").exists()
 
 
 def test_a_hostile_manifest_path_is_refused_before_reading(local, tmp_path):
     job = submit(local, "local", tmp_path)
     job.archive()
-    store = local.results.store
+    store = local.results.local
     manifest = store.manifest(job.id)
     entry = {"path": "../evil.npy", "size": 4, "sha256": "0" * 64, "kind": "model", "fetched": True}
     manifest["files"].append(entry)
@@ -202,5 +202,5 @@ def test_a_member_that_differs_from_the_manifest_is_not_extracted(local, tmp_pat
     hostile(archive, [], genuine)
     with pytest.raises(TransferError, match="sha256 mismatch for model.npy"):
         job.load("model.npy")
-    folder = local.results.store.folder(job.id)
+    folder = local.results.local.folder(job.id)
     assert sorted(p.name for p in folder.rglob("*") if p.is_file()) == ["manifest.json"]

@@ -13,7 +13,7 @@ from gpu_magic import Client, GPUJobRequest, JobStatus
 from gpu_magic.clusters import CleanupRules, make_cluster
 from gpu_magic.errors import InvalidRequestError
 from gpu_magic.models import GPUJob
-from gpu_magic.storage import cleanup, policy, remote
+from gpu_magic.results import cleanup, deletion, policy
 from gpu_magic.transport.base import quote_argv
 
 pytestmark = pytest.mark.timeout(120)
@@ -114,18 +114,18 @@ def job_at(folder: str, job_id: str = "20260101-000000-abcdef") -> GPUJob:
 )
 def test_the_path_check_refuses_anything_but_a_job_folder_under_the_base(folder):
     with pytest.raises(InvalidRequestError, match="refusing to delete"):
-        remote.job_folder("/base", job_at(folder))
+        deletion.job_folder("/base", job_at(folder))
 
 
 def test_the_path_check_refuses_a_root_or_relative_base_and_odd_ids():
     with pytest.raises(InvalidRequestError, match="base path"):
-        remote.job_folder("/", job_at("/x"))
+        deletion.job_folder("/", job_at("/x"))
     with pytest.raises(InvalidRequestError, match="base path"):
-        remote.job_folder("~/jobs", job_at("~/jobs/20260101-000000-abcdef"))
+        deletion.job_folder("~/jobs", job_at("~/jobs/20260101-000000-abcdef"))
     with pytest.raises(InvalidRequestError, match="job id"):
-        remote.job_folder("/base", job_at("/base/..", job_id=".."))
+        deletion.job_folder("/base", job_at("/base/..", job_id=".."))
     ok = job_at("/base/20260101-000000-abcdef/")
-    assert remote.job_folder("/base/", ok) == "/base/20260101-000000-abcdef"
+    assert deletion.job_folder("/base/", ok) == "/base/20260101-000000-abcdef"
 
 
 # -- real runs ----------------------------------------------------------------------------------
@@ -155,11 +155,11 @@ def test_dry_run_deletes_nothing_and_the_real_run_exactly_what_it_listed(env):
         job.files()  # collected: the host copies are no longer needed
     folders = [job.job.remote_dir for job in jobs]
     request = cleanup.Request(sides=(cleanup.REMOTE,), rules=CleanupRules(keep_last=1))
-    dry = cleanup.cleanup(env.client, request, dry_run=True)
+    dry = env.client.cleanup(request, dry_run=True)
     listed = {(a.job.id, a.path, a.rule) for a in dry.of(cleanup.DELETE)}
     assert listed == {(j.id, f, "keep-last 1") for j, f in zip(jobs[:2], folders, strict=False)}
     assert all(exists(env, f) for f in folders) and env.client.store.deletions() == []
-    real = cleanup.cleanup(env.client, request)
+    real = env.client.cleanup(request)
     assert {(a.job.id, a.path, a.rule) for a in real.done} == listed
     assert [exists(env, f) for f in folders] == [False, False, True]
     history = env.client.store.deletions()
@@ -177,11 +177,11 @@ def test_unfetched_results_stay_on_the_host_unless_forced(env):
     assert not {f["path"]: f for f in job.files()}["outputs/blob.bin"]["fetched"]
     folder = job.job.remote_dir
     request = cleanup.Request(sides=(cleanup.REMOTE,), rules=CleanupRules(keep_last=0))
-    dry = cleanup.cleanup(env.client, request, dry_run=True)
+    dry = env.client.cleanup(request, dry_run=True)
     assert [(a.kind, a.job.id) for a in dry.actions] == [(cleanup.KEEP, job.id)]
-    kept = cleanup.cleanup(env.client, request)
+    kept = env.client.cleanup(request)
     assert kept.done == [] and exists(env, folder) and env.client.store.deletions() == []
-    forced = cleanup.cleanup(env.client, cleanup.Request(**{**vars(request), "force": True}))
+    forced = env.client.cleanup(cleanup.Request(**{**vars(request), "force": True}))
     assert [(a.job.id, a.forced) for a in forced.done] == [(job.id, True)]
     assert not exists(env, folder)
     [deletion] = env.client.store.deletions()
@@ -194,7 +194,7 @@ def test_an_active_job_is_never_deleted(env):
     request = GPUJobRequest.create(code="import time\ntime.sleep(60)", cluster=env.cluster_name)
     running = env.client.submit(request, {}, cwd=env.cwd)
     rules = CleanupRules(keep_last=0, older_than_days=0, quota_gb=0)
-    result = cleanup.cleanup(env.client, cleanup.Request(rules=rules, force=True))
+    result = env.client.cleanup(cleanup.Request(rules=rules, force=True))
     assert {a.job.id for a in result.done} == {done.id}
     assert not running.job.is_terminal and exists(env, running.job.remote_dir)
     assert {d.job_id for d in env.client.store.deletions()} == {done.id}
@@ -209,7 +209,7 @@ def test_a_folder_outside_the_base_path_is_refused(env):
     env.transport().check("mv", record.remote_dir, outside)
     env.client.store.update(record.model_copy(update={"remote_dir": outside}))
     request = cleanup.Request(sides=(cleanup.REMOTE,), rules=CleanupRules(keep_last=0))
-    result = cleanup.cleanup(env.client, request)
+    result = env.client.cleanup(request)
     [refused] = result.actions
     assert refused.kind == cleanup.REFUSE and "not a job folder under" in refused.note
     assert result.done == [] and exists(env, outside)
@@ -223,9 +223,9 @@ def test_local_cleanup_and_archive_policy_and_a_restart_keeps_the_history(tmp_pa
     jobs = [client.submit(request, {}, cwd=tmp_path) for _ in range(3)]
     for job in jobs:
         job.wait(timeout=60).files()
-    store = client.results.store
+    store = client.results.local
     rules = CleanupRules(keep_last=1)
-    result = cleanup.cleanup(client, cleanup.Request(sides=(cleanup.LOCAL,), rules=rules))
+    result = client.cleanup(cleanup.Request(sides=(cleanup.LOCAL,), rules=rules))
     assert [(a.kind, a.job.id) for a in result.done] == [
         (cleanup.DELETE, jobs[1].id),
         (cleanup.DELETE, jobs[0].id),
@@ -262,7 +262,7 @@ def test_cleanup_after_each_collection_from_the_clusters_file(ssh_env, tmp_path)
     second = client.submit(request, {}, cwd=tmp_path)
     second.wait(timeout=60)
     client.results.close(timeout=30)
-    assert client.results.cleanup_errors == {}
+    assert client.cleanup_errors == {}
     assert [(d.job_id, d.rule) for d in client.store.deletions()] == [(first.id, "keep-last 1")]
     assert first.remote_deleted and not second.remote_deleted
     assert (ssh_env.remote_dir / second.id).is_dir() and not (

@@ -23,12 +23,12 @@ import pytest
 from harness.spy import CountingTransport, DelegatingTransport
 
 from gpu_magic import GPUJobRequest, JobStatus
-from gpu_magic.collect import ResultsStore, collect
-from gpu_magic.collect.collector import fetch_file, fetch_files
-from gpu_magic.collect.plan import TAR_COMMAND_BYTES, tar_commands
-from gpu_magic.collect.progress import TransferProgress
 from gpu_magic.errors import InvalidRequestError, TransferCancelled, TransferError
 from gpu_magic.models import GPUJob, parse_size
+from gpu_magic.results import LocalResults, collect
+from gpu_magic.results.collector import fetch_file, fetch_files
+from gpu_magic.results.plan import TAR_COMMAND_BYTES, tar_commands
+from gpu_magic.results.progress import TransferProgress
 from gpu_magic.transport import LocalTransport
 from gpu_magic.transport.base import (
     CommandResult,
@@ -126,7 +126,7 @@ def test_many_small_files_come_in_one_tar_stream_byte_identical(host, tmp_path):
     files = many_files()
     files["outputs/model.bin"] = os.urandom(BIG + 12345)  # and one big file beside them
     job = make_job(remote / "job1", files)
-    spy, store, progress = Spy(transport), ResultsStore(tmp_path / "results"), TransferProgress()
+    spy, store, progress = Spy(transport), LocalResults(tmp_path / "results"), TransferProgress()
     manifest = collect(spy, sys.executable, job, store, progress)
     folder = store.folder(job.id)
     assert visible(folder) == files
@@ -179,7 +179,7 @@ def test_the_hosts_sha256_of_a_big_file_is_computed_while_it_downloads(how, tmp_
             met.append(hashing.wait(10))
             super().get_file(remote, local, **kw)
 
-    store = ResultsStore(tmp_path / "results")
+    store = LocalResults(tmp_path / "results")
     manifest = collect(Overlapping(), sys.executable, job, store)
     if how == "fetch_file":
         assert met == []  # listed, not fetched
@@ -197,7 +197,7 @@ def test_a_collection_with_big_files_runs_exactly_one_remote_command(host, small
     if small:
         files |= {"output.log": b"done\n", "outputs/c.txt": b"c" * 1000}
     job = make_job(remote / "job1", files)
-    spy, store = CountingTransport(transport), ResultsStore(tmp_path / "results")
+    spy, store = CountingTransport(transport), LocalResults(tmp_path / "results")
     manifest = collect(spy, sys.executable, job, store)
     assert spy.commands == 1  # the tar stream: small files, then the big ones' digests
     assert visible(store.folder(job.id)) == files
@@ -216,7 +216,7 @@ def test_big_files_the_stream_brings_no_digest_for_ask_hash_command(tmp_path):
             argv = shlex.split(command)
             return super().stream_from(quote_argv(*argv[: argv.index("--digests")]))
 
-    spy, store = NoDigests(LocalTransport()), ResultsStore(tmp_path / "results")
+    spy, store = NoDigests(LocalTransport()), LocalResults(tmp_path / "results")
     manifest = collect(spy, sys.executable, job, store)
     assert len(spy.streams) == 1 and len(spy.commands) == 1 and is_hash(spy.commands[0])
     assert visible(store.folder(job.id)) == files and manifest["complete"]
@@ -246,7 +246,7 @@ def test_a_file_missing_from_the_tar_stream_falls_back_and_fails_clearly(tmp_pat
             (tmp_path / "host/job1/outputs/b.txt").unlink(missing_ok=True)
             return super().stream_from(command)
 
-    store = ResultsStore(tmp_path / "results")
+    store = LocalResults(tmp_path / "results")
     with pytest.raises(TransferError, match="b.txt"):
         collect(Vanishing(), sys.executable, job, store)
     assert visible(store.folder(job.id)) == {"outputs/a.txt": b"a"}
@@ -264,7 +264,7 @@ class Killer:
         self.server, self.after, self.times = server, after, times
         self.moved, self.kills, self.seen_at_kill = 0, 0, []
 
-    def progress(self, store: ResultsStore, job_id: str) -> TransferProgress:
+    def progress(self, store: LocalResults, job_id: str) -> TransferProgress:
         progress = TransferProgress()
         real_advance = progress.advance
 
@@ -294,7 +294,7 @@ class Rearming(Spy):
 def test_a_tar_stream_cut_off_is_retried_and_only_verified_files_show(ssh_env, tmp_path):
     files = many_files(400)
     job = make_job(ssh_env.remote_dir / "job1", files)
-    store = ResultsStore(tmp_path / "results")
+    store = LocalResults(tmp_path / "results")
     killer = Killer(ssh_env.server, after=1 << 20, times=1)
     spy = Rearming(ssh_env.transport(), killer)
     manifest = collect(spy, sys.executable, job, store, killer.progress(store, job.id))
@@ -310,7 +310,7 @@ def test_a_tar_stream_cut_off_every_time_fails_clearly_and_a_later_collect_compl
 ):
     files = many_files(600)  # ~12 MB: more than 3 cuts leave in flight (2 MB window each)
     job = make_job(ssh_env.remote_dir / "job1", files)
-    store = ResultsStore(tmp_path / "results")
+    store = LocalResults(tmp_path / "results")
     killer = Killer(ssh_env.server, after=1 << 16, times=3)
     spy = Rearming(ssh_env.transport(), killer)
     with pytest.raises(TransferError, match="after 3 attempts.*connection"):
@@ -332,7 +332,7 @@ def test_a_cancelled_collection_stops_keeps_what_arrived_and_then_resumes(host, 
     files = many_files(100)
     files["outputs/model.bin"] = model = os.urandom(8 * BIG)
     job = make_job(remote / "job1", files)
-    store = ResultsStore(tmp_path / "results")
+    store = LocalResults(tmp_path / "results")
     partial = store.partial(job.id, "outputs/model.bin")
     progress = TransferProgress()
     progress.subscribe(
@@ -434,7 +434,7 @@ def refused(tmp_path: Path, listed: dict, stream: bytes):
     nothing outside the results folder. Returns ``(error text, host, store, job)``."""
     host = CraftedHost(listed, stream)
     job = make_job(tmp_path / "host/job1", {})
-    store = ResultsStore(tmp_path / "results")
+    store = LocalResults(tmp_path / "results")
     before = snapshot(tmp_path, store.root)
     with pytest.raises(TransferError) as info:
         collect(host, sys.executable, job, store)
@@ -509,7 +509,7 @@ def test_hostile_digests_members_are_refused_by_name(case, tmp_path):
 def test_a_digests_member_nobody_asked_for_is_refused(tmp_path):
     stream = tar_of(member("outputs/b.txt", b"fine"), member("outputs/a.txt", b"good"), FAITHFUL)
     host = CraftedHost(GOOD, stream)  # no big file listed: no digests asked for
-    store = ResultsStore(tmp_path / "results")
+    store = LocalResults(tmp_path / "results")
     with pytest.raises(TransferError, match="digests.json.*no digests were asked for"):
         collect(host, sys.executable, make_job(tmp_path / "host/job1", {}), store)
 
@@ -518,7 +518,7 @@ def test_the_hosts_digests_verify_the_big_download(tmp_path):
     """The crafted host's faithful stream: the big file lands verified with no command; a
     digest that disagrees with the bytes is asked again from the host, never trusted."""
     stream = tar_of(member("outputs/b.txt", b"fine"), member("outputs/a.txt", b"good"), FAITHFUL)
-    store, job = ResultsStore(tmp_path / "results"), make_job(tmp_path / "host/job1", {})
+    store, job = LocalResults(tmp_path / "results"), make_job(tmp_path / "host/job1", {})
     manifest = collect(CraftedHost(WITH_BIG, stream), sys.executable, job, store)
     assert visible(store.folder(job.id)) == WITH_BIG and manifest["complete"]
 
@@ -528,7 +528,7 @@ def test_the_hosts_digests_verify_the_big_download(tmp_path):
             return CommandResult(command, 0, f"{sha(b'other bytes')}  x\n".encode())
 
     lying = tar_of(digests({"outputs/big.bin": sha(b"other bytes")}))
-    host, store = Lying({"outputs/big.bin": BIG_DATA}, lying), ResultsStore(tmp_path / "r2")
+    host, store = Lying({"outputs/big.bin": BIG_DATA}, lying), LocalResults(tmp_path / "r2")
     with pytest.raises(TransferError, match="after 3 attempts.*does not match"):
         collect(host, sys.executable, job, store)
     assert visible(store.folder(job.id)) == {} and len(host.commands) == 2
@@ -538,7 +538,7 @@ def test_a_truncated_tar_stream_names_the_member_and_shows_nothing_unverified(tm
     whole = tar_of(member("outputs/a.txt", b"x" * 5000))
     host = CraftedHost({"outputs/a.txt": b"x" * 5000}, whole[: 512 + 2000])
     job = make_job(tmp_path / "host/job1", {})
-    store = ResultsStore(tmp_path / "results")
+    store = LocalResults(tmp_path / "results")
     with pytest.raises(TransferError, match="broken in member 'outputs/a.txt'"):
         collect(host, sys.executable, job, store)
     assert visible(store.folder(job.id)) == {}
@@ -586,7 +586,7 @@ class ChangingHost(LocalTransport):
 def test_a_big_file_that_changes_on_the_host_is_retried_then_refused(tmp_path):
     job = make_job(tmp_path / "host/job1", {"outputs/w.bin": os.urandom(BIG + 1)})
     host = ChangingHost(tmp_path / "host/job1/outputs/w.bin", changes=99)
-    store, progress = ResultsStore(tmp_path / "results"), TransferProgress()
+    store, progress = LocalResults(tmp_path / "results"), TransferProgress()
     with pytest.raises(TransferError, match="after 3 attempts.*sha256"):
         collect(host, sys.executable, job, store, progress)
     assert host.downloads == 3
@@ -599,7 +599,7 @@ def test_a_big_file_that_changed_once_is_downloaded_again_and_verified(tmp_path)
     job = make_job(tmp_path / "host/job1", {"outputs/w.bin": os.urandom(BIG + 1)})
     path = tmp_path / "host/job1/outputs/w.bin"
     host = ChangingHost(path, changes=1)
-    store, progress = ResultsStore(tmp_path / "results"), TransferProgress()
+    store, progress = LocalResults(tmp_path / "results"), TransferProgress()
     manifest = collect(host, sys.executable, job, store, progress)
     assert host.downloads == 2
     final = path.read_bytes()
@@ -612,7 +612,7 @@ def test_a_big_file_that_changed_once_is_downloaded_again_and_verified(tmp_path)
 def test_a_resumed_big_download_hashes_the_kept_prefix(tmp_path):
     data = os.urandom(3 * BIG)
     job = make_job(tmp_path / "host/job1", {"outputs/w.bin": data})
-    store = ResultsStore(tmp_path / "results")
+    store = LocalResults(tmp_path / "results")
     collect(LocalTransport(), sys.executable, job, store)  # listing + manifest (and the file)
     store.path(job.id, "outputs/w.bin").unlink()
     manifest = store.manifest(job.id)
@@ -636,7 +636,7 @@ def test_a_resumed_big_download_hashes_the_kept_prefix(tmp_path):
 def test_fetch_files_brings_several_files_under_one_progress(tmp_path):
     data = {"outputs/a.bin": os.urandom(BIG), "outputs/b.bin": os.urandom(BIG // 2)}
     job = make_job(tmp_path / "host/job1", data, fetch="manual")
-    store = ResultsStore(tmp_path / "results")
+    store = LocalResults(tmp_path / "results")
     collect(LocalTransport(), sys.executable, job, store)
     with pytest.raises(TransferError, match="has no collected file 'outputs/c.bin'"):
         fetch_files(LocalTransport(), job, store, ["outputs/a.bin", "outputs/c.bin"])
@@ -653,7 +653,7 @@ def test_fetch_files_brings_several_files_under_one_progress(tmp_path):
 def test_fetch_file_without_an_interpreter_asks_sha256sum(tmp_path):
     data = os.urandom(BIG)
     job = make_job(tmp_path / "host/job1", {"outputs/w.bin": data}, fetch="manual")
-    store = ResultsStore(tmp_path / "results")
+    store = LocalResults(tmp_path / "results")
     spy = Spy(LocalTransport())
     collect(spy, sys.executable, job, store)
     assert not store.path(job.id, "outputs/w.bin").exists()
@@ -702,7 +702,7 @@ def test_files_over_the_fetch_limit_wait_until_asked_for(tmp_path):
         "outputs/big.bin": os.urandom(20_000),
     }
     job = make_job(tmp_path / "host/job1", files, fetch_limit="10KB", outputs=("y",))
-    store = ResultsStore(tmp_path / "results")
+    store = LocalResults(tmp_path / "results")
     manifest = collect(LocalTransport(), sys.executable, job, store)
     fetched = {e["path"]: e["fetched"] for e in manifest["files"]}
     assert fetched == {

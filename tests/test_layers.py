@@ -1,7 +1,9 @@
 """Layering rules from DESIGN.md that a refactor could silently break."""
 
+import ast
 import subprocess
 import sys
+from pathlib import Path
 
 import gpu_magic
 
@@ -28,8 +30,6 @@ def test_public_names_are_exactly_all():
 
 
 def test_remote_runner_imports_only_stdlib_and_cloudpickle():
-    from pathlib import Path
-
     remote = Path(gpu_magic.__file__).parent / "remote"
     allowed = set(sys.stdlib_module_names) | {"cloudpickle", "gpu_magic"}
     # the callbacks import the library they are for when the job makes one (never at import)
@@ -43,3 +43,64 @@ def test_remote_runner_imports_only_stdlib_and_cloudpickle():
                     source.name == "callbacks.py" and line.startswith(" ") and top in for_callbacks
                 )
                 assert top in allowed or lazy, f"{source.name}: {line}"
+
+
+# -- the import graph ----------------------------------------------------------------------
+PACKAGE = Path(gpu_magic.__file__).parent
+
+
+def _module_names() -> dict[str, Path]:
+    names = {}
+    for source in PACKAGE.rglob("*.py"):
+        parts = source.relative_to(PACKAGE.parent).with_suffix("").parts
+        names[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = source
+    return names
+
+
+def _imported(module: str, source: Path, known: set[str]) -> set[str]:
+    """Every gpu_magic module ``module`` imports anywhere: at the top, under TYPE_CHECKING,
+    inside a function (a lazy import still ties the two modules together)."""
+    package = module.split(".") if source.name == "__init__.py" else module.split(".")[:-1]
+    found = set()
+    for node in ast.walk(ast.parse(source.read_text())):
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = package[: len(package) - node.level + 1] if node.level else []
+            stem = ".".join([*base, node.module] if node.module else base)
+            targets = [
+                f"{stem}.{a.name}" if f"{stem}.{a.name}" in known else stem for a in node.names
+            ]
+        else:
+            continue
+        for target in targets:
+            while target and target not in known:
+                target = target.rpartition(".")[0]
+            if target and target != module:
+                found.add(target)
+    return found
+
+
+def test_the_package_import_graph_has_no_cycles():
+    """Nothing below the facade imports it back, and no two modules import each other in a
+    loop (TYPE_CHECKING and function-level imports count)."""
+    names = _module_names()
+    graph = {m: _imported(m, source, set(names)) for m, source in names.items()}
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+    def visit(module: str, path: list[str]) -> None:
+        state[module] = 1
+        for target in sorted(graph[module]):
+            if state.get(target) == 1:
+                loop = [*path[path.index(target) :], target]
+                raise AssertionError("import cycle: " + " -> ".join(loop))
+            if target not in state:
+                visit(target, [*path, target])
+        state[module] = 2
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])
+    below_facade = [m for m, targets in graph.items() if "gpu_magic.api" in targets]
+    adapters = {"gpu_magic", "gpu_magic.magics", "gpu_magic.storage_magics", "gpu_magic.cli"}
+    assert set(below_facade) <= adapters | {m for m in graph if m.startswith("gpu_magic.server")}

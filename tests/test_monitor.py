@@ -10,7 +10,7 @@ import pytest
 from harness.procs import wait_until
 from harness.spy import CountingTransport
 
-from gpu_magic import GPUJobRequest, JobStatus
+from gpu_magic import Client, GPUJobRequest, JobStatus
 from gpu_magic.monitoring.monitor import FAST_MAX, Monitor
 
 pytestmark = pytest.mark.timeout(90)
@@ -39,8 +39,11 @@ def test_one_round_trip_per_tick_for_all_jobs_of_a_host(env):
     jobs = [submit(env, "import time\ntime.sleep(30)") for _ in range(8)]
     assert wait_until(lambda: all(j.status == JobStatus.RUNNING for j in jobs), timeout=30)
     spy = CountingTransport(env.transport())
-    env.client._transports[env.cluster_name] = spy
-    monitor = Monitor(env.client, background=False)  # ticks driven by the test
+    watcher = Client(env.client.settings, transports={env.cluster_name: spy})  # the same jobs
+    interval = watcher.settings.job_monitoring_interval
+    monitor = Monitor(
+        watcher.store, watcher.hosts, watcher.tracker, interval=interval, background=False
+    )
     feeds = [monitor.feed(job.id) for job in jobs]
     for _ in range(3):
         before = spy.commands
@@ -48,6 +51,7 @@ def test_one_round_trip_per_tick_for_all_jobs_of_a_host(env):
         assert spy.commands - before == 1
     assert all(f.job.status == JobStatus.RUNNING for f in feeds)
     assert all(f.offsets["output.log"] == 0 for f in feeds)  # silent jobs: nothing to tail
+    watcher.close()
 
 
 def test_log_is_byte_exact_across_a_forced_reconnect(env, request):

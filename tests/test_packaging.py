@@ -5,8 +5,9 @@ import threading
 import pytest
 
 from gpu_magic.errors import InvalidRequestError
+from gpu_magic.formatting import size
 from gpu_magic.models import GPUJobRequest
-from gpu_magic.packaging.bundle import build_bundle, human_bytes
+from gpu_magic.packaging.bundle import build_bundle
 from gpu_magic.packaging.files import collect_files
 from gpu_magic.packaging.inputs import pickle_inputs
 
@@ -63,13 +64,11 @@ def test_bundle_ships_runner_and_cloudpickle_and_shows_a_manifest(tmp_path):
     assert "lib/cloudpickle/__init__.py" in rels
     line = bundle.manifest_line("local")
     assert line.startswith("gpu_magic: job job-1 → local | inputs: x (")
-    assert "files: 1 (1.5 KB)" in line
+    assert "files: 1 (1.5 kB)" in line
 
 
-def test_human_bytes():
-    assert [human_bytes(n) for n in (12, 1500, 2_500_000, 3e9)] == [
-        "12 B",
-        "1.5 KB",
-        "2.5 MB",
-        "3.0 GB",
-    ]
+def test_one_byte_size_format_for_everything_users_see():
+    """Decimal SI units everywhere (upload line, results, storage tables): never "KB" beside
+    "kB"; ``exact`` gives the bytes."""
+    assert [size(n) for n in (12, 1500, 2_500_000, 3e9)] == ["12 B", "1.5 kB", "2.5 MB", "3.0 GB"]
+    assert size(None) == "-" and size(1500, exact=True) == "1500"

@@ -13,10 +13,10 @@ import pytest
 from harness.clients import metric_rows
 
 from gpu_magic import Client, GPUJobRequest, JobStatus, RemoteJobError
-from gpu_magic.collect import ResultsStore, collect
-from gpu_magic.collect.download import download
-from gpu_magic.collect.plan import unsafe
 from gpu_magic.errors import TransferError
+from gpu_magic.results import LocalResults, collect
+from gpu_magic.results.download import download
+from gpu_magic.results.plan import unsafe
 from gpu_magic.transport import LocalTransport
 from gpu_magic.transport.base import RemoteEntry
 from gpu_magic.ui.results import ResultsSection
@@ -61,7 +61,7 @@ def test_model_file_round_trip(env):
     assert job.load("outputs/config.json") == {"lr": 0.1}
     assert job.load("plot.png") == job.path("plot.png")  # no loader: the local path
     assert job.outputs["y"] == 42
-    folder = env.client.results.store.folder(job.id)
+    folder = env.client.results.local.folder(job.id)
     for entry in files.values():  # every copy is verified and nothing partial is visible
         assert entry["fetched"]
         assert sha(folder / entry["path"]) == entry["sha256"]
@@ -73,7 +73,7 @@ def test_the_parsed_metric_series_lands_in_the_store(env):
     job = submit(env, WRITE_OUTPUTS, outputs=("y",))
     entry = next(f for f in job.files() if f["path"] == "parsed_metrics.csv")
     assert entry["kind"] == "metrics" and entry["fetched"]
-    csv_file = env.client.results.store.folder(job.id) / "parsed_metrics.csv"
+    csv_file = env.client.results.local.folder(job.id) / "parsed_metrics.csv"
     assert sha(csv_file) == entry["sha256"] and csv_file.stat().st_size == entry["size"]
     lines = csv_file.read_text().splitlines()
     assert lines[0] == "step,loss"
@@ -141,7 +141,7 @@ def test_glob_and_exclude_choose_the_outputs(env):
     assert {"outputs/model.npy", "outputs/ckpt/step1.pt", "outputs/y.pkl"} <= paths
     assert {"output.log", "metrics.jsonl"} & paths
     assert not {"outputs/plot.png", "outputs/config.json", "outputs/ckpt/big_step2.pt"} & paths
-    assert not (env.client.results.store.folder(job.id) / "outputs/plot.png").exists()
+    assert not (env.client.results.local.folder(job.id) / "outputs/plot.png").exists()
 
 
 def test_manual_fetch_brings_big_files_only_when_asked(env):
@@ -149,7 +149,7 @@ def test_manual_fetch_brings_big_files_only_when_asked(env):
     files = {f["path"]: f for f in job.files()}
     assert files["outputs/y.pkl"]["fetched"] and files["output.log"]["fetched"]
     assert not files["outputs/model.npy"]["fetched"]
-    local = env.client.results.store.folder(job.id) / "outputs/model.npy"
+    local = env.client.results.local.folder(job.id) / "outputs/model.npy"
     assert not local.exists()
     np.testing.assert_array_equal(job.load("model.npy"), np.arange(12.0).reshape(3, 4))
     assert local.exists()
@@ -186,7 +186,7 @@ def test_checkpoints_are_listed_and_fetched_only_when_loaded(env):
         "path": "checkpoints/epoch1.pt", "size": 50_000, "sha256": "", "kind": "checkpoint",
         "fetched": False,
     }  # fmt: skip
-    local = env.client.results.store.folder(job.id) / "checkpoints/epoch1.pt"
+    local = env.client.results.local.folder(job.id) / "checkpoints/epoch1.pt"
     assert not local.exists()  # listed, not downloaded
     got = env.client.results.load(job.id, "checkpoints/epoch1.pt")
     if importlib.util.find_spec("torch") is None:
@@ -216,7 +216,7 @@ def test_symlinks_and_escapes_are_refused(env, tmp_path):
     }
     paths = {f["path"] for f in job.files()}
     assert "outputs/fine.txt" in paths and not set(refused) & paths
-    folder = env.client.results.store.folder(job.id)
+    folder = env.client.results.local.folder(job.id)
     assert not (folder / "outputs/escape.txt").exists()
     assert not (folder / "outputs/elsewhere").exists()
 
@@ -239,7 +239,7 @@ def test_dotdot_and_absolute_paths_from_the_host_are_refused(tmp_path):
     from gpu_magic.models import GPUJob
 
     job = GPUJob(id="j1", request=request, cluster="local", remote_dir=str(tmp_path / "remote"))
-    store = ResultsStore(tmp_path / "results")
+    store = LocalResults(tmp_path / "results")
     manifest = collect(transport, "python3", job, store)
     assert manifest["files"] == []
     assert {r["path"] for r in manifest["refused"]} == set(evil)
@@ -327,7 +327,7 @@ def test_a_failed_jobs_traceback_outlives_its_remote_folder(env):
 
 def test_a_lightning_checkpoint_loads_as_torch_files_do(tmp_path):
     """``job.load("checkpoints/last.ckpt")``: Lightning's checkpoints are ``torch.save`` dicts."""
-    from gpu_magic.collect.loaders import LOADERS, load
+    from gpu_magic.results.loaders import LOADERS, load
 
     assert LOADERS[".ckpt"] is LOADERS[".pt"]
     torch = pytest.importorskip("torch", reason="torch is not in the test venv (a GB-sized wheel)")

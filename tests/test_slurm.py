@@ -96,7 +96,7 @@ def test_queued_behind_a_full_node_with_reason_then_runs(client):
     assert record.status == JobStatus.QUEUED
     assert f"Slurm job {record.scheduler_id} pending" in record.reason
     assert "1 of 1 pending in debug" in record.reason
-    look = client.scheduler(client.clusters.get(record.cluster)).look([record])[record.id]
+    look = client.host(record.cluster).scheduler.look([record])[record.id]
     assert look.observation.pending_reason == "Resources"
     assert look.observation.queue_position == (1, 1)
     full.cancel()
@@ -164,10 +164,10 @@ def test_partition_account_defaults_reach_sbatch(slurm, tmp_path, slurm_env):
 def test_job_array_runs_each_folder(client, slurm_env):
     from gpu_magic import submission
     from gpu_magic.packaging.upload import upload_bundle
-    from gpu_magic.results import folder_of
+    from gpu_magic.results.hostfolder import folder_of
 
     cluster = client.clusters.get(slurm_env.cluster.name)
-    transport = client.transport(cluster)
+    transport = client.host(cluster.name).transport
     base = submission.remote_base(transport, cluster)
     jobs = []
     for i in range(3):
@@ -177,11 +177,13 @@ def test_job_array_runs_each_folder(client, slurm_env):
         client.store.insert(job)
         upload_bundle(transport, bundle, folder_of(job))
         jobs.append(job)
-    submitted = client.scheduler(cluster).submit_array("sweep", jobs)
+    submitted = client.host(cluster.name).scheduler.submit_array("sweep", jobs)
     array_id = submitted[0].scheduler_id.split("_")[0]
     assert [s.scheduler_id for s in submitted] == [f"{array_id}_{i}" for i in range(3)]
     for job, launched in zip(jobs, submitted, strict=True):
-        client._save(submission.mark(job, launched.status, scheduler_id=launched.scheduler_id))
+        client.tracker.save(
+            submission.mark(job, launched.status, scheduler_id=launched.scheduler_id)
+        )
     assert [client.wait(j.id, timeout=60).status for j in jobs] == [JobStatus.COMPLETED] * 3
     assert [client.results.outputs(j.id)["y"] for j in jobs] == [0, 10, 20]
 
@@ -194,7 +196,7 @@ def test_login_node_path_with_local_transport(slurm, tmp_path):
     from gpu_magic import submission
     from gpu_magic.clusters import make_cluster
     from gpu_magic.packaging.upload import upload_bundle
-    from gpu_magic.results import folder_of
+    from gpu_magic.results.hostfolder import folder_of
     from gpu_magic.schedulers import SlurmScheduler
 
     cluster = make_cluster(name="login", scheduler="slurm", base_path=str(tmp_path / "jobs"))
@@ -222,7 +224,7 @@ def test_final_state_from_slurm_when_the_folder_has_none(accounting, request):
     job = submit(client, "import sys\nsys.exit(3)")
     record = client.wait(job.id, timeout=60)
     assert (record.status, record.exit_code) == (JobStatus.FAILED, 3)
-    scheduler = client.scheduler(client.clusters.get(record.cluster))
+    scheduler = client.host(record.cluster).scheduler
     (Path(record.remote_dir) / "state" / "exit_code").unlink()
     seen = scheduler.poll([record.model_copy(update={"status": JobStatus.RUNNING})])[record.id]
     assert (seen.status, seen.exit_code) == (JobStatus.FAILED, 3)

@@ -12,7 +12,7 @@ from harness.kernel import Kernel, kernel_env
 
 from gpu_magic import Client, GPUJobRequest, JobStatus
 from gpu_magic.clusters import make_cluster
-from gpu_magic.storage import report, usage
+from gpu_magic.results import report
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -39,7 +39,7 @@ def remote_bytes(transport, folder: str) -> int:
 
 
 def local_bytes(client: Client, job_id: str) -> int:
-    store = client.results.store
+    store = client.results.local
     total = sum(
         os.lstat(os.path.join(d, f)).st_size
         for d, _, files in os.walk(store.folder(job_id))
@@ -53,7 +53,7 @@ def test_storage_numbers_equal_the_real_sizes(env):
     jobs = [submit(env.client, env.cluster_name, env.cwd) for _ in range(2)]
     jobs[0].files()
     jobs[1].archive()
-    measured = usage.measure(env.client)
+    measured = env.client.storage_usage()
     rows = {u.job.id: u for u in measured.jobs}
     for job in jobs:
         assert rows[job.id].remote == remote_bytes(env.transport(), job.job.remote_dir)
@@ -84,10 +84,10 @@ def test_an_unreachable_host_does_not_fail_the_table(ssh_env, tmp_path):
     down = make_cluster(**{**ssh_env.cluster.model_dump(), "port": free_port()})
     client = Client(settings)  # a new kernel, and the host has gone away
     client.clusters.add(down)
-    measured = usage.measure(client)
+    measured = client.storage_usage()
     rows = {u.job.id: u for u in measured.jobs}
     assert rows[remote_job.id].remote is None and rows[remote_job.id].remote_note == "unreachable"
-    assert rows[local_job.id].remote == remote_bytes(client.transport_of(local_job.job),
+    assert rows[local_job.id].remote == remote_bytes(client.hosts.of(local_job.job).transport,
                                                      local_job.job.remote_dir)  # fmt: skip
     text = report.usage_table(measured)
     assert re.search(rf"{remote_job.id}\s+ssh\s+completed\s+unreachable", text)
@@ -101,7 +101,9 @@ def test_cleanup_storage_and_archive_magics_in_a_real_kernel(ssh_env, tmp_path):
     old, new = (submit(client, "ssh", tmp_path) for _ in range(2))
     old.files(), new.files()
     old_dir, new_dir = Path(old.job.remote_dir), Path(new.job.remote_dir)
-    sizes = {j.id: remote_bytes(client.transport_of(j.job), j.job.remote_dir) for j in (old, new)}
+    sizes = {
+        j.id: remote_bytes(client.hosts.of(j.job).transport, j.job.remote_dir) for j in (old, new)
+    }
     client.close()
     kernel = Kernel(kernel_env(ssh_env.settings), str(tmp_path))
     try:
@@ -116,14 +118,14 @@ def test_cleanup_storage_and_archive_magics_in_a_real_kernel(ssh_env, tmp_path):
         assert dry.error is None, dry.text
         assert "cleanup dry run; nothing was deleted" in dry.stdout
         assert re.search(
-            rf"would delete\s+remote\s+ssh\s+{old.id}\s+\S+ KB\s+keep-last 1", dry.stdout
+            rf"would delete\s+remote\s+ssh\s+{old.id}\s+\S+ kB\s+keep-last 1", dry.stdout
         )
         assert new.id not in dry.stdout and "1 folder(s)" in dry.stdout
         assert old_dir.is_dir() and new_dir.is_dir()
         assert "No deletions recorded yet." in kernel.run("%gpu_cleanup --history").stdout
         real = kernel.run("%gpu_cleanup --remote --keep-last 1")
         assert real.error is None, real.text
-        assert re.search(rf"deleted\s+remote\s+ssh\s+{old.id}\s+\S+ KB\s+keep-last 1", real.stdout)
+        assert re.search(rf"deleted\s+remote\s+ssh\s+{old.id}\s+\S+ kB\s+keep-last 1", real.stdout)
         assert "1 folder(s)" in real.stdout and "deleted" in real.stdout.splitlines()[-1]
         assert not old_dir.exists() and new_dir.is_dir()
         history = kernel.run("%gpu_cleanup --history --bytes").stdout
@@ -135,9 +137,9 @@ def test_cleanup_storage_and_archive_magics_in_a_real_kernel(ssh_env, tmp_path):
         assert kernel.run(f"%gpu_logs {old.id}").stdout == "done\n"  # from the archive
         packed = kernel.run("%gpu_cleanup --history").stdout
         rule = rf"%gpu_archive: packed into {old.id}\.tar\.zst"
-        assert re.search(rf"{old.id}\s+ssh\s+local\s+\S+\s+\S+ KB\s+{rule}\s+no", packed), packed
+        assert re.search(rf"{old.id}\s+ssh\s+local\s+\S+\s+\S+ kB\s+{rule}\s+no", packed), packed
         after = kernel.run("%gpu_storage").stdout
-        assert re.search(rf"{old.id}\s+ssh\s+completed\s+deleted\s+\S+ KB\s+yes\s+yes", after)
+        assert re.search(rf"{old.id}\s+ssh\s+completed\s+deleted\s+\S+ kB\s+yes\s+yes", after)
         bad = kernel.run("%gpu_cleanup --remote --local")
         assert (
             bad.error

@@ -12,8 +12,8 @@ import pytest
 
 from gpu_magic import migrations
 from gpu_magic.errors import JobNotFoundError, StoreError
+from gpu_magic.jobstore import JobStore, Transition
 from gpu_magic.models import GitSource, GPUJob, GPUJobRequest, JobStatus
-from gpu_magic.store import JobStore, Transition
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
 _serial = count()

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from gpu_magic.collect.series import metric_rows
 from gpu_magic.monitoring.telemetry import Record, Telemetry
+from gpu_magic.results.series import metric_rows
 
 LOGS = Path(__file__).parent / "fixtures" / "logs"
 

@@ -18,11 +18,11 @@ import numpy as np
 import pytest
 from test_ui import FakeClient, FakeFeed, in_thread, make_job, wait_for
 
-from gpu_magic.collect.loaders import load
-from gpu_magic.collect.progress import CANCELLED, TransferProgress, TransferSnapshot
 from gpu_magic.errors import TransferCancelled, TransferError
 from gpu_magic.formatting import files_table, size, transfer_line
 from gpu_magic.models import JobStatus
+from gpu_magic.results.loaders import load
+from gpu_magic.results.progress import CANCELLED, TransferProgress, TransferSnapshot
 from gpu_magic.ui import JobPanel, run_showing
 from gpu_magic.ui.results import ResultsSection, variable_name
 from gpu_magic.ui.transfer import TransferBar, TransferPrinter, transfer_html

@@ -52,6 +52,25 @@ class FeedUpdate:
         return bool(self.log_text or self.log_reset or self.gpu or self.metric_lines)
 
 
+@dataclass(frozen=True)
+class LogChunk:
+    """A piece of a job's log for a follower (a WebSocket, ``%gpu_logs --follow``): the text,
+    the byte offset to ask from next, the job as last seen, and whether the log is complete."""
+
+    text: str
+    offset: int
+    job: GPUJob
+    complete: bool
+
+
+def complete_utf8(data: bytes) -> tuple[str, int]:
+    """``data`` decoded up to its last whole character, and how many bytes that used: a
+    character cut at the end waits for its other bytes (no byte is given twice or lost)."""
+    decoder = codecs.getincrementaldecoder("utf-8")("replace")
+    text = decoder.decode(data, final=False)
+    return text, len(data) - len(decoder.getstate()[0])
+
+
 class JobFeed:
     def __init__(self, job: GPUJob):
         self.job = job
@@ -79,6 +98,15 @@ class JobFeed:
         """The last ``max_bytes`` bytes of the log (without copying all of it)."""
         with self._lock:
             return bytes(self._log[-max_bytes:])
+
+    def log_from(self, offset: int) -> tuple[bytes, int] | None:
+        """The log's bytes from file offset ``offset`` to what has been read, and that end;
+        None when ``offset`` lies before what memory still holds (the cap dropped it)."""
+        with self._lock:
+            end = self.offsets[jobdir.OUTPUT_LOG]
+            if offset < self._log_start:
+                return None
+            return bytes(self._log[offset - self._log_start :]), max(end, offset)
 
     def gpu_samples(self) -> list[GPUSample]:
         with self._lock:

@@ -12,22 +12,30 @@ from __future__ import annotations
 import threading
 import time
 from collections import defaultdict
-from typing import TYPE_CHECKING
 
 from ..errors import GPUMagicError
-from ..models import JobStatus
+from ..hosts import Hosts
+from ..jobstore import JobStore
+from ..tracker import NOT_LAUNCHED, JobTracker
 from .feed import FeedUpdate, JobFeed
 
-if TYPE_CHECKING:  # pragma: no cover
-    from ..api import Client
-
 FAST, FAST_MAX, DRAIN = 0.5, 1.0, 0.05
-NOT_LAUNCHED = (JobStatus.PENDING, JobStatus.UPLOADING)
 
 
 class Monitor:
-    def __init__(self, client: Client, *, background: bool = True):
-        self.client = client
+    """Reads jobs from the store, asks their hosts, and records what it saw through the
+    tracker (the only writer of job state); ``interval`` is the pace nobody watches at."""
+
+    def __init__(
+        self,
+        jobs: JobStore,
+        hosts: Hosts,
+        tracker: JobTracker,
+        *,
+        interval: float,
+        background: bool = True,
+    ):
+        self.jobs, self.hosts, self.tracker, self.base_interval = jobs, hosts, tracker, interval
         self.background = background  # False: no thread, the caller drives tick()
         self._feeds: dict[str, JobFeed] = {}
         self._on_screen: dict[str, int] = defaultdict(int)
@@ -37,16 +45,28 @@ class Monitor:
         self._thread: threading.Thread | None = None
         self._idle_ticks = 0
         self.last_error: dict[str, str] = {}  # cluster -> message of a failed tick
+        self._tick_listeners: list = []
 
     # -- what callers use ---------------------------------------------------------------------
     def feed(self, job_id: str) -> JobFeed:
         """The feed of a job, created on first use; starts the monitor thread if needed."""
         with self._lock:
             if job_id not in self._feeds:
-                self._feeds[job_id] = JobFeed(self.client.store.get(job_id))
+                self._feeds[job_id] = JobFeed(self.jobs.get(job_id))
             feed = self._feeds[job_id]
         self._ensure_running()
         return feed
+
+    def on_tick(self, listener) -> None:
+        """Call ``listener(cluster, seconds, error)`` after each host's poll (``error``: None
+        when it worked): the server's operational figures."""
+        self._tick_listeners.append(listener)
+
+    def progress_of(self, job_id: str):
+        """The progress of a job this monitor follows (None for one it does not: no poll)."""
+        with self._lock:
+            feed = self._feeds.get(job_id)
+        return feed.progress() if feed is not None else None
 
     def on_screen(self, job_id: str) -> callable:
         """Mark a job's panel as shown (fast pace); call the returned function when hidden."""
@@ -61,6 +81,19 @@ class Monitor:
         with self._lock:
             self._on_screen[job_id] = max(0, self._on_screen[job_id] - 1)
 
+    def forget_done(self) -> int:
+        """Drop the feeds of finished, fully read jobs that no panel shows (a server follows
+        every job for days: their logs need not stay in memory); returns how many."""
+        with self._lock:
+            gone = [
+                job_id
+                for job_id, feed in self._feeds.items()
+                if feed.done and not self._on_screen.get(job_id)
+            ]
+            for job_id in gone:
+                del self._feeds[job_id]
+        return len(gone)
+
     def stop(self) -> None:
         with self._lock:
             self._feeds.clear()
@@ -72,11 +105,14 @@ class Monitor:
         updates: dict[str, FeedUpdate] = {}
         with self._tick_lock:
             for cluster_name, feeds in self._active_by_cluster().items():
+                started, error = time.monotonic(), None
                 try:
                     updates.update(self._tick_cluster(cluster_name, feeds))
                     self.last_error.pop(cluster_name, None)
                 except GPUMagicError as exc:  # offsets did not move: the next tick retries
-                    self.last_error[cluster_name] = str(exc)
+                    error = self.last_error[cluster_name] = str(exc)
+                for listener in list(self._tick_listeners):
+                    listener(cluster_name, time.monotonic() - started, error)
         self._idle_ticks = 0 if updates else self._idle_ticks + 1
         return updates
 
@@ -96,21 +132,20 @@ class Monitor:
         for feed in feeds:
             if feed.done:  # finished and fully read: nothing left to ask the host
                 continue
-            feed.job = self.client.store.get(feed.job.id)  # a cancel elsewhere shows at once
+            feed.job = self.jobs.get(feed.job.id)  # a cancel elsewhere shows at once
             if feed.job.status not in NOT_LAUNCHED:
                 groups[feed.job.cluster].append(feed)
         return groups
 
     def _tick_cluster(self, cluster_name: str, feeds: list[JobFeed]) -> dict[str, FeedUpdate]:
-        cluster = self.client.clusters.get(cluster_name)
-        scheduler = self.client.scheduler(cluster)
-        looks = scheduler.look([f.job for f in feeds], {f.job.id: f.requests() for f in feeds})
+        host = self.hosts.get(cluster_name)
+        looks = host.scheduler.look([f.job for f in feeds], {f.job.id: f.requests() for f in feeds})
         updates = {}
         for feed in feeds:
             look = looks[feed.job.id]
             job = feed.job
             if not job.is_terminal:
-                job = self.client.record(cluster, job, look.observation)
+                job = self.tracker.record(host, job, look.observation)
             update = feed.apply(job, look.folder)
             if update is not None:
                 updates[job.id] = update
@@ -126,7 +161,7 @@ class Monitor:
         if any(f.job.id in shown and not f.job.is_terminal for f in feeds):
             base, ceiling = FAST, FAST_MAX
         else:
-            base = self.client.settings.job_monitoring_interval
+            base = self.base_interval
             ceiling = 2 * base
         return min(ceiling, base * 1.5**self._idle_ticks)
 

@@ -17,6 +17,7 @@ import cloudpickle
 
 from .. import jobdir
 from ..errors import InvalidRequestError, TransferError
+from ..formatting import size
 from ..models import GPUJobRequest
 from .files import LocalFile
 
@@ -61,12 +62,12 @@ class Bundle:
 
     def manifest_line(self, cluster: str) -> str:
         """The one line shown before upload: variables with sizes, files and bytes."""
-        inputs = ", ".join(f"{k} ({human_bytes(v)})" for k, v in self.input_sizes.items())
+        inputs = ", ".join(f"{k} ({size(v)})" for k, v in self.input_sizes.items())
         shipped = sum(f.size for f in self.shipped_files)
         return (
             f"gpu_magic: job {self.job_id} → {cluster} | inputs: {inputs or 'none'} | "
-            f"files: {len(self.shipped_files)} ({human_bytes(shipped)}) | "
-            f"upload {human_bytes(self.total_bytes)}"
+            f"files: {len(self.shipped_files)} ({size(shipped)}) | "
+            f"upload {size(self.total_bytes)}"
         )
 
 
@@ -108,11 +109,3 @@ def _python_sources(package: Path) -> Iterator[tuple[str, Path]]:
 
 def _mode(path: Path) -> int:
     return 0o755 if path.stat().st_mode & 0o111 else 0o644
-
-
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} TB"  # pragma: no cover

@@ -14,6 +14,8 @@ import time
 
 from ..models import JobStatus
 from . import text
+from .frontend import display as _display
+from .frontend import widget_frontend
 from .panel import JobPanel
 from .table import JobsTable
 from .throttle import Throttle
@@ -33,22 +35,6 @@ __all__ = [
 SETTLE_S = 3.0
 _live_table: JobsTable | None = None
 _live_lock = threading.Lock()
-
-
-def widget_frontend() -> bool:
-    """True inside an ipykernel kernel (the only place a widget can be rendered)."""
-    try:
-        from IPython import get_ipython
-    except ImportError:  # pragma: no cover - IPython is a dependency
-        return False
-    shell = get_ipython()
-    return shell is not None and getattr(shell, "kernel", None) is not None
-
-
-def _display(obj) -> None:
-    from IPython.display import display
-
-    display(obj)
 
 
 def show_job(client, job: str, *, widgets: bool | None = None):

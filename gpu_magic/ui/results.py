@@ -22,11 +22,11 @@ from pathlib import PurePosixPath
 
 import ipywidgets as widgets
 
-from ..collect.loaders import LOADERS
-from ..collect.plan import LEFT_ON_HOST
-from ..collect.progress import CANCELLED
 from ..errors import TransferCancelled
 from ..formatting import files_table, size
+from ..results.loaders import LOADERS
+from ..results.plan import LEFT_ON_HOST
+from ..results.progress import CANCELLED
 from .actions import user_namespace
 from .throttle import INTERVAL, Throttle
 from .transfer import RED, TransferBar

@@ -25,6 +25,8 @@ from typing import Any
 import ipywidgets as widgets
 
 from ..formatting import started, transfer_line
+from .frontend import display as show
+from .frontend import widget_frontend
 from .text import TextFallback
 from .throttle import INTERVAL, Throttle
 
@@ -168,12 +170,10 @@ def run_showing(
     poll_s: float = POLL_S,
 ) -> Any:
     """Return ``work()`` (or raise its error), showing ``source()``'s transfer meanwhile."""
-    from . import _display, widget_frontend
-
     before = source()
     stale = before if before is not None and before.snapshot().finished else None
     use_widgets = widgets if widgets is not None else widget_frontend()
-    shower = BarShower(display or _display) if use_widgets else TransferPrinter(say)
+    shower = BarShower(display or show) if use_widgets else TransferPrinter(say)
     outcome: dict[str, Any] = {}
     ended = threading.Event()  # not thread.join: Ctrl-C inside join marks a live thread stopped
     thread = threading.Thread(target=_capture, args=(work, outcome, ended), daemon=True)

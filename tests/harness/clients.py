@@ -35,7 +35,7 @@ class JobEnv:
     namespace: dict = field(default_factory=dict)
 
     def transport(self):
-        return self.client.transport(self.client.clusters.get(self.cluster_name))
+        return self.client.host(self.cluster_name).transport
 
     def wait_for_remote_file(self, path: str, timeout: float = 30) -> str:
         """Poll (bounded) until a file exists on the host and return its text."""

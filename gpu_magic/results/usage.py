@@ -1,4 +1,4 @@
-"""How much room each job takes: its remote folder (one command per host) and its local results.
+"""How much room each job takes: its remote folder (one command per host) and its local service.
 
 Remote sizes come from ``gpu_magic/remote/usage.py`` run with the cluster's Python, all of a
 cluster's folders in one round trip; a host that cannot be reached marks its jobs
@@ -17,7 +17,7 @@ from ..models import GPUJob
 from ..transport.base import Transport, quote_argv
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..api import Client
+    from .service import ResultsService
 
 USAGE_SOURCE = (Path(__file__).resolve().parent.parent / "remote" / "usage.py").read_text()
 
@@ -57,37 +57,39 @@ def remote_sizes(transport: Transport, interpreter: str, folders: list[str]) -> 
         raise TransferError(f"unreadable folder sizes from the host: {text[:200]!r}") from None
 
 
-def cluster_sizes(client: Client, cluster: str, jobs: list[GPUJob]) -> dict[str, int | None]:
+def cluster_sizes(
+    service: ResultsService, cluster: str, jobs: list[GPUJob]
+) -> dict[str, int | None]:
     """The remote size of each job (by id) of one cluster; raises when the host is unreachable."""
-    config = client.clusters.get(cluster)
+    config = service.hosts.clusters.get(cluster)
     folders = remote_sizes(
-        client.transport(config), config.interpreter, [j.remote_dir for j in jobs]
+        service.hosts.get(cluster).transport, config.interpreter, [j.remote_dir for j in jobs]
     )
     return {job.id: folders[job.remote_dir] for job in jobs}
 
 
-def measure(client: Client, cluster: str | None = None) -> Usage:
+def measure(service: ResultsService, cluster: str | None = None) -> Usage:
     """Usage of every stored job (of ``cluster``), remote and local."""
     usage = Usage()
-    jobs = client.store.list(cluster=cluster)
+    jobs = service.jobs.list(cluster=cluster)
     for name in sorted({j.cluster for j in jobs}):
         mine = [j for j in jobs if j.cluster == name]
         try:
-            sizes = cluster_sizes(client, name, mine)
+            sizes = cluster_sizes(service, name, mine)
         except GPUMagicError as exc:
             usage.errors[name] = str(exc)
             sizes = None
-        usage.jobs += [_row(client, job, sizes) for job in mine]
+        usage.jobs += [_row(service, job, sizes) for job in mine]
     return usage
 
 
-def _row(client: Client, job: GPUJob, sizes: dict | None) -> JobUsage:
-    store = client.results.store
+def _row(service: ResultsService, job: GPUJob, sizes: dict | None) -> JobUsage:
+    store = service.local
     if sizes is None:
         remote, note = None, UNREACHABLE
     else:
         remote = sizes[job.id]
-        deleted = remote is None and client.store.remote_deleted(job.id) is not None
+        deleted = remote is None and service.jobs.remote_deleted(job.id) is not None
         note = "" if remote is not None else (DELETED if deleted else GONE)
     archive = store.archive_file(job.id)
     return JobUsage(

@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING
 
 from ..clusters import CleanupConfig, CleanupRules, cleanup_defaults
 from ..errors import GPUMagicError
+from ..jobstore import Deletion
 from ..models import GPUJob, utcnow
-from ..store import Deletion
-from . import policy, remote, usage
+from . import deletion, policy, usage
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..api import Client
+    from .service import ResultsService
 
 REMOTE, LOCAL = "remote", "local"
 DELETE, ARCHIVE, KEEP, REFUSE = "delete", "archive", "keep", "refuse"
@@ -61,40 +61,40 @@ class Plan:
         return [a for a in self.actions if a.kind == kind]
 
 
-def plan(client: Client, request: Request, now: datetime | None = None) -> Plan:
+def plan(service: ResultsService, request: Request, now: datetime | None = None) -> Plan:
     """What a cleanup would do now; reads only."""
     result, now = Plan(), now or utcnow()
-    jobs = client.store.list(cluster=request.cluster)
+    jobs = service.jobs.list(cluster=request.cluster)
     for name in sorted({j.cluster for j in jobs}):
         mine = [j for j in jobs if j.cluster == name]
-        config = _policy(client, name, result)
+        config = _policy(service, name, result)
         if REMOTE in request.sides:
-            _plan_remote(client, result, name, mine, request.rules or config.remote, request, now)
+            _plan_remote(service, result, name, mine, request.rules or config.remote, request, now)
         if LOCAL in request.sides:
-            _plan_local(client, result, mine, request.rules or config.local, config, now)
+            _plan_local(service, result, mine, request.rules or config.local, config, now)
     return result
 
 
-def _policy(client: Client, name: str, result: Plan) -> CleanupConfig:
+def _policy(service: ResultsService, name: str, result: Plan) -> CleanupConfig:
     try:
-        return client.clusters.cleanup_policy(name)
+        return service.hosts.clusters.cleanup_policy(name)
     except GPUMagicError as exc:  # the cluster was removed: its jobs' local results remain
         result.notes.append(f"cluster {name}: {exc}; using the default policy")
-        return cleanup_defaults(client.settings)
+        return cleanup_defaults(service.settings)
 
 
-def _plan_remote(client, result: Plan, name: str, jobs, rules, request: Request, now) -> None:
+def _plan_remote(service, result: Plan, name: str, jobs, rules, request: Request, now) -> None:
     if rules.empty:
         return
     result.ruled = True
     try:
-        cluster = client.clusters.get(name)
-        result.bases[name] = client.transport(cluster).expand_path(cluster.base_path)
-        sizes = usage.cluster_sizes(client, name, jobs)
+        cluster = service.hosts.clusters.get(name)
+        result.bases[name] = service.hosts.get(name).transport.expand_path(cluster.base_path)
+        sizes = usage.cluster_sizes(service, name, jobs)
     except GPUMagicError as exc:
         result.notes.append(f"remote folders of cluster {name} left alone: {exc}")
         return
-    store = client.results.store
+    store = service.local
     items = [
         _item(j, sizes[j.id], fetched=store.fully_fetched(j.id))
         for j in jobs
@@ -111,14 +111,14 @@ def _plan_remote(client, result: Plan, name: str, jobs, rules, request: Request,
 
 def _remote_delete(base: str, job: GPUJob, d: policy.Decision) -> Action:
     try:
-        folder = remote.job_folder(base, job)
+        folder = deletion.job_folder(base, job)
     except GPUMagicError as exc:
         return Action(REFUSE, REMOTE, job, d.size, d.rule, path=job.remote_dir, note=str(exc))
     return Action(DELETE, REMOTE, job, d.size, d.rule, path=folder, forced=d.forced)
 
 
-def _plan_local(client, result: Plan, jobs, rules, config: CleanupConfig, now) -> None:
-    store = client.results.store
+def _plan_local(service, result: Plan, jobs, rules, config: CleanupConfig, now) -> None:
+    store = service.local
     present = set(store.job_ids())
     here = [j for j in jobs if j.id in present]
     items = [_item(j, store.size(j.id)) for j in here]
@@ -130,7 +130,7 @@ def _plan_local(client, result: Plan, jobs, rules, config: CleanupConfig, now) -
         result.actions.append(Action(DELETE, LOCAL, by_id[d.job_id], d.size, d.rule, path=path))
     gone = {d.job_id for d in verdict.delete}
     candidates = [
-        _item(j, store.size(j.id), fetched=client.results.collected_files(j.id) is not None)
+        _item(j, store.size(j.id), fetched=service.collected_files(j.id) is not None)
         for j in here
         if j.id not in gone and store.archive_file(j.id) is None
     ]
@@ -147,33 +147,33 @@ def _item(job: GPUJob, size: int, *, fetched: bool = True) -> policy.Item:
     )
 
 
-def carry_out(client: Client, result: Plan) -> Plan:
+def carry_out(service: ResultsService, result: Plan) -> Plan:
     """Delete (and archive) what ``result`` planned; one failure does not stop the others."""
     for action in result.actions:
         if action.kind not in (DELETE, ARCHIVE):
             continue
         try:
-            if _do(client, result, action):
+            if _do(service, result, action):
                 result.done.append(action)
         except GPUMagicError as exc:
             result.notes.append(f"{action.kind} {action.where} {action.job.id} failed: {exc}")
     return result
 
 
-def _do(client: Client, result: Plan, action: Action) -> bool:
+def _do(service: ResultsService, result: Plan, action: Action) -> bool:
     job = action.job
     if action.kind == ARCHIVE:  # records the loose files it removes itself
-        client.results.archive(job.id, rule=action.rule)
+        service.archive(job.id, rule=action.rule)
         return True
     if action.where == LOCAL:
-        client.results.remove_local(job.id)
-    elif not action.forced and not client.results.store.fully_fetched(job.id):
+        service.remove_local(job.id)
+    elif not action.forced and not service.local.fully_fetched(job.id):
         result.notes.append(f"remote {job.id} kept: its results are no longer all here")
         return False
     else:
-        transport = client.transport(client.clusters.get(job.cluster))
-        remote.delete_folder(transport, result.bases[job.cluster], job)
-    client.store.record_deletion(_deletion(action))
+        transport = service.hosts.of(job).transport
+        deletion.delete_folder(transport, result.bases[job.cluster], job)
+    service.jobs.record_deletion(_deletion(action))
     return True
 
 
@@ -183,14 +183,14 @@ def _deletion(action: Action) -> Deletion:
     return Deletion(job.id, job.cluster, where, path, size, rule, forced=action.forced)
 
 
-def cleanup(client: Client, request: Request, *, dry_run: bool = False) -> Plan:
+def cleanup(service: ResultsService, request: Request, *, dry_run: bool = False) -> Plan:
     """Plan, and unless ``dry_run`` carry out, a cleanup."""
-    planned = plan(client, request)
-    return planned if dry_run else carry_out(client, planned)
+    planned = plan(service, request)
+    return planned if dry_run else carry_out(service, planned)
 
 
-def after_collect(client: Client, cluster: str) -> Plan | None:
+def after_collect(service: ResultsService, cluster: str) -> Plan | None:
     """The cluster's configured cleanup, when its policy asks for one after each collection."""
-    if not client.clusters.cleanup_policy(cluster).after_collect:
+    if not service.hosts.clusters.cleanup_policy(cluster).after_collect:
         return None
-    return cleanup(client, Request(cluster=cluster))
+    return cleanup(service, Request(cluster=cluster))

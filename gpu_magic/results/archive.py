@@ -19,12 +19,12 @@ from ..errors import JobStateError
 from . import tarball
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..collect.store import ResultsStore
+    from .local import LocalResults
 
 MANIFEST = "manifest.json"
 
 
-def archive_results(store: ResultsStore, job_id: str) -> Path:
+def archive_results(store: LocalResults, job_id: str) -> Path:
     """Pack the job's fetched files (and its manifest) into one archive; returns its path.
     An archived job is packed again only when files were fetched after it was archived."""
     manifest = store.manifest(job_id)
@@ -39,7 +39,7 @@ def archive_results(store: ResultsStore, job_id: str) -> Path:
     return _pack(store, job_id, manifest, names)
 
 
-def _pack(store: ResultsStore, job_id: str, manifest: dict, names: list[str]) -> Path:
+def _pack(store: LocalResults, job_id: str, manifest: dict, names: list[str]) -> Path:
     fmt = tarball.best_format()
     dest = store.root / f"{job_id}{tarball.SUFFIXES[fmt]}"
     inner = {k: v for k, v in manifest.items() if k != "archive"}
@@ -60,7 +60,7 @@ def _pack(store: ResultsStore, job_id: str, manifest: dict, names: list[str]) ->
     return dest
 
 
-def _drop_loose_files(store: ResultsStore, job_id: str) -> None:
+def _drop_loose_files(store: LocalResults, job_id: str) -> None:
     """Everything in the job's folder but the manifest (the archive holds it all)."""
     for path in store.folder(job_id).iterdir():
         if path.name == MANIFEST:

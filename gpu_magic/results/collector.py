@@ -23,9 +23,9 @@ from ..errors import ClusterConnectionError, RemoteCommandError, TransferCancell
 from ..models import GPUJob
 from ..transport.base import Transport
 from .download import ATTEMPTS, Refused, download
+from .local import LocalResults
 from .plan import SMALL, eager, hash_command, list_remote, selected, tar_commands
 from .progress import TransferProgress
-from .store import ResultsStore
 from .tarstream import Sink, Wanted, receive
 
 
@@ -33,7 +33,7 @@ def collect(
     transport: Transport,
     interpreter: str,
     job: GPUJob,
-    store: ResultsStore,
+    store: LocalResults,
     progress: TransferProgress | None = None,
 ) -> dict:
     """Bring back what ``job``'s request selects; returns the (complete) manifest."""
@@ -75,7 +75,7 @@ def collect(
 def fetch_files(
     transport: Transport,
     job: GPUJob,
-    store: ResultsStore,
+    store: LocalResults,
     rels: list[str],
     progress: TransferProgress | None = None,
     *,
@@ -102,7 +102,7 @@ def fetch_files(
 def fetch_file(
     transport: Transport,
     job: GPUJob,
-    store: ResultsStore,
+    store: LocalResults,
     rel: str,
     progress: TransferProgress | None = None,
     *,
@@ -120,7 +120,7 @@ class _Collection:
         self.transport: Transport = transport
         self.interpreter: str | None = interpreter
         self.job: GPUJob = job
-        self.store: ResultsStore = store
+        self.store: LocalResults = store
         self.manifest: dict = manifest
         self.progress: TransferProgress = progress
         self.entries = {e["path"]: e for e in manifest["files"]}

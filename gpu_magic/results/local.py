@@ -22,14 +22,14 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from ..errors import TransferError
-from ..storage import tarball
+from . import tarball
 from .plan import unsafe
 
 MANIFEST = "manifest.json"
 PARTIAL = ".partial"
 
 
-class ResultsStore:
+class LocalResults:
     def __init__(self, root: Path):
         self.root = Path(root).expanduser()
 

@@ -41,6 +41,8 @@ _SELECT = f"SELECT {_COLUMNS} FROM jobs"  # noqa: S608 (constant)
 _INSERT = f"INSERT INTO jobs ({_COLUMNS}) VALUES ({', '.join('?' * len(_FIELDS))})"  # noqa: S608
 _UPDATE = f"UPDATE jobs SET {', '.join(f + ' = ?' for f in _FIELDS[1:])} WHERE id = ?"  # noqa: S608
 _NEWEST_FIRST = "ORDER BY created_at DESC, rowid DESC"
+_BEFORE = "(created_at, rowid) < (SELECT created_at, rowid FROM jobs WHERE id = ?)"
+"""After the cursor job in ``_NEWEST_FIRST`` order (an unknown id: nothing)."""
 _TERMINAL = tuple(s.value for s in TERMINAL_STATES)
 _ACTIVE = f"status NOT IN ({', '.join('?' * len(_TERMINAL))})"
 
@@ -303,21 +305,39 @@ class JobStore:
         raise self._not_found(key)
 
     def list(
-        self, *, cluster: str | None = None, active_only: bool = False, limit: int | None = None
+        self,
+        *,
+        cluster: str | None = None,
+        active_only: bool = False,
+        limit: int | None = None,
+        status: str | None = None,
+        name: str | None = None,
+        before: str | None = None,
     ) -> list[GPUJob]:
-        """Jobs newest first; ``active_only`` leaves out jobs in a terminal state."""
+        """Jobs newest first; ``active_only`` leaves out jobs in a terminal state; ``before``
+        (a job id, the last one of a previous page) continues after that job."""
         where, params = [], []
-        if cluster is not None:
-            where.append("cluster = ?")
-            params.append(cluster)
+        for column, value in (("cluster", cluster), ("status", status), ("name", name)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
         if active_only:
             where.append(_ACTIVE)
             params.extend(_TERMINAL)
+        if before is not None:
+            where.append(_BEFORE)
+            params.append(before)
         sql = _SELECT + (" WHERE " + " AND ".join(where) if where else "") + f" {_NEWEST_FIRST}"
         if limit is not None:
             sql += " LIMIT ?"
             params.append(limit)
         return self._query("list jobs", sql, tuple(params))
+
+    def count_by_state(self) -> list[tuple[str, str, int]]:
+        """``(cluster, status, jobs)`` for every pair that has jobs."""
+        sql = "SELECT cluster, status, COUNT(*) FROM jobs GROUP BY cluster, status"
+        with self._read("count jobs by state") as conn:
+            return [(c, s, n) for c, s, n in conn.execute(sql).fetchall()]
 
     def count_active(self, cluster: str) -> int:
         sql = f"SELECT COUNT(*) FROM jobs WHERE cluster = ? AND {_ACTIVE}"  # noqa: S608 (constant)

@@ -4,24 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..formatting import clock, table
-from ..store import Deletion
+from ..formatting import clock, size, table
+from ..jobstore import Deletion
 from .cleanup import ARCHIVE, DELETE, KEEP, REFUSE, Plan
 from .usage import JobUsage, Usage
-
-UNITS = ("B", "KB", "MB", "GB", "TB")
-
-
-def size(n: int | None, exact: bool = False) -> str:
-    """Decimal units (1 GB = 10^9 bytes, as the quota); ``exact``: the number of bytes."""
-    if n is None:
-        return "-"
-    if exact:
-        return str(n)
-    value, unit = float(n), 0
-    while value >= 1000 and unit < len(UNITS) - 1:
-        value, unit = value / 1000, unit + 1
-    return f"{n} B" if unit == 0 else f"{value:.1f} {UNITS[unit]}"
 
 
 def usage_table(usage: Usage, exact: bool = False) -> str:

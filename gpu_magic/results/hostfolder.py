@@ -1,4 +1,5 @@
-"""Reading what a job left in its folder: output variables, the remote traceback, the log."""
+"""Reading what a job left in its folder on the host: output variables, the remote traceback,
+the log (what the results service and the tracker read before, or without, a collection)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,11 @@ from typing import Any
 
 import cloudpickle
 
-from . import jobdir
-from .errors import GPUMagicError, JobStateError, RemoteJobError, TransferError
-from .jobdir import JobDir
-from .models import GPUJob
-from .transport.base import Transport
+from .. import jobdir
+from ..errors import GPUMagicError, JobStateError, RemoteJobError, TransferError
+from ..jobdir import JobDir
+from ..models import GPUJob
+from ..transport.base import Transport
 
 
 def folder_of(job: GPUJob) -> JobDir:

@@ -1,0 +1,94 @@
+"""``Hosts``: a cluster name in, its host out (config, transport, scheduler).
+
+The one place that picks concrete backends: ``LocalTransport`` for the ``local`` cluster,
+``SSHTransport`` for the rest (paramiko loads only then), ``SlurmScheduler`` or
+``ProcessScheduler`` by the cluster's ``scheduler``. Tests and benches inject their own
+transports (``Hosts(..., transports={"ssh": spy})`` or a factory), as httpx takes a
+``transport=``; nobody reaches into a private dict.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from .clusters import ClusterConfig, ClusterRegistry
+from .config import Settings
+from .models import GPUJob
+from .schedulers import ProcessScheduler, Scheduler, SlurmScheduler
+from .transport import LocalTransport, Transport
+
+TransportFactory = Callable[[ClusterConfig], Transport]
+
+
+@dataclass(frozen=True)
+class Host:
+    """One cluster as the services use it."""
+
+    config: ClusterConfig
+    transport: Transport
+    scheduler: Scheduler
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+
+class Hosts:
+    """Thread-safe; one transport per cluster (shared by every thread), one scheduler per
+    cluster config (a Slurm scheduler remembers whether sacct works there)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        clusters: ClusterRegistry,
+        transports: Mapping[str, Transport] | TransportFactory | None = None,
+    ):
+        self.settings, self.clusters = settings, clusters
+        self._given = transports
+        self._transports: dict[str, Transport] = {}
+        self._hosts: dict[str, Host] = {}
+        self._lock = threading.Lock()
+
+    def get(self, name: str) -> Host:
+        """The host of cluster ``name`` (``UnknownClusterError`` for a name nobody defined)."""
+        config = self.clusters.get(name)
+        with self._lock:
+            transport = self._transports.get(config.name)
+            if transport is None:
+                transport = self._transports[config.name] = self._make_transport(config)
+            host = self._hosts.get(config.name)
+            if host is None or host.config != config or host.transport is not transport:
+                host = self._hosts[config.name] = Host(
+                    config, transport, _scheduler(config, transport)
+                )
+            return host
+
+    def of(self, job: GPUJob) -> Host:
+        return self.get(job.cluster)
+
+    def close(self) -> None:
+        """Close every connection; the hosts can be used again afterwards (they reconnect)."""
+        with self._lock:
+            transports, self._transports, self._hosts = list(self._transports.values()), {}, {}
+        for transport in transports:
+            transport.close()
+
+    def _make_transport(self, config: ClusterConfig) -> Transport:
+        given = self._given
+        if callable(given):
+            return given(config)
+        if given is not None and config.name in given:
+            return given[config.name]
+        if config.is_local:
+            return LocalTransport()
+        from .transport.ssh import SSHTransport  # paramiko loads only when a host needs it
+
+        return SSHTransport(config, self.settings)
+
+
+def _scheduler(config: ClusterConfig, transport: Transport) -> Scheduler:
+    if config.scheduler == "slurm":
+        return SlurmScheduler(transport, config.interpreter, config.slurm)
+    return ProcessScheduler(transport, config.interpreter)

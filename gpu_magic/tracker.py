@@ -1,0 +1,94 @@
+"""``JobTracker``: the only writer of job state. Polls hosts, records what they show, waits.
+
+Every state a job passes through is written here (``save``), after a poll (``refresh``, or the
+monitor's ``record``). A job that has just ended calls the ``on_ended`` listeners once, from the
+thread that saw it end; collection subscribes there, so nothing starts a download unseen.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+from . import submission
+from .errors import WaitTimeoutError
+from .hosts import Host, Hosts
+from .jobstore import JobStore
+from .models import GPUJob, JobStatus
+from .results.hostfolder import remote_error
+from .schedulers import Observation
+
+NOT_LAUNCHED = (JobStatus.PENDING, JobStatus.UPLOADING)
+
+
+class JobTracker:
+    def __init__(self, store: JobStore, hosts: Hosts):
+        self.store, self.hosts = store, hosts
+        self._ended: list[Callable[[GPUJob], None]] = []
+        self._lock = threading.Lock()
+
+    def on_ended(self, listener: Callable[[GPUJob], None]) -> None:
+        """Call ``listener(job)`` once whenever a job is recorded as ended."""
+        with self._lock:
+            self._ended.append(listener)
+
+    def save(self, job: GPUJob, reason: str | None = None) -> GPUJob:
+        self.store.update(job, reason=reason)
+        return job
+
+    def job(self, id_or_name: str, *, refresh: bool = True) -> GPUJob:
+        job = self.store.find(id_or_name)
+        return self.refresh([job])[0] if refresh else job
+
+    def jobs(self, *, cluster: str | None = None, limit: int | None = None) -> list[GPUJob]:
+        return self.refresh(self.store.list(cluster=cluster, limit=limit))
+
+    def refresh(self, jobs: list[GPUJob]) -> list[GPUJob]:
+        """Poll every active job among ``jobs``, one round trip per cluster, and store changes."""
+        fresh = {job.id: job for job in jobs}
+        by_cluster: dict[str, list[GPUJob]] = {}
+        for job in jobs:
+            if not job.is_terminal and job.status not in NOT_LAUNCHED:
+                by_cluster.setdefault(job.cluster, []).append(job)
+        for name, active in by_cluster.items():
+            host = self.hosts.get(name)
+            observed = host.scheduler.poll(active)
+            for job in active:
+                if job.id in observed:
+                    fresh[job.id] = self.record(host, job, observed[job.id])
+        return [fresh[job.id] for job in jobs]
+
+    def record(self, host: Host, job: GPUJob, seen: Observation) -> GPUJob:
+        """Store what a poll saw; a newly failed job also gets its remote error summary."""
+        updated = submission.observe(job, seen)
+        if updated == job:
+            return job
+        if updated.status == JobStatus.FAILED and job.status != JobStatus.FAILED:
+            remote = remote_error(host.transport, updated)
+            if remote is not None:
+                summary = f"{remote.exc_type}: {remote.remote_message}"
+                updated = updated.model_copy(update={"error": summary})
+        saved = self.save(updated, reason=seen.reason)
+        if saved.is_terminal and not job.is_terminal:
+            with self._lock:
+                listeners = list(self._ended)
+            for listener in listeners:
+                listener(saved)
+        return saved
+
+    def wait(self, job_id: str, timeout: float | None = None) -> GPUJob:
+        """Poll until the job ends (backing off to once a second)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        pause = 0.05
+        while True:
+            job = self.job(job_id)
+            if job.is_terminal:
+                return job
+            if deadline is not None and time.monotonic() >= deadline:
+                raise WaitTimeoutError(
+                    f"job {job.id} is still {job.status} after waiting {timeout:g}s"
+                )
+            remaining = float("inf") if deadline is None else deadline - time.monotonic()
+            time.sleep(max(0.0, min(pause, remaining)))
+            pause = min(pause * 1.5, 1.0)
