@@ -154,11 +154,15 @@ class Client:
         """Every state the job passed through, with when and why, oldest first."""
         return self.store.transitions(self.store.find(job_id).id)
 
-    def log_since(self, job_id: str, offset: int = 0) -> LogChunk:
+    def log_since(self, job_id: str, offset: int = 0, *, sync: bool = True) -> LogChunk:
         """The log text from byte ``offset`` on, as far as it has been read (the monitor's feed
-        of an active job, the results store's copy of a collected one), and where to go on."""
+        of an active job, the results store's copy of a collected one), and where to go on.
+        ``sync``: bring the feed up to date first (one poll); a follower that asks again and
+        again (a WebSocket) leaves that to the monitor's own pace."""
         job = self.store.find(job_id)
-        feed = self.results.feed(job) or self.monitor.feed(job.id)
+        feed = self.results.feed(job)
+        if feed is None:
+            feed = self.monitor.sync(job.id) if sync else self.monitor.feed(job.id)
         found = feed.log_from(offset)
         if found is None:  # older than what memory holds: read the host's file
             remote = hostfolder.folder_of(job).log

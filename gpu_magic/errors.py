@@ -15,6 +15,8 @@ where they happen (transport, store, packaging), so callers and the magics only 
     │       └── ChangedHostKeyError
     ├── RemoteCommandError          a command on the host exited non-zero
     ├── TransferError               upload/download failed or checksum mismatch
+    │   ├── TransferCancelled       stopped by the user (Ctrl-C, the bar's Stop)
+    │   └── ResultNotFoundError     the job's results list no such file
     ├── SchedulerError              the scheduler refused the job
     ├── StoreError                  the local job database
     ├── JobNotFoundError
@@ -104,6 +106,10 @@ class StoreError(GPUMagicError):
 
 class JobNotFoundError(GPUMagicError, LookupError):
     pass
+
+
+class ResultNotFoundError(TransferError, LookupError):
+    """The job's results list no such file (a typo, or a path that is not a result)."""
 
 
 class JobStateError(GPUMagicError):

@@ -19,7 +19,13 @@ import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
-from ..errors import ClusterConnectionError, RemoteCommandError, TransferCancelled, TransferError
+from ..errors import (
+    ClusterConnectionError,
+    RemoteCommandError,
+    ResultNotFoundError,
+    TransferCancelled,
+    TransferError,
+)
 from ..models import GPUJob
 from ..transport.base import Transport
 from .download import ATTEMPTS, Refused, download
@@ -88,7 +94,7 @@ def fetch_files(
     entries = {e["path"]: e for e in manifest["files"]}
     unknown = [rel for rel in rels if rel not in entries]
     if unknown:
-        raise TransferError(f"job {job.id} has no collected file {unknown[0]!r}")
+        raise ResultNotFoundError(f"job {job.id} has no collected file {unknown[0]!r}")
     todo = list(dict.fromkeys(rel for rel in rels if not entries[rel]["fetched"]))
     if todo:
         progress = progress or TransferProgress()

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Settings
-from ..errors import GPUMagicError, JobStateError, TransferError
+from ..errors import GPUMagicError, JobStateError, ResultNotFoundError, TransferError
 from ..hosts import Hosts
 from ..jobstore import Deletion, JobStore
 from ..models import GPUJob, JobStatus
@@ -192,7 +192,9 @@ class ResultsService:
     def _listed_path(job_id: str, listed: set[str], name: str) -> str:
         rel = next((p for p in (name, f"outputs/{name}") if p in listed), None)
         if rel is None:
-            raise TransferError(f"job {job_id} has no collected file {name!r} (see job.files())")
+            raise ResultNotFoundError(
+                f"job {job_id} has no collected file {name!r} (see job.files())"
+            )
         return rel
 
     def load(self, job_id: str, name: str) -> Any:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 from ..api import Client
-from .metrics import register_metrics, unregister_metrics
+from .metrics import register_metrics
 from .routes import routes
 from .watch import ActiveJobsWatch
 
@@ -34,9 +34,9 @@ def _load_jupyter_server_extension(serverapp) -> None:
         gpu_magic_pool=pool,
         gpu_magic_root=serverapp.root_dir,
         gpu_magic_watch=watch,
-        gpu_magic_metrics=register_metrics(client),
     )
     serverapp.web_app.add_handlers(".*$", routes(settings["base_url"]))
+    register_metrics(client)
     watch.start()
     serverapp.log.info("gpu_magic: /gpu-jobs routes on; following %s", client.settings.store_path)
 
@@ -44,6 +44,5 @@ def _load_jupyter_server_extension(serverapp) -> None:
 def _unload_jupyter_server_extension(serverapp) -> None:
     settings = serverapp.web_app.settings
     settings["gpu_magic_watch"].stop()
-    unregister_metrics(settings["gpu_magic_metrics"])
     settings["gpu_magic_client"].close()
     settings["gpu_magic_pool"].shutdown(wait=False, cancel_futures=True)

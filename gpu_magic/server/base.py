@@ -20,6 +20,7 @@ from ..errors import (
     JobNotFoundError,
     JobStateError,
     RemoteJobError,
+    ResultNotFoundError,
     SchedulerError,
     TransferError,
     UnknownClusterError,
@@ -28,6 +29,7 @@ from ..errors import (
 
 STATUS = (  # first match wins: subclasses before their bases
     (JobNotFoundError, 404),
+    (ResultNotFoundError, 404),
     (UnknownClusterError, 400),
     (InvalidRequestError, 400),
     (JobStateError, 409),

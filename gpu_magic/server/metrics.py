@@ -35,15 +35,19 @@ class JobsCollector:
         yield moved
 
 
+_COLLECTOR: JobsCollector | None = None
+
+
 def register_metrics(client: Client) -> JobsCollector:
-    collector = JobsCollector(client)
-    REGISTRY.register(collector)
+    """The collector reads the newest server's Client (one registry per process: a server
+    started again in the same process, as in tests, takes the same collector over)."""
+    global _COLLECTOR
+    if _COLLECTOR is None:
+        _COLLECTOR = JobsCollector(client)
+        REGISTRY.register(_COLLECTOR)
+    _COLLECTOR.client = client
     client.monitor.on_tick(_observe)
-    return collector
-
-
-def unregister_metrics(collector: JobsCollector) -> None:
-    REGISTRY.unregister(collector)
+    return _COLLECTOR
 
 
 def _observe(cluster: str, seconds: float, error: str | None) -> None:

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from functools import cache
 
-from jupyter_server.utils import url_path_join
-
 from .. import __version__
 from ..models import GPUJobRequest
 
@@ -61,7 +59,7 @@ LOG_PARAMETERS = [
 
 @cache
 def document(base_url: str = "/") -> dict:
-    root = url_path_join(base_url, "gpu-jobs")
+    root = "/gpu-jobs"
     paths = {
         root: {"get": _operation("Jobs, newest first", "JobList", _list_parameters())},
         f"{root}/submit": {"post": _submit()},
@@ -77,6 +75,7 @@ def document(base_url: str = "/") -> dict:
     return {
         "openapi": "3.1.0",
         "info": {"title": "gpu_magic jobs", "version": __version__},
+        "servers": [{"url": base_url.rstrip("/") or "/"}],
         "paths": paths,
         "components": {"schemas": _schemas()},
     }

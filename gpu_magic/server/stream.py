@@ -54,10 +54,11 @@ class LogStreamHandler(ClientMixin, JupyterHandler, websocket.WebSocketHandler):
         """Clients only listen."""
 
     async def _pump(self) -> None:
-        status = None
+        status, sync = None, True
         try:
             while True:
-                chunk = await self.call(self.client.log_since, self.job_id, self.offset)
+                chunk = await self.call(self.client.log_since, self.job_id, self.offset, sync=sync)
+                sync = False  # the monitor polls at the fast pace while this socket is open
                 if chunk.text:
                     self.offset = chunk.offset
                     await self._send({"type": "log", "offset": chunk.offset, "text": chunk.text})
