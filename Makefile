@@ -60,6 +60,7 @@ bench: system-deps $(STAMP)
 	$(BIN)/python bench/bench_store.py
 	$(BIN)/python bench/bench_monitor.py
 	$(BIN)/python bench/bench_first_submit.py
+	$(BIN)/python bench/bench_server.py
 
 clean:
 	rm -rf $(VENV) build .pytest_cache
