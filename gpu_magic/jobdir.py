@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -46,6 +47,15 @@ GPU_TELEMETRY = "gpu_telemetry"  # "unavailable: why" / "stopped: why"; absent w
 CELL_STATUS = ".cell_status"  # run.sh's private note of the cell's exit status
 
 GIT_CHECKOUT = f"{CODE}/repo"
+
+
+SAFE_JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def safe_id(job_id: str) -> bool:
+    """A job id usable as one path component, in a shell word and a URL: no ``/``, no
+    leading ``.``, nothing a shell or a path would read specially."""
+    return bool(SAFE_JOB_ID.match(job_id))
 
 
 def new_job_id(now: datetime | None = None) -> str:

@@ -70,7 +70,6 @@ CELL_STATUS = jobdir.CELL_STATUS
 CLONE_FAILED = "git clone failed (see the git output above)"
 
 _TO_LOG = '>>"$_gm_log" 2>&1'
-_SAFE_JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -89,7 +88,7 @@ def render_run_script(
     ``CUDA_VISIBLE_DEVICES``), so ``gpus.py`` is not run. ``launcher``: words put before the
     cell's command (``srun ...`` runs it on every node of a multi-node Slurm job).
     """
-    if not _SAFE_JOB_ID.match(job_id):
+    if not jobdir.safe_id(job_id):
         raise ValueError(f"unsafe job id {job_id!r}")
     parts = [
         _header(job_id),
