@@ -17,8 +17,10 @@ from .errors import GPUMagicError, InvalidRequestError, SchedulerError
 from .handle import JobHandle
 from .hosts import Host, Hosts, TransportFactory
 from .jobstore import JobStore, Transition
+from .lease import HostLease
 from .models import GPUJob, GPUJobRequest, JobStatus
 from .monitoring.feed import JobFeed, LogChunk, complete_utf8
+from .monitoring.mirror import LiveMirror
 from .monitoring.monitor import Monitor
 from .packaging.upload import upload_bundle
 from .parsers.levels import LineFilter
@@ -48,7 +50,8 @@ class Client:
         self.clusters = ClusterRegistry(self.settings)
         self.store = JobStore(self.settings.store_path)
         self.hosts = Hosts(self.settings, self.clusters, transports)
-        self.tracker = JobTracker(self.store, self.hosts)
+        self.lease = HostLease(self.store, ttl=self.settings.job_monitoring_interval)
+        self.tracker = JobTracker(self.store, self.hosts, self.lease)
         self.results = ResultsService(self.settings, self.store, self.hosts, self.tracker)
         self.cleanup_errors: dict[str, str] = {}  # cluster -> why its after-collect cleanup failed
         self.tracker.on_ended(self._collect_when_ended)
@@ -66,8 +69,14 @@ class Client:
         """The kernel's background monitor (created on first use)."""
         with self._lock:
             if self._monitor is None:
-                interval = self.settings.job_monitoring_interval
-                self._monitor = Monitor(self.store, self.hosts, self.tracker, interval=interval)
+                self._monitor = Monitor(
+                    self.store,
+                    self.hosts,
+                    self.tracker,
+                    interval=self.settings.job_monitoring_interval,
+                    lease=self.lease,
+                    mirror=LiveMirror(self.settings.gpu_magic_data_dir / "live"),
+                )
             return self._monitor
 
     def _collect_when_ended(self, job: GPUJob) -> None:
@@ -90,6 +99,7 @@ class Client:
     def close(self) -> None:
         if self._monitor is not None:
             self._monitor.stop()
+        self.lease.release()  # another process takes over at once
         self.results.close(timeout=self.settings.ssh_connection_timeout)
         self.hosts.close()
 

@@ -351,6 +351,46 @@ class JobStore:
             rows = conn.execute(sql, (job_id,)).fetchall()
         return [Transition(JobStatus(s), _from_text(at), reason) for s, at, reason in rows]
 
+    # -- host leases and watched jobs (see gpu_magic.lease) ----------------------------------
+    def hold_lease(self, cluster: str, holder: str, ttl: float, now: float) -> bool:
+        """Take or renew the lease on polling ``cluster`` until ``now + ttl``; False while
+        another holder's lease has not expired."""
+        sql = (
+            "INSERT INTO host_leases (cluster, holder, expires_at) VALUES (?, ?, ?) "
+            "ON CONFLICT (cluster) DO UPDATE SET holder = excluded.holder, "
+            "expires_at = excluded.expires_at "
+            "WHERE host_leases.holder = excluded.holder OR host_leases.expires_at < ?"
+        )
+        with self._write(f"take the lease on {cluster}") as conn:
+            conn.execute(sql, (cluster, holder, now + ttl, now))
+            row = conn.execute("SELECT holder FROM host_leases WHERE cluster = ?", (cluster,))
+            return row.fetchone()[0] == holder
+
+    def lease_holder(self, cluster: str, now: float) -> str | None:
+        """Who holds an unexpired lease on ``cluster`` (None: nobody)."""
+        sql = "SELECT holder FROM host_leases WHERE cluster = ? AND expires_at >= ?"
+        with self._read(f"read the lease on {cluster}") as conn:
+            row = conn.execute(sql, (cluster, now)).fetchone()
+        return row[0] if row else None
+
+    def release_leases(self, holder: str) -> None:
+        with self._write("release leases") as conn:
+            conn.execute("DELETE FROM host_leases WHERE holder = ?", (holder,))
+            conn.execute("DELETE FROM watched WHERE holder = ?", (holder,))
+
+    def mark_watched(self, job_ids: list[str], holder: str, until: float) -> None:
+        """``holder`` shows exactly ``job_ids`` (until ``until`` unless marked again)."""
+        sql = "INSERT OR REPLACE INTO watched (job_id, holder, until) VALUES (?, ?, ?)"
+        with self._write("mark watched jobs") as conn:
+            conn.execute("DELETE FROM watched WHERE holder = ?", (holder,))
+            conn.executemany(sql, [(job_id, holder, until) for job_id in job_ids])
+
+    def watched(self, now: float) -> set[str]:
+        """Jobs some process shows (a panel, a WebSocket, a wait) now."""
+        with self._read("read watched jobs") as conn:
+            rows = conn.execute("SELECT job_id FROM watched WHERE until >= ?", (now,))
+            return {row[0] for row in rows.fetchall()}
+
     # -- deletions (cleanup history) --------------------------------------------------------
 
     def record_deletion(self, deletion: Deletion) -> Deletion:

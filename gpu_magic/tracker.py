@@ -15,6 +15,7 @@ from . import submission
 from .errors import WaitTimeoutError
 from .hosts import Host, Hosts
 from .jobstore import JobStore
+from .lease import HostLease
 from .models import GPUJob, JobStatus
 from .results.hostfolder import remote_error
 from .schedulers import Observation
@@ -23,8 +24,8 @@ NOT_LAUNCHED = (JobStatus.PENDING, JobStatus.UPLOADING)
 
 
 class JobTracker:
-    def __init__(self, store: JobStore, hosts: Hosts):
-        self.store, self.hosts = store, hosts
+    def __init__(self, store: JobStore, hosts: Hosts, lease: HostLease | None = None):
+        self.store, self.hosts, self.lease = store, hosts, lease
         self._ended: list[Callable[[GPUJob], None]] = []
         self._lock = threading.Lock()
 
@@ -52,6 +53,8 @@ class JobTracker:
             if not job.is_terminal and job.status not in NOT_LAUNCHED:
                 by_cluster.setdefault(job.cluster, []).append(job)
         for name, active in by_cluster.items():
+            if self.lease is not None and self.lease.elsewhere(name):
+                continue  # its lease holder follows every active job there: the store is fresh
             host = self.hosts.get(name)
             observed = host.scheduler.poll(active)
             for job in active:
@@ -79,6 +82,14 @@ class JobTracker:
 
     def wait(self, job_id: str, timeout: float | None = None) -> GPUJob:
         """Poll until the job ends (backing off to once a second)."""
+        unwatch = self.lease.watch(job_id) if self.lease is not None else None
+        try:
+            return self._wait(job_id, timeout)
+        finally:
+            if unwatch is not None:
+                unwatch()
+
+    def _wait(self, job_id: str, timeout: float | None) -> GPUJob:
         deadline = None if timeout is None else time.monotonic() + timeout
         pause = 0.05
         while True:

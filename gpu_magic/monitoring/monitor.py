@@ -16,10 +16,13 @@ from collections import defaultdict
 from ..errors import GPUMagicError
 from ..hosts import Hosts
 from ..jobstore import JobStore
+from ..lease import HostLease
 from ..tracker import NOT_LAUNCHED, JobTracker
 from .feed import FeedUpdate, JobFeed
+from .mirror import LiveMirror
 
 FAST, FAST_MAX, DRAIN = 0.5, 1.0, 0.05
+RENEW_MAX = 1.0  # a lease holder renews, and looks for newly watched jobs, this often
 
 
 class Monitor:
@@ -33,9 +36,12 @@ class Monitor:
         tracker: JobTracker,
         *,
         interval: float,
+        lease: HostLease | None = None,
+        mirror: LiveMirror | None = None,
         background: bool = True,
     ):
         self.jobs, self.hosts, self.tracker, self.base_interval = jobs, hosts, tracker, interval
+        self.lease, self.mirror = lease, mirror  # None: this process polls every host itself
         self.background = background  # False: no thread, the caller drives tick()
         self._feeds: dict[str, JobFeed] = {}
         self._on_screen: dict[str, int] = defaultdict(int)
@@ -69,17 +75,21 @@ class Monitor:
         return feed.progress() if feed is not None else None
 
     def on_screen(self, job_id: str) -> callable:
-        """Mark a job's panel as shown (fast pace); call the returned function when hidden."""
+        """Mark a job's panel as shown (fast pace, here and at the lease holder); call the
+        returned function when hidden."""
         self.feed(job_id)
         with self._lock:
             self._on_screen[job_id] += 1
+        unwatch = self.lease.watch(job_id) if self.lease is not None else None
         self._idle_ticks = 0
         self._wake.set()
-        return lambda: self._off_screen(job_id)
+        return lambda: self._off_screen(job_id, unwatch)
 
-    def _off_screen(self, job_id: str) -> None:
+    def _off_screen(self, job_id: str, unwatch=None) -> None:
         with self._lock:
             self._on_screen[job_id] = max(0, self._on_screen[job_id] - 1)
+        if unwatch is not None:
+            unwatch()
 
     def forget_done(self) -> int:
         """Drop the feeds of finished, fully read jobs that no panel shows (a server follows
@@ -138,18 +148,49 @@ class Monitor:
         return groups
 
     def _tick_cluster(self, cluster_name: str, feeds: list[JobFeed]) -> dict[str, FeedUpdate]:
+        if self.lease is not None and not self.lease.hold(cluster_name):
+            mirrored = [f for f in feeds if self.mirror.has(f.job.id)]
+            updates = self._from_mirror(mirrored)
+            feeds = [f for f in feeds if f not in mirrored]  # the holder follows them not yet
+            if not feeds:
+                return updates
+        else:
+            updates = {}
+            self._adopt(cluster_name)
         host = self.hosts.get(cluster_name)
         looks = host.scheduler.look([f.job for f in feeds], {f.job.id: f.requests() for f in feeds})
-        updates = {}
         for feed in feeds:
             look = looks[feed.job.id]
             job = feed.job
             if not job.is_terminal:
                 job = self.tracker.record(host, job, look.observation)
             update = feed.apply(job, look.folder)
+            if self.mirror is not None:
+                self.mirror.write(job.id, look.folder, done=feed.done)
             if update is not None:
                 updates[job.id] = update
         return updates
+
+    def _from_mirror(self, feeds: list[JobFeed]) -> dict[str, FeedUpdate]:
+        """Another process holds the host's lease: state from the store, files from its copy."""
+        updates = {}
+        for feed in feeds:
+            update = feed.apply(feed.job, self.mirror.look(feed.job.id, feed.requests()))
+            if update is not None:
+                updates[feed.job.id] = update
+        return updates
+
+    def _adopt(self, cluster_name: str) -> None:
+        """The lease holder follows every active job of the host, whoever submitted it (they
+        join from the next tick)."""
+        if self.lease is None:
+            return
+        with self._lock:
+            known = set(self._feeds)
+        for job in self.jobs.list(cluster=cluster_name, active_only=True):
+            if job.id not in known:
+                with self._lock:
+                    self._feeds.setdefault(job.id, JobFeed(job))
 
     # -- pacing and the thread ----------------------------------------------------------------
     def interval(self) -> float:
@@ -158,6 +199,10 @@ class Monitor:
             shown = {job_id for job_id, n in self._on_screen.items() if n > 0}
         if any(f.pending and not f.done for f in feeds):
             return DRAIN
+        if self.lease is not None and any(
+            c in self.lease.held() for c in {f.job.cluster for f in feeds}
+        ):
+            shown |= self.lease.watched()  # the holder paces for every process's panels
         if any(f.job.id in shown and not f.job.is_terminal for f in feeds):
             base, ceiling = FAST, FAST_MAX
         else:
@@ -176,13 +221,26 @@ class Monitor:
             self._thread.start()
 
     def _run(self) -> None:
-        """Tick until no feed has work; the pace counts from the start of each tick."""
+        """Tick until no feed has work; the pace counts from the start of each tick. Between
+        ticks a lease holder renews its leases every third of their time to live; a monitor
+        that stops lets them go."""
+        next_tick = started = 0.0
         while True:
             with self._lock:  # deciding to stop and saying so is one step: no lost wake-up
                 if all(f.done for f in self._feeds.values()):
                     self._thread = None
-                    return
-            started = time.monotonic()
-            self.tick()
-            self._wake.wait(max(0.0, self.interval() - (time.monotonic() - started)))
+                    break
+            if time.monotonic() >= next_tick:
+                started = time.monotonic()
+                self.tick()
+                next_tick = started + self.interval()
+            elif self.lease is not None:
+                self.lease.renew()
+                next_tick = min(next_tick, started + self.interval())  # newly watched: faster
+            renew = min(self.lease.ttl / 3, RENEW_MAX) if self.lease is not None else float("inf")
+            woken = self._wake.wait(max(0.0, min(next_tick - time.monotonic(), renew)))
             self._wake.clear()
+            if woken:
+                next_tick = 0.0
+        if self.lease is not None:
+            self.lease.release()

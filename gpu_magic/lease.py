@@ -1,0 +1,84 @@
+"""``HostLease``: of the processes sharing one job store, one polls a host at a time.
+
+A kernel, another kernel and the Jupyter server follow jobs on the same hosts. The lease (a row
+per host in the store) says which process polls: the holder follows *every* active job of that
+host, records their state and mirrors their files (``LiveMirror``); the others read state from
+the store and files from the mirror. The holder renews its lease every third of ``ttl`` (one
+monitoring interval); when it dies the lease expires and the next process to tick takes over.
+Jobs a process shows (a panel, a WebSocket, a ``wait``) are marked *watched* in the store, so the
+holder follows them at the fast pace whoever shows them.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+
+from .jobstore import JobStore
+
+
+class HostLease:
+    def __init__(self, store: JobStore, ttl: float):
+        self.store, self.ttl = store, ttl
+        self.holder = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        self._held: set[str] = set()
+        self._watching: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def hold(self, cluster: str) -> bool:
+        """Take or renew the lease on ``cluster``; False while another process holds it."""
+        held = self.store.hold_lease(cluster, self.holder, self.ttl, time.time())
+        with self._lock:
+            if held:
+                self._held.add(cluster)
+            else:
+                self._held.discard(cluster)
+        return held
+
+    def held(self) -> set[str]:
+        with self._lock:
+            return set(self._held)
+
+    def renew(self) -> None:
+        """Keep what this process holds and shows alive (between polls)."""
+        for cluster in self.held():
+            self.hold(cluster)
+        self.publish()
+
+    def elsewhere(self, cluster: str) -> bool:
+        """Whether another live process polls ``cluster`` (then the store is fresh)."""
+        holder = self.store.lease_holder(cluster, time.time())
+        return holder is not None and holder != self.holder
+
+    def watch(self, job_id: str) -> Callable[[], None]:
+        """Mark ``job_id`` as shown here; call the returned function when it no longer is."""
+        with self._lock:
+            self._watching[job_id] += 1
+        self.publish()
+        return lambda: self._unwatch(job_id)
+
+    def _unwatch(self, job_id: str) -> None:
+        with self._lock:
+            self._watching[job_id] -= 1
+            if self._watching[job_id] <= 0:
+                del self._watching[job_id]
+        self.publish()
+
+    def publish(self) -> None:
+        with self._lock:
+            shown = list(self._watching)
+        self.store.mark_watched(shown, self.holder, time.time() + self.ttl)
+
+    def watched(self) -> set[str]:
+        """The jobs any process shows now."""
+        return self.store.watched(time.time())
+
+    def release(self) -> None:
+        with self._lock:
+            self._held.clear()
+        self.store.release_leases(self.holder)
