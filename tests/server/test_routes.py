@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 
 import pytest
@@ -164,3 +165,16 @@ async def test_pages_follow_the_cursor(jp_fetch, gpu_server):
     seen = [j["id"] for page in (first, second, third) for j in page["jobs"]]
     assert seen == list(reversed(ids)) and third["cursor"] is None
     assert (await failing(get, jp_fetch, cursor="20990101-000000-abcdef")).code == 404
+
+
+@pytest.mark.parametrize("cluster", ["local"], indirect=True)
+async def test_operational_figures_in_the_servers_metrics(jp_fetch, gpu_server):
+    job = gpu_server.submit(GPUJobRequest.create(code="print(1)", cluster="local"))
+    gpu_server.monitor.sync(job.id)  # a poll of the host, as the server's watch makes them
+    gpu_server.wait(job.id, 60)
+    gpu_server.results.files(job.id)  # a collection: bytes brought home
+    text = (await jp_fetch("metrics")).body.decode()
+    assert 'gpu_magic_jobs{cluster="local",status="completed"} 1.0' in text
+    assert re.search(r'gpu_magic_poll_seconds_count\{cluster="local"\} [1-9]', text)
+    moved = re.search(r"gpu_magic_transferred_bytes_total ([0-9.e+]+)", text)
+    assert moved and float(moved.group(1)) > 0
