@@ -1,19 +1,19 @@
 /**
- * The "GPU Jobs" sidebar: the newest jobs of the gpu_magic server extension, polled every
- * 2 s while the panel is visible. Plain DOM in a Lumino widget; rows are kept per job id and
- * updated in place, so a refresh never replaces a button under the pointer.
+ * The "GPU Jobs" sidebar: the newest jobs of the gpu_magic server extension, from the shared
+ * `JobsModel` poller (which polls while the panel is visible), filtered client-side by status,
+ * cluster and name. Plain DOM in a Lumino widget; rows are kept per job id and updated in
+ * place, so a refresh never replaces a button under the pointer.
  */
 import { Dialog, showDialog, showErrorMessage } from '@jupyterlab/apputils';
 import { LabIcon, refreshIcon } from '@jupyterlab/ui-components';
 import { Message } from '@lumino/messaging';
 import { Widget } from '@lumino/widgets';
 
-import { cancelJob, IJob, listJobs } from './request';
+import { ALL_STATES, isActive, JobsModel } from './model';
+import { cancelJob, IJob } from './request';
 
-const REFRESH_MS = 2000;
-
-/** States in which a job can still be cancelled. */
-const ACTIVE = new Set(['pending', 'uploading', 'queued', 'running', 'retrying']);
+/** How long a row stays highlighted after `highlight`. */
+const HIGHLIGHT_MS = 10000;
 
 const GPU_SVG = `<svg xmlns="http://www.w3.org/2000/svg" width="16" height="16" viewBox="0 0 24 24">
   <g class="jp-icon3" fill="#616161">
@@ -61,6 +61,8 @@ interface IRow {
   progress: HTMLDivElement;
   bar: HTMLDivElement;
   percent: HTMLSpanElement;
+  track: HTMLDivElement;
+  eta: HTMLSpanElement;
   cancel: HTMLButtonElement;
   job: IJob;
 }
@@ -76,9 +78,17 @@ function element<K extends keyof HTMLElementTagNameMap>(
   return node;
 }
 
+function option(select: HTMLSelectElement, value: string, label: string): HTMLOptionElement {
+  const node = element('option', '', select);
+  node.value = value;
+  node.textContent = label;
+  return node;
+}
+
 export class GpuJobsSidebar extends Widget {
-  constructor() {
+  constructor(model: JobsModel) {
     super();
+    this._model = model;
     this.id = 'gpu-magic-jobs';
     this.addClass('gpu-magic-sidebar');
     this.title.icon = gpuJobsIcon;
@@ -94,31 +104,80 @@ export class GpuJobsSidebar extends Widget {
     refreshIcon.element({ container: this._refreshButton, elementPosition: 'center' });
     this._refreshButton.addEventListener('click', () => void this.refresh());
 
+    const filters = element('div', 'gpu-magic-filters', this.node);
+    this._search = element('input', 'jp-mod-styled gpu-magic-search', filters);
+    this._search.type = 'search';
+    this._search.placeholder = 'Search by name';
+    this._search.setAttribute('aria-label', 'Search jobs by name');
+    this._search.addEventListener('input', () => this._applyFilters());
+    const selects = element('div', 'gpu-magic-filter-selects', filters);
+    this._statusFilter = element('select', 'jp-mod-styled gpu-magic-filter-status', selects);
+    this._statusFilter.setAttribute('aria-label', 'Filter jobs by status');
+    option(this._statusFilter, 'all', 'All states');
+    option(this._statusFilter, 'active', 'Active');
+    for (const state of ALL_STATES) {
+      option(this._statusFilter, state, state);
+    }
+    this._statusFilter.addEventListener('change', () => this._applyFilters());
+    this._clusterFilter = element('select', 'jp-mod-styled gpu-magic-filter-cluster', selects);
+    this._clusterFilter.setAttribute('aria-label', 'Filter jobs by cluster');
+    option(this._clusterFilter, 'all', 'All clusters');
+    this._clusterFilter.addEventListener('change', () => this._applyFilters());
+
     this._message = element('div', 'gpu-magic-message', this.node);
     this._list = element('ul', 'gpu-magic-job-list', this.node);
+
+    model.changed.connect(this._onChanged, this);
+    model.failed.connect(this._onFailed, this);
+    if (model.loaded) {
+      this._onChanged(model, model.jobs);
+    }
   }
 
   /** Fetch the jobs now and show them (or what went wrong). */
-  async refresh(): Promise<void> {
-    if (this._loading) {
-      return this._loading;
+  refresh(): Promise<void> {
+    return this._model.refresh();
+  }
+
+  /**
+   * Mark the row of job `id` (`.gpu-magic-job-row--highlight`) and scroll it into view;
+   * filters that hide it are cleared. The sidebar itself is opened by the caller.
+   */
+  highlight(id: string): void {
+    this._highlightId = id;
+    if (this._highlightTimer !== null) {
+      window.clearTimeout(this._highlightTimer);
     }
-    this._loading = (async () => {
-      try {
-        const { jobs } = await listJobs(100);
-        this._render(jobs);
-        this._showMessage(jobs.length ? '' : 'No GPU jobs yet.');
-      } catch (error) {
-        this._showMessage(`Could not load the jobs: ${(error as Error).message}`, true);
-      } finally {
-        this._loading = null;
+    this._highlightTimer = window.setTimeout(() => {
+      this._highlightId = null;
+      this._highlightTimer = null;
+      for (const row of this._rows.values()) {
+        row.node.classList.remove('gpu-magic-job-row--highlight');
       }
-    })();
-    return this._loading;
+    }, HIGHLIGHT_MS);
+    const row = this._rows.get(id);
+    if (row && row.node.hidden) {
+      this._search.value = '';
+      this._statusFilter.value = 'all';
+      this._clusterFilter.value = 'all';
+      this._applyFilters();
+    }
+    for (const [key, other] of this._rows) {
+      other.node.classList.toggle('gpu-magic-job-row--highlight', key === id);
+    }
+    row?.node.scrollIntoView({ block: 'nearest' });
   }
 
   dispose(): void {
+    if (this.isDisposed) {
+      return;
+    }
     this._stopPolling();
+    if (this._highlightTimer !== null) {
+      window.clearTimeout(this._highlightTimer);
+    }
+    this._model.changed.disconnect(this._onChanged, this);
+    this._model.failed.disconnect(this._onFailed, this);
     super.dispose();
   }
 
@@ -141,24 +200,80 @@ export class GpuJobsSidebar extends Widget {
   }
 
   private _startPolling(): void {
-    if (this._timer !== null) {
-      return;
-    }
-    const tick = async () => {
-      if (!document.hidden) {
-        await this.refresh();
-      }
-      if (this._timer !== null) {
-        this._timer = window.setTimeout(tick, REFRESH_MS);
-      }
-    };
-    this._timer = window.setTimeout(tick, 0);
+    this._model.setActive(this.id, true);
   }
 
   private _stopPolling(): void {
-    if (this._timer !== null) {
-      window.clearTimeout(this._timer);
-      this._timer = null;
+    this._model.setActive(this.id, false);
+  }
+
+  private _onChanged(_: JobsModel, jobs: IJob[]): void {
+    this._jobs = jobs;
+    this._updateClusters(jobs);
+    this._render(jobs);
+    this._applyFilters();
+  }
+
+  private _onFailed(_: JobsModel, error: Error): void {
+    this._showMessage(`Could not load the jobs: ${error.message}`, true);
+  }
+
+  /** The cluster filter offers the clusters of the jobs listed (and keeps its choice). */
+  private _updateClusters(jobs: IJob[]): void {
+    const clusters = new Set<string>();
+    for (const job of jobs) {
+      if (job.cluster) {
+        clusters.add(job.cluster);
+      }
+    }
+    const selected = this._clusterFilter.value;
+    if (selected !== 'all') {
+      clusters.add(selected);
+    }
+    const wanted = ['all', ...[...clusters].sort()];
+    const have = Array.from(this._clusterFilter.options).map(o => o.value);
+    if (wanted.join('\n') === have.join('\n')) {
+      return;
+    }
+    while (this._clusterFilter.options.length > 1) {
+      this._clusterFilter.remove(1);
+    }
+    for (const name of wanted.slice(1)) {
+      option(this._clusterFilter, name, name);
+    }
+    this._clusterFilter.value = selected;
+  }
+
+  private _matches(job: IJob): boolean {
+    const status = this._statusFilter.value;
+    if (status === 'active' ? !isActive(job.status) : status !== 'all' && job.status !== status) {
+      return false;
+    }
+    const cluster = this._clusterFilter.value;
+    if (cluster !== 'all' && job.cluster !== cluster) {
+      return false;
+    }
+    const needle = this._search.value.trim().toLowerCase();
+    return !needle || (job.name || job.id).toLowerCase().includes(needle);
+  }
+
+  /** Hide the rows the filters leave out; say so when none is left. */
+  private _applyFilters(): void {
+    let shown = 0;
+    for (const row of this._rows.values()) {
+      const match = this._matches(row.job);
+      row.node.hidden = !match;
+      shown += match ? 1 : 0;
+    }
+    if (!this._model.loaded) {
+      return;
+    }
+    if (this._jobs.length === 0) {
+      this._showMessage('No GPU jobs yet.');
+    } else if (shown === 0) {
+      this._showMessage('No job matches the filters.');
+    } else {
+      this._showMessage('');
     }
   }
 
@@ -214,7 +329,21 @@ export class GpuJobsSidebar extends Widget {
     const track = element('div', 'gpu-magic-job-progress-track', progress);
     const bar = element('div', 'gpu-magic-job-progress-bar', track);
     const percent = element('span', 'gpu-magic-job-progress-label', progress);
-    const row: IRow = { node, name, status, cluster, elapsed, progress, bar, percent, cancel, job };
+    const eta = element('span', 'gpu-magic-job-eta', progress);
+    const row: IRow = {
+      node,
+      name,
+      status,
+      cluster,
+      elapsed,
+      progress,
+      bar,
+      percent,
+      track,
+      eta,
+      cancel,
+      job
+    };
     cancel.addEventListener('click', () => void this._confirmCancel(row));
     return row;
   }
@@ -230,12 +359,24 @@ export class GpuJobsSidebar extends Widget {
     row.cluster.textContent = job.cluster || '';
     const elapsed = elapsedOf(job, now);
     row.elapsed.textContent = elapsed === null ? '' : formatElapsed(elapsed);
-    row.cancel.hidden = !ACTIVE.has(job.status);
+    row.cancel.hidden = !isActive(job.status);
+    row.node.classList.toggle(
+      'gpu-magic-job-row--highlight',
+      this._highlightId !== null && this._highlightId === job.id
+    );
     row.cancel.title = `Cancel ${label}`;
 
     const fraction = job.progress?.fraction;
     const known = typeof fraction === 'number' && isFinite(fraction);
-    row.progress.hidden = !known;
+    const remaining = job.progress?.remaining_s;
+    const etaKnown =
+      isActive(job.status) && typeof remaining === 'number' && isFinite(remaining);
+    row.progress.hidden = !known && !etaKnown;
+    row.track.hidden = !known;
+    row.percent.hidden = !known;
+    row.eta.hidden = !etaKnown;
+    row.eta.textContent = etaKnown ? `ETA ${formatElapsed(remaining as number)}` : '';
+    row.eta.title = job.progress?.finish_at ? `finishes at ${job.progress.finish_at}` : '';
     if (known) {
       const percent = Math.round(Math.min(1, Math.max(0, fraction as number)) * 100);
       row.bar.style.width = `${percent}%`;
@@ -270,10 +411,15 @@ export class GpuJobsSidebar extends Widget {
     await this.refresh();
   }
 
+  private _model: JobsModel;
+  private _jobs: IJob[] = [];
+  private _search: HTMLInputElement;
+  private _statusFilter: HTMLSelectElement;
+  private _clusterFilter: HTMLSelectElement;
+  private _highlightId: string | null = null;
+  private _highlightTimer: number | null = null;
   private _list: HTMLUListElement;
   private _message: HTMLDivElement;
   private _refreshButton: HTMLButtonElement;
   private _rows = new Map<string, IRow>();
-  private _timer: number | null = null;
-  private _loading: Promise<void> | null = null;
 }

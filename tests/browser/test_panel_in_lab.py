@@ -111,6 +111,8 @@ def open_notebook(page, lab, name: str) -> None:
     page.locator(".jp-LauncherCard", has_text="Python 3").first.wait_for(
         state="visible", timeout=60_000
     )
+    if not page.locator(".jp-FileBrowser").is_visible():  # Lab restored another left panel
+        page.locator('.lm-TabBar-tab[data-id="filebrowser"]').click()
     item = page.locator(".jp-DirListing-item", has_text=name)
     item.wait_for(state="visible")
     item.dblclick()
