@@ -170,9 +170,7 @@ class Client:
         ``sync``: bring the feed up to date first (one poll); a follower that asks again and
         again (a WebSocket) leaves that to the monitor's own pace."""
         job = self.store.find(job_id)
-        feed = self.results.feed(job)
-        if feed is None:
-            feed = self.monitor.sync(job.id) if sync else self.monitor.feed(job.id)
+        feed = self._feed_of(job, sync=sync)
         found = feed.log_from(offset)
         if found is None:  # older than what memory holds: read the host's file
             remote = hostfolder.folder_of(job).log
@@ -223,8 +221,15 @@ class Client:
     def feed(self, job_id: str) -> JobFeed:
         """The job's telemetry brought up to date now (metrics, progress, GPU samples, log);
         a finished, collected job's comes from the results store (the host is not asked)."""
-        job = self.store.find(job_id)
-        return self.results.feed(job) or self.monitor.sync(job.id)
+        return self._feed_of(self.store.find(job_id))
+
+    def _feed_of(self, job: GPUJob, *, sync: bool = True) -> JobFeed:
+        """A collected job's feed from the results store (the host is not asked), else the
+        monitor's (``sync``: brought up to date now)."""
+        feed = self.results.feed(job)
+        if feed is not None:
+            return feed
+        return self.monitor.sync(job.id) if sync else self.monitor.feed(job.id)
 
     def storage_usage(self, cluster: str | None = None) -> usage.Usage:
         """Local and remote sizes of every stored job (of ``cluster``): one command per host."""

@@ -42,7 +42,7 @@ class LiveMirror:
                 if name in TAILED and chunk is not None:
                     _write(target / name, chunk)
             if done:
-                (target / DONE).touch()
+                (target / DONE).touch(exist_ok=True)
         except OSError as exc:  # a full disk: the others' panels stall, the poll goes on
             raise TransferError(f"cannot mirror job {job_id} into {target}: {exc}") from exc
 
@@ -67,8 +67,11 @@ def _write(path: Path, chunk: Chunk) -> None:
     size = path.stat().st_size if path.exists() else 0
     if chunk.offset > size:
         return  # a gap: the holder's next chunk starts where its feed stands
+    replaced = chunk.offset == 0 and size > chunk.size
+    if not chunk.data and not replaced and path.exists():
+        return  # nothing new: most ticks of a quiet job (no file opened)
     with open(path, "r+b" if path.exists() else "wb") as f:
-        if chunk.offset == 0 and size > chunk.size:
+        if replaced:
             f.truncate(0)
         f.seek(chunk.offset)
         f.write(chunk.data)

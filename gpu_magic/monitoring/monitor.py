@@ -185,12 +185,11 @@ class Monitor:
         join from the next tick)."""
         if self.lease is None:
             return
+        active = self.jobs.list(cluster=cluster_name, active_only=True)
         with self._lock:
-            known = set(self._feeds)
-        for job in self.jobs.list(cluster=cluster_name, active_only=True):
-            if job.id not in known:
-                with self._lock:
-                    self._feeds.setdefault(job.id, JobFeed(job))
+            for job in active:
+                if job.id not in self._feeds:
+                    self._feeds[job.id] = JobFeed(job)
 
     # -- pacing and the thread ----------------------------------------------------------------
     def interval(self) -> float:

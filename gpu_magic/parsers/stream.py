@@ -75,8 +75,7 @@ class LogParser:
         rest, self._pending = self._pending, ""
         skipping, self._skipping = self._skipping, False
         events = self._complete(rest, at) if rest and not skipping else []
-        last = self._state.last_bar
-        return events + self._release_hf(last.global_step if last else None)
+        return events + self._release_hf(self._last_step())
 
     def _drop_guess(self) -> None:
         if self._guess is not None:
@@ -136,10 +135,13 @@ class LogParser:
         """A Trainer log dict has only a fractional epoch: it waits for the train bar's next
         frame (the Trainer redraws it right after printing) to learn its global step."""
         self._state.library = "hf"
-        last = self._state.last_bar
-        events = self._release_hf(last.global_step if last else None)
+        events = self._release_hf(self._last_step())
         self._state.hf_pending = Metrics(None, found[0], found[1], at, "hf")
         return events
+
+    def _last_step(self) -> int | None:
+        last = self._state.last_bar
+        return last.global_step if last is not None else None
 
     def _release_hf(self, step: int | None) -> list[Event]:
         pending, self._state.hf_pending = self._state.hf_pending, None

@@ -22,17 +22,17 @@ CHUNK = 1 << 20
 class JobsHandler(GPUJobsHandler):
     @web.authenticated
     async def get(self):
-        limit = self.int_argument("limit", 100, low=1)
+        limit = min(self.int_argument("limit", 100, low=1), MAX_LIMIT)
         filters = {k: self.get_argument(k, None) for k in ("status", "cluster", "name")}
         cursor = self.get_argument("cursor", None)
         if cursor is not None:
             await self.call(self.client.store.get, cursor)  # an unknown cursor: 404
         jobs = await self.call(
-            self.client.jobs, limit=min(limit, MAX_LIMIT), refresh=False, before=cursor, **filters
+            self.client.jobs, limit=limit, refresh=False, before=cursor, **filters
         )
         watched = self.client.monitor.progress_of
         views = [job_view(job, watched(job.id)) for job in jobs]
-        next_cursor = jobs[-1].id if len(jobs) == min(limit, MAX_LIMIT) else None
+        next_cursor = jobs[-1].id if len(jobs) == limit else None
         self.reply({"jobs": views, "cursor": next_cursor})
 
 
