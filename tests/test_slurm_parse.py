@@ -149,6 +149,14 @@ def test_job_slurm_forgot_falls_back_to_the_folder():
     assert lost.status == JobStatus.LOST and "no longer knows job 99" in lost.reason
 
 
+def test_signal_on_a_job_slurm_forgot_says_its_reason_is_unknown():
+    report = StateReport()  # purged: Slurm's TIMEOUT or OUT_OF_MEMORY verdict is gone
+    seen = decide(job("99"), report, folder("143"))
+    assert seen.status == JobStatus.FAILED and seen.exit_code == 143
+    assert "signal gpu_magic did not send" in seen.reason and "time limit" in seen.reason
+    assert decide(job("99"), report, folder("3")).reason == "exit code 3"  # the cell's own code
+
+
 def test_squeue_failure_keeps_the_state():
     report = parse_state_output(fixture("state_slurmctld_down"))
     assert "Unable to contact slurm controller" in report.error

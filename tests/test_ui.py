@@ -198,6 +198,12 @@ def trace(fig, name):
     return next(t for t in fig.data if t.name == name)
 
 
+def points(fig, name) -> int:
+    """How many points trace ``name`` shows; 0 before the chart or the trace exists."""
+    found = [t for t in (fig.data if fig is not None else ()) if t.name == name]
+    return len(found[0].x) if found else 0
+
+
 def test_feed_thread_only_marks_then_apply_updates_progress_and_eta(panel, feed):
     in_thread(lambda: feed_everything(feed))
     assert panel.progress.value == 0  # nothing applied from the feeding thread
@@ -579,7 +585,8 @@ def test_panel_applies_from_its_own_thread_never_the_feeding_one(client, feed):
         assert 1 <= len(applies) < 50
         assert feeder[0] not in applies
         assert panel.logview.text.endswith("INFO:root:step 999")
-        assert len(trace(panel.loss_chart, "loss").x) == 1000
+        panel.figures.result(timeout=60)  # the chart thread builds plotly figures on its own time
+        wait_for(lambda: points(panel.loss_chart, "loss") == 1000, timeout=10)
     finally:
         panel.close()
     deadline = time.monotonic() + 5

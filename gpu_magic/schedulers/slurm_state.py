@@ -11,7 +11,8 @@ Who is right when:
 - Finished: COMPLETED and FAILED defer to the folder's exit code and flags (they know about
   ``--timeout`` and cancel); every other final state (TIMEOUT, CANCELLED, OUT_OF_MEMORY,
   NODE_FAIL, ...) is Slurm's own verdict.
-- Unknown to Slurm (purged after MinJobAge and no accounting): the folder's exit code, else lost.
+- Unknown to Slurm (purged after MinJobAge and no accounting): the folder's exit code, else lost;
+  a code from a signal we did not send says that Slurm's reason is no longer known.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def decide(job: GPUJob, report: StateReport, folder: FolderState) -> Observation
     finished = _folder_finished(folder)
     if seen is None:
         if finished is not None:
-            return finished
+            return finished if _own_ending(folder) else _signalled_unknown(finished, job)
         return Observation(
             JobStatus.LOST,
             f"Slurm no longer knows job {job.scheduler_id} and its folder has no exit code",
@@ -105,6 +106,19 @@ def _folder_finished(folder: FolderState) -> Observation | None:
     if not folder.exists or not folder.exit_code.lstrip("-").isdigit():
         return None
     return decide_from_folder(folder)
+
+
+def _signalled_unknown(finished: Observation, job: GPUJob) -> Observation:
+    """A signal we did not send, and Slurm has forgotten why (purged, accounting off): say so
+    rather than pass a bare exit code off as the whole story."""
+    why = (
+        f"exit code {finished.exit_code}: killed by a signal gpu_magic did not send; Slurm no "
+        f"longer knows job {job.scheduler_id}, so not whether it was its time limit, a scancel "
+        "or the OOM killer (see slurm.out)"
+    )
+    return Observation(
+        finished.status, why, finished.exit_code, finished.started_at, finished.ended_at
+    )
 
 
 def _own_ending(folder: FolderState) -> bool:

@@ -12,7 +12,10 @@ GPUS = 4
 def slurm_conf(base: Path, name: str, munge_socket: str, accounting: bool) -> str:
     """slurm.conf of the test cluster: one node ``localhost`` with CPUS cores and GPUS fake GPUs;
     partitions ``debug`` (default) and ``gpu``. ``batch_sched_delay=0``: schedule a batch job at
-    submission (the default batches them up to 3 s later), so an idle cluster runs a job at once."""
+    submission (the default batches them up to 3 s later), so an idle cluster runs a job at once.
+    ``MinJobAge=3600``: without accounting Slurm forgets a finished job after MinJobAge, and the
+    overtime job (``test_slurm``) is checked at the end of the session, on a busy machine more
+    than the default 5 minutes after it ended."""
     if accounting:
         acct = (
             "AccountingStorageType=accounting_storage/slurmdbd\nAccountingStorageHost=localhost\n"
@@ -48,7 +51,7 @@ GresTypes=gpu
 MpiDefault=none
 MailProg=/bin/true
 ReturnToService=2
-MinJobAge=300
+MinJobAge=3600
 KillWait=5
 SlurmdParameters=config_overrides
 NodeName=localhost NodeAddr=127.0.0.1 CPUs={CPUS} RealMemory=4000 Gres=gpu:h100:{GPUS} State=UNKNOWN
