@@ -69,8 +69,8 @@ def test_when_the_holder_dies_another_takes_over_within_one_interval(two, ssh_en
     job = b.submit(GPUJobRequest.create(code=CHATTY, cluster=ssh_env.cluster.name))
     mon_a.feed(job.id)
     feed_b = mon_b.feed(job.id)
+    died = time.monotonic()  # a takes its lease during the tick: it expires TTL after this
     mon_a.tick()  # a holds the lease, then stops renewing it: its process died
-    died = time.monotonic()
     spy_b.commands = 0
 
     def b_polls():

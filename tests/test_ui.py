@@ -201,7 +201,7 @@ def trace(fig, name):
 def points(fig, name) -> int:
     """How many points trace ``name`` shows; 0 before the chart or the trace exists."""
     found = [t for t in (fig.data if fig is not None else ()) if t.name == name]
-    return len(found[0].x) if found else 0
+    return min(len(found[0].x or ()), len(found[0].y or ())) if found else 0
 
 
 def test_feed_thread_only_marks_then_apply_updates_progress_and_eta(panel, feed):
@@ -804,7 +804,7 @@ def test_the_panel_shows_at_once_and_its_charts_when_they_are_built(client, feed
         wait_for(lambda: panel.loss_chart is not None, timeout=20)
         assert panel.chart_boxes[0].children == (panel.loss_chart,)
         assert panel.chart_boxes[1].children == (panel.gpu_chart,)
-        wait_for(lambda: any(t.name == "loss" for t in panel.loss_chart.data), timeout=10)
+        wait_for(lambda: points(panel.loss_chart, "loss") == 3, timeout=10)
         assert trace(panel.loss_chart, "loss").y == (1.0, 0.5, 1 / 3)
     finally:
         release.set()

@@ -116,10 +116,10 @@ class JobPanel(text.TextFallback, widgets.VBox):
                 loss.close()
                 gpu.close()
                 return
-            self.loss_chart, self.gpu_chart = loss, gpu
             for box, figure in zip(self.chart_boxes, (loss, gpu), strict=True):
                 placeholder, box.children = box.children[0], (figure,)
                 placeholder.close()
+            self.loss_chart, self.gpu_chart = loss, gpu  # last: set means in their boxes
         self.throttle.mark("metrics")
         self.throttle.mark("gpu")
 
