@@ -1,11 +1,15 @@
 # `make demo` runs the quickstart notebook on the built-in local cluster; `make test` runs the
-# test suite against a real loopback sshd, then the browser tests (JupyterLab in headless Chromium;
-# screenshots in build/test-artifacts/). Both install what they need (venv, pip; Debian
-# packages when run as root).
+# linters (`make lint`: ruff; eslint, prettier and tsc on the Lab extension), the extension's jest
+# unit tests, the test suite against a real loopback sshd, then the browser tests (JupyterLab in
+# headless Chromium; screenshots in build/test-artifacts/). Both install what they need (venv,
+# pip, npm; Debian packages when run as root).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+# The editable pip install runs `npm install` only when it rebuilds the extension: this stamp
+# brings labextension/node_modules up to date with package.json (the linters, jest) otherwise.
+NPM_STAMP := labextension/node_modules/.installed-stamp
 DEMO_OUT := build/demo
 
 .PHONY: demo test lint bench system-deps clean
@@ -15,6 +19,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[test]'
 	touch $(STAMP)
+
+$(NPM_STAMP): labextension/package.json labextension/package-lock.json | $(STAMP)
+	npm --prefix labextension install --no-audit --no-fund
+	touch $(NPM_STAMP)
 
 system-deps:
 	@if [ ! -x /usr/sbin/sshd ]; then \
@@ -44,13 +52,15 @@ demo: $(STAMP)
 	@echo "Executed notebook: $(DEMO_OUT)/01-quickstart.ipynb"
 	@$(BIN)/python -m gpu_magic.cli show-notebook $(DEMO_OUT)/01-quickstart.ipynb
 
-lint: $(STAMP)
+lint: $(STAMP) $(NPM_STAMP)
 	$(BIN)/ruff check gpu_magic tests bench
 	$(BIN)/ruff format --check gpu_magic tests bench
+	npm --prefix labextension run lint:check
 
 # The browser tests (real JupyterLab + Debian Chromium via Playwright) run in a pytest process of
 # their own: Playwright's sync API and other event loops clash in one process.
-test: system-deps $(STAMP) lint
+test: system-deps $(STAMP) $(NPM_STAMP) lint
+	npm --prefix labextension test
 	$(BIN)/pytest tests notebooks --nbval-lax -p no:cacheprovider --ignore=tests/browser
 	$(BIN)/pytest tests/browser -p no:cacheprovider
 

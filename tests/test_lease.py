@@ -13,24 +13,25 @@ from harness.spy import CountingTransport
 
 from gpu_magic import Client, GPUJobRequest, JobStatus
 from gpu_magic.monitoring.mirror import LiveMirror
-from gpu_magic.monitoring.monitor import Monitor
+from gpu_magic.monitoring.monitor import FAST_MAX, Monitor
 
 pytestmark = pytest.mark.timeout(120)
 CHATTY = (
     "import time\nfor i in range(30):\n    print(f'line {i}', flush=True)\n    time.sleep(0.05)"
 )
 TTL = 1.0
+SILENT = "import time\ntime.sleep(60)"
 
 
-def process(ssh_env):
-    """A Client like another process's, and its monitor ticked by hand; returns (client, spy,
-    monitor)."""
+def process(ssh_env, interval: float = TTL):
+    """A Client like another process's, and its monitor ticked by hand (at ``interval`` when
+    nobody watches); returns (client, spy, monitor)."""
     spy = CountingTransport(ssh_env.transport())
     settings = ssh_env.settings.model_copy(update={"job_monitoring_interval": TTL})
     client = Client(settings, transports={ssh_env.cluster.name: spy})
     mirror = LiveMirror(settings.gpu_magic_data_dir / "live")
     monitor = Monitor(
-        client.store, client.hosts, client.tracker, interval=TTL, lease=client.lease,
+        client.store, client.hosts, client.tracker, interval=interval, lease=client.lease,
         mirror=mirror, background=False,
     )  # fmt: skip
     return client, spy, monitor
@@ -94,3 +95,25 @@ def test_a_closed_client_hands_the_host_over_at_once(two, ssh_env):
     spy_b.commands = 0
     mon_b.tick()
     assert spy_b.commands == 1
+
+
+def test_the_copy_is_read_at_the_fast_pace_and_the_host_at_the_slow_one(ssh_env):
+    """Nobody watches: the holder polls the host at its slow pace, and the other process (the
+    server behind the sidebar) reads the holder's copy at the fast one: no round trip."""
+    Client(ssh_env.settings).clusters.add(ssh_env.cluster)
+    (a, _spy_a, mon_a), (b, spy_b, mon_b) = process(ssh_env, 30), process(ssh_env, 30)
+    try:
+        job = a.submit(GPUJobRequest.create(code=SILENT, cluster=ssh_env.cluster.name))
+        mon_a.feed(job.id)
+        feed_b = mon_b.feed(job.id)
+        assert wait_until(
+            lambda: (mon_a.tick(), a.store.get(job.id).status)[1] == JobStatus.RUNNING, timeout=30
+        )
+        spy_b.commands = 0
+        mon_b.tick()
+        assert feed_b.job.status == JobStatus.RUNNING and spy_b.commands == 0
+        assert mon_a.interval() >= 30
+        assert mon_b.interval() <= FAST_MAX
+    finally:
+        a.close()
+        b.close()

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from gpu_magic.parsers import LevelTracker, classify, filter_lines, split_prefix, terminal_lines
+from gpu_magic.parsers.levels import StreamLevels
 
 LOGS = Path(__file__).parent / "fixtures" / "logs"
 
@@ -147,3 +148,21 @@ def test_filter_rejects_bad_input(lines):
 def test_a_tools_own_tag_with_a_lowercase_level():
     assert classify("[gpu_magic] warning: only 0 of the 1 requested GPU(s) are idle") == "WARNING"
     assert classify("[gpu_magic] CUDA_VISIBLE_DEVICES=0") is None
+
+
+def test_stream_levels_classify_each_line_once_whatever_the_chunks():
+    text = (
+        'INFO:root:a\nTraceback (most recent call last):\n  File "x", line 1\nValueError: v\nok\n'
+    )
+    whole = StreamLevels().feed(text)
+    assert whole == ["INFO", "ERROR", "ERROR", "ERROR", None]
+    for cut in range(1, len(text)):
+        stream = StreamLevels()
+        assert stream.feed(text[:cut]) + stream.feed(text[cut:]) == whole, cut
+
+
+def test_stream_levels_wait_for_the_end_of_a_line_and_read_its_last_frame():
+    stream = StreamLevels()
+    assert stream.feed("WARNING:root:slo") == []
+    assert stream.feed("w\n 10%|#\r") == ["WARNING"]
+    assert stream.feed("ERROR:root:oom\n") == ["ERROR"]  # the frame a terminal shows last

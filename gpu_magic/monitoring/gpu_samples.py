@@ -38,3 +38,14 @@ def parse_gpu_line(line: str) -> GPUSample | None:
 
 def parse_gpu_csv(text: str) -> list[GPUSample]:
     return [s for s in map(parse_gpu_line, text.splitlines()) if s is not None]
+
+
+def mean_utilization(samples: list[GPUSample], last: int) -> list[float]:
+    """The mean utilisation over a job's GPUs at each of the ``last`` sample times (oldest
+    first; times at which no GPU reported utilisation are left out): a sparkline's points."""
+    by_time: dict[float, list[float]] = {}
+    for s in samples:
+        if s.utilization is not None:
+            by_time.setdefault(s.at, []).append(s.utilization)
+    times = sorted(by_time)[-last:] if last > 0 else []
+    return [sum(by_time[t]) / len(by_time[t]) for t in times]

@@ -46,11 +46,13 @@ class LiveMirror:
         except OSError as exc:  # a full disk: the others' panels stall, the poll goes on
             raise TransferError(f"cannot mirror job {job_id} into {target}: {exc}") from exc
 
-    def look(self, job_id: str, offsets: dict[str, int]) -> FolderState:
-        """What the copy holds from each feed offset on, as the host's probe would answer; until
-        the holder marked it done each file reads one byte longer, so a reader asks again."""
+    def look(self, job_id: str, offsets: dict[str, int], ended: bool) -> FolderState:
+        """What the copy holds from each feed offset on, as the host's probe would answer. Once
+        the job ``ended`` and until the holder marked its copy done, each file reads one byte
+        longer, so a reader asks again rather than stop before the last bytes; while it runs
+        the sizes are true, so a reader paces itself like the holder instead of draining."""
         folder = self._folder(job_id)
-        more = 0 if (folder / DONE).exists() else 1
+        more = 1 if ended and not (folder / DONE).exists() else 0
         files = {}
         for name, offset in offsets.items():
             path = folder / name

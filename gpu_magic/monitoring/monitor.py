@@ -19,6 +19,7 @@ from ..jobstore import JobStore
 from ..lease import HostLease
 from ..tracker import NOT_LAUNCHED, JobTracker
 from .feed import FeedUpdate, JobFeed
+from .gpu_samples import mean_utilization
 from .mirror import LiveMirror
 
 FAST, FAST_MAX, DRAIN = 0.5, 1.0, 0.05
@@ -73,6 +74,13 @@ class Monitor:
         with self._lock:
             feed = self._feeds.get(job_id)
         return feed.progress() if feed is not None else None
+
+    def utilization_of(self, job_id: str, last: int = 30) -> list[float] | None:
+        """The mean GPU utilisation of the last ``last`` samples of a job this monitor follows
+        (None for one it does not)."""
+        with self._lock:
+            feed = self._feeds.get(job_id)
+        return mean_utilization(feed.gpu_samples(), last) if feed is not None else None
 
     def on_screen(self, job_id: str) -> callable:
         """Mark a job's panel as shown (fast pace, here and at the lease holder); call the
@@ -175,7 +183,8 @@ class Monitor:
         """Another process holds the host's lease: state from the store, files from its copy."""
         updates = {}
         for feed in feeds:
-            update = feed.apply(feed.job, self.mirror.look(feed.job.id, feed.requests()))
+            copy = self.mirror.look(feed.job.id, feed.requests(), ended=feed.job.is_terminal)
+            update = feed.apply(feed.job, copy)
             if update is not None:
                 updates[feed.job.id] = update
         return updates
@@ -207,7 +216,17 @@ class Monitor:
         else:
             base = self.base_interval
             ceiling = 2 * base
-        return min(ceiling, base * 1.5**self._idle_ticks)
+        pace = min(ceiling, base * 1.5**self._idle_ticks)
+        if self.lease is not None and self._reads_a_copy(feeds):
+            return min(pace, FAST_MAX)  # the holder's copy: local files, no round trip
+        return pace
+
+    def _reads_a_copy(self, feeds: list[JobFeed]) -> bool:
+        """Whether a running job here is polled by another process: its state and files are
+        read from the store and the mirror, so reading them often costs no host a thing (the
+        server behind the sidebar is then as fresh as the holder)."""
+        held = self.lease.held()
+        return any(not f.job.is_terminal and f.job.cluster not in held for f in feeds)
 
     def _ensure_running(self) -> None:
         if not self.background:
@@ -223,7 +242,8 @@ class Monitor:
         """Tick until no feed has work; the pace counts from the start of each tick. Between
         ticks a lease holder renews its leases every third of their time to live; a monitor
         that stops lets them go."""
-        next_tick = started = 0.0
+        next_tick = started = renewed = 0.0
+        renew = min(self.lease.ttl / 3, RENEW_MAX) if self.lease is not None else float("inf")
         while True:
             with self._lock:  # deciding to stop and saying so is one step: no lost wake-up
                 if all(f.done for f in self._feeds.values()):
@@ -233,10 +253,10 @@ class Monitor:
                 started = time.monotonic()
                 self.tick()
                 next_tick = started + self.interval()
-            elif self.lease is not None:
-                self.lease.renew()
+            if self.lease is not None and time.monotonic() - renewed >= renew:
+                self.lease.renew()  # also while ticking fast: the panels it shows stay marked
+                renewed = time.monotonic()
                 next_tick = min(next_tick, started + self.interval())  # newly watched: faster
-            renew = min(self.lease.ttl / 3, RENEW_MAX) if self.lease is not None else float("inf")
             woken = self._wake.wait(max(0.0, min(next_tick - time.monotonic(), renew)))
             self._wake.clear()
             if woken:

@@ -14,6 +14,8 @@ import re
 from collections.abc import Iterable
 from typing import NamedTuple
 
+from .events import terminal_lines
+
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 _RANK = {name: i for i, name in enumerate(LEVELS)}
 _WORDS = {
@@ -122,6 +124,21 @@ class LevelTracker:
         elif line.strip():
             self._after = None
         return level
+
+
+class StreamLevels:
+    r"""Levels of the lines a growing log completes, chunk by chunk, for a client that shows the
+    stream itself: it splits the text at ``\n`` as this does, and an unfinished last line waits
+    for its end. A line holding ``\r`` frames (tqdm) is classified as a terminal shows it
+    (``terminal_lines``)."""
+
+    def __init__(self):
+        self._tracker = LevelTracker()
+        self._partial = ""
+
+    def feed(self, text: str) -> list[str | None]:
+        *done, self._partial = (self._partial + text).split("\n")
+        return [self._tracker.level(terminal_lines(line)[0]) for line in done]
 
 
 class LogLine(NamedTuple):

@@ -29,14 +29,13 @@ def unpickle(job: GPUJob, name: str, data: bytes) -> Any:
         ) from None
 
 
-def raise_for_failure(transport: Transport, job: GPUJob, stored_error: str | None = None) -> None:
-    """Raise the error that best explains why ``job`` has no results; ``stored_error`` is the
-    collected copy of the job's ``error.json`` (it outlives the remote folder)."""
+def raise_for_failure(transport: Transport, job: GPUJob, remote: RemoteJobError | None) -> None:
+    """Raise the error that best explains why ``job`` has no results: ``remote``, the cell's
+    own exception when it raised one, else the job's state and the end of its log."""
     if not job.is_terminal:
         raise JobStateError(
             f"job {job.id} is {job.status}; wait for it (job.wait() or %gpu_fetch --wait)"
         )
-    remote = error_from_json(job, stored_error) if stored_error else remote_error(transport, job)
     if remote is not None:
         raise remote
     tail = log_tail(transport, job, 10)

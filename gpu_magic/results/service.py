@@ -13,7 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Settings
-from ..errors import GPUMagicError, JobStateError, ResultNotFoundError, TransferError
+from ..errors import (
+    GPUMagicError,
+    JobStateError,
+    RemoteJobError,
+    ResultNotFoundError,
+    TransferError,
+)
 from ..hosts import Hosts
 from ..jobstore import Deletion, JobStore
 from ..models import GPUJob, JobStatus
@@ -229,8 +235,18 @@ class ResultsService:
     def raise_for_failure(self, job_id: str) -> None:
         """Raise why a job has no results: its remote traceback (the collected copy first)."""
         job = self.tracker.job(job_id)
-        stored = self.local.read_text(job.id, ERROR_FILE) if job.is_terminal else None
-        hostfolder.raise_for_failure(self.hosts.of(job).transport, job, stored)
+        hostfolder.raise_for_failure(self.hosts.of(job).transport, job, self.remote_error(job.id))
+
+    def remote_error(self, job_id: str) -> RemoteJobError | None:
+        """The exception the cell raised on the host (the collected copy first, so it outlives
+        the remote folder); None while the job runs or when the cell raised nothing."""
+        job = self.tracker.job(job_id)
+        if not job.is_terminal:
+            return None
+        stored = self.local.read_text(job.id, ERROR_FILE)
+        if stored:
+            return hostfolder.error_from_json(job, stored)
+        return hostfolder.remote_error(self.hosts.of(job).transport, job)
 
     def collected_log(self, job: GPUJob) -> str | None:
         """The collected ``output.log`` of a finished job (None before collection)."""

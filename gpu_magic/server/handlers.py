@@ -13,7 +13,7 @@ from ..models import GPUJobRequest
 from ..results.series import metric_rows
 from .base import GPUJobsHandler
 from .openapi import document
-from .views import cluster_view, job_view, samples_view, transition_view
+from .views import cluster_view, error_view, job_view, samples_view, transition_view
 
 MAX_LIMIT = 1000
 CHUNK = 1 << 20
@@ -30,8 +30,11 @@ class JobsHandler(GPUJobsHandler):
         jobs = await self.call(
             self.client.jobs, limit=limit, refresh=False, before=cursor, **filters
         )
-        watched = self.client.monitor.progress_of
-        views = [job_view(job, watched(job.id)) for job in jobs]
+        monitor = self.client.monitor
+        views = [
+            job_view(job, monitor.progress_of(job.id), monitor.utilization_of(job.id))
+            for job in jobs
+        ]
         next_cursor = jobs[-1].id if len(jobs) == limit else None
         self.reply({"jobs": views, "cursor": next_cursor})
 
@@ -95,7 +98,11 @@ class MetricsHandler(GPUJobsHandler):
     @web.authenticated
     async def get(self, job_id: str):
         feed = await self.call(self.client.feed, job_id)
-        self.reply({"rows": metric_rows(feed.metric_records()), "series": feed.metric_series()})
+        series = feed.metric_series()
+        secondary = [name for name in series if feed.secondary_axis(name)]
+        self.reply(
+            {"rows": metric_rows(feed.metric_records()), "series": series, "secondary": secondary}
+        )
 
 
 class GpuHandler(GPUJobsHandler):
@@ -110,6 +117,13 @@ class ResultsHandler(GPUJobsHandler):
     async def get(self, job_id: str):
         files = await self.call(self.client.results.files, job_id)
         self.reply({"files": files})
+
+
+class ErrorHandler(GPUJobsHandler):
+    @web.authenticated
+    async def get(self, job_id: str):
+        error = await self.call(self.client.results.remote_error, job_id)
+        self.reply({"error": error_view(error)})
 
 
 class ResultFileHandler(GPUJobsHandler):

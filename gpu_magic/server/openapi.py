@@ -48,6 +48,7 @@ JOB_ROUTES = {
     "metrics": ("get", "The metric series parsed from the log and metrics.jsonl", "Metrics"),
     "gpu": ("get", "The GPU samples", "Gpu"),
     "results": ("get", "The collected files (collected first if needed)", "Results"),
+    "error": ("get", "The exception the cell raised on the host, or null", "RemoteError"),
 }
 LOG_PARAMETERS = [
     _query("offset", "integer", "byte offset: the text from there and the next offset"),
@@ -163,5 +164,18 @@ def _schemas() -> dict:
         "Metrics": obj,
         "Gpu": obj,
         "Results": obj,
+        "RemoteError": {
+            "type": "object",
+            "properties": {
+                "error": {
+                    "type": ["object", "null"],
+                    "properties": {
+                        "type": {"type": "string"},
+                        "message": {"type": "string"},
+                        "traceback": {"type": "string"},
+                    },
+                }
+            },
+        },
         "Clusters": obj,
     }

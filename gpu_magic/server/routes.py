@@ -23,6 +23,7 @@ ROUTES = (  # fixed words before the job-id patterns that would also match them
     (f"gpu-jobs/{JOB_ID}/metrics", handlers.MetricsHandler),
     (f"gpu-jobs/{JOB_ID}/gpu", handlers.GpuHandler),
     (f"gpu-jobs/{JOB_ID}/results", handlers.ResultsHandler),
+    (f"gpu-jobs/{JOB_ID}/error", handlers.ErrorHandler),
     (f"gpu-jobs/{JOB_ID}/results/(?P<path>.+)", handlers.ResultFileHandler),
 )
 

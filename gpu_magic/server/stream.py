@@ -1,7 +1,10 @@
 """``WS /gpu-jobs/{id}/logs/stream?offset=N``: a job's log as it grows, and its state changes.
 
-Messages (JSON): ``{"type": "log", "offset": END, "text": ...}`` (END: the byte offset just
-after this text; reconnect with ``?offset=END`` and every byte arrives exactly once),
+Messages (JSON): ``{"type": "log", "offset": END, "text": ..., "levels": [...]}`` (END: the
+byte offset just after this text; reconnect with ``?offset=END`` and every byte arrives exactly
+once; ``levels``: the level, or null, of each line this text completes, split at ``\n``, as the
+notebook panel's filter classifies them; the first line after a reconnect mid-line is
+classified from the resumed part, so a client resumes at the start of its unfinished line),
 ``{"type": "status", ...the job...}`` on every state change, and last ``{"type": "end",
 "status": ...}`` once the job has ended and its whole log was sent. While a client is connected
 the job counts as watched, so the monitor polls its host at the fast pace.
@@ -17,6 +20,7 @@ from jupyter_server.auth.decorator import ws_authenticated
 from jupyter_server.base.handlers import JupyterHandler
 from tornado import web, websocket
 
+from ..parsers.levels import StreamLevels
 from .base import ClientMixin
 from .views import job_view
 
@@ -54,14 +58,21 @@ class LogStreamHandler(ClientMixin, JupyterHandler, websocket.WebSocketHandler):
         """Clients only listen."""
 
     async def _pump(self) -> None:
-        status, sync = None, True
+        status, sync, levels = None, True, StreamLevels()
         try:
             while True:
                 chunk = await self.call(self.client.log_since, self.job_id, self.offset, sync=sync)
                 sync = False  # the monitor polls at the fast pace while this socket is open
                 if chunk.text:
                     self.offset = chunk.offset
-                    await self._send({"type": "log", "offset": chunk.offset, "text": chunk.text})
+                    await self._send(
+                        {
+                            "type": "log",
+                            "offset": chunk.offset,
+                            "text": chunk.text,
+                            "levels": levels.feed(chunk.text),
+                        }
+                    )
                 if chunk.job.status != status:
                     status = chunk.job.status
                     await self._send({"type": "status", **job_view(chunk.job)})

@@ -11,12 +11,14 @@ from ..models import GPUJob
 PROGRESS_FIELDS = ("step", "total", "fraction", "rate", "remaining_s", "epoch", "epochs", "unit")
 
 
-def job_view(job: GPUJob, progress=None) -> dict:
-    """The stored job: id, name, status, cluster, times, exit code, error; its progress when
-    the server follows it (None before any, or for a job nobody follows yet)."""
+def job_view(job: GPUJob, progress=None, utilization: list[float] | None = None) -> dict:
+    """The stored job: id, name, status, cluster, times, exit code, error; its progress and
+    recent mean GPU utilisation when the server follows it (None before any, or for a job
+    nobody follows yet)."""
     data = job.model_dump(mode="json", exclude={"request"})
     data.update(name=job.name, gpus=job.request.gpus, language=job.request.language)
     data["progress"] = progress_view(progress)
+    data["utilization"] = utilization or None
     return data
 
 
@@ -52,3 +54,14 @@ def cluster_view(cluster: ClusterConfig, default: bool) -> dict:
 
 def samples_view(samples) -> list[dict]:
     return [asdict(s) for s in samples]
+
+
+def error_view(error) -> dict | None:
+    """The cell's exception on the host (a ``RemoteJobError``), or None."""
+    if error is None:
+        return None
+    return {
+        "type": error.exc_type,
+        "message": error.remote_message,
+        "traceback": error.remote_traceback,
+    }

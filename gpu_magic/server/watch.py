@@ -1,9 +1,11 @@
 """``ActiveJobsWatch``: the server follows every active job, whether or not a kernel does.
 
-Every ``job_monitoring_interval`` it hands each active job in the shared store to the server's
-monitor (whose one thread polls each host once per tick), so a job whose notebook was closed
-still ends, is collected and shows up to date everywhere; feeds of jobs that ended and were read
-completely are dropped again.
+Every ``LOOK_S`` (or ``job_monitoring_interval`` when shorter) it hands each active job in the
+shared store to the server's monitor (whose one thread polls each host once per tick), so a job
+whose notebook was closed still ends, is collected and shows up to date everywhere; feeds of
+jobs that ended and were read completely are dropped again. The look is one read of the local
+store, so it runs often: a job a kernel just submitted has its progress in the sidebar within
+seconds, not one (30 s) monitoring interval later.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from ..api import Client
 from ..errors import GPUMagicError
 
 log = logging.getLogger(__name__)
+LOOK_S = 1.0
 
 
 class ActiveJobsWatch:
@@ -44,4 +47,4 @@ class ActiveJobsWatch:
                 self.once()
             except GPUMagicError as exc:  # the store is busy or broken: say so, go on
                 log.warning("gpu_magic: following the active jobs failed: %s", exc)
-            self._stop.wait(self.client.settings.job_monitoring_interval)
+            self._stop.wait(min(LOOK_S, self.client.settings.job_monitoring_interval))

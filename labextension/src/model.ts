@@ -9,7 +9,7 @@ import { ISignal, Signal } from '@lumino/signaling';
 import { IJob, listJobs } from './request';
 
 /** States in which a job is still going (and can still be cancelled). */
-export const ACTIVE_STATES = ['pending', 'uploading', 'queued', 'running', 'retrying'];
+export const ACTIVE_STATES = ['pending', 'uploading', 'queued', 'running'];
 
 /** States in which a job has ended for good. */
 export const TERMINAL_STATES = ['completed', 'failed', 'cancelled', 'timeout', 'lost'];

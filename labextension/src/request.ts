@@ -34,6 +34,68 @@ export interface IJob {
   error: string | null;
   gpus: number | null;
   progress: IJobProgress | null;
+  /** Mean GPU utilisation (%) of the last samples, oldest first, when the server follows it. */
+  utilization?: number[] | null;
+  reason?: string | null;
+  scheduler_id?: string | null;
+  remote_dir?: string | null;
+  submitted_at?: string | null;
+}
+
+/** One state change of a job. */
+export interface ITransition {
+  status: string;
+  at: string;
+  reason: string | null;
+}
+
+/** `GET gpu-jobs/{id}/status`: the job and its state history. */
+export interface IJobStatus extends IJob {
+  history: ITransition[];
+}
+
+/** `GET gpu-jobs/{id}/metrics`: every metric series as [x, y] points. */
+export interface IMetrics {
+  series: Record<string, [number, number][]>;
+  /** The series drawn on their own axis (learning rates and the like). */
+  secondary: string[];
+}
+
+/** One nvidia-smi sample of one GPU (`GET gpu-jobs/{id}/gpu`). */
+export interface IGpuSample {
+  at: number;
+  index: number;
+  uuid: string;
+  utilization: number | null;
+  memory_used: number | null;
+  memory_total: number | null;
+  temperature: number | null;
+  power: number | null;
+}
+
+/** One file of a job's results manifest. */
+export interface IResultFile {
+  path: string;
+  size: number;
+  kind: string;
+  fetched: boolean;
+}
+
+/** The exception the cell raised on the host. */
+export interface IRemoteError {
+  type: string;
+  message: string;
+  traceback: string;
+}
+
+/** A cluster as the server describes it (never key material). */
+export interface ICluster {
+  name: string;
+  host: string | null;
+  port: number | null;
+  user: string | null;
+  scheduler: string;
+  default: boolean;
 }
 
 export interface IJobList {
@@ -42,6 +104,11 @@ export interface IJobList {
 }
 
 const ROOT = 'gpu-jobs';
+
+/** `{base_url}gpu-jobs/{...path}`, each segment percent-encoded. */
+function routeUrl(base: string, path: string[]): string {
+  return URLExt.join(base, ROOT, ...path.map(encodeURIComponent));
+}
 
 /**
  * A JSON request to `{base_url}gpu-jobs[/{path}][?{query}]`; throws
@@ -54,9 +121,7 @@ async function requestAPI<T>(
   query: Record<string, string> = {}
 ): Promise<T> {
   const settings = ServerConnection.makeSettings();
-  const segments = path.map(encodeURIComponent);
-  const url =
-    URLExt.join(settings.baseUrl, ROOT, ...segments) + URLExt.objectToQueryString(query);
+  const url = routeUrl(settings.baseUrl, path) + URLExt.objectToQueryString(query);
   let response: Response;
   try {
     response = await ServerConnection.makeRequest(url, init, settings);
@@ -87,4 +152,55 @@ export function listJobs(limit = 100): Promise<IJobList> {
 /** Ask the server to cancel a job; answers the job as it is now. */
 export function cancelJob(id: string): Promise<IJob> {
   return requestAPI<IJob>([id, 'cancel'], { method: 'POST' });
+}
+
+/** One job, with its state history. */
+export function getJob(id: string): Promise<IJobStatus> {
+  return requestAPI<IJobStatus>([id, 'status']);
+}
+
+export function getMetrics(id: string): Promise<IMetrics> {
+  return requestAPI<IMetrics>([id, 'metrics']);
+}
+
+export async function getGpuSamples(id: string): Promise<IGpuSample[]> {
+  return (await requestAPI<{ samples: IGpuSample[] }>([id, 'gpu'])).samples;
+}
+
+/** The job's results manifest (the server collects a finished job first if needed). */
+export async function getResults(id: string): Promise<IResultFile[]> {
+  return (await requestAPI<{ files: IResultFile[] }>([id, 'results'])).files;
+}
+
+/** The cell's exception on the host, or null (while it runs, or when it raised none). */
+export async function getRemoteError(id: string): Promise<IRemoteError | null> {
+  return (await requestAPI<{ error: IRemoteError | null }>([id, 'error'])).error;
+}
+
+export async function listClusters(): Promise<ICluster[]> {
+  return (await requestAPI<{ clusters: ICluster[] }>(['clusters'])).clusters;
+}
+
+/** Where the browser downloads one result file (the path's `/` kept, each part encoded). */
+export function resultUrl(id: string, path: string): string {
+  const settings = ServerConnection.makeSettings();
+  return withToken(routeUrl(settings.baseUrl, [id, 'results', ...path.split('/')]), settings);
+}
+
+/** The WebSocket of a job's log from byte `offset` on. */
+export function logStreamUrl(id: string, offset: number): string {
+  const settings = ServerConnection.makeSettings();
+  const url = routeUrl(settings.wsUrl, [id, 'logs', 'stream']);
+  return withToken(url + URLExt.objectToQueryString({ offset: String(offset) }), settings);
+}
+
+/**
+ * A link or socket cannot send the Authorization header: with token auth the token goes in
+ * the query, as JupyterLab does for kernel sockets (with cookie auth there is none to add).
+ */
+function withToken(url: string, settings: ServerConnection.ISettings): string {
+  if (!settings.token || !settings.appendToken) {
+    return url;
+  }
+  return url + (url.includes('?') ? '&' : '?') + `token=${encodeURIComponent(settings.token)}`;
 }

@@ -4,13 +4,14 @@
  * cluster and name. Plain DOM in a Lumino widget; rows are kept per job id and updated in
  * place, so a refresh never replaces a button under the pointer.
  */
-import { Dialog, showDialog, showErrorMessage } from '@jupyterlab/apputils';
 import { LabIcon, refreshIcon } from '@jupyterlab/ui-components';
-import { Message } from '@lumino/messaging';
-import { Widget } from '@lumino/widgets';
 
+import { confirmAndCancel } from './cancel';
+import { sparkline } from './charts';
+import { element, ShownWidget } from './dom';
+import { elapsedSeconds, formatElapsed } from './format';
 import { ALL_STATES, isActive, JobsModel } from './model';
-import { cancelJob, IJob } from './request';
+import { IJob } from './request';
 
 /** How long a row stays highlighted after `highlight`. */
 const HIGHLIGHT_MS = 10000;
@@ -28,29 +29,6 @@ const GPU_SVG = `<svg xmlns="http://www.w3.org/2000/svg" width="16" height="16" 
 
 export const gpuJobsIcon = new LabIcon({ name: 'gpu-magic:jobs', svgstr: GPU_SVG });
 
-/** "42s", "3m 05s", "1h 02m". */
-export function formatElapsed(seconds: number): string {
-  const s = Math.max(0, Math.floor(seconds));
-  if (s < 60) {
-    return `${s}s`;
-  }
-  const pad = (n: number) => String(n).padStart(2, '0');
-  if (s < 3600) {
-    return `${Math.floor(s / 60)}m ${pad(s % 60)}s`;
-  }
-  return `${Math.floor(s / 3600)}h ${pad(Math.floor((s % 3600) / 60))}m`;
-}
-
-/** Seconds since the job started (or was created) until it ended, or until now. */
-function elapsedOf(job: IJob, now: number): number | null {
-  const start = Date.parse(job.started_at || job.created_at || '');
-  if (isNaN(start)) {
-    return null;
-  }
-  const end = job.ended_at ? Date.parse(job.ended_at) : now;
-  return isNaN(end) ? null : (end - start) / 1000;
-}
-
 /** The elements of one job's row. */
 interface IRow {
   node: HTMLLIElement;
@@ -63,19 +41,9 @@ interface IRow {
   percent: HTMLSpanElement;
   track: HTMLDivElement;
   eta: HTMLSpanElement;
+  spark: HTMLSpanElement;
   cancel: HTMLButtonElement;
   job: IJob;
-}
-
-function element<K extends keyof HTMLElementTagNameMap>(
-  tag: K,
-  className: string,
-  parent?: HTMLElement
-): HTMLElementTagNameMap[K] {
-  const node = document.createElement(tag);
-  node.className = className;
-  parent?.appendChild(node);
-  return node;
 }
 
 function option(select: HTMLSelectElement, value: string, label: string): HTMLOptionElement {
@@ -85,10 +53,12 @@ function option(select: HTMLSelectElement, value: string, label: string): HTMLOp
   return node;
 }
 
-export class GpuJobsSidebar extends Widget {
-  constructor(model: JobsModel) {
+export class GpuJobsSidebar extends ShownWidget {
+  /** `open` shows a job's page (clicking a row, or Enter on it). */
+  constructor(model: JobsModel, open: (id: string) => void = () => undefined) {
     super();
     this._model = model;
+    this._open = open;
     this.id = 'gpu-magic-jobs';
     this.addClass('gpu-magic-sidebar');
     this.title.icon = gpuJobsIcon;
@@ -172,7 +142,6 @@ export class GpuJobsSidebar extends Widget {
     if (this.isDisposed) {
       return;
     }
-    this._stopPolling();
     if (this._highlightTimer !== null) {
       window.clearTimeout(this._highlightTimer);
     }
@@ -181,30 +150,9 @@ export class GpuJobsSidebar extends Widget {
     super.dispose();
   }
 
-  protected onAfterShow(msg: Message): void {
-    this._startPolling();
-  }
-
-  protected onAfterAttach(msg: Message): void {
-    if (this.isVisible) {
-      this._startPolling();
-    }
-  }
-
-  protected onBeforeHide(msg: Message): void {
-    this._stopPolling();
-  }
-
-  protected onBeforeDetach(msg: Message): void {
-    this._stopPolling();
-  }
-
-  private _startPolling(): void {
-    this._model.setActive(this.id, true);
-  }
-
-  private _stopPolling(): void {
-    this._model.setActive(this.id, false);
+  /** The shared poller polls while the panel is shown. */
+  protected onShown(shown: boolean): void {
+    this._model.setActive(this.id, shown);
   }
 
   private _onChanged(_: JobsModel, jobs: IJob[]): void {
@@ -319,6 +267,7 @@ export class GpuJobsSidebar extends Widget {
     const meta = element('div', 'gpu-magic-job-line gpu-magic-job-meta', node);
     const cluster = element('span', 'gpu-magic-job-cluster', meta);
     const elapsed = element('span', 'gpu-magic-job-elapsed', meta);
+    const spark = element('span', 'gpu-magic-job-spark', meta);
     const cancel = element('button', 'jp-Button jp-mod-minimal gpu-magic-cancel', meta);
     cancel.type = 'button';
     cancel.textContent = 'Cancel';
@@ -341,10 +290,22 @@ export class GpuJobsSidebar extends Widget {
       percent,
       track,
       eta,
+      spark,
       cancel,
       job
     };
-    cancel.addEventListener('click', () => void this._confirmCancel(row));
+    cancel.addEventListener('click', event => {
+      event.stopPropagation(); // cancelling is not opening
+      void this._confirmCancel(row);
+    });
+    node.tabIndex = 0;
+    node.title = 'Open the job page';
+    node.addEventListener('click', () => this._open(row.job.id));
+    node.addEventListener('keydown', event => {
+      if (event.key === 'Enter' && event.target === node) {
+        this._open(row.job.id);
+      }
+    });
     return row;
   }
 
@@ -357,9 +318,10 @@ export class GpuJobsSidebar extends Widget {
     row.status.textContent = job.status;
     row.status.title = job.error || (job.exit_code !== null ? `exit code ${job.exit_code}` : '');
     row.cluster.textContent = job.cluster || '';
-    const elapsed = elapsedOf(job, now);
+    const elapsed = elapsedSeconds(job, now);
     row.elapsed.textContent = elapsed === null ? '' : formatElapsed(elapsed);
     row.cancel.hidden = !isActive(job.status);
+    this._updateSpark(row, job);
     row.node.classList.toggle(
       'gpu-magic-job-row--highlight',
       this._highlightId !== null && this._highlightId === job.id
@@ -369,8 +331,7 @@ export class GpuJobsSidebar extends Widget {
     const fraction = job.progress?.fraction;
     const known = typeof fraction === 'number' && isFinite(fraction);
     const remaining = job.progress?.remaining_s;
-    const etaKnown =
-      isActive(job.status) && typeof remaining === 'number' && isFinite(remaining);
+    const etaKnown = isActive(job.status) && typeof remaining === 'number' && isFinite(remaining);
     row.progress.hidden = !known && !etaKnown;
     row.track.hidden = !known;
     row.percent.hidden = !known;
@@ -386,32 +347,23 @@ export class GpuJobsSidebar extends Widget {
     }
   }
 
+  /** The GPU sparkline of a running job the server samples; nothing for the others. */
+  private _updateSpark(row: IRow, job: IJob): void {
+    const values = job.status === 'running' ? job.utilization || [] : [];
+    row.spark.hidden = values.length === 0;
+    row.spark.replaceChildren(...(values.length ? [sparkline(values)] : []));
+    const last = values[values.length - 1];
+    row.spark.title = last === undefined ? '' : `GPU utilisation ${Math.round(last)}% (mean)`;
+  }
+
   private async _confirmCancel(row: IRow): Promise<void> {
-    const job = row.job;
-    const label = job.name || job.id;
-    const result = await showDialog({
-      title: 'Cancel GPU job?',
-      body: `Cancel ${label} (${job.id}) on ${job.cluster || 'its cluster'}?`,
-      buttons: [
-        Dialog.cancelButton({ label: 'Keep running' }),
-        Dialog.warnButton({ label: 'Cancel job' })
-      ]
-    });
-    if (!result.button.accept) {
-      return;
+    if (await confirmAndCancel(row.job, row.cancel)) {
+      await this.refresh();
     }
-    row.cancel.disabled = true;
-    try {
-      await cancelJob(job.id);
-    } catch (error) {
-      await showErrorMessage(`Could not cancel ${label}`, error as Error);
-    } finally {
-      row.cancel.disabled = false;
-    }
-    await this.refresh();
   }
 
   private _model: JobsModel;
+  private _open: (id: string) => void;
   private _jobs: IJob[] = [];
   private _search: HTMLInputElement;
   private _statusFilter: HTMLSelectElement;

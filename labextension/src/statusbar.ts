@@ -11,8 +11,7 @@ import { IJob } from './request';
 const PARTS: [string, string[]][] = [
   ['running', ['running']],
   ['queued', ['queued']],
-  ['pending', ['pending', 'uploading']],
-  ['retrying', ['retrying']]
+  ['pending', ['pending', 'uploading']]
 ];
 
 /** "GPU: 2 running · 1 queued", or "GPU: idle". */

@@ -55,6 +55,8 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 VIEWPORT = {"width": 1400, "height": 1700}
+ACTIVE = {"pending", "uploading", "queued", "running"}
+"""Job states in which a job still runs (the ``jobs`` fixture cancels those at teardown)."""
 SETTING_OVERRIDES = {
     # the "Would you like to get notified about official Jupyter news?" toast covers screenshots
     "@jupyterlab/apputils-extension:notification": {"fetchNews": "false"},
@@ -318,3 +320,39 @@ def stop_jobs(jobs_dir: Path) -> None:
             continue
         with contextlib.suppress(ValueError, OSError):
             os.killpg(int(pid_file.read_text().strip()), signal.SIGTERM)
+
+
+@pytest.fixture
+def jobs(lab):
+    """Submit jobs on the ``local`` cluster; those still active at the end are cancelled."""
+    submitted: list[str] = []
+
+    def submit(code: str, name: str) -> str:
+        body = {"code": code, "cluster": "local", "name": name}
+        job_id = lab.api("/gpu-jobs/submit", method="POST", body=body)["id"]
+        submitted.append(job_id)
+        return job_id
+
+    yield submit
+    for job_id in submitted:
+        with contextlib.suppress(OSError, urllib.error.URLError, ValueError):
+            if lab.api(f"/gpu-jobs/{job_id}/status")["status"] in ACTIVE:
+                lab.api(f"/gpu-jobs/{job_id}/cancel", method="POST")
+
+
+def forget_notebooks(lab) -> None:
+    """No kernel, no open notebook: Lab starts on its launcher, as ``open_notebook`` expects
+    (the Lab server is shared with the other browser tests)."""
+    for session in lab.api("/api/sessions") or []:
+        lab.api(f"/api/sessions/{session['id']}", method="DELETE")
+    for kernel in lab.api("/api/kernels") or []:
+        lab.api(f"/api/kernels/{kernel['id']}", method="DELETE")
+    with contextlib.suppress(urllib.error.HTTPError):  # none saved yet
+        lab.api("/lab/api/workspaces/default", method="DELETE")
+
+
+@pytest.fixture
+def fresh_lab(lab):
+    forget_notebooks(lab)
+    yield lab
+    forget_notebooks(lab)

@@ -12,44 +12,25 @@ Screenshots go to ``build/test-artifacts/`` (``lab-filters.png``, ``lab-eta.png`
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
-import urllib.error
 import uuid
 from pathlib import Path
 
 import pytest
+
+from conftest import ACTIVE
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "build" / "test-artifacts"
 SIDEBAR = ".gpu-magic-sidebar"
 TAB = '.jp-SideBar .lm-TabBar-tab[data-id="gpu-magic-jobs"]'
 STATUS_ITEM = ".gpu-magic-statusbar"
-ACTIVE = {"pending", "uploading", "queued", "running", "retrying"}
 
 
 def row_selector(job_id: str, status: str | None = None) -> str:
     selector = f'.gpu-magic-job-row[data-job-id="{job_id}"]'
     return selector + (f'[data-status="{status}"]' if status else "")
-
-
-@pytest.fixture
-def jobs(lab):
-    """Submit jobs on the ``local`` cluster; those still active at the end are cancelled."""
-    submitted: list[str] = []
-
-    def submit(code: str, name: str) -> str:
-        body = {"code": code, "cluster": "local", "name": name}
-        job_id = lab.api("/gpu-jobs/submit", method="POST", body=body)["id"]
-        submitted.append(job_id)
-        return job_id
-
-    yield submit
-    for job_id in submitted:
-        with contextlib.suppress(OSError, urllib.error.URLError, ValueError):
-            if lab.api(f"/gpu-jobs/{job_id}/status")["status"] in ACTIVE:
-                lab.api(f"/gpu-jobs/{job_id}/cancel", method="POST")
 
 
 def wait_for_status(lab, job_id: str, wanted: set[str], timeout: float = 60.0) -> str:

@@ -120,11 +120,12 @@ def open_notebook(page, lab, name: str) -> None:
     wait_for_kernel(page, lab)
 
 
-def wait_for_kernel(page, lab, timeout: float = 60, settle: int = 4) -> None:
-    """Until the status bar says the kernel is Idle and the server sees it idle with a client
-    connected, ``settle`` polls (0.25 s apart) in a row. Lab's toolbar indicator reads idle before
-    any kernel is connected, and the first kernel websocket may fail and reconnect: a cell run
-    in between can lose its widget messages ("Error displaying widget: model not found")."""
+def wait_for_kernel(page, lab, timeout: float = 60, settle: int = 4, kernels: int = 1) -> None:
+    """Until the status bar says the kernel is Idle and the server sees its ``kernels`` kernels
+    idle with a client connected, ``settle`` polls (0.25 s apart) in a row. Lab's toolbar
+    indicator reads idle before any kernel is connected, and the first kernel websocket may fail
+    and reconnect: a cell run in between can lose its widget messages ("Error displaying widget:
+    model not found")."""
     select = page.locator(".jp-Dialog .jp-mod-accept", has_text="Select")
     idle = page.locator(".jp-StatusBar-Item", has_text=re.compile(r"\|\s*Idle\b"))
     deadline, calm = time.monotonic() + timeout, 0
@@ -132,9 +133,10 @@ def wait_for_kernel(page, lab, timeout: float = 60, settle: int = 4) -> None:
         assert time.monotonic() < deadline, f"no idle, connected kernel in {timeout:.0f} s"
         if select.count() and select.is_visible():  # the kernel dialog, should Lab still ask
             select.click()
-        kernels = lab.api("/api/kernels") or []
-        ready = len(kernels) == 1 and kernels[0]["execution_state"] == "idle"
-        ready = ready and kernels[0]["connections"] >= 1 and idle.count() > 0
+        running = lab.api("/api/kernels") or []
+        ready = len(running) == kernels and idle.count() > 0
+        ready = ready and all(k["execution_state"] == "idle" for k in running)
+        ready = ready and all(k["connections"] >= 1 for k in running)
         calm = calm + 1 if ready else 0
         page.wait_for_timeout(250)
 

@@ -8,9 +8,6 @@ section says which variable it filled). Screenshot: ``build/test-artifacts/resul
 
 from __future__ import annotations
 
-import contextlib
-import urllib.error
-
 import pytest
 from test_panel_in_lab import ARTIFACTS, PANEL, open_notebook, run_all_cells, write_notebook
 
@@ -25,24 +22,6 @@ with open("../outputs/weights.bin", "wb") as f:
     f.write(os.urandom(5_000_000))
 y = 1
 """
-
-
-def forget_notebooks(lab) -> None:
-    """No kernel, no open notebook: Lab starts on its launcher, as ``open_notebook`` expects
-    (the Lab server is shared with the other browser tests)."""
-    for session in lab.api("/api/sessions") or []:
-        lab.api(f"/api/sessions/{session['id']}", method="DELETE")
-    for kernel in lab.api("/api/kernels") or []:
-        lab.api(f"/api/kernels/{kernel['id']}", method="DELETE")
-    with contextlib.suppress(urllib.error.HTTPError):  # none saved yet
-        lab.api("/lab/api/workspaces/default", method="DELETE")
-
-
-@pytest.fixture
-def fresh_lab(lab):
-    forget_notebooks(lab)
-    yield lab
-    forget_notebooks(lab)
 
 
 def row(page, name: str):

@@ -88,6 +88,8 @@ async def test_submit_follow_and_read_a_job_through_every_route(jp_fetch, gpu_se
     download = await jp_fetch("gpu-jobs", job_id, "results", "outputs/summary.json")
     assert json.loads(download.body) == {"done": True}
 
+    assert (await get(jp_fetch, job_id, "error")) == {"error": None}  # it raised nothing
+
     clusters = {c["name"]: c for c in (await get(jp_fetch, "clusters"))["clusters"]}
     assert cluster in clusters and "key" not in clusters[cluster]
     spec = await get(jp_fetch, "openapi.json")
@@ -178,3 +180,12 @@ async def test_operational_figures_in_the_servers_metrics(jp_fetch, gpu_server):
     assert re.search(r'gpu_magic_poll_seconds_count\{cluster="local"\} [1-9]', text)
     moved = re.search(r"gpu_magic_transferred_bytes_total ([0-9.e+]+)", text)
     assert moved and float(moved.group(1)) > 0
+
+
+async def test_a_failed_job_answers_its_remote_traceback(jp_fetch, gpu_server, cluster):
+    code = "def train():\n    raise RuntimeError('CUDA out of memory')\ntrain()"
+    job = gpu_server.submit(GPUJobRequest.create(code=code, cluster=cluster))
+    assert (await until_ended(jp_fetch, job.id))["status"] == "failed"
+    error = (await get(jp_fetch, job.id, "error"))["error"]
+    assert error["type"] == "RuntimeError" and error["message"] == "CUDA out of memory"
+    assert "in train" in error["traceback"] and "Traceback" in error["traceback"]

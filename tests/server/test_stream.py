@@ -83,3 +83,30 @@ async def test_the_stream_needs_credentials_and_a_job(jp_ws_fetch, gpu_server):
             "gpu-jobs", job.id, "logs", "stream", headers={"Authorization": "token wrong"}
         )
     assert info.value.code == 403
+
+
+LEVELLED = """
+import sys
+print('INFO:root:starting', flush=True)
+print('WARNING:root:slow', end='', flush=True)
+print(' disk', flush=True)
+print('plain', flush=True)
+raise ValueError('boom')
+"""
+
+
+@pytest.mark.parametrize("cluster", ["local"], indirect=True)
+async def test_each_completed_line_comes_with_its_level(jp_ws_fetch, gpu_server):
+    job = gpu_server.submit(GPUJobRequest.create(code=LEVELLED, cluster="local")).wait(60)
+    ws = await jp_ws_fetch("gpu-jobs", job.id, "logs", "stream")
+    got = await messages_until(ws, lambda got: got[-1]["type"] == "end")
+    logs = [m for m in got if m["type"] == "log"]
+    lines = texts(got).split("\n")[:-1]
+    levels = [level for m in logs for level in m["levels"]]
+    assert len(levels) == len(lines)  # one level per line, whatever the chunks
+    by_line = dict(zip(lines, levels, strict=True))
+    assert by_line["INFO:root:starting"] == "INFO"
+    assert by_line["WARNING:root:slow disk"] == "WARNING"
+    assert by_line["plain"] is None
+    assert by_line["Traceback (most recent call last):"] == "ERROR"
+    assert by_line["ValueError: boom"] == "ERROR"
