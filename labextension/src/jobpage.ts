@@ -355,6 +355,9 @@ export class JobPage extends ShownWidget {
     }
     const tick = async () => {
       await this.refresh();
+      if (this._timer === null || this.isDisposed) {
+        return; // hidden or closed meanwhile
+      }
       const going = !this._job || isActive(this._job.status) || !this._finalShown;
       this._timer = going ? window.setTimeout(tick, this._refreshInterval) : null;
     };

@@ -4,7 +4,9 @@ JupyterLab, in headless Chromium.
 - the search box narrows the list by name, the status filter "active" hides a finished job;
 - the ETA shows next to the progress bar (progress injected by routing the job list);
 - the status bar reads "GPU: 1 running" while a job sleeps, and a click on it shows the sidebar;
-- a job that ends while Lab watches gives a "completed" toast whose "Open" highlights its row.
+- a job that ends while Lab watches gives a "completed" toast whose "Open" highlights its row;
+- a tab in the background (and notifications allowed) gets a browser notification too, and a
+  click on it opens the job page.
 
 Screenshots go to ``build/test-artifacts/`` (``lab-filters.png``, ``lab-eta.png``,
 ``lab-statusbar.png``, ``lab-notification.png``, ``lab-notification-open.png``).
@@ -207,7 +209,8 @@ def test_status_bar_counts_running_jobs_and_opens_the_sidebar(lab, page, jobs):
 
 
 @pytest.mark.timeout(180)
-def test_job_that_ends_while_lab_watches_notifies(lab, page, jobs):
+def test_job_that_ends_while_lab_watches_notifies(fresh_lab, page, jobs):
+    lab = fresh_lab  # leaves no job page open: the next test starts on the launcher
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     finished_id = jobs("print('already done')", "notify-old")
@@ -295,3 +298,43 @@ def test_notify_states_setting_limits_the_toasts(lab, page, jobs):
         assert page.locator(".Toastify__toast", has_text="quiet-done").count() == 0
     finally:
         lab.api(url, method="PUT", body={"raw": before or "{}"})
+
+
+# The tab in the background, as the browser tells the page; every Notification the page makes
+# is recorded, then made for real (the context granted the permission).
+JS_BACKGROUND_TAB = """() => {
+  Object.defineProperty(document, 'hidden', {get: () => true, configurable: true});
+  const Real = window.Notification;
+  window.__gpuMagicNotes = [];
+  window.Notification = class extends Real {
+    constructor(title, options) {
+      super(title, options);
+      window.__gpuMagicNotes.push({title, tag: options && options.tag, note: this});
+    }
+  };
+}"""
+
+
+@pytest.mark.timeout(180)
+def test_a_background_tab_gets_a_browser_notification_that_opens_the_job(fresh_lab, page, jobs):
+    lab = fresh_lab  # leaves no job page open: the next test starts on the launcher
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.context.grant_permissions(["notifications"])
+    open_lab(lab, page, sidebar=False)
+    assert page.evaluate("() => Notification.permission") == "granted"
+    job_id = jobs("import time\ntime.sleep(4)", "notify-background")
+    page.wait_for_function(
+        """(sel) => /running|queued|pending/.test(document.querySelector(sel)?.innerText || '')""",
+        arg=STATUS_ITEM,
+        timeout=30_000,
+    )
+    page.evaluate(JS_BACKGROUND_TAB)  # the person switched to another tab
+    page.wait_for_function("() => window.__gpuMagicNotes.length > 0", timeout=60_000)
+    notes = page.evaluate("() => window.__gpuMagicNotes.map(n => [n.title, n.tag])")
+    assert notes == [["GPU job notify-background completed", f"gpu-magic-{job_id}"]]
+    page.evaluate("() => window.__gpuMagicNotes[0].note.onclick()")  # the person clicks it
+    opened = page.locator('.gpu-magic-job-page[data-status="completed"]')
+    opened.wait_for(state="visible", timeout=30_000)
+    assert opened.locator(".gpu-magic-fact-job").inner_text() == job_id
+    assert not errors, errors

@@ -21,3 +21,12 @@ def test_jupyter_lists_the_extension_enabled_and_valid():
     assert "gpu_magic.server  \x1b[32mOK" in listing or "gpu_magic.server  OK" in listing
     config = Path(sys.prefix, "etc/jupyter/jupyter_server_config.d/gpu_magic.json")
     assert '"gpu_magic.server": true' in config.read_text()
+
+
+def test_jupyterlab_lists_the_lab_extension_enabled():
+    out = subprocess.run(
+        [str(JUPYTER), "labextension", "list"], capture_output=True, text=True, check=True
+    )
+    listing = out.stdout + out.stderr
+    line = next((ln for ln in listing.splitlines() if "gpu-magic-labextension" in ln), "")
+    assert "enabled" in line and "OK" in line, listing
