@@ -125,14 +125,29 @@ class Client:
         folder = hostfolder.folder_of(job)
         try:
             upload_bundle(host.transport, bundle, folder)
-            launched = host.scheduler.submit(job, folder)
         except GPUMagicError as exc:
-            failed = submission.mark(job, JobStatus.FAILED, error=str(exc))
-            self.tracker.save(failed, reason=str(exc))
+            self._never_ran(job, exc)
+            raise
+        try:
+            launched = submission.launch(host, job, folder)
+        except GPUMagicError as exc:
+            self._launch_failed(job, exc)
             raise
         job = submission.mark(job, launched.status, scheduler_id=launched.scheduler_id)
         self.tracker.save(job, reason=launched.reason or "launched")
         return JobHandle(self, job.id)
+
+    def _never_ran(self, job: GPUJob, exc: GPUMagicError) -> None:
+        self.tracker.save(submission.mark(job, JobStatus.FAILED, error=str(exc)), reason=str(exc))
+
+    def _launch_failed(self, job: GPUJob, exc: GPUMagicError) -> None:
+        """A refused launch never ran; one whose connection dropped may have, so the job waits
+        for the next look at its folder to say which (never ``failed`` by guess)."""
+        if not submission.dropped(exc):
+            self._never_ran(job, exc)
+            return
+        unsure = f"launch unconfirmed, the connection dropped; the next look tells: {exc}"
+        self.tracker.save(submission.mark(job, JobStatus.QUEUED, reason=unsure), reason=unsure)
 
     def _check_capacity(self, cluster: ClusterConfig) -> None:
         active = self.store.count_active(cluster.name)

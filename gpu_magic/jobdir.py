@@ -37,6 +37,7 @@ BASH_MAIN = "main.sh"
 
 # files under state/
 PID = "pid"
+LAUNCHED = "launched"  # process scheduler: made (mkdir) by the one launch that starts run.sh
 STARTED_AT = "started_at"
 ENDED_AT = "ended_at"
 EXIT_CODE = "exit_code"

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import tenacity
 
 from .clusters import ClusterConfig
-from .errors import InvalidRequestError
+from .errors import (
+    AuthenticationError,
+    ClusterConnectionError,
+    HostKeyError,
+    InvalidRequestError,
+)
 from .jobdir import JobDir, new_job_id
 from .models import GPUJob, GPUJobRequest, JobStatus, utcnow
 from .packaging.bundle import Bundle, build_bundle
@@ -15,10 +23,16 @@ from .packaging.files import collect_files
 from .packaging.inputs import pickle_inputs
 from .packaging.names import warning
 from .packaging.runscript import render_run_script
-from .schedulers.base import Observation
+from .schedulers.base import Observation, Submitted
 from .schedulers.slurm import request_resources
 from .schedulers.slurm_script import run_script_options
 from .transport.base import Transport
+
+if TYPE_CHECKING:
+    from .hosts import Host
+
+log = logging.getLogger(__name__)
+LAUNCH_ATTEMPTS = 4
 
 
 def package(
@@ -105,3 +119,29 @@ def observe(job: GPUJob, seen: Observation) -> GPUJob:
     if all(getattr(job, k) == v for k, v in changes.items()):
         return job
     return job.model_copy(update=changes)
+
+
+def launch(host: Host, job: GPUJob, folder: JobDir) -> Submitted:
+    """Hand the uploaded folder to the host's scheduler. A connection that drops while the
+    launch command runs leaves "it may or may not have run": where the scheduler's launch is
+    safe to repeat (it reports the first launch, never starts a second), it is repeated on a
+    fresh connection until it answers; authentication and host-key failures never are."""
+    if not host.scheduler.relaunch_safe:
+        return host.scheduler.submit(job, folder)
+    retrying = tenacity.Retrying(
+        retry=tenacity.retry_if_exception(dropped),
+        stop=tenacity.stop_after_attempt(LAUNCH_ATTEMPTS),
+        wait=tenacity.wait_exponential(multiplier=0.2, max=5) + tenacity.wait_random(0, 0.2),
+        before_sleep=lambda state: log.info(
+            "gpu_magic: launching job %s again: %s", job.id, state.outcome.exception()
+        ),
+        reraise=True,
+    )
+    return retrying(host.scheduler.submit, job, folder)
+
+
+def dropped(exc: BaseException) -> bool:
+    """A lost connection, not a refused one (a key or host key never gets better)."""
+    return isinstance(exc, ClusterConnectionError) and not isinstance(
+        exc, AuthenticationError | HostKeyError
+    )

@@ -16,6 +16,7 @@ from harness.clients import local_settings, metric_rows
 
 from gpu_magic import Client, GPUJobRequest, JobStatus
 from gpu_magic.errors import JobStateError, TransferError
+from gpu_magic.results.local import LOCKS
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -129,7 +130,7 @@ def test_a_file_that_changed_since_collection_stops_the_archive(local, tmp_path)
     with pytest.raises(TransferError, match="sha256 mismatch.*outputs/model.npy"):
         job.archive()
     assert not list(local.results.local.root.glob(f"{job.id}*.tar.*"))  # no archive, no temp
-    assert not list(local.results.local.root.glob(".*"))
+    assert [p.name for p in local.results.local.root.glob(".*")] == [LOCKS]
     assert (folder / "outputs/ckpt/blob.bin").exists()  # nothing removed
     assert "archive" not in local.results.local.manifest(job.id)
 

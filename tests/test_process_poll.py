@@ -31,7 +31,8 @@ def folder(alive=False, pid="123", code="", flags=(), started=T0, ended=""):
         (folder(alive=True, code="0"), JobStatus.COMPLETED, None),  # the exit code wins
         (folder(), JobStatus.LOST, "vanished without writing an exit code"),
         (folder(flags=["cancel_requested"]), JobStatus.CANCELLED, "cancelled by user"),
-        (folder(pid="", started=""), JobStatus.QUEUED, "waiting for the process"),
+        (folder(pid="", started="", flags=["launched"]), JobStatus.QUEUED, "waiting for the"),
+        (folder(pid="", started=""), JobStatus.FAILED, "never launched"),  # the launch was lost
         (FolderState(exists=False), JobStatus.LOST, "no longer exists"),
     ],
 )

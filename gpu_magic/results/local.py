@@ -4,6 +4,7 @@
   manifest.json    {"job_id", "complete", "files": [{path, size, sha256, kind, fetched}],
                     "refused": [{path, why}], "archive"?}  -- written atomically (temp + rename)
   .partial/        downloads in progress (never read as results)
+{results_dir}/.locks/{job_id}.lock                  held while one process writes the job's results
   output.log  metrics.jsonl  gpu.csv  outputs/...   verified copies, same paths as on the host
 {results_dir}/{job_id}.tar.zst (or .tar.gz)         an archived job's files (``storage.archive``)
 
@@ -18,8 +19,11 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+from filelock import FileLock
 
 from ..errors import TransferError
 from . import tarball
@@ -27,6 +31,7 @@ from .plan import unsafe
 
 MANIFEST = "manifest.json"
 PARTIAL = ".partial"
+LOCKS = ".locks"
 
 
 class LocalResults:
@@ -44,6 +49,17 @@ class LocalResults:
     def partial(self, job_id: str, rel: str) -> Path:
         self.path(job_id, rel)  # the same check
         return self.folder(job_id) / PARTIAL / rel
+
+    @contextmanager
+    def writing(self, job_id: str) -> Iterator[None]:
+        """Held while one process writes the job's results (collects, fetches, archives).
+        Processes sharing this store (two kernels, the Jupyter server) wait here, then read the
+        manifest the first one wrote: one collection per job. An OS file lock, so a holder
+        killed with -9 frees it."""
+        folder = self.root / LOCKS
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with FileLock(folder / f"{job_id}.lock"):
+            yield
 
     def manifest(self, job_id: str) -> dict | None:
         try:

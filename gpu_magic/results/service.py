@@ -8,7 +8,8 @@ they keep working after the host's job folder is gone.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +37,9 @@ from .series import PARSED_METRICS, metric_rows, write_csv
 
 
 class ResultsService:
-    """One per ``Client``; thread-safe (one collection at a time per job). It sees the job store,
-    the hosts and the tracker (for a job's fresh state), never the Client; ``on_collected``
+    """One per ``Client``; one collection at a time per job, across the threads of this process
+    and the processes that share its results store (``_exclusive``). It sees the job store, the
+    hosts and the tracker (for a job's fresh state), never the Client; ``on_collected``
     listeners hear of each fresh collection (the Client runs the cluster's cleanup there)."""
 
     def __init__(self, settings: Settings, jobs: JobStore, hosts: Hosts, tracker: JobTracker):
@@ -100,7 +102,7 @@ class ResultsService:
         """The manifest of a finished job's collected results, collecting them first if needed;
         a fresh collection is told to the ``on_collected`` listeners."""
         job = self.jobs.find(job_id)
-        with self._job_lock(job.id):
+        with self._exclusive(job.id):
             manifest = self.local.manifest(job.id)
             if manifest is not None and manifest["complete"] and not again:
                 return manifest
@@ -145,7 +147,7 @@ class ResultsService:
 
         job = self.jobs.find(job_id)
         self.collect(job.id)
-        with self._job_lock(job.id):
+        with self._exclusive(job.id):
             packed, loose = self._archive_info(job.id), self.local.loose_size(job.id)
             archive = archive_results(self.local, job.id)
             freed = loose - self.local.loose_size(job.id)
@@ -160,7 +162,7 @@ class ResultsService:
 
     def remove_local(self, job_id: str) -> None:
         """Delete the job's local results (loose files and archive); the host copy stays."""
-        with self._job_lock(job_id):
+        with self._exclusive(job_id):
             self.local.remove(job_id)
 
     def files(self, job_id: str) -> list[dict]:
@@ -178,7 +180,7 @@ class ResultsService:
         job = self.jobs.find(job_id)
         listed = {e["path"] for e in self.collect(job.id)["files"]}
         rels = [self._listed_path(job.id, listed, name) for name in names]
-        with self._job_lock(job.id):
+        with self._exclusive(job.id):
             manifest = self.local.manifest(job.id) or {"files": []}  # read once, not per name
             here = {e["path"] for e in manifest["files"] if e["fetched"]}
             missing = [rel for rel in rels if rel not in here]
@@ -277,6 +279,11 @@ class ResultsService:
         manifest = self.local.manifest(job.id) if job.is_terminal else None
         return manifest is not None and manifest["complete"]
 
-    def _job_lock(self, job_id: str) -> threading.Lock:
+    @contextmanager
+    def _exclusive(self, job_id: str) -> Iterator[None]:
+        """One writer of a job's local results at a time: among this process's threads (a lock)
+        and among the processes that share the results store (``LocalResults.writing``)."""
         with self._lock:
-            return self._job_locks.setdefault(job_id, threading.Lock())
+            lock = self._job_locks.setdefault(job_id, threading.Lock())
+        with lock, self.local.writing(job_id):
+            yield

@@ -53,6 +53,9 @@ class Look:
 
 class Scheduler(ABC):
     name: str
+    relaunch_safe = False
+    """Whether ``submit`` may run again after a connection dropped during it (it then reports
+    the first launch rather than start a second one)."""
 
     def __init__(self, transport: Transport, interpreter: str = "python3"):
         self.transport = transport

@@ -24,7 +24,7 @@ NAMES = {
     "started_at": jobdir.STARTED_AT,
     "ended_at": jobdir.ENDED_AT,
     "exit_code": jobdir.EXIT_CODE,
-    "flags": [jobdir.CANCEL_REQUESTED, jobdir.TIMED_OUT],
+    "flags": [jobdir.CANCEL_REQUESTED, jobdir.TIMED_OUT, jobdir.LAUNCHED],
 }
 
 
@@ -67,6 +67,11 @@ class FolderState:
     @property
     def timed_out(self) -> bool:
         return jobdir.TIMED_OUT in self.flags
+
+    @property
+    def launched(self) -> bool:
+        """The process scheduler's launch reached the host (its marker exists)."""
+        return jobdir.LAUNCHED in self.flags
 
 
 def _utc(text: str) -> datetime | None:

@@ -17,8 +17,12 @@ from ..transport.base import quote_argv
 from .base import Observation, Scheduler, Submitted
 from .folder_probe import FolderState
 
+# Idempotent: only the launch that makes the ``launched`` marker (mkdir is atomic) starts run.sh,
+# so a launch repeated after a dropped connection reports the first one's pid, never a second run.
 LAUNCH = (
-    "cd {dir} && {{ setsid nohup bash {script} </dev/null >/dev/null 2>&1 & }} && "
+    "cd {dir} && mkdir -p {state} && "
+    "if mkdir {marker} 2>/dev/null; then "
+    "{{ setsid nohup bash {script} </dev/null >/dev/null 2>&1 & }}; fi; "
     "i=0; while [ ! -s {pid} ] && [ $i -lt 200 ]; do sleep 0.01; i=$((i+1)); done; "
     "cat {pid} 2>/dev/null; true"
 )
@@ -42,10 +46,13 @@ CANCEL = ALIVE + (
 
 class ProcessScheduler(Scheduler):
     name = "process"
+    relaunch_safe = True  # LAUNCH starts run.sh once, however often it runs
 
     def submit(self, job: GPUJob, folder: JobDir) -> Submitted:
         command = LAUNCH.format(
             dir=quote_argv(str(folder)),
+            state=jobdir.STATE,
+            marker=f"{jobdir.STATE}/{jobdir.LAUNCHED}",
             script=jobdir.RUN_SCRIPT,
             pid=f"{jobdir.STATE}/{jobdir.PID}",
         )
@@ -85,6 +92,10 @@ def decide(folder: FolderState) -> Observation:
             JobStatus.LOST,
             f"process group {folder.pid} vanished without writing an exit code",
             started_at=started_at,
+        )
+    if not folder.launched:  # a launch the connection lost before it reached the host
+        return Observation(
+            JobStatus.FAILED, "never launched: the launch command did not reach the host"
         )
     return Observation(JobStatus.QUEUED, "launched; waiting for the process to start")
 
