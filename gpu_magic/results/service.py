@@ -237,12 +237,14 @@ class ResultsService:
     def raise_for_failure(self, job_id: str) -> None:
         """Raise why a job has no results: its remote traceback (the collected copy first)."""
         job = self.tracker.job(job_id)
-        hostfolder.raise_for_failure(self.hosts.of(job).transport, job, self.remote_error(job.id))
+        hostfolder.raise_for_failure(self.hosts.of(job).transport, job, self._remote_error(job))
 
     def remote_error(self, job_id: str) -> RemoteJobError | None:
         """The exception the cell raised on the host (the collected copy first, so it outlives
         the remote folder); None while the job runs or when the cell raised nothing."""
-        job = self.tracker.job(job_id)
+        return self._remote_error(self.tracker.job(job_id))
+
+    def _remote_error(self, job: GPUJob) -> RemoteJobError | None:
         if not job.is_terminal:
             return None
         stored = self.local.read_text(job.id, ERROR_FILE)

@@ -21,6 +21,13 @@ export function element<K extends keyof HTMLElementTagNameMap>(
   return node;
 }
 
+/** An `<option>` of `select`. */
+export function option(select: HTMLSelectElement, value: string, label: string): HTMLOptionElement {
+  const node = element('option', '', select, label);
+  node.value = value;
+  return node;
+}
+
 /** A widget told when it becomes visible (`onShown(true)`) and when it stops being so. */
 export abstract class ShownWidget extends Widget {
   /** Start (`true`) or stop (`false`) what the widget does only while shown. */

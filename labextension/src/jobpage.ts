@@ -7,7 +7,7 @@
  */
 import { confirmAndCancel } from './cancel';
 import { gpuSeries, LineChart, metricSeries } from './charts';
-import { element, ShownWidget } from './dom';
+import { element, option, ShownWidget } from './dom';
 import { clusterLine, elapsedSeconds, formatBytes, formatElapsed, formatTime } from './format';
 import { compileSearch, ILogLine, keeps, LEVELS } from './loglines';
 import { LogStream, StreamState } from './logstream';
@@ -138,9 +138,9 @@ export class JobPage extends ShownWidget {
     element('h3', 'gpu-magic-section-title', bar, 'Log');
     this._level = element('select', 'jp-mod-styled gpu-magic-log-level', bar);
     this._level.setAttribute('aria-label', 'Lowest log level shown');
-    for (const [value, label] of [['', 'All lines'], ...LEVELS.map(l => [l, `${l} and above`])]) {
-      const item = element('option', '', this._level, label);
-      item.value = value;
+    option(this._level, '', 'All lines');
+    for (const level of LEVELS) {
+      option(this._level, level, `${level} and above`);
     }
     this._level.addEventListener('change', () => this._renderLog());
     this._search = element('input', 'jp-mod-styled gpu-magic-log-search', bar);

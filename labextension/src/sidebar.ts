@@ -8,7 +8,7 @@ import { LabIcon, refreshIcon } from '@jupyterlab/ui-components';
 
 import { confirmAndCancel } from './cancel';
 import { sparkline } from './charts';
-import { element, ShownWidget } from './dom';
+import { element, option, ShownWidget } from './dom';
 import { elapsedSeconds, formatElapsed } from './format';
 import { ALL_STATES, isActive, JobsModel } from './model';
 import { IJob } from './request';
@@ -44,13 +44,6 @@ interface IRow {
   spark: HTMLSpanElement;
   cancel: HTMLButtonElement;
   job: IJob;
-}
-
-function option(select: HTMLSelectElement, value: string, label: string): HTMLOptionElement {
-  const node = element('option', '', select);
-  node.value = value;
-  node.textContent = label;
-  return node;
 }
 
 export class GpuJobsSidebar extends ShownWidget {

@@ -172,6 +172,14 @@ def page(browser, request):
         context.close()
 
 
+@pytest.fixture
+def page_errors(page) -> list[str]:
+    """The uncaught errors of the page's scripts, for the test to assert there were none."""
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    return errors
+
+
 # -- JupyterLab -------------------------------------------------------------------------------
 @dataclass
 class Lab:

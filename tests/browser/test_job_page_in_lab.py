@@ -105,10 +105,10 @@ def set_theme(page, name: str, light: bool) -> None:
 
 
 @pytest.mark.timeout(240)
-def test_job_page_streams_the_log_and_charts_and_offers_the_results(fresh_lab, page, jobs):
+def test_job_page_streams_the_log_and_charts_and_offers_the_results(
+    fresh_lab, page, page_errors, jobs
+):
     lab = fresh_lab  # leaves no job page open: the next test starts on the launcher
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
     sidebar = open_lab(lab, page)
     submitted = time.monotonic()
     job_id = jobs(TRAIN, "page-train")
@@ -182,14 +182,12 @@ def test_job_page_streams_the_log_and_charts_and_offers_the_results(fresh_lab, p
     restored.wait_for(state="visible", timeout=60_000)
     restored.locator('.gpu-magic-log-state[data-state="ended"]').wait_for(timeout=30_000)
     assert len(visible_log(page)) == 45
-    assert not errors, errors
+    assert not page_errors, page_errors
 
 
 @pytest.mark.timeout(180)
-def test_open_job_command_shows_the_traceback_of_a_failed_job(fresh_lab, page, jobs):
+def test_open_job_command_shows_the_traceback_of_a_failed_job(fresh_lab, page, page_errors, jobs):
     lab = fresh_lab  # leaves no job page open: the next test starts on the launcher
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
     job_id = jobs(FAILING, "page-fails")
     assert wait_for_status(lab, job_id, {"failed", "completed"}) == "failed"
     page.goto(f"{lab.url}/lab")  # Lab may restore pages of earlier tests: no launcher then
@@ -220,7 +218,7 @@ def test_open_job_command_shows_the_traceback_of_a_failed_job(fresh_lab, page, j
     assert job_page.locator(".gpu-magic-fact-exit-code").inner_text() not in ("", "0")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     job_page.screenshot(path=str(ARTIFACTS / "job-page-failed.png"))
-    assert not errors, errors
+    assert not page_errors, page_errors
 
 
 def notebook_job(name: str, steps: int, gpu: bool) -> str:
@@ -261,10 +259,10 @@ def show_panel(page, tab_id: str, panel: str) -> None:
 
 
 @pytest.mark.timeout(300)
-def test_jobs_of_two_notebooks_share_the_sidebar_with_progress_and_gpu(fresh_lab, page):
+def test_jobs_of_two_notebooks_share_the_sidebar_with_progress_and_gpu(
+    fresh_lab, page, page_errors
+):
     lab = fresh_lab
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
     first = write_notebook(lab.root_dir, "first.ipynb", notebook_job("nb-first", 50, gpu=True))
     second = write_notebook(lab.root_dir, "second.ipynb", notebook_job("nb-second", 12, gpu=False))
     open_notebook(page, lab, first)
@@ -310,16 +308,16 @@ def test_jobs_of_two_notebooks_share_the_sidebar_with_progress_and_gpu(fresh_lab
         timeout=30_000,
     )
     job_page.screenshot(path=str(ARTIFACTS / "job-page-gpu.png"))
-    assert not errors, errors
+    assert not page_errors, page_errors
 
 
 @pytest.mark.timeout(180)
-def test_the_log_resumes_after_a_dropped_socket_with_every_line_once(fresh_lab, page, jobs):
+def test_the_log_resumes_after_a_dropped_socket_with_every_line_once(
+    fresh_lab, page, page_errors, jobs
+):
     """The page's log socket is cut after its third message (Playwright routes it); the page
     reconnects from where its unfinished line starts, and the log ends with every line once."""
     lab = fresh_lab  # leaves no job page open: the next test starts on the launcher
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
     sockets: list[str] = []
 
     def cut_the_first(ws):
@@ -350,4 +348,4 @@ def test_the_log_resumes_after_a_dropped_socket_with_every_line_once(fresh_lab, 
     texts = [text for text, _ in visible_log(page)]
     assert len(texts) == 45 and len(set(texts)) == 45, texts  # every line, none twice
     assert texts[0] == "INFO:root:starting training" and texts[-2] == "step 40/40 loss=0.0250"
-    assert not errors, errors
+    assert not page_errors, page_errors

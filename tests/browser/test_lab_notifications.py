@@ -72,9 +72,7 @@ def open_lab(lab, page, sidebar: bool = True):
 
 
 @pytest.mark.timeout(180)
-def test_search_and_status_filter(lab, page, jobs):
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
+def test_search_and_status_filter(lab, page, page_errors, jobs):
     tag = uuid.uuid4().hex[:6]
     done_id = jobs("print('done')", f"filter-done-{tag}")
     wait_for_status(lab, done_id, {"completed"})
@@ -126,7 +124,7 @@ def test_search_and_status_filter(lab, page, jobs):
     busy.wait_for(state="visible")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     sidebar.screenshot(path=str(ARTIFACTS / "lab-filters.png"))
-    assert not errors, errors
+    assert not page_errors, page_errors
 
 
 @pytest.mark.timeout(120)
@@ -173,9 +171,7 @@ def test_eta_next_to_the_progress_bar(lab, page):
 
 
 @pytest.mark.timeout(180)
-def test_status_bar_counts_running_jobs_and_opens_the_sidebar(lab, page, jobs):
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
+def test_status_bar_counts_running_jobs_and_opens_the_sidebar(lab, page, page_errors, jobs):
     wait_until_idle(lab)
     open_lab(lab, page, sidebar=False)  # the status bar polls on its own
     item = page.locator(STATUS_ITEM)
@@ -205,14 +201,12 @@ def test_status_bar_counts_running_jobs_and_opens_the_sidebar(lab, page, jobs):
         arg=STATUS_ITEM,
         timeout=30_000,
     )
-    assert not errors, errors
+    assert not page_errors, page_errors
 
 
 @pytest.mark.timeout(180)
-def test_job_that_ends_while_lab_watches_notifies(fresh_lab, page, jobs):
+def test_job_that_ends_while_lab_watches_notifies(fresh_lab, page, page_errors, jobs):
     lab = fresh_lab  # leaves no job page open: the next test starts on the launcher
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
     finished_id = jobs("print('already done')", "notify-old")
     wait_for_status(lab, finished_id, {"completed"})
 
@@ -238,7 +232,7 @@ def test_job_that_ends_while_lab_watches_notifies(fresh_lab, page, jobs):
     row.wait_for(state="visible", timeout=10_000)
     assert sidebar.locator(".gpu-magic-job-row--highlight").count() == 1
     sidebar.screenshot(path=str(ARTIFACTS / "lab-notification-open.png"))
-    assert not errors, errors
+    assert not page_errors, page_errors
 
 
 @pytest.mark.timeout(120)
@@ -316,10 +310,10 @@ JS_BACKGROUND_TAB = """() => {
 
 
 @pytest.mark.timeout(180)
-def test_a_background_tab_gets_a_browser_notification_that_opens_the_job(fresh_lab, page, jobs):
+def test_a_background_tab_gets_a_browser_notification_that_opens_the_job(
+    fresh_lab, page, page_errors, jobs
+):
     lab = fresh_lab  # leaves no job page open: the next test starts on the launcher
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.context.grant_permissions(["notifications"])
     open_lab(lab, page, sidebar=False)
     assert page.evaluate("() => Notification.permission") == "granted"
@@ -337,4 +331,4 @@ def test_a_background_tab_gets_a_browser_notification_that_opens_the_job(fresh_l
     opened = page.locator('.gpu-magic-job-page[data-status="completed"]')
     opened.wait_for(state="visible", timeout=30_000)
     assert opened.locator(".gpu-magic-fact-job").inner_text() == job_id
-    assert not errors, errors
+    assert not page_errors, page_errors

@@ -190,9 +190,7 @@ def wait_for_lines(page, predicate: str, timeout: float = 30_000) -> None:
 
 
 @pytest.mark.timeout(300)
-def test_panel_of_a_running_job_in_jupyterlab(lab, page):
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
+def test_panel_of_a_running_job_in_jupyterlab(lab, page, page_errors):
     name = write_notebook(lab.root_dir)
     open_notebook(page, lab, name)
     run_all_cells(page)
@@ -262,7 +260,7 @@ def test_panel_of_a_running_job_in_jupyterlab(lab, page):
     page.screenshot(path=str(ARTIFACTS / "panel-page.png"), full_page=True)
     assert widget_error.count() == 0, "a widget failed to render: see panel-page.png"
     assert page.locator(".jp-OutputArea-output[data-mime-type*='stderr']").count() == 0
-    assert not errors, errors
+    assert not page_errors, page_errors
 
     # a narrower window: the charts follow their boxes
     page.set_viewport_size({"width": 1000, "height": page.viewport_size["height"]})

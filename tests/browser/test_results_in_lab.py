@@ -29,10 +29,8 @@ def row(page, name: str):
 
 
 @pytest.mark.timeout(300)
-def test_results_section_collects_fetches_and_loads_in_jupyterlab(fresh_lab, page):
+def test_results_section_collects_fetches_and_loads_in_jupyterlab(fresh_lab, page, page_errors):
     lab = fresh_lab
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
     open_notebook(page, lab, write_notebook(lab.root_dir, "results.ipynb", JOB_CELL))
     run_all_cells(page)
 
@@ -68,5 +66,5 @@ def test_results_section_collects_fetches_and_loads_in_jupyterlab(fresh_lab, pag
     results = page.locator(RESULTS)
     results.scroll_into_view_if_needed()
     results.screenshot(path=str(ARTIFACTS / "results.png"))
-    assert not errors, errors
+    assert not page_errors, page_errors
     print(f"bar: {bar.inner_text()}\nmessage: {message.inner_text()}")

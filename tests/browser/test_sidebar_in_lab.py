@@ -24,9 +24,7 @@ JOB = {"code": "import time\ntime.sleep(20)", "cluster": "local", "name": "sideb
 
 
 @pytest.mark.timeout(180)
-def test_sidebar_lists_and_cancels_a_running_job(lab, page):
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
+def test_sidebar_lists_and_cancels_a_running_job(lab, page, page_errors):
     page.goto(f"{lab.url}/lab")
     federated = page.evaluate(JS_FEDERATED)
     assert EXTENSION in federated, (
@@ -85,4 +83,4 @@ def test_sidebar_lists_and_cancels_a_running_job(lab, page):
     assert re.fullmatch(r"\d+s", row.locator(".gpu-magic-job-elapsed").inner_text().strip())
     sidebar.screenshot(path=str(ARTIFACTS / "sidebar-cancelled.png"))
     page.screenshot(path=str(ARTIFACTS / "sidebar-page.png"), full_page=True)
-    assert not errors, errors
+    assert not page_errors, page_errors
