@@ -71,6 +71,7 @@ bench: system-deps $(STAMP)
 	$(BIN)/python bench/bench_monitor.py
 	$(BIN)/python bench/bench_first_submit.py
 	$(BIN)/python bench/bench_server.py
+	$(BIN)/python bench/bench_faults.py
 
 clean:
 	rm -rf $(VENV) build .pytest_cache

@@ -22,6 +22,7 @@ from .models import GPUJob, GPUJobRequest, JobStatus
 from .monitoring.feed import JobFeed, LogChunk, complete_utf8
 from .monitoring.mirror import LiveMirror
 from .monitoring.monitor import Monitor
+from .notify import Notifier
 from .packaging.upload import upload_bundle
 from .parsers.levels import LineFilter
 from .results import cleanup, hostfolder, usage
@@ -51,10 +52,19 @@ class Client:
         self.store = JobStore(self.settings.store_path)
         self.hosts = Hosts(self.settings, self.clusters, transports)
         self.lease = HostLease(self.store, ttl=self.settings.job_monitoring_interval)
-        self.tracker = JobTracker(self.store, self.hosts, self.lease)
+        self.tracker = JobTracker(
+            self.store,
+            self.hosts,
+            self.lease,
+            reconnect_limit=self.settings.gpu_magic_reconnect_limit,
+        )
         self.results = ResultsService(self.settings, self.store, self.hosts, self.tracker)
         self.cleanup_errors: dict[str, str] = {}  # cluster -> why its after-collect cleanup failed
+        self.notifier = Notifier(
+            self.settings.gpu_magic_webhook_url, notify_all=self.settings.gpu_magic_notify_all
+        )
         self.tracker.on_ended(self._collect_when_ended)
+        self.tracker.on_ended(self._notify_when_ended)
         self.results.on_collected(self._cleanup_after_collect)
         self._lock = threading.Lock()
         self._monitor: Monitor | None = None
@@ -83,6 +93,9 @@ class Client:
         if job.request.fetch == "auto":
             self.results.collect_in_background(job.id)
 
+    def _notify_when_ended(self, job: GPUJob) -> None:
+        self.notifier.job_ended(job, job.failure)
+
     def _cleanup_after_collect(self, cluster: str) -> None:
         """The cluster's policy may ask for a cleanup after each collection; a problem there never
         fails the collection: it is kept in ``cleanup_errors``."""
@@ -101,6 +114,7 @@ class Client:
             self._monitor.stop()
         self.lease.release()  # another process takes over at once
         self.results.close(timeout=self.settings.ssh_connection_timeout)
+        self.notifier.close(timeout=self.settings.ssh_connection_timeout)
         self.hosts.close()
 
     # -- life cycle ---------------------------------------------------------------------------

@@ -26,8 +26,21 @@ class Settings(BaseSettings):
 
     max_concurrent_jobs: int = Field(default=10, ge=1)
     ssh_connection_timeout: float = Field(default=30, gt=0)
+    ssh_keepalive_interval: float = Field(default=5, gt=0)
+    """An idle connection is probed this often; one whose data stays unacknowledged for three
+    intervals is dead and replaced (without it, a connection that a partition cut keeps
+    retransmitting into the void for minutes after the network is back)."""
+    gpu_magic_reconnect_limit: float = Field(default=600, ge=0)
+    """How long ``job.wait()``, ``--wait`` and the panel ride out a host that cannot be reached
+    (reconnecting all the while) before the wait gives up."""
     file_transfer_timeout: float = Field(default=3600, gt=0)
     job_monitoring_interval: float = Field(default=30, gt=0)
+
+    gpu_magic_webhook_url: str | None = None
+    """A Slack-compatible incoming webhook: jobs submitted with ``--notify`` post their end
+    there (the URL is a credential: it is never shown, logged or stored in a job)."""
+    gpu_magic_notify_all: bool = False
+    """Post every job's end to the webhook, not only those submitted with ``--notify``."""
 
     gpu_magic_config_dir: Path = Field(
         default_factory=lambda: Path(platformdirs.user_config_dir("gpu_magic"))

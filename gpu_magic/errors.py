@@ -131,3 +131,12 @@ class RemoteJobError(GPUMagicError):
         super().__init__(
             f"job {job_id} raised {exc_type}: {message}\n\nRemote traceback:\n{remote_traceback}"
         )
+
+
+def transient(exc: BaseException) -> bool:
+    """A fault that time can mend: a lost or unreachable connection, a command or channel that
+    timed out. Never a rejected key or host key (retrying cannot help, and retrying a changed
+    host key would be asking an attacker again), nor a refused request."""
+    if isinstance(exc, AuthenticationError | HostKeyError):
+        return False
+    return isinstance(exc, ClusterConnectionError | WaitTimeoutError)

@@ -37,7 +37,12 @@ BASH_MAIN = "main.sh"
 
 # files under state/
 PID = "pid"
+PID_START = "pid_start"  # "BOOT_ID START_TICKS" of run.sh: a reused pid after a reboot is not it
 LAUNCHED = "launched"  # process scheduler: made (mkdir) by the one launch that starts run.sh
+SUBMITTED = "submitted"  # Slurm: made (mkdir) by the one submit that runs sbatch
+SLURM_ID = "slurm_id"  # Slurm: sbatch's answer, the job id (written by the detached sbatch)
+SBATCH_STATUS = "sbatch_status"  # Slurm: sbatch's exit status, written after slurm_id
+SBATCH_ERROR = "sbatch_error"  # Slurm: what sbatch said on stderr (why it refused)
 STARTED_AT = "started_at"
 ENDED_AT = "ended_at"
 EXIT_CODE = "exit_code"
@@ -46,11 +51,23 @@ CANCEL_REQUESTED = "cancel_requested"
 TIMED_OUT = "timed_out"
 GPU_TELEMETRY = "gpu_telemetry"  # "unavailable: why" / "stopped: why"; absent while sampling works
 CELL_STATUS = ".cell_status"  # run.sh's private note of the cell's exit status
+RESERVE = ".reserve"  # run.sh keeps this room so that a full disk cannot stop it writing the end
+
+MARKER_VARIABLE = "GPU_MAGIC_JOB_DIR"
+"""Every process of a job carries ``GPU_MAGIC_JOB_DIR=<the folder, symlinks resolved>`` in its
+environment (run.sh exports it): so a child that left the job's process group (``setsid``,
+``start_new_session=True``) is still found, stopped, and counted as the job running."""
 
 GIT_CHECKOUT = f"{CODE}/repo"
 
 
 SAFE_JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def attempt_marker(marker: str, attempt: int) -> str:
+    """The launch marker of one attempt: ``launched`` for the first, ``launched.2``, ... after
+    (each made once, by the one launch that starts that attempt)."""
+    return marker if attempt == 1 else f"{marker}.{attempt}"
 
 
 def safe_id(job_id: str) -> bool:

@@ -13,6 +13,7 @@ closes everything.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 import time
@@ -35,6 +36,7 @@ MIN_PREFIX = 4
 _FIELDS = (
     "id", "name", "cluster", "status", "reason", "scheduler_id", "remote_dir", "created_at",
     "submitted_at", "started_at", "ended_at", "exit_code", "error", "request_json",
+    "failure_json", "attempt",
 )  # fmt: skip
 _COLUMNS = ", ".join(_FIELDS)
 _SELECT = f"SELECT {_COLUMNS} FROM jobs"  # noqa: S608 (constant)
@@ -106,13 +108,14 @@ def _job_to_row(job: GPUJob) -> tuple:
         job.id, job.name, job.cluster, job.status.value, job.reason, job.scheduler_id,
         job.remote_dir, _to_text(job.created_at), _to_text(job.submitted_at),
         _to_text(job.started_at), _to_text(job.ended_at), job.exit_code, job.error,
-        job.request.model_dump_json(),
+        job.request.model_dump_json(), None if job.failure is None else json.dumps(job.failure),
+        job.attempt,
     )  # fmt: skip
 
 
 def _row_to_job(row: tuple) -> GPUJob:
     (id_, _name, cluster, status, reason, scheduler_id, remote_dir, created, submitted,
-     started, ended, exit_code, error, request_json) = row  # fmt: skip
+     started, ended, exit_code, error, request_json, failure_json, attempt) = row  # fmt: skip
     try:
         return GPUJob(
             id=id_, request=GPUJobRequest.model_validate_json(request_json), cluster=cluster,
@@ -120,6 +123,7 @@ def _row_to_job(row: tuple) -> GPUJob:
             scheduler_id=scheduler_id, created_at=_from_text(created),
             submitted_at=_from_text(submitted), started_at=_from_text(started),
             ended_at=_from_text(ended), exit_code=exit_code, error=error,
+            failure=None if failure_json is None else json.loads(failure_json), attempt=attempt,
         )  # fmt: skip
     except (ValidationError, ValueError) as exc:
         raise StoreError(f"stored job {id_} cannot be read: {exc}") from None
@@ -242,6 +246,17 @@ class JobStore:
             conn.execute(_UPDATE, (*row[1:], job.id))
             if old[0] != job.status.value:
                 self._record(conn, job.id, job.status, reason or job.reason)
+
+    def advance_attempt(self, job: GPUJob, reason: str) -> bool:
+        """Store ``job`` (its next attempt) only if the stored job is still at the attempt
+        before it: of several processes that saw the same failure, exactly one retries."""
+        row = _job_to_row(job)
+        with self._write(f"retry job {job.id}") as conn:
+            sql = f"{_UPDATE} AND attempt = ?"
+            if conn.execute(sql, (*row[1:], job.id, job.attempt - 1)).rowcount != 1:
+                return False
+            self._record(conn, job.id, job.status, reason)
+        return True
 
     def delete(self, job_id: str) -> None:
         with self._write(f"delete job {job_id}") as conn:

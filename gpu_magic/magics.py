@@ -157,6 +157,9 @@ class GPUMagics(ClientMagics):
     @argument("--constraint", help="Slurm: node features, e.g. 'h100&ib'")
     @argument("--sbatch", action="append", default=[], metavar="KEY[=V]", help="Slurm: option")
     @argument("--wait", action="store_true", help="wait, then load --outputs into the kernel")
+    @argument("--notify", action="store_true", help="post to the webhook when the job ends")
+    @argument("--retries", type=int, default=0, metavar="N", help="run again up to N times")
+    @argument("--retry-on", default="", metavar="KIND,..", help="failure kinds to retry")
     @argument("--fetch", choices=["auto", "manual"], default="auto", help="collect when it ends")
     @argument("--fetch-limit", metavar="SIZE", help="bigger files only when asked, e.g. 500MB")
     @argument("--outputs-glob", action="append", default=[], metavar="GLOB", help="outputs/ files")
@@ -196,6 +199,9 @@ class GPUMagics(ClientMagics):
             fetch_limit=opts.fetch_limit,
             outputs_glob=tuple(opts.outputs_glob),
             exclude=tuple(opts.exclude),
+            notify=opts.notify,
+            retries=opts.retries,
+            retry_on=split_names(opts.retry_on),
             resources={
                 **{k: getattr(opts, k) for k in RESOURCE_OPTIONS if getattr(opts, k) is not None},
                 "sbatch": parse_sbatch_options(opts.sbatch),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from datetime import datetime, timezone
 from enum import Enum
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -122,6 +122,13 @@ class GPUJobRequest(BaseModel):
     outputs_glob: tuple[str, ...] = ()
     """Which files under outputs/ to collect (all when empty); ``exclude`` removes some."""
     exclude: tuple[str, ...] = ()
+    notify: bool = False
+    """Post a message to the webhook (``gpu_magic_webhook_url``) when the job ends."""
+    retries: int = Field(default=0, ge=0, le=20)
+    """Run the job again (same id, same folder, checkpoints kept) this many times at most
+    when it fails in one of the ``retry_on`` ways."""
+    retry_on: tuple[str, ...] = ()
+    """Failure kinds (``failures.FailureKind``) that are retried; empty: ``DEFAULT_RETRY_ON``."""
 
     @field_validator("inputs", "outputs")
     @classmethod
@@ -132,6 +139,19 @@ class GPUJobRequest(BaseModel):
         if len(set(names)) != len(names):
             raise ValueError("a variable is named twice")
         return names
+
+    @field_validator("retry_on")
+    @classmethod
+    def _failure_kinds(cls, kinds: tuple[str, ...]) -> tuple[str, ...]:
+        from .failures import FailureKind  # here: failures imports the run script, which imports us
+
+        known = {kind.value for kind in FailureKind}
+        unknown = [kind for kind in kinds if kind not in known]
+        if unknown:
+            raise ValueError(
+                f"unknown failure kind {unknown[0]!r}; known: {', '.join(sorted(known))}"
+            )
+        return kinds
 
     @field_validator("fetch_limit", mode="before")
     @classmethod
@@ -218,6 +238,11 @@ class GPUJob(BaseModel):
     ended_at: datetime | None = None
     exit_code: int | None = None
     error: str | None = None
+    attempt: int = Field(default=1, ge=1)
+    """Which run of the job this is: a retry keeps the id and the folder (``--retries``)."""
+    failure: dict[str, Any] | None = None
+    """Why it did not complete, classified (``failures.Failure.to_dict``: kind, explanation,
+    fix, detail); None while it runs and when it completed."""
 
     @property
     def name(self) -> str | None:

@@ -10,12 +10,7 @@ from typing import TYPE_CHECKING, Any
 import tenacity
 
 from .clusters import ClusterConfig
-from .errors import (
-    AuthenticationError,
-    ClusterConnectionError,
-    HostKeyError,
-    InvalidRequestError,
-)
+from .errors import ClusterConnectionError, InvalidRequestError, transient
 from .jobdir import JobDir, new_job_id
 from .models import GPUJob, GPUJobRequest, JobStatus, utcnow
 from .packaging.bundle import Bundle, build_bundle
@@ -113,7 +108,7 @@ def mark(job: GPUJob, status: JobStatus, **changes) -> GPUJob:
 def observe(job: GPUJob, seen: Observation) -> GPUJob:
     """``job`` updated with what a poll saw (the same object when nothing changed)."""
     changes = {"status": seen.status, "reason": seen.reason}
-    for field in ("exit_code", "started_at", "ended_at"):
+    for field in ("exit_code", "started_at", "ended_at", "scheduler_id"):
         if getattr(seen, field) is not None:
             changes[field] = getattr(seen, field)
     if all(getattr(job, k) == v for k, v in changes.items()):
@@ -142,6 +137,4 @@ def launch(host: Host, job: GPUJob, folder: JobDir) -> Submitted:
 
 def dropped(exc: BaseException) -> bool:
     """A lost connection, not a refused one (a key or host key never gets better)."""
-    return isinstance(exc, ClusterConnectionError) and not isinstance(
-        exc, AuthenticationError | HostKeyError
-    )
+    return isinstance(exc, ClusterConnectionError) and transient(exc)

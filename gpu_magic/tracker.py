@@ -11,12 +11,14 @@ import threading
 import time
 from collections.abc import Callable
 
-from . import submission
-from .errors import WaitTimeoutError
+from . import retries, submission
+from .diagnosis import diagnose
+from .errors import GPUMagicError, WaitTimeoutError
 from .hosts import Host, Hosts
 from .jobstore import JobStore
 from .lease import HostLease
 from .models import GPUJob, JobStatus
+from .outage import Outage
 from .results.hostfolder import remote_error
 from .schedulers import Observation
 
@@ -24,8 +26,16 @@ NOT_LAUNCHED = (JobStatus.PENDING, JobStatus.UPLOADING)
 
 
 class JobTracker:
-    def __init__(self, store: JobStore, hosts: Hosts, lease: HostLease | None = None):
+    def __init__(
+        self,
+        store: JobStore,
+        hosts: Hosts,
+        lease: HostLease | None = None,
+        *,
+        reconnect_limit: float = 600.0,
+    ):
         self.store, self.hosts, self.lease = store, hosts, lease
+        self.reconnect_limit = reconnect_limit  # how long wait() rides out an unreachable host
         self._ended: list[Callable[[GPUJob], None]] = []
         self._lock = threading.Lock()
 
@@ -63,15 +73,15 @@ class JobTracker:
         return [fresh[job.id] for job in jobs]
 
     def record(self, host: Host, job: GPUJob, seen: Observation) -> GPUJob:
-        """Store what a poll saw; a newly failed job also gets its remote error summary."""
+        """Store what a poll saw; a job that newly ended without completing also gets its
+        remote error summary and its failure, classified."""
         updated = submission.observe(job, seen)
         if updated == job:
             return job
-        if updated.status == JobStatus.FAILED and job.status != JobStatus.FAILED:
-            remote = remote_error(host.transport, updated)
-            if remote is not None:
-                summary = f"{remote.exc_type}: {remote.remote_message}"
-                updated = updated.model_copy(update={"error": summary})
+        if updated.is_terminal and not job.is_terminal and updated.status != JobStatus.COMPLETED:
+            updated = self._explained(host, updated, seen)
+            if retries.wanted(updated):  # not ended after all: the next attempt starts
+                return retries.retry(host, self.store, updated) or self.store.get(job.id)
         saved = self.save(updated, reason=seen.reason)
         if saved.is_terminal and not job.is_terminal:
             with self._lock:
@@ -80,8 +90,20 @@ class JobTracker:
                 listener(saved)
         return saved
 
+    @staticmethod
+    def _explained(host: Host, job: GPUJob, seen: Observation) -> GPUJob:
+        remote = remote_error(host.transport, job) if job.status == JobStatus.FAILED else None
+        changes = {}
+        if remote is not None:
+            changes["error"] = f"{remote.exc_type}: {remote.remote_message}"
+        failure = diagnose(host.transport, job, seen, remote)
+        if failure is not None:
+            changes["failure"] = failure.to_dict()
+        return job.model_copy(update=changes)
+
     def wait(self, job_id: str, timeout: float | None = None) -> GPUJob:
-        """Poll until the job ends (backing off to once a second)."""
+        """Poll until the job ends (backing off to once a second), riding out a host that
+        cannot be reached for up to ``reconnect_limit`` seconds (``Outage``)."""
         unwatch = self.lease.watch(job_id) if self.lease is not None else None
         try:
             return self._wait(job_id, timeout)
@@ -92,8 +114,14 @@ class JobTracker:
     def _wait(self, job_id: str, timeout: float | None) -> GPUJob:
         deadline = None if timeout is None else time.monotonic() + timeout
         pause = 0.05
+        outage = Outage(self.reconnect_limit, f"waiting for job {job_id}")
         while True:
-            job = self.job(job_id)
+            try:
+                job = self.job(job_id)
+                outage.over()
+            except GPUMagicError as exc:
+                outage.failed(exc)  # raises what cannot be ridden out
+                job = self.store.find(job_id)
             if job.is_terminal:
                 return job
             if deadline is not None and time.monotonic() >= deadline:

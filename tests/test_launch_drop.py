@@ -38,13 +38,14 @@ class DroppedLaunch(DelegatingTransport):
         )
 
 
-@pytest.fixture(params=["local", "ssh"])
+@pytest.fixture(params=["local", "ssh", "slurm"])
 def host(request, tmp_path):
-    """(settings, cluster name, the real transport) of the local host or the real sshd."""
+    """(settings, cluster name, the real transport) of the local host, the real sshd or the
+    real Slurm's login node (where the launch is ``sbatch``)."""
     if request.param == "local":
         settings = local_settings(tmp_path)
         return settings, "local", LocalTransport()
-    ssh_env = request.getfixturevalue("ssh_env")
+    ssh_env = request.getfixturevalue("ssh_env" if request.param == "ssh" else "slurm_env")
     Client(ssh_env.settings).clusters.add(ssh_env.cluster)
     return ssh_env.settings, ssh_env.cluster.name, ssh_env.transport()
 
@@ -93,7 +94,8 @@ def test_a_launch_that_never_reached_the_host_is_failed_by_looking(host, tmp_pat
             client.submit(GPUJobRequest.create(code=code, cluster=cluster))
         (job,) = client.store.list()
         seen = client.job(job.id)  # one look at the folder: no launch marker, no process
-        assert seen.status == JobStatus.FAILED and "never launched" in seen.reason
+        assert seen.status == JobStatus.FAILED
+        assert "never launched" in seen.reason or "never submitted" in seen.reason
         assert not mark.exists()
     finally:
         client.close()

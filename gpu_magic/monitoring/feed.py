@@ -85,6 +85,8 @@ class JobFeed:
         self._telemetry = Telemetry()
         self._lock = threading.Lock()
         self._listeners: list[Callable[[FeedUpdate], None]] = []
+        self.unreachable: str | None = None  # why the last look at the host failed
+        self.unreachable_since: float | None = None  # time.monotonic() of the first failure
 
     # -- read side (any thread) ---------------------------------------------------------------
     def log_bytes(self) -> bytes:
@@ -145,6 +147,21 @@ class JobFeed:
         return self.job.is_terminal and not self.pending
 
     # -- write side (monitor thread) ----------------------------------------------------------
+    def note_reach(self, error: str | None) -> None:
+        """Whether the last look at the job's host worked (``error``: why it did not). The
+        listeners hear when that changes, so a panel says "reconnecting…" while the host is
+        out of reach instead of silently showing old news."""
+        with self._lock:
+            changed = (self.unreachable is None) != (error is None)
+            self.unreachable = error
+            if error is None:
+                self.unreachable_since = None
+            elif self.unreachable_since is None:
+                self.unreachable_since = time.monotonic()
+            listeners = list(self._listeners) if changed else []
+        for listener in listeners:
+            listener(FeedUpdate(job=self.job))
+
     def requests(self) -> dict[str, int]:
         return dict(self.offsets)
 

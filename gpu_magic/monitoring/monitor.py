@@ -129,6 +129,8 @@ class Monitor:
                     self.last_error.pop(cluster_name, None)
                 except GPUMagicError as exc:  # offsets did not move: the next tick retries
                     error = self.last_error[cluster_name] = str(exc)
+                for feed in feeds:
+                    feed.note_reach(error)
                 for listener in list(self._tick_listeners):
                     listener(cluster_name, time.monotonic() - started, error)
         self._idle_ticks = 0 if updates else self._idle_ticks + 1

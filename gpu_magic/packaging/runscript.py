@@ -8,11 +8,14 @@ so the script's ``$$`` is the id of the job's process group. What it does, in or
    ``error.json``, ``gpu_telemetry`` and ``.cell_status`` (gpu.csv, like output.log, keeps
    growing across attempts), links ``code/outputs`` and ``code/checkpoints`` to the job's
    folders (so the cell's relative ``outputs/model.pt`` is collected), then writes
-   ``state/pid`` (``$$``) and ``started_at``.
+   ``state/pid`` (``$$``), ``state/pid_start`` (boot id and start time: a pid handed out again
+   after a reboot is not taken for the job) and ``started_at``.
 2. If ``state/cancel_requested`` already exists it stops with ``EXIT_CANCELLED``.
 3. Exports the request's env, then ``GPU_MAGIC_JOB_ID``, ``GPU_MAGIC_JOB_DIR``,
    ``GPU_MAGIC_OUTPUTS`` and ``GPU_MAGIC_CHECKPOINTS`` (where the cell saves files to collect),
-   ``PYTHONUNBUFFERED=1`` and ``PYTHONPATH=JOBDIR/lib[:JOBDIR/code/repo][:$PYTHONPATH]``.
+   ``GPU_MAGIC_ATTEMPT`` (1, or what the launch of a retry set), ``GPU_MAGIC_RESUME_FROM``
+   (the newest entry of checkpoints/, when there is one; logged), ``PYTHONUNBUFFERED=1`` and
+   ``PYTHONPATH=JOBDIR/lib[:JOBDIR/code/repo][:$PYTHONPATH]``.
 4. With ``timeout``: a watchdog that, when it expires, touches ``state/timed_out`` and sends TERM
    to the process group.
 5. With ``gpus > 0``: ``lib/gpu_magic/remote/gpus.py N`` picks the GPUs; it exports
@@ -28,8 +31,10 @@ so the script's ``$$`` is the id of the job's process group. What it does, in or
    ``output.log``, and waits. The wrapper outlives a TERM just long enough to write the cell's
    status to ``state/.cell_status``: after a trap has interrupted ``wait``, bash 5 sometimes
    reports -1 for the child, so ``wait`` alone cannot give the exit code.
-8. On TERM (cancel or timeout): TERM to the whole group, KILL whatever is left after the grace
-   period. After a normal end, processes the cell left behind are stopped the same way.
+8. On TERM (cancel or timeout): TERM to the whole group and to the job's processes that left
+   it (``setsid``: found by ``GPU_MAGIC_JOB_DIR`` in their environment), KILL whatever is left
+   after the grace period. After a normal end, processes the cell left behind are stopped the
+   same way.
 9. Stops the sampler (TERM, and waits for it; it KILLs its nvidia-smi at once), then
    writes ``state/ended_at`` and, last, ``state/exit_code`` (the cell's status: 143 for TERM,
    137 for KILL), both atomically (temp file in state/ + ``mv``).
@@ -45,7 +50,7 @@ import shlex
 
 from .. import jobdir
 from ..models import GPUJobRequest
-from .runscript_parts import FINISH, PRELUDE, SAMPLER, WATCHDOG, WRAPPER
+from .runscript_parts import FINISH, JOB_PIDS, PRELUDE, RESUME, SAMPLER, WATCHDOG, WRAPPER
 
 EXIT_GPU_UNAVAILABLE = 97
 """``gpus.py`` could not choose the GPUs: no nvidia-smi, driver down, fewer GPUs than asked."""
@@ -93,7 +98,10 @@ def render_run_script(
     parts = [
         _header(job_id),
         _fill(
-            PRELUDE, GRACE_TICKS=str(max(1, math.ceil(kill_grace * 10))), GRACE=f"{kill_grace:g}"
+            PRELUDE,
+            raw={"JOB_PIDS": JOB_PIDS},
+            GRACE_TICKS=str(max(1, math.ceil(kill_grace * 10))),
+            GRACE=f"{kill_grace:g}",
         ),
         _exports(job_id, request),
         f"_gm_py=({python_command(request, interpreter)})\n",
@@ -130,6 +138,9 @@ def _fill(template: str, raw: dict[str, str] | None = None, **extra: str) -> str
         "OUTPUTS": jobdir.OUTPUTS,
         "CHECKPOINTS": jobdir.CHECKPOINTS,
         "PID": jobdir.PID,
+        "PID_START": jobdir.PID_START,
+        "RESERVE": jobdir.RESERVE,
+        "MARKER": jobdir.MARKER_VARIABLE,
         "STARTED_AT": jobdir.STARTED_AT,
         "ENDED_AT": jobdir.ENDED_AT,
         "EXIT_CODE": jobdir.EXIT_CODE,
@@ -169,6 +180,8 @@ def _exports(job_id: str, request: GPUJobRequest) -> str:
         'export GPU_MAGIC_JOB_DIR="$_gm_jobdir"',
         f'export GPU_MAGIC_OUTPUTS="$_gm_jobdir"/{shlex.quote(jobdir.OUTPUTS)}',
         f'export GPU_MAGIC_CHECKPOINTS="$_gm_jobdir"/{shlex.quote(jobdir.CHECKPOINTS)}',
+        'export GPU_MAGIC_ATTEMPT="${GPU_MAGIC_ATTEMPT:-1}"',
+        _fill(RESUME),
         "export PYTHONUNBUFFERED=1",
         f'export PYTHONPATH={path}"${{PYTHONPATH:+:$PYTHONPATH}}"',
     ]

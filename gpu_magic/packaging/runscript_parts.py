@@ -3,8 +3,36 @@
 ``@NAME@`` placeholders are filled by ``runscript._fill`` with shell-quoted values only.
 """
 
+JOB_PIDS = r"""# _job_pids: _gm_pids := live processes, except this shell, in process group
+# $_gm_group or with $_gm_marker (NAME=VALUE) in their environment (pure bash: no forks)
+_job_pids() {
+  _gm_pids=()
+  local f line pid kv IFS=$' \t\n'
+  for f in /proc/[0-9]*/stat; do
+    { read -r line <"$f"; } 2>/dev/null || continue
+    pid=${f#/proc/}
+    pid=${pid%/stat}
+    [ "$pid" = "$$" ] && continue
+    set -- ${line##*) }
+    case "$1" in Z | X) continue ;; esac
+    if [ "$3" = "$_gm_group" ]; then
+      _gm_pids+=("$pid")
+      continue
+    fi
+    while IFS= read -r -d '' kv; do
+      if [ "$kv" = "$_gm_marker" ]; then
+        _gm_pids+=("$pid")
+        break
+      fi
+    done 2>/dev/null <"/proc/$pid/environ"
+  done
+}
+"""
+
 PRELUDE = r"""cd "$(dirname "$0")" || exit 1
 _gm_jobdir="$(pwd -P)" || exit 1
+_gm_group=$$
+_gm_marker=@MARKER@="$_gm_jobdir"
 _gm_log="$_gm_jobdir"/@LOG@
 _gm_child=""
 _gm_watchdog=""
@@ -27,8 +55,10 @@ _stop_sampler() {
   fi
 }
 
-# _finish CODE: record the end; exit_code last, readers take it to mean "finished"
+# _finish CODE: record the end; exit_code last, readers take it to mean "finished". The room
+# kept at the start is given back first: a cell that filled the disk still gets its end written
 _finish() {
+  rm -f @STATE@/@RESERVE@
   _stop_sampler
   _write_state @ENDED_AT@ "$(_now)"
   _write_state @EXIT_CODE@ "$1"
@@ -37,23 +67,26 @@ _finish() {
 
 _fail() { _log "$2"; _finish "$1"; }
 
-# _group_pids: _gm_pids := live processes of this job's process group, except this shell
+# _start_id PID: "BOOT_ID START_TICKS", what tells this process from a later one with its pid
+_start_id() {
+  local line boot IFS=$' \t\n'
+  { read -r line </proc/"$1"/stat && read -r boot </proc/sys/kernel/random/boot_id; } 2>/dev/null ||
+    return 0
+  set -- ${line##*) }
+  printf '%s %s' "$boot" "${20}"
+}
+
+@JOB_PIDS@
+
+# _group_pids: _gm_pids := live processes of this job, except this shell: its process group,
+# and those that left it (setsid) but carry the job's marker in their environment
 _group_pids() {
-  _gm_pids=()
   if [ ! -r /proc/$$/stat ]; then
+    _gm_pids=()
     if [ -n "$_gm_child" ] && kill -0 "$_gm_child" 2>/dev/null; then _gm_pids=("$_gm_child"); fi
     return
   fi
-  local f line IFS=$' \t\n'
-  for f in /proc/[0-9]*/stat; do
-    { read -r line <"$f"; } 2>/dev/null || continue
-    set -- ${line##*) }
-    if [ "$3" = "$$" ] && [ "$1" != Z ] && [ "$1" != X ]; then
-      f=${f#/proc/}
-      f=${f%/stat}
-      if [ "$f" != "$$" ]; then _gm_pids+=("$f"); fi
-    fi
-  done
+  _job_pids
 }
 
 # _wait_group TICKS: wait up to TICKS tenths of a second for the group to empty
@@ -70,6 +103,8 @@ _wait_group() {
 # _stop_group: TERM the rest of the group, KILL what is left after the grace period
 _stop_group() {
   kill -TERM -- -$$ 2>/dev/null
+  _group_pids
+  if [ ${#_gm_pids[@]} -gt 0 ]; then kill -TERM "${_gm_pids[@]}" 2>/dev/null; fi
   _wait_group @GRACE_TICKS@
   local round=0
   while [ ${#_gm_pids[@]} -gt 0 ] && [ "$round" -lt 10 ]; do
@@ -114,12 +149,22 @@ for _gm_d in @OUTPUTS@ @CHECKPOINTS@; do
 done
 rm -f @STATE@/@EXIT_CODE@ @STATE@/@ENDED_AT@ @STATE@/@TIMED_OUT@ @STATE@/@ERROR_JSON@ \
   @STATE@/@CELL_STATUS@ @STATE@/@GPU_TELEMETRY@
+head -c 65536 /dev/zero >@STATE@/@RESERVE@ 2>/dev/null || rm -f @STATE@/@RESERVE@
 _write_state @PID@ "$$"
+_write_state @PID_START@ "$(_start_id $$)"
 _write_state @STARTED_AT@ "$(_now)"
 if [ -e @STATE@/@CANCEL_REQUESTED@ ]; then
   _fail @CANCELLED@ "cancelled before the job started"
 fi
 """
+
+RESUME = r"""_gm_last="$(ls -1t @CHECKPOINTS@ 2>/dev/null | head -n 1)"
+if [ -n "$_gm_last" ]; then
+  export GPU_MAGIC_RESUME_FROM="$_gm_jobdir"/@CHECKPOINTS@/"$_gm_last"
+  _log "attempt $GPU_MAGIC_ATTEMPT: resuming from "@CHECKPOINTS@"/$_gm_last"
+elif [ "$GPU_MAGIC_ATTEMPT" != 1 ]; then
+  _log "attempt $GPU_MAGIC_ATTEMPT: no checkpoint to resume from, starting over"
+fi"""
 
 WATCHDOG = r"""(
   trap 'kill "$_gm_sleep" 2>/dev/null; exit 0' TERM

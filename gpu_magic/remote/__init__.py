@@ -4,6 +4,7 @@ The packager ships this folder (with an empty ``gpu_magic/__init__.py``) into ``
 and ``run.sh`` puts ``JOBDIR/lib`` first on ``PYTHONPATH``.
 """
 
+from . import checkpoints
 from .report import report
 
-__all__ = ["report"]
+__all__ = ["checkpoints", "report"]

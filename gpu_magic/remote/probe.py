@@ -7,7 +7,11 @@ Input (``argv[1]``, JSON): ``{"names": {...}, "max_bytes": N, "jobs": [{"dir": D
 "offsets": {"output.log": 0}}]}``; every job-folder file name comes from the client, so this
 script knows none. Output: one JSON object mapping each dir to what was seen.
 Liveness is read before the exit code, so a job that ends between the reads shows its exit code
-rather than a false "vanished".
+rather than a false "vanished". A pid is alive only if it is still the same process: its start
+time and the boot it started in match ``pid_start`` (after a reboot, pids are handed out
+again). When run.sh is gone without an exit code, the job's other processes are looked for by
+the marker in their environment (``names["marker"]=<job folder>``): a cell left running when
+its runner was killed, a child started with ``setsid``.
 """
 
 import base64
@@ -28,6 +32,56 @@ def alive(pid):
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"  # zombies are not alive
     except (OSError, IndexError):
         return True
+
+
+def start_id(pid):
+    """ "BOOT_ID START_TICKS" of a live pid (as run.sh writes it), or None."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            ticks = f.read().rsplit(")", 1)[1].split()[19]
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f"{f.read().strip()} {ticks}"
+    except (OSError, IndexError):
+        return None
+
+
+def same_process(pid, recorded):
+    """Whether ``pid`` is alive and is the process run.sh recorded (no record: trust the pid)."""
+    if not alive(pid):
+        return False
+    now = start_id(pid) if recorded else None
+    return now is None or now == recorded
+
+
+class Marked:
+    """Live processes by the value of one environment variable, read once per probe (only
+    when some job needs it: reading every process's environment costs more than a tick)."""
+
+    def __init__(self, variable):
+        self.prefix = (variable + "=").encode()
+        self.by_value = None
+
+    def pids(self, value):
+        if self.by_value is None:
+            self.by_value = self._scan()
+        return self.by_value.get(value, [])
+
+    def _scan(self):
+        found = {}
+        me = os.getpid()
+        for entry in os.listdir("/proc") if os.path.isdir("/proc") else ():
+            if not entry.isdigit() or int(entry) == me or not alive(int(entry)):
+                continue
+            try:
+                with open(f"/proc/{entry}/environ", "rb") as f:
+                    env = f.read().split(b"\0")
+            except OSError:  # another user's process, or gone
+                continue
+            for item in env:
+                if item.startswith(self.prefix):
+                    value = item[len(self.prefix) :].decode(errors="replace")
+                    found.setdefault(value, []).append(int(entry))
+        return found
 
 
 def read_text(path):
@@ -51,15 +105,18 @@ def tail(path, offset, max_bytes):
     return {"offset": offset, "size": size, "data": base64.b64encode(data).decode()}
 
 
-def look(job, names, max_bytes):
+def look(job, names, max_bytes, marked):
     folder = job["dir"]
     if not os.path.isdir(folder):
         return {"exists": False}
     state = os.path.join(folder, names["state"])
     pid = read_text(os.path.join(state, names["pid"]))
-    seen = {"exists": True, "pid": pid, "alive": pid.isdigit() and alive(int(pid))}
-    for key in ("started_at", "ended_at", "exit_code"):
+    recorded = read_text(os.path.join(state, names["pid_start"]))
+    seen = {"exists": True, "pid": pid, "alive": pid.isdigit() and same_process(int(pid), recorded)}
+    for key in ("started_at", "ended_at", "exit_code", "cell_status", "submitted_id"):
         seen[key] = read_text(os.path.join(state, names[key]))
+    if pid and not seen["alive"] and not seen["exit_code"]:
+        seen["stragglers"] = marked.pids(os.path.realpath(folder))
     seen["flags"] = [f for f in names["flags"] if os.path.exists(os.path.join(state, f))]
     offsets = job.get("offsets", {})
     seen["files"] = {n: tail(os.path.join(folder, n), o, max_bytes) for n, o in offsets.items()}
@@ -69,7 +126,8 @@ def look(job, names, max_bytes):
 def main():
     request = json.loads(sys.argv[1])
     names, max_bytes = request["names"], request["max_bytes"]
-    result = {job["dir"]: look(job, names, max_bytes) for job in request["jobs"]}
+    marked = Marked(names["marker"])
+    result = {job["dir"]: look(job, names, max_bytes, marked) for job in request["jobs"]}
     sys.stdout.write(json.dumps(result))
 
 

@@ -34,6 +34,10 @@ class Observation:
     """Batch schedulers, while queued: (position, pending jobs) in its partition, by priority."""
     pending_reason: str | None = None
     """Batch schedulers, while queued: why it waits (Slurm: Priority, Resources, ...)."""
+    scheduler_id: str | None = None
+    """Learnt from the folder: the id a submit whose answer was lost recorded there."""
+    scheduler_state: str | None = None
+    """Batch schedulers, once ended: the scheduler's own final word (Slurm: OUT_OF_MEMORY, ...)."""
 
 
 @dataclass(frozen=True)

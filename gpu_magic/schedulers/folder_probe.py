@@ -21,10 +21,14 @@ MAX_BYTES_PER_FILE = 256 * 1024
 NAMES = {
     "state": jobdir.STATE,
     "pid": jobdir.PID,
+    "pid_start": jobdir.PID_START,
     "started_at": jobdir.STARTED_AT,
     "ended_at": jobdir.ENDED_AT,
     "exit_code": jobdir.EXIT_CODE,
-    "flags": [jobdir.CANCEL_REQUESTED, jobdir.TIMED_OUT, jobdir.LAUNCHED],
+    "cell_status": jobdir.CELL_STATUS,
+    "submitted_id": jobdir.SLURM_ID,
+    "marker": jobdir.MARKER_VARIABLE,
+    "flags": [jobdir.CANCEL_REQUESTED, jobdir.TIMED_OUT, jobdir.LAUNCHED, jobdir.SUBMITTED],
 }
 
 
@@ -51,6 +55,9 @@ class FolderState:
     exit_code: str = ""
     flags: frozenset[str] = frozenset()
     files: dict[str, Chunk | None] = field(default_factory=dict)
+    cell_status: str = ""  # the cell's exit status as its wrapper recorded it (run.sh's note)
+    stragglers: tuple[int, ...] = ()  # the job's processes still alive after run.sh is gone
+    submitted_id: str = ""  # Slurm: the job id sbatch gave, as the folder recorded it
 
     @property
     def started(self) -> datetime | None:
@@ -67,6 +74,11 @@ class FolderState:
     @property
     def timed_out(self) -> bool:
         return jobdir.TIMED_OUT in self.flags
+
+    @property
+    def submitted(self) -> bool:
+        """A Slurm submit reached the host (its marker exists; sbatch ran or runs)."""
+        return jobdir.SUBMITTED in self.flags
 
     @property
     def launched(self) -> bool:
@@ -118,6 +130,9 @@ def _folder_state(seen: dict) -> FolderState:
         exit_code=seen["exit_code"],
         flags=frozenset(seen["flags"]),
         files=files,
+        cell_status=seen.get("cell_status", ""),
+        stragglers=tuple(seen.get("stragglers", ())),
+        submitted_id=seen.get("submitted_id", ""),
     )
 
 

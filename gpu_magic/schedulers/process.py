@@ -1,8 +1,11 @@
 """``process`` scheduler: ``run.sh`` as a detached process group on a plain host.
 
 The job folder's state files are the truth: ``exit_code`` means finished (written last, with
-``cancel_requested`` / ``timed_out`` saying why); a live process group means running; a
-process group that vanished without an exit code means ``lost``.
+``cancel_requested`` / ``timed_out`` saying why); a live run.sh means running. When run.sh was
+killed, the job is still running while any of its processes live (found by the marker in
+their environment, ``jobdir.MARKER_VARIABLE``), and has ended as the cell's wrapper recorded
+(``.cell_status``) once they are gone; only a job that left neither is ``lost``. A cancel
+reaches every process of the job, also those outside its process group.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from .. import jobdir
 from ..errors import SchedulerError
 from ..jobdir import JobDir
 from ..models import GPUJob, JobStatus
+from ..packaging.runscript_parts import JOB_PIDS
 from ..transport.base import quote_argv
 from .base import Observation, Scheduler, Submitted
 from .folder_probe import FolderState
@@ -21,8 +25,9 @@ from .folder_probe import FolderState
 # so a launch repeated after a dropped connection reports the first one's pid, never a second run.
 LAUNCH = (
     "cd {dir} && mkdir -p {state} && "
-    "if mkdir {marker} 2>/dev/null; then "
-    "{{ setsid nohup bash {script} </dev/null >/dev/null 2>&1 & }}; fi; "
+    "if mkdir {marker} 2>/dev/null; then {clear}"
+    "{{ GPU_MAGIC_ATTEMPT={attempt} setsid nohup bash {script} </dev/null >/dev/null 2>&1 & }}; "
+    "fi; "
     "i=0; while [ ! -s {pid} ] && [ $i -lt 200 ]; do sleep 0.01; i=$((i+1)); done; "
     "cat {pid} 2>/dev/null; true"
 )
@@ -36,11 +41,18 @@ ALIVE = (
 )
 
 # TERM the group, give run.sh time to stop its child and write the exit code, then KILL
-# whatever is left of the group.
+# whatever is left of the group; then the job's processes outside it (run.sh stops those
+# itself, but it may be the process that is gone): TERM, a grace period, KILL.
 CANCEL = ALIVE + (
     "touch {flag}; p={pgid}; kill -TERM -$p 2>/dev/null; i=0; "
     "while alive $p && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done; "
-    "kill -KILL -$p 2>/dev/null; true"
+    "kill -KILL -$p 2>/dev/null; "
+    '_gm_group=$p; _gm_marker={marker}="$(cd {dir} && pwd -P)"; '
+    "{job_pids}"
+    '_job_pids; if [ ${{#_gm_pids[@]}} -gt 0 ]; then kill -TERM "${{_gm_pids[@]}}" 2>/dev/null; '
+    "i=0; while [ ${{#_gm_pids[@]}} -gt 0 ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); "
+    "_job_pids; done; "
+    'if [ ${{#_gm_pids[@]}} -gt 0 ]; then kill -KILL "${{_gm_pids[@]}}" 2>/dev/null; fi; fi; true'
 )
 
 
@@ -52,7 +64,9 @@ class ProcessScheduler(Scheduler):
         command = LAUNCH.format(
             dir=quote_argv(str(folder)),
             state=jobdir.STATE,
-            marker=f"{jobdir.STATE}/{jobdir.LAUNCHED}",
+            marker=f"{jobdir.STATE}/{jobdir.attempt_marker(jobdir.LAUNCHED, job.attempt)}",
+            clear=_clear_previous_attempt(job.attempt),
+            attempt=job.attempt,
             script=jobdir.RUN_SCRIPT,
             pid=f"{jobdir.STATE}/{jobdir.PID}",
         )
@@ -69,9 +83,23 @@ class ProcessScheduler(Scheduler):
             raise SchedulerError(f"job {job.id} has no process group to cancel")
         folder = JobDir(PurePosixPath(job.remote_dir))
         command = CANCEL.format(
-            flag=quote_argv(str(folder.state(jobdir.CANCEL_REQUESTED))), pgid=int(job.scheduler_id)
+            flag=quote_argv(str(folder.state(jobdir.CANCEL_REQUESTED))),
+            pgid=int(job.scheduler_id),
+            marker=jobdir.MARKER_VARIABLE,
+            dir=quote_argv(str(folder)),
+            job_pids=JOB_PIDS,
         )
-        self.transport.run(command).check()
+        # in bash, like run.sh: the login shell may be another (dash has no arrays)
+        self.transport.run(quote_argv("bash", "-c", command)).check()
+
+
+def _clear_previous_attempt(attempt: int) -> str:
+    """Before attempt 2, 3, ...: the end of the previous one goes (run.sh would remove it only
+    once it starts; a look in between must not read the old attempt's exit code as this one's)."""
+    if attempt == 1:
+        return ""
+    ended = [jobdir.EXIT_CODE, jobdir.ENDED_AT, jobdir.PID, jobdir.PID_START, jobdir.CELL_STATUS]
+    return "rm -f " + " ".join(f"{jobdir.STATE}/{name}" for name in ended) + "; "
 
 
 def decide(folder: FolderState) -> Observation:
@@ -85,6 +113,19 @@ def decide(folder: FolderState) -> Observation:
         return Observation(status, reason, exit_code, started_at, ended_at)
     if folder.alive:
         return Observation(JobStatus.RUNNING, started_at=started_at)
+    if folder.stragglers:
+        listed = ", ".join(map(str, folder.stragglers[:10]))
+        return Observation(
+            JobStatus.RUNNING,
+            f"run.sh (pid {folder.pid}) is gone, but the job's processes {listed} still run",
+            started_at=started_at,
+        )
+    if folder.cell_status.lstrip("-").isdigit():  # run.sh was killed; the cell ended after it
+        exit_code = int(folder.cell_status)
+        status, reason = _finished(exit_code, folder)
+        note = f"run.sh (pid {folder.pid}) was killed; the cell ended on its own"
+        reason = f"{note}: {reason}" if reason else note
+        return Observation(status, reason, exit_code, started_at)
     if folder.cancel_requested:
         return Observation(JobStatus.CANCELLED, "cancelled by user", started_at=started_at)
     if folder.pid:

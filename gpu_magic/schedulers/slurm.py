@@ -1,7 +1,9 @@
 """``slurm`` scheduler: ``sbatch`` on a login node, over SSH or locally (same code, any Transport).
 
 - submit: one command writes ``job.sbatch`` into the uploaded job folder (from stdin) and runs
-  ``sbatch --parsable`` there; Slurm's refusal comes back as a ``SchedulerError`` with its message.
+  ``sbatch --parsable`` there, once (``SUBMIT``: repeated after a dropped connection it reports
+  the first answer); Slurm's refusal comes back as a ``SchedulerError`` with its message. A
+  submit whose answer was lost leaves the id in the folder, where the next look finds it.
 - state: one command per tick for all jobs: ``squeue --me`` (all of the user's jobs, live and
   recently finished), the pending queue when a job is queued (its position), and only for jobs
   squeue shows finished or no longer knows: ``sacct`` (exit code and final state), falling back to
@@ -18,7 +20,7 @@ import shlex
 from pathlib import PurePosixPath
 
 from .. import jobdir
-from ..errors import InvalidRequestError, SchedulerError
+from ..errors import ClusterConnectionError, InvalidRequestError, SchedulerError
 from ..jobdir import JobDir
 from ..models import GPUJob, GPUJobRequest, JobStatus
 from ..resources import Resources, SlurmDefaults, effective
@@ -31,7 +33,25 @@ from .slurm_state import decide
 
 PENDING = quote_argv("squeue", "-h", "-r", "-t", "PD", "--sort=-p,i", "-o", PENDING_FORMAT)
 SLURM_ID = re.compile(r"^\d+(_\d+)?$")
-SUBMIT = "cd {dir} && cat > {script} && sbatch --parsable {script}"
+# Idempotent: only the submit that makes the ``submitted`` marker (mkdir is atomic) runs sbatch,
+# detached from the connection (a drop cannot kill it halfway), with its answer written into
+# state/; every submit, first or repeated after a drop, reports that one answer.
+SUBMIT = (
+    "cd {dir} && mkdir -p {state} && "
+    "if mkdir {marker} 2>/dev/null; then rm -f {answer} {status} {error}; cat > {script} && "
+    "{{ setsid nohup sh -c {sbatch} sh {script} {state} </dev/null >/dev/null 2>&1 & }}; "
+    "else cat >/dev/null; fi; "
+    "i=0; while [ ! -e {status} ] && [ $i -lt {ticks} ]; do sleep 0.05; i=$((i+1)); done; "
+    "if [ ! -e {status} ]; then echo 'sbatch has not answered yet' >&2; exit 75; fi; "
+    'cat {error} >&2; cat {answer}; exit "$(cat {status})"'
+)
+SBATCH = (
+    'GPU_MAGIC_ATTEMPT={attempt} sbatch --parsable "$1" >"$2"/.{answer}.tmp 2>"$2"/{error}; '
+    'echo $? >"$2"/.{status}.tmp; '
+    'mv "$2"/.{answer}.tmp "$2"/{answer}; mv "$2"/.{status}.tmp "$2"/{status}'
+)
+SBATCH_WAIT_TICKS = 1200  # 60 s: sbatch retries a busy slurmctld on its own for a while
+NOT_ANSWERED = 75
 CANCEL = (
     "mkdir -p {state} && touch {flag}; scancel {ids}; _gm_rc=$?; _gm_i=0; "
     "while [ $_gm_i -lt 150 ]; do "
@@ -58,6 +78,7 @@ def section(name: str, command: str) -> str:
 
 class SlurmScheduler(Scheduler):
     name = "slurm"
+    relaunch_safe = True  # SUBMIT runs sbatch once, however often it runs
 
     def __init__(
         self,
@@ -77,7 +98,7 @@ class SlurmScheduler(Scheduler):
         script = render_sbatch_script(
             job.id, job.request, self.resources(job.request), self.defaults.gres_style
         )
-        slurm_id = self._sbatch(str(folder), script, f"job {job.id}")
+        slurm_id = self._sbatch(str(folder), script, f"job {job.id}", job.attempt)
         return Submitted(slurm_id, JobStatus.QUEUED, f"submitted to Slurm as job {slurm_id}")
 
     def submit_array(self, name: str, jobs: list[GPUJob]) -> list[Submitted]:
@@ -101,9 +122,25 @@ class SlurmScheduler(Scheduler):
             for i in range(len(jobs))
         ]
 
-    def _sbatch(self, folder: str, script: str, what: str) -> str:
-        command = SUBMIT.format(dir=quote_argv(folder), script=jobdir.SBATCH_SCRIPT)
+    def _sbatch(self, folder: str, script: str, what: str, attempt: int = 1) -> str:
+        names = {"answer": jobdir.SLURM_ID, "status": jobdir.SBATCH_STATUS}
+        names["error"] = jobdir.SBATCH_ERROR
+        state = jobdir.STATE
+        command = SUBMIT.format(
+            dir=quote_argv(folder),
+            state=state,
+            marker=f"{state}/{jobdir.attempt_marker(jobdir.SUBMITTED, attempt)}",
+            script=jobdir.SBATCH_SCRIPT,
+            sbatch=shlex.quote(SBATCH.format(**names, attempt=attempt)),
+            ticks=SBATCH_WAIT_TICKS,
+            **{key: f"{state}/{name}" for key, name in names.items()},
+        )
         result = self.transport.run(command, stdin=script.encode())
+        if result.exit_code == NOT_ANSWERED:
+            raise ClusterConnectionError(
+                f"sbatch for {what} has not answered within {SBATCH_WAIT_TICKS // 20} s "
+                "(it may or may not have run; its answer will be in the job folder)"
+            )
         if not result.ok:
             message = (result.stderr.decode(errors="replace") or result.text).strip()
             raise SchedulerError(f"Slurm refused {what}: {message or 'sbatch failed'}")

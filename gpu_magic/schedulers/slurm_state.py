@@ -13,9 +13,13 @@ Who is right when:
   NODE_FAIL, ...) is Slurm's own verdict.
 - Unknown to Slurm (purged after MinJobAge and no accounting): the folder's exit code, else lost;
   a code from a signal we did not send says that Slurm's reason is no longer known.
+- Unknown to us (a submit whose answer the connection lost): the folder has the id sbatch gave
+  (then as above, and the id is learnt), or says sbatch still runs, or that it never ran.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 from ..models import GPUJob, JobStatus
 from .base import Observation
@@ -40,6 +44,8 @@ def decide(job: GPUJob, report: StateReport, folder: FolderState) -> Observation
     """The job's state from one state command's ``report`` and its folder."""
     if report.error:
         return Observation(job.status, f"{report.error} (state unknown this time)")
+    if not job.scheduler_id:
+        return _unconfirmed(job, report, folder)
     seen = report.jobs.get(job.scheduler_id or "")
     finished = _folder_finished(folder)
     if seen is None:
@@ -61,6 +67,19 @@ def decide(job: GPUJob, report: StateReport, folder: FolderState) -> Observation
             nodes=seen.nodes or None,
         )
     return _final(seen, folder, finished)
+
+
+def _unconfirmed(job: GPUJob, report: StateReport, folder: FolderState) -> Observation:
+    """A submit whose answer was lost: the folder says whether sbatch ran and what it said."""
+    if folder.submitted_id:
+        learnt = job.model_copy(update={"scheduler_id": folder.submitted_id})
+        seen = decide(learnt, report, folder)
+        return dataclasses.replace(seen, scheduler_id=folder.submitted_id)
+    if folder.submitted:
+        return Observation(JobStatus.QUEUED, "submitted; waiting for sbatch's answer")
+    return Observation(
+        JobStatus.FAILED, "never submitted: the sbatch command did not reach the host"
+    )
 
 
 def _queued(seen: SlurmJob, position: tuple[int, int] | None) -> Observation:
@@ -98,6 +117,7 @@ def _final(seen: SlurmJob, folder: FolderState, finished: Observation | None) ->
         folder.started or seen.start,
         folder.ended or seen.end,
         nodes=seen.nodes or None,
+        scheduler_state=seen.state,
     )
 
 
@@ -128,7 +148,7 @@ def _own_ending(folder: FolderState) -> bool:
 def _with_nodes(seen: Observation, job: SlurmJob) -> Observation:
     return Observation(
         seen.status, seen.reason, seen.exit_code, seen.started_at or job.start,
-        seen.ended_at or job.end, nodes=job.nodes or None,
+        seen.ended_at or job.end, nodes=job.nodes or None, scheduler_state=job.state,
     )  # fmt: skip
 
 

@@ -96,6 +96,7 @@ class SSHTransport(Transport):
             known_hosts,
             settings.ssh_connection_timeout,
             fallback_keys=self.endpoint.key_files,
+            keepalive=settings.ssh_keepalive_interval,
         )
         self._lock = threading.Lock()
         self._conn: Connection | None = None
@@ -286,6 +287,10 @@ class SSHTransport(Transport):
 
         Opening a channel runs nothing, so when it fails because the connection died under us
         (the server restarted, the network dropped) it is safe to reconnect once and retry.
+        An open that times out on a connection that still looks alive proves nothing (a busy
+        server; other channels on it may be mid-command): it stays, and if the network under
+        it is really gone, the kernel kills it once sent data has waited ``TCP_USER_TIMEOUT``
+        for an acknowledgement (``sshconnect.set_dead_after``), and the next call reconnects.
         """
         for attempt in (1, 2):
             conn = self._connection()

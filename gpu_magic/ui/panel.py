@@ -212,6 +212,11 @@ class JobPanel(text.TextFallback, widgets.VBox):
         error = (
             f'<br><span style="color:#c5221f">{html.escape(job.error)}</span>' if job.error else ""
         )
+        for line in text.failure_lines(job):
+            error += f'<br><span class="gpu-magic-failure">{html.escape(line)}</span>'
+        reach = text.reconnecting_line(self.feed) if not job.is_terminal else None
+        if reach:
+            error += f'<br><span class="gpu-magic-reconnecting">⟳ {html.escape(reach)}</span>'
         self.status.value = f"{badge} {line}{error}"
         idle = text.idle_gpus(self._samples, job, self.idle_after_s)
         self.idle.value = f"⚠ {text.idle_warning(self.idle_after_s)}" if idle else ""

@@ -2,11 +2,12 @@
 
 Also the one place that reads a feed for the UI, duck-typed: anything with ``job``,
 ``log_bytes()`` and ``gpu_samples()`` works; ``metric_series()``, ``secondary_axis(name)`` and
-``progress()`` are used when the feed has them.
+``progress()``, ``unreachable`` and ``unreachable_since`` are used when the feed has them.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -31,6 +32,7 @@ class Snapshot:
     gpu: list = field(default_factory=list)
     log_lines: list[str] = field(default_factory=list)
     idle_after_s: float = IDLE_AFTER_S
+    unreachable: str | None = None  # the panel's "reconnecting…" line, when the host is out
 
 
 class TextFallback:
@@ -101,6 +103,7 @@ def snapshot(client, feed, *, idle_after_s: float = IDLE_AFTER_S) -> Snapshot:
         gpu=feed.gpu_samples(),
         log_lines=log_tail(feed),
         idle_after_s=idle_after_s,
+        unreachable=reconnecting_line(feed),
     )
 
 
@@ -223,14 +226,35 @@ def idle_warning(window_s: float) -> str:
 
 
 # -- whole renderings -------------------------------------------------------------------------
+def failure_lines(job: GPUJob) -> list[str]:
+    """``failure: KIND: explanation`` and ``fix: ...`` for a job whose failure is classified."""
+    failure = job.failure
+    if not failure:
+        return []
+    return [f"failure: {failure['kind']}: {failure['explanation']}", f"fix: {failure['fix']}"]
+
+
+def reconnecting_line(feed, now: float | None = None) -> str | None:
+    """ "reconnecting… (12 s): why" while the last look at the job's host failed, else None."""
+    why = getattr(feed, "unreachable", None)  # duck-typed feeds may not track reach
+    since = getattr(feed, "unreachable_since", None)
+    if why is None or since is None:
+        return None
+    seconds = (time.monotonic() if now is None else now) - since
+    return f"reconnecting… (host out of reach for {duration(seconds)}): {why}"
+
+
 def render(snap: Snapshot, tail: int = TAIL_LINES, now: datetime | None = None) -> str:
     lines = [status_line(snap.job, snap.host, now), progress_line(snap.progress, now)]
+    if snap.unreachable:
+        lines.append(snap.unreachable)
     lines.append(metrics_line(snap.series))
     lines += [gpu_line(s) for s in latest_per_gpu(snap.gpu)] or ["GPU: no samples"]
     if idle_gpus(snap.gpu, snap.job, snap.idle_after_s):
         lines.append(idle_warning(snap.idle_after_s))
     if snap.job.error:
         lines.append(f"error: {snap.job.error}")
+    lines += failure_lines(snap.job)
     lines.append(f"--- last {tail} log lines ---")
     lines += snap.log_lines[-tail:] if tail else []
     return "\n".join(lines)

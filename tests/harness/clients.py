@@ -1,6 +1,7 @@
 """The ``env`` fixture: a Client wired to one cluster kind, for the behavioural suite:
 ``local``, ``ssh`` (process scheduler over a real sshd) and ``slurm`` (a real Slurm, submitted to
-through its login node's sshd)."""
+through its login node's sshd). ``process_env``: the two with the process scheduler only
+(what the host's own processes do: signals, sessions, disks)."""
 
 from __future__ import annotations
 
@@ -56,8 +57,26 @@ def local_settings(tmp_path: Path) -> Settings:
     return make_settings(tmp_path, gpu_cluster_base_path=str(tmp_path / "jobs"))
 
 
+def wait_until(condition, timeout: float, what: str):
+    """Poll ``condition`` (bounded) until it returns something true, and return that."""
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
+    return value
+
+
 @pytest.fixture(params=["local", "ssh", "slurm"])
 def env(request, tmp_path):
+    yield from _env(request, tmp_path)
+
+
+@pytest.fixture(params=["local", "ssh"])
+def process_env(request, tmp_path):
+    yield from _env(request, tmp_path)
+
+
+def _env(request, tmp_path):
     cwd = tmp_path / "notebook"
     cwd.mkdir()
     if request.param == "local":

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -29,13 +30,14 @@ class Netns:
         self.name = name
         self.path = f"/run/netns/{name}"
         self.outer_ip = self.inner_ip = ""
+        self.outer, self.inner = f"{name}h", f"{name}n"  # the veth ends: here, in there
 
     def create(self) -> Netns:
         _sweep_stale()
         run("ip", "netns", "add", self.name)
         run("ip", "-n", self.name, "link", "set", "lo", "up")
         run("ip", "-n", self.name, "addr", "add", "127.0.0.2/8", "dev", "lo")
-        outer, inner = f"{self.name}h", f"{self.name}n"
+        outer, inner = self.outer, self.inner
         run("ip", "link", "add", outer, "type", "veth", "peer", "name", inner, "netns", self.name)
         net = _free_slash30()
         self.outer_ip, self.inner_ip = str(net[1]), str(net[2])
@@ -56,10 +58,10 @@ class Netns:
 
 
 def _sweep_stale() -> None:
-    """Remove namespaces of this harness whose test process is gone (named ``gms<pid>x``)."""
+    """Remove namespaces of this harness whose test process is gone (named ``gms<pid><tag>``)."""
     for entry in Path("/run/netns").glob("gms*") if Path("/run/netns").exists() else ():
-        owner = entry.name[3:-1]
-        stale = owner.isdigit() and not Path(f"/proc/{owner}").exists()
+        owner = re.match(r"gms(\d+)", entry.name)
+        stale = owner is not None and not Path(f"/proc/{owner[1]}").exists()
         if stale and not run("ip", "netns", "pids", entry.name, check=False).stdout.strip():
             run("ip", "netns", "del", entry.name, check=False)
 

@@ -200,16 +200,17 @@ class SSHServer:
         the commands it runs) and wait (bounded) until they are dead, so that when this returns
         the server side of every connection is gone. Returns the connection PIDs."""
         connections = self.connection_pids()
-        tree = _descendants(connections)
-        for pid in tree:
-            with contextlib.suppress(ProcessLookupError):  # it exited meanwhile
-                os.kill(pid, signal.SIGKILL)
-        deadline = time.monotonic() + STOP_TIMEOUT_S
-        while any(pid in _processes() for pid in tree):
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"sshd connection processes {tree} survived SIGKILL")
-            time.sleep(0.01)
+        _kill_and_wait(_descendants(connections))
         return connections
+
+    def drop_connections(self) -> list[int]:
+        """SIGKILL the sshd processes of every connection, leaving the commands they ran: what
+        a client sees when the network drops its connection (a shell killed halfway through
+        its start-up files could leave their locks behind, e.g. pyenv's rehash lock, and stall
+        every later login for a minute). Returns the killed PIDs."""
+        tree = [pid for pid in _descendants(self.connection_pids()) if _is_sshd(pid)]
+        _kill_and_wait(tree)
+        return tree
 
     def log_tail(self, lines: int = 30) -> str:
         if not self.log_path.exists():
@@ -228,6 +229,25 @@ def _processes() -> dict[int, tuple[int, str]]:
         if state not in ("Z", "X"):
             found[int(stat.parent.name)] = (int(ppid), state)
     return found
+
+
+def _kill_and_wait(pids: list[int]) -> None:
+    """SIGKILL ``pids`` and wait (bounded) until every one is dead."""
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):  # it exited meanwhile
+            os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    while any(pid in _processes() for pid in pids):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"sshd connection processes {pids} survived SIGKILL")
+        time.sleep(0.01)
+
+
+def _is_sshd(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip() in ("sshd", "sshd-session")
+    except OSError:
+        return False
 
 
 def _descendants(roots: list[int]) -> list[int]:

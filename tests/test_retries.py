@@ -1,0 +1,96 @@
+"""Retries in the job's own folder: a job lost on the host runs again with the same id, its
+checkpoints and ``GPU_MAGIC_RESUME_FROM``; ``--retry-on`` widens what is retried; attempts
+are bounded and every one is in the history; of two processes that see one failure, only one
+starts the next attempt. On the real local host and the real sshd."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+from harness.clients import local_settings, wait_until
+
+from gpu_magic import Client, GPUJobRequest, JobStatus
+from gpu_magic.errors import InvalidRequestError
+from gpu_magic.retries import wanted
+
+pytestmark = pytest.mark.timeout(120)
+
+CHECKPOINTING = """
+import os, time
+attempt = int(os.environ["GPU_MAGIC_ATTEMPT"])
+resumed = os.environ.get("GPU_MAGIC_RESUME_FROM")
+print("attempt", attempt, "resumed from", resumed, flush=True)
+if attempt == 1:
+    open(os.path.join(os.environ["GPU_MAGIC_CHECKPOINTS"], "step-5.pt"), "w").write("5")
+    print("checkpoint saved", flush=True)
+    time.sleep(300)  # the host loses it here
+result = (attempt, open(resumed).read())
+"""
+
+
+def test_a_lost_job_runs_again_in_its_folder_and_resumes_from_its_checkpoint(process_env):
+    client, cluster = process_env.client, process_env.cluster_name
+    request = GPUJobRequest.create(
+        code=CHECKPOINTING, cluster=cluster, outputs=("result",), retries=1
+    )
+    handle = client.submit(request)
+    wait_until(lambda: "checkpoint saved" in handle.logs(), 60, "attempt 1 did not checkpoint")
+    os.killpg(int(handle.job.scheduler_id), signal.SIGKILL)  # run.sh and the cell: lost
+    job = client.wait(handle.id, 60)
+    assert job.status == JobStatus.COMPLETED and job.attempt == 2, (job.status, job.reason)
+    assert handle.fetch() == {"result": (2, "5")}
+    log = handle.logs()
+    assert "attempt 1 resumed from None" in log
+    assert "[gpu_magic] attempt 2: resuming from checkpoints/step-5.pt" in log
+    reasons = [t.reason or "" for t in client.history(job.id)]
+    assert any(r.startswith("attempt 2 of 2 after lost") for r in reasons), reasons
+
+
+FLAKY = """
+import os
+if int(os.environ["GPU_MAGIC_ATTEMPT"]) < {works_at}:
+    raise RuntimeError("flaky")
+done = True
+"""
+
+
+def test_retry_on_widens_what_is_retried_and_attempts_are_bounded(process_env):
+    client, cluster = process_env.client, process_env.cluster_name
+
+    def run(works_at: int, **options):
+        code = FLAKY.format(works_at=works_at)
+        request = GPUJobRequest.create(code=code, cluster=cluster, **options)
+        return client.submit(request).wait(60).job
+
+    assert run(2, retries=3).status == JobStatus.FAILED  # the cell's own error: not by default
+    job = run(3, retries=3, retry_on=("user_exception",))
+    assert (job.status, job.attempt) == (JobStatus.COMPLETED, 3)
+    job = run(9, retries=1, retry_on=("user_exception",))
+    assert (job.status, job.attempt) == (JobStatus.FAILED, 2)
+    assert job.failure["kind"] == "user_exception"
+
+
+def test_of_two_processes_that_saw_a_failure_only_one_retries(tmp_path):
+    settings = local_settings(tmp_path)
+    first, second = Client(settings), Client(settings)
+    try:
+        code = "raise RuntimeError('x')"
+        request = GPUJobRequest.create(code=code, cluster="local", retries=1)
+        request = request.model_copy(update={"retry_on": ("user_exception",)})
+        job = first.submit(request).wait(60).job  # attempt 2 failed too: 2 attempts
+        failed_first = job.model_copy(update={"attempt": 1, "failure": {"kind": "user_exception"}})
+        assert wanted(failed_first)
+        nxt = failed_first.model_copy(update={"attempt": 2, "status": JobStatus.QUEUED})
+        first.store.update(failed_first)
+        assert first.store.advance_attempt(nxt, "attempt 2")
+        assert not second.store.advance_attempt(nxt, "attempt 2")
+    finally:
+        first.close()
+        second.close()
+
+
+def test_an_unknown_retry_kind_is_one_clear_error():
+    with pytest.raises(InvalidRequestError, match="unknown failure kind 'oom'"):
+        GPUJobRequest.create(code="x", retry_on=("oom",))
