@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from . import submission
-from .clusters import ClusterConfig, ClusterRegistry
+from .clusters import ClusterRegistry
 from .config import Settings
-from .errors import GPUMagicError, InvalidRequestError, SchedulerError
+from .errors import GPUMagicError, InvalidRequestError
 from .handle import JobHandle
 from .hosts import Host, Hosts, TransportFactory
 from .jobstore import JobStore, Transition
@@ -57,6 +57,7 @@ class Client:
             self.hosts,
             self.lease,
             reconnect_limit=self.settings.gpu_magic_reconnect_limit,
+            max_concurrent=self.settings.max_concurrent_jobs,
         )
         self.results = ResultsService(self.settings, self.store, self.hosts, self.tracker)
         self.cleanup_errors: dict[str, str] = {}  # cluster -> why its after-collect cleanup failed
@@ -127,7 +128,6 @@ class Client:
         say: Callable[[str], None] | None = None,
     ) -> JobHandle:
         cluster = self.clusters.get(request.cluster)
-        self._check_capacity(cluster)
         bundle = submission.package(request, namespace or {}, cluster, cwd)
         namesake = self.store.newest_named(request.name) if request.name else None
         submission.announce(bundle, request, cluster, namesake, say)
@@ -142,35 +142,16 @@ class Client:
         except GPUMagicError as exc:
             self._never_ran(job, exc)
             raise
-        try:
-            launched = submission.launch(host, job, folder)
-        except GPUMagicError as exc:
-            self._launch_failed(job, exc)
-            raise
-        job = submission.mark(job, launched.status, scheduler_id=launched.scheduler_id)
-        self.tracker.save(job, reason=launched.reason or "launched")
+        if not self.store.claim_slot(job, self.settings.max_concurrent_jobs):
+            waiting = self.tracker.wait_for_slot(job)
+            if say is not None and waiting.status == JobStatus.PENDING:
+                say(f"job {job.id} is uploaded and {waiting.reason}")
+            return JobHandle(self, job.id)
+        submission.start(host, job, self.tracker.save)
         return JobHandle(self, job.id)
 
     def _never_ran(self, job: GPUJob, exc: GPUMagicError) -> None:
-        self.tracker.save(submission.mark(job, JobStatus.FAILED, error=str(exc)), reason=str(exc))
-
-    def _launch_failed(self, job: GPUJob, exc: GPUMagicError) -> None:
-        """A refused launch never ran; one whose connection dropped may have, so the job waits
-        for the next look at its folder to say which (never ``failed`` by guess)."""
-        if not submission.dropped(exc):
-            self._never_ran(job, exc)
-            return
-        unsure = f"launch unconfirmed, the connection dropped; the next look tells: {exc}"
-        self.tracker.save(submission.mark(job, JobStatus.QUEUED, reason=unsure), reason=unsure)
-
-    def _check_capacity(self, cluster: ClusterConfig) -> None:
-        active = self.store.count_active(cluster.name)
-        if active >= self.settings.max_concurrent_jobs:
-            raise SchedulerError(
-                f"{active} jobs are already active on cluster {cluster.name!r} "
-                f"(max_concurrent_jobs={self.settings.max_concurrent_jobs}); "
-                "wait for one to finish or cancel one"
-            )
+        self.tracker.save(*submission.never_ran(job, exc))
 
     # -- queries and actions ------------------------------------------------------------------
     def job(self, id_or_name: str, *, refresh: bool = True) -> GPUJob:
@@ -220,6 +201,8 @@ class Client:
         job = self.job(job_id)
         if job.is_terminal:
             return job
+        if job.ready_at is not None and self.tracker.cancel_waiting(job):
+            return self.job(job_id)
         self.hosts.of(job).scheduler.cancel(job)
         return self.job(job_id)
 

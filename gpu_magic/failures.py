@@ -51,11 +51,11 @@ import re
 import signal
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from enum import Enum
 from types import MappingProxyType
 
 from . import jobdir
 from .formatting import size
+from .models import FailureKind
 from .packaging.runscript import EXIT_GIT_FAILED, EXIT_GPU_UNAVAILABLE
 
 TAIL_CHARS = 64 * 1024
@@ -68,25 +68,6 @@ FULL_BELOW = 1 << 20
 """A filesystem with less free space than this counts as full (a lost job's missing exit code)."""
 CELL_PATH = f"/{jobdir.CODE}/{jobdir.PYTHON_MAIN}"
 """The cell's file in a traceback: ``.../JOB/code/main.py``."""
-
-
-class FailureKind(str, Enum):
-    CUDA_OOM = "cuda_oom"
-    HOST_OOM = "host_oom"
-    KILLED = "killed"
-    NCCL = "nccl"
-    IMPORT_ERROR = "import_error"
-    SYNTAX_ERROR = "syntax_error"
-    USER_EXCEPTION = "user_exception"
-    TIMEOUT = "timeout"
-    PREEMPTED = "preempted"
-    NODE_FAILURE = "node_failure"
-    DISK_FULL = "disk_full"
-    CANCELLED = "cancelled"
-    LOST = "lost"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 @dataclass(frozen=True)

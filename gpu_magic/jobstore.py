@@ -36,7 +36,7 @@ MIN_PREFIX = 4
 _FIELDS = (
     "id", "name", "cluster", "status", "reason", "scheduler_id", "remote_dir", "created_at",
     "submitted_at", "started_at", "ended_at", "exit_code", "error", "request_json",
-    "failure_json", "attempt",
+    "failure_json", "attempt", "ready_at",
 )  # fmt: skip
 _COLUMNS = ", ".join(_FIELDS)
 _SELECT = f"SELECT {_COLUMNS} FROM jobs"  # noqa: S608 (constant)
@@ -109,13 +109,13 @@ def _job_to_row(job: GPUJob) -> tuple:
         job.remote_dir, _to_text(job.created_at), _to_text(job.submitted_at),
         _to_text(job.started_at), _to_text(job.ended_at), job.exit_code, job.error,
         job.request.model_dump_json(), None if job.failure is None else json.dumps(job.failure),
-        job.attempt,
+        job.attempt, _to_text(job.ready_at),
     )  # fmt: skip
 
 
 def _row_to_job(row: tuple) -> GPUJob:
     (id_, _name, cluster, status, reason, scheduler_id, remote_dir, created, submitted,
-     started, ended, exit_code, error, request_json, failure_json, attempt) = row  # fmt: skip
+     started, ended, exit_code, error, request_json, failure, attempt, ready) = row  # fmt: skip
     try:
         return GPUJob(
             id=id_, request=GPUJobRequest.model_validate_json(request_json), cluster=cluster,
@@ -123,7 +123,8 @@ def _row_to_job(row: tuple) -> GPUJob:
             scheduler_id=scheduler_id, created_at=_from_text(created),
             submitted_at=_from_text(submitted), started_at=_from_text(started),
             ended_at=_from_text(ended), exit_code=exit_code, error=error,
-            failure=None if failure_json is None else json.loads(failure_json), attempt=attempt,
+            failure=None if failure is None else json.loads(failure), attempt=attempt,
+            ready_at=_from_text(ready),
         )  # fmt: skip
     except (ValidationError, ValueError) as exc:
         raise StoreError(f"stored job {id_} cannot be read: {exc}") from None
@@ -250,13 +251,68 @@ class JobStore:
     def advance_attempt(self, job: GPUJob, reason: str) -> bool:
         """Store ``job`` (its next attempt) only if the stored job is still at the attempt
         before it: of several processes that saw the same failure, exactly one retries."""
+        return self._update_if(job, "attempt = ?", (job.attempt - 1,), reason)
+
+    def cancel_waiting(self, job: GPUJob, reason: str) -> bool:
+        """Store ``job`` (cancelled) only if it still waits for a slot (nobody launched it)."""
+        where = "status = ? AND ready_at IS NOT NULL"
+        return self._update_if(job, where, (JobStatus.PENDING.value,), reason)
+
+    def _update_if(self, job: GPUJob, where: str, params: tuple, reason: str) -> bool:
         row = _job_to_row(job)
-        with self._write(f"retry job {job.id}") as conn:
-            sql = f"{_UPDATE} AND attempt = ?"
-            if conn.execute(sql, (*row[1:], job.id, job.attempt - 1)).rowcount != 1:
+        with self._write(f"update job {job.id}") as conn:
+            sql = f"{_UPDATE} AND {where}"
+            if conn.execute(sql, (*row[1:], job.id, *params)).rowcount != 1:
                 return False
             self._record(conn, job.id, job.status, reason)
         return True
+
+    # -- slots (max_concurrent_jobs) ---------------------------------------------------------
+    def claim_slot(self, job: GPUJob, limit: int) -> bool:
+        """Whether ``job`` (uploading) may launch now: fewer than ``limit`` other jobs of its
+        cluster hold a slot and none waits before it. One transaction: two processes never
+        both take the last slot."""
+        with self._write(f"claim a slot for {job.id}") as conn:
+            return (
+                self._slot_free(conn, job.cluster, limit, job.id)
+                and not conn.execute(
+                    "SELECT 1 FROM jobs WHERE cluster = ? AND status = ? AND ready_at IS NOT NULL",
+                    (job.cluster, JobStatus.PENDING.value),
+                ).fetchone()
+            )
+
+    def claim_waiting(self, cluster: str, limit: int) -> GPUJob | None:
+        """The job that waited longest on ``cluster``, moved to ``uploading`` (being launched)
+        if a slot is free; None otherwise. Exactly one caller gets each job."""
+        with self._write(f"start a waiting job on {cluster}") as conn:
+            if not self._slot_free(conn, cluster, limit):
+                return None
+            row = conn.execute(
+                f"{_SELECT} WHERE cluster = ? AND status = ? AND ready_at IS NOT NULL "
+                "ORDER BY ready_at, rowid LIMIT 1",
+                (cluster, JobStatus.PENDING.value),
+            ).fetchone()
+            if row is None:
+                return None
+            why = "a slot is free: launching"
+            job = _row_to_job(row).model_copy(
+                update={"status": JobStatus.UPLOADING, "ready_at": None, "reason": why}
+            )
+            conn.execute(_UPDATE, (*_job_to_row(job)[1:], job.id))
+            self._record(conn, job.id, job.status, why)
+            return job
+
+    def waiting_clusters(self) -> list[str]:
+        """Clusters with jobs waiting for a slot."""
+        sql = "SELECT DISTINCT cluster FROM jobs WHERE status = ? AND ready_at IS NOT NULL"
+        with self._read("list clusters with waiting jobs") as conn:
+            return [row[0] for row in conn.execute(sql, (JobStatus.PENDING.value,))]
+
+    @staticmethod
+    def _slot_free(conn, cluster: str, limit: int, besides: str = "") -> bool:
+        holding = (JobStatus.UPLOADING.value, JobStatus.QUEUED.value, JobStatus.RUNNING.value)
+        sql = "SELECT COUNT(*) FROM jobs WHERE cluster = ? AND status IN (?, ?, ?) AND id != ?"
+        return conn.execute(sql, (cluster, *holding, besides)).fetchone()[0] < limit
 
     def delete(self, job_id: str) -> None:
         with self._write(f"delete job {job_id}") as conn:

@@ -5,6 +5,8 @@ per host in the store) says which process polls: the holder follows *every* acti
 host, records their state and mirrors their files (``LiveMirror``); the others read state from
 the store and files from the mirror. The holder renews its lease every third of ``ttl`` (one
 monitoring interval); when it dies the lease expires and the next process to tick takes over.
+A holder on this machine whose process is gone (a kernel killed with SIGKILL) is seen to be
+gone at once: its leases are dropped and taken over without waiting for them to expire.
 Jobs a process shows (a panel, a WebSocket, a ``wait``) are marked *watched* in the store, so the
 holder follows them at the fast pace whoever shows them.
 """
@@ -33,6 +35,8 @@ class HostLease:
     def hold(self, cluster: str) -> bool:
         """Take or renew the lease on ``cluster``; False while another process holds it."""
         held = self.store.hold_lease(cluster, self.holder, self.ttl, time.time())
+        if not held and self._holder_gone(cluster):
+            held = self.store.hold_lease(cluster, self.holder, self.ttl, time.time())
         with self._lock:
             if held:
                 self._held.add(cluster)
@@ -53,7 +57,16 @@ class HostLease:
     def elsewhere(self, cluster: str) -> bool:
         """Whether another live process polls ``cluster`` (then the store is fresh)."""
         holder = self.store.lease_holder(cluster, time.time())
-        return holder is not None and holder != self.holder
+        return holder is not None and holder != self.holder and not self._holder_gone(cluster)
+
+    def _holder_gone(self, cluster: str) -> bool:
+        """Whether the cluster's holder was a process of this machine that no longer exists
+        (then its leases and watched marks are dropped)."""
+        holder = self.store.lease_holder(cluster, time.time())
+        if holder is None or holder == self.holder or not _dead_here(holder):
+            return False
+        self.store.release_leases(holder)
+        return True
 
     def watch(self, job_id: str) -> Callable[[], None]:
         """Mark ``job_id`` as shown here; call the returned function when it no longer is."""
@@ -82,3 +95,19 @@ class HostLease:
         with self._lock:
             self._held.clear()
         self.store.release_leases(self.holder)
+
+
+def _dead_here(holder: str) -> bool:
+    """``host:pid:token`` names a process of this machine that is gone. (A pid reused since
+    reads as alive: then the lease simply expires, as for a holder on another machine.)"""
+    host, _, rest = holder.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # another user's live process
+        return False
+    return False

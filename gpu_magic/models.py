@@ -55,6 +55,27 @@ class JobStatus(str, Enum):
         return self.value
 
 
+class FailureKind(str, Enum):
+    """Why a job did not complete, as ``failures.classify`` names it (``GPUJob.failure``)."""
+
+    CUDA_OOM = "cuda_oom"
+    HOST_OOM = "host_oom"
+    KILLED = "killed"
+    NCCL = "nccl"
+    IMPORT_ERROR = "import_error"
+    SYNTAX_ERROR = "syntax_error"
+    USER_EXCEPTION = "user_exception"
+    TIMEOUT = "timeout"
+    PREEMPTED = "preempted"
+    NODE_FAILURE = "node_failure"
+    DISK_FULL = "disk_full"
+    CANCELLED = "cancelled"
+    LOST = "lost"
+
+    def __str__(self) -> str:
+        return self.value
+
+
 TERMINAL_STATES = frozenset(
     {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.TIMEOUT, JobStatus.LOST}
 )
@@ -143,8 +164,6 @@ class GPUJobRequest(BaseModel):
     @field_validator("retry_on")
     @classmethod
     def _failure_kinds(cls, kinds: tuple[str, ...]) -> tuple[str, ...]:
-        from .failures import FailureKind  # here: failures imports the run script, which imports us
-
         known = {kind.value for kind in FailureKind}
         unknown = [kind for kind in kinds if kind not in known]
         if unknown:
@@ -238,6 +257,9 @@ class GPUJob(BaseModel):
     ended_at: datetime | None = None
     exit_code: int | None = None
     error: str | None = None
+    ready_at: datetime | None = None
+    """Set while the job, uploaded, waits for a free slot (``max_concurrent_jobs``): the
+    jobs of a cluster start in this order."""
     attempt: int = Field(default=1, ge=1)
     """Which run of the job this is: a retry keeps the id and the folder (``--retries``)."""
     failure: dict[str, Any] | None = None

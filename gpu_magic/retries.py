@@ -20,9 +20,8 @@ from typing import TYPE_CHECKING
 
 from . import submission
 from .errors import GPUMagicError
-from .failures import FailureKind
 from .jobstore import JobStore
-from .models import GPUJob, JobStatus
+from .models import FailureKind, GPUJob, JobStatus
 from .results.hostfolder import folder_of
 
 if TYPE_CHECKING:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import tenacity
 
 from .clusters import ClusterConfig
-from .errors import ClusterConnectionError, InvalidRequestError, transient
+from .errors import ClusterConnectionError, GPUMagicError, InvalidRequestError, transient
 from .jobdir import JobDir, new_job_id
 from .models import GPUJob, GPUJobRequest, JobStatus, utcnow
 from .packaging.bundle import Bundle, build_bundle
@@ -18,6 +18,7 @@ from .packaging.files import collect_files
 from .packaging.inputs import pickle_inputs
 from .packaging.names import warning
 from .packaging.runscript import render_run_script
+from .results.hostfolder import folder_of
 from .schedulers.base import Observation, Submitted
 from .schedulers.slurm import request_resources
 from .schedulers.slurm_script import run_script_options
@@ -92,9 +93,20 @@ def announce(
 
 
 def remote_base(transport: Transport, cluster: ClusterConfig) -> str:
-    """The cluster's job folder base on the host; connecting here fails before any record."""
-    transport.connect()
-    return transport.expand_path(cluster.base_path)
+    """The cluster's job folder base on the host; connecting here fails before any record
+    (a connection dropped meanwhile is tried again: nothing has been sent yet)."""
+
+    def ask() -> str:
+        transport.connect()
+        return transport.expand_path(cluster.base_path)
+
+    retrying = tenacity.Retrying(
+        retry=tenacity.retry_if_exception(dropped),
+        stop=tenacity.stop_after_attempt(LAUNCH_ATTEMPTS),
+        wait=tenacity.wait_random_exponential(multiplier=0.2, max=2),
+        reraise=True,
+    )
+    return retrying(ask)
 
 
 def mark(job: GPUJob, status: JobStatus, **changes) -> GPUJob:
@@ -114,6 +126,31 @@ def observe(job: GPUJob, seen: Observation) -> GPUJob:
     if all(getattr(job, k) == v for k, v in changes.items()):
         return job
     return job.model_copy(update=changes)
+
+
+def start(host: Host, job: GPUJob, save: Callable[..., GPUJob]) -> GPUJob:
+    """Launch an uploaded job and ``save`` what came of it: launched; refused (``failed``: it
+    never ran); or dropped, "it may or may not have run" (``queued`` until the next look at
+    its folder says which: never ``failed`` by guess). A failed launch raises after saving."""
+    try:
+        launched = launch(host, job, folder_of(job))
+    except GPUMagicError as exc:
+        save(*launch_failed(job, exc))
+        raise
+    job = mark(job, launched.status, scheduler_id=launched.scheduler_id)
+    return save(job, reason=launched.reason or "launched")
+
+
+def never_ran(job: GPUJob, exc: GPUMagicError) -> tuple[GPUJob, str]:
+    return mark(job, JobStatus.FAILED, error=str(exc)), str(exc)
+
+
+def launch_failed(job: GPUJob, exc: GPUMagicError) -> tuple[GPUJob, str]:
+    """A refused launch never ran; one whose connection dropped may have."""
+    if not dropped(exc):
+        return never_ran(job, exc)
+    unsure = f"launch unconfirmed, the connection dropped; the next look tells: {exc}"
+    return mark(job, JobStatus.QUEUED, reason=unsure), unsure
 
 
 def launch(host: Host, job: GPUJob, folder: JobDir) -> Submitted:

@@ -7,6 +7,7 @@ thread that saw it end; collection subscribes there, so nothing starts a downloa
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -17,12 +18,13 @@ from .errors import GPUMagicError, WaitTimeoutError
 from .hosts import Host, Hosts
 from .jobstore import JobStore
 from .lease import HostLease
-from .models import GPUJob, JobStatus
+from .models import GPUJob, JobStatus, utcnow
 from .outage import Outage
 from .results.hostfolder import remote_error
 from .schedulers import Observation
 
 NOT_LAUNCHED = (JobStatus.PENDING, JobStatus.UPLOADING)
+log = logging.getLogger(__name__)
 
 
 class JobTracker:
@@ -33,9 +35,11 @@ class JobTracker:
         lease: HostLease | None = None,
         *,
         reconnect_limit: float = 600.0,
+        max_concurrent: int = 10,
     ):
         self.store, self.hosts, self.lease = store, hosts, lease
         self.reconnect_limit = reconnect_limit  # how long wait() rides out an unreachable host
+        self.max_concurrent = max_concurrent  # jobs per cluster holding a slot at once
         self._ended: list[Callable[[GPUJob], None]] = []
         self._lock = threading.Lock()
 
@@ -88,7 +92,47 @@ class JobTracker:
                 listeners = list(self._ended)
             for listener in listeners:
                 listener(saved)
+            self.start_waiting(saved.cluster)  # its slot is free
         return saved
+
+    # -- slots (max_concurrent_jobs) ------------------------------------------------------
+    def wait_for_slot(self, job: GPUJob) -> GPUJob:
+        """Keep an uploaded job waiting (``pending``) until a slot of its cluster is free;
+        whichever process sees a slot free launches it, oldest first, after a restart too."""
+        why = (
+            f"waiting for a free slot: {self.max_concurrent} jobs of {job.cluster} hold one "
+            f"(max_concurrent_jobs), or others wait before it"
+        )
+        self.save(submission.mark(job, JobStatus.PENDING, ready_at=utcnow(), reason=why), why)
+        self.start_waiting(job.cluster)  # a slot may have been freed meanwhile
+        return self.store.get(job.id)
+
+    def start_waiting(self, cluster: str) -> None:
+        """Launch the cluster's waiting jobs, oldest first, while slots are free (each is
+        claimed in the store first: two processes never launch one job, nor one slot twice)."""
+        while (job := self.store.claim_waiting(cluster, self.max_concurrent)) is not None:
+            try:
+                submission.start(self.hosts.get(cluster), job, self.save)
+            except GPUMagicError as exc:  # saved as failed (or unconfirmed): the next one
+                log.warning("gpu_magic: waiting job %s did not launch: %s", job.id, exc)
+
+    def _free_slots(self, cluster: str, outage: Outage) -> None:
+        """Look at the jobs holding the cluster's slots (those that ended free theirs), then
+        start what waits."""
+        try:
+            self.refresh(self.store.list(cluster=cluster, active_only=True))
+            outage.over()
+        except GPUMagicError as exc:
+            outage.failed(exc)
+        self.start_waiting(cluster)
+
+    def cancel_waiting(self, job: GPUJob) -> bool:
+        """Cancel a job that still waits for a slot (False: it was launched meanwhile)."""
+        why = "cancelled by user while waiting for a slot"
+        cancelled = job.model_copy(
+            update={"status": JobStatus.CANCELLED, "ready_at": None, "reason": why}
+        )
+        return self.store.cancel_waiting(cancelled, why)
 
     @staticmethod
     def _explained(host: Host, job: GPUJob, seen: Observation) -> GPUJob:
@@ -124,6 +168,8 @@ class JobTracker:
                 job = self.store.find(job_id)
             if job.is_terminal:
                 return job
+            if job.ready_at is not None:  # waiting for a slot: this waiter may free and start it
+                self._free_slots(job.cluster, outage)
             if deadline is not None and time.monotonic() >= deadline:
                 raise WaitTimeoutError(
                     f"job {job.id} is still {job.status} after waiting {timeout:g}s"

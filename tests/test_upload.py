@@ -7,6 +7,7 @@ import os
 from pathlib import Path, PurePosixPath
 
 import pytest
+from harness.spy import DelegatingTransport
 
 from gpu_magic.errors import ClusterConnectionError, TransferError
 from gpu_magic.jobdir import CHECKSUMS, JobDir
@@ -60,8 +61,8 @@ def test_everything_arrives_verified_and_nothing_partial_remains(transport, tmp_
 class CorruptingTransport(LocalTransport):
     """Our own seam: flips one byte of every large file after it is written."""
 
-    def put_stream(self, source, remote, *, mode=0o644, progress=None):
-        digest = super().put_stream(source, remote, mode=mode, progress=progress)
+    def put_stream(self, source, remote, **options):
+        digest = super().put_stream(source, remote, **options)
         with open(remote, "r+b") as f:
             first = f.read(1)
             f.seek(0)
@@ -80,22 +81,47 @@ def test_a_corrupted_file_fails_verification_and_leaves_nothing(tmp_path):
     assert (tmp_path / "big.bin").stat().st_size == 3 * LARGE_FILE  # the local data is intact
 
 
-def test_a_dropped_connection_mid_upload_leaves_no_job_folder(ssh_env, tmp_path):
-    transport = ssh_env.transport()
+class OffsetSpy(DelegatingTransport):
+    """Records where each large-file upload starts (our seam; the sshd is real)."""
+
+    def __init__(self, real):
+        super().__init__(real)
+        self.offsets: list[int] = []
+
+    def put_stream(self, source, remote, **options):
+        self.offsets.append(options.get("offset", 0))
+        return super().put_stream(source, remote, **options)
+
+
+def test_a_dropped_connection_mid_upload_resumes_where_the_host_stopped(ssh_env, tmp_path):
+    transport = OffsetSpy(ssh_env.transport())
     bundle = make_bundle(tmp_path, big_size=40 * LARGE_FILE)
     target = JobDir(PurePosixPath(tmp_path / "remote" / "job-1"))
     sent = []
 
-    def drop_halfway(n):
+    def drop_once(n):
         sent.append(n)
-        if sum(sent) > 10 * LARGE_FILE and not getattr(drop_halfway, "done", False):
-            drop_halfway.done = True
+        if sum(sent) > 10 * LARGE_FILE and not getattr(drop_once, "done", False):
+            drop_once.done = True
             ssh_env.server.kill_connections()
 
+    upload_bundle(transport, bundle, target, progress=drop_once)
+    assert sha(Path(str(target)) / "code/data/deep/big.bin") == sha(tmp_path / "big.bin")
+    assert not Path(str(target.partial)).exists()
+    first, again = transport.offsets
+    assert first == 0 and again >= 9 * LARGE_FILE  # resumed from what had arrived, not resent
+
+
+def test_an_upload_that_keeps_failing_leaves_no_folder(ssh_env, tmp_path):
+    transport = ssh_env.transport()
+    bundle = make_bundle(tmp_path, big_size=4 * LARGE_FILE)
+    target = JobDir(PurePosixPath(tmp_path / "remote" / "job-1"))
+
+    def drop_always(n):
+        ssh_env.server.kill_connections()
+
     with pytest.raises((TransferError, ClusterConnectionError)) as info:
-        upload_bundle(transport, bundle, target, progress=drop_halfway)
+        upload_bundle(transport, bundle, target, progress=drop_always)
     assert "127.0.0.1" in str(info.value) or "job-1" in str(info.value)
     assert not Path(str(target)).exists()
     assert not Path(str(target.partial)).exists()  # removed after reconnecting
-    upload_bundle(transport, bundle, target)  # the same bundle goes through afterwards
-    assert sha(Path(str(target)) / "code/data/deep/big.bin") == sha(tmp_path / "big.bin")

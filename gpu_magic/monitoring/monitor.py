@@ -133,8 +133,18 @@ class Monitor:
                     feed.note_reach(error)
                 for listener in list(self._tick_listeners):
                     listener(cluster_name, time.monotonic() - started, error)
+            self._start_waiting()
         self._idle_ticks = 0 if updates else self._idle_ticks + 1
         return updates
+
+    def _start_waiting(self) -> None:
+        """Jobs waiting for a slot start here too: a slot freed in a process that is gone, or
+        before a kernel restart, is found by whoever ticks next."""
+        try:
+            for cluster_name in self.jobs.waiting_clusters():
+                self.tracker.start_waiting(cluster_name)
+        except GPUMagicError as exc:  # the next tick tries again
+            self.last_error["waiting"] = str(exc)
 
     def sync(self, job_id: str, max_ticks: int = 1000) -> JobFeed:
         """The job's feed brought up to date now (a finished job: every byte read)."""

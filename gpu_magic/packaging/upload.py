@@ -13,27 +13,55 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import logging
 import tarfile
 import time
 from pathlib import PurePosixPath
 
-from ..errors import ClusterConnectionError, GPUMagicError, RemoteCommandError, TransferError
+import tenacity
+
+from ..errors import (
+    ClusterConnectionError,
+    GPUMagicError,
+    RemoteCommandError,
+    TransferCancelled,
+    TransferError,
+    transient,
+)
 from ..jobdir import CHECKSUMS, JobDir
-from ..transport.base import Progress, Transport, quote_argv
+from ..transport.base import FILE, Progress, Transport, quote_argv
 from .bundle import Bundle, BundleEntry
 
+log = logging.getLogger(__name__)
+
+
+class Verification(TransferError):
+    """The host's sha256 check of the uploaded folder failed."""
+
+
 LARGE_FILE = 1 << 20
+UPLOAD_ATTEMPTS = 5
+RESUME_HASH_CHUNK = 1 << 20
 
 
 def upload_bundle(
     transport: Transport, bundle: Bundle, target: JobDir, progress: Progress | None = None
 ) -> None:
+    """Upload ``bundle`` into ``target``; a dropped connection or a failed verification is
+    retried (``UPLOAD_ATTEMPTS``), resuming large files from what the host already holds (the
+    commit's sha256 check covers every byte, resent or not). A stop by the user is not."""
     partial, final = str(target.partial), str(target.root)
-    small = [e for e in bundle.entries if e.size < LARGE_FILE]
-    large = [e for e in bundle.entries if e.size >= LARGE_FILE]
+    retrying = tenacity.Retrying(
+        retry=tenacity.retry_if_exception(_worth_retrying),
+        stop=tenacity.stop_after_attempt(UPLOAD_ATTEMPTS),
+        wait=tenacity.wait_random_exponential(multiplier=0.2, max=5),
+        before_sleep=lambda state: log.info(
+            "gpu_magic: upload of job %s again: %s", bundle.job_id, state.outcome.exception()
+        ),
+        reraise=True,
+    )
     try:
-        checksums = _send_large(transport, large, partial, progress)
-        _send_small_and_commit(transport, small, checksums, partial, final, not large, progress)
+        retrying(_upload_once, transport, bundle, partial, final, progress)
     except GPUMagicError as exc:
         _discard(transport, partial)
         if isinstance(exc, (TransferError, ClusterConnectionError)):
@@ -41,18 +69,65 @@ def upload_bundle(
         raise TransferError(f"upload of job {bundle.job_id} to {final} failed: {exc}") from exc
 
 
+def _worth_retrying(exc: BaseException) -> bool:
+    if isinstance(exc, TransferCancelled):
+        return False
+    return isinstance(exc, TransferError) or transient(exc)
+
+
+def _upload_once(transport, bundle: Bundle, partial: str, final: str, progress) -> None:
+    if _already_committed(transport, final):  # the commit ran; only its answer was lost
+        return
+    small = [e for e in bundle.entries if e.size < LARGE_FILE]
+    large = [e for e in bundle.entries if e.size >= LARGE_FILE]
+    checksums = _send_large(transport, large, partial, progress)
+    try:
+        _send_small_and_commit(transport, small, checksums, partial, final, not large, progress)
+    except Verification:
+        _discard(transport, partial)  # what the host holds is wrong: the next try resends all
+        raise
+
+
+def _already_committed(transport: Transport, final: str) -> bool:
+    """Whether ``final`` is in place and verified (a first attempt's commit never is)."""
+    check = f"cd {quote_argv(final)} 2>/dev/null && sha256sum --quiet --strict -c {CHECKSUMS}"
+    return transport.run(check).ok
+
+
 def _send_large(transport, large: list[BundleEntry], partial: str, progress) -> dict[str, str]:
     if not large:
         return {}
+    held = _held(transport, partial, [e.rel for e in large])
     for folder in sorted({str(PurePosixPath(partial) / e.rel).rsplit("/", 1)[0] for e in large}):
-        transport.makedirs(folder)  # SFTP, no remote shell; job ids are new: no stale partial
+        transport.makedirs(folder)  # SFTP, no remote shell
     checksums = {}
     for e in large:
-        with e.open() as source:
-            checksums[e.rel] = transport.put_stream(
-                source, f"{partial}/{e.rel}", mode=e.mode, progress=progress
-            )
+        checksums[e.rel] = _send_one(
+            transport, e, f"{partial}/{e.rel}", held.get(e.rel, 0), progress
+        )
     return checksums
+
+
+def _held(transport: Transport, partial: str, rels: list[str]) -> dict[str, int]:
+    """The sizes of the large files an earlier attempt left in ``partial`` (resumed, not resent)."""
+    found = transport.list_tree(partial, rels)
+    return {e.path: e.size for e in found if e.type == FILE}
+
+
+def _send_one(transport, entry: BundleEntry, remote: str, held: int, progress) -> str:
+    """Send ``entry`` from byte ``held`` on (0: all of it); returns its whole sha256."""
+    digest = hashlib.sha256()
+    with entry.open() as source:
+        held = held if held <= entry.size else 0
+        left = held
+        while left and (chunk := source.read(min(left, RESUME_HASH_CHUNK))):
+            digest.update(chunk)  # what the host holds already: hashed here, not sent again
+            left -= len(chunk)
+        if progress and held:
+            progress(held)
+        return transport.put_stream(
+            source, remote, mode=entry.mode, progress=progress, offset=held, digest=digest
+        )
 
 
 def _send_small_and_commit(transport, small, checksums, partial, final, fresh, progress) -> None:
@@ -75,9 +150,7 @@ def _send_small_and_commit(transport, small, checksums, partial, final, fresh, p
             listing = "".join(f"{digest}  {rel}\n" for rel, digest in sorted(checksums.items()))
             _add(tar, CHECKSUMS, listing.encode(), 0o644, now)
     except RemoteCommandError as exc:
-        raise TransferError(
-            f"upload verification failed for {final}: {exc.stderr.strip()}"
-        ) from exc
+        raise Verification(f"upload verification failed for {final}: {exc.stderr.strip()}") from exc
 
 
 def _add(tar: tarfile.TarFile, name: str, data: bytes, mode: int, mtime: float) -> None:

@@ -103,11 +103,20 @@ class Transport(ABC):
 
     @abstractmethod
     def put_stream(
-        self, source: BinaryIO, remote: str, *, mode: int = 0o644, progress: Progress | None = None
+        self,
+        source: BinaryIO,
+        remote: str,
+        *,
+        mode: int = 0o644,
+        progress: Progress | None = None,
+        offset: int = 0,
+        digest: Digest | None = None,
     ) -> str:
         """Write everything ``source`` yields to ``remote`` (parent must exist) with permission
-        bits ``mode``. Returns the sha256 of what was sent. Bytes in memory (a pickled kernel
-        variable) and files on disk take this one path."""
+        bits ``mode``, from byte ``offset`` on (the file is cut there: an upload resumed after
+        a drop). ``digest`` (default: a fresh sha256) is updated with every byte sent; returns
+        its hex digest. Bytes in memory (a pickled kernel variable) and files on disk take
+        this one path."""
 
     def put_file(self, local: Path, remote: str, *, progress: Progress | None = None) -> str:
         """Copy one local file to ``remote``, keeping its permission bits (see ``put_stream``)."""

@@ -86,11 +86,18 @@ class LocalTransport(Transport):
                 )
 
     def put_stream(
-        self, source: BinaryIO, remote: str, *, mode: int = 0o644, progress: Progress | None = None
+        self,
+        source: BinaryIO,
+        remote: str,
+        *,
+        mode: int = 0o644,
+        progress: Progress | None = None,
+        offset: int = 0,
+        digest: Digest | None = None,
     ) -> str:
-        digest = hashlib.sha256()
+        digest = digest or hashlib.sha256()
         try:
-            with open(remote, "wb") as dst:
+            with open_target(Path(remote), offset) as dst:
                 copy_chunks(iter_chunks(source, CHUNK), dst, progress, digest)
             os.chmod(remote, mode)
         except OSError as exc:

@@ -175,17 +175,28 @@ class SSHTransport(Transport):
             raise RemoteCommandError(command, status, raw.stderr.decode(errors="replace"))
 
     def put_stream(
-        self, source: BinaryIO, remote: str, *, mode: int = 0o644, progress: Progress | None = None
+        self,
+        source: BinaryIO,
+        remote: str,
+        *,
+        mode: int = 0o644,
+        progress: Progress | None = None,
+        offset: int = 0,
+        digest: Digest | None = None,
     ) -> str:
-        digest = hashlib.sha256()
+        digest = digest or hashlib.sha256()
         with self._transfer(f"upload to {self.label}:{remote}"), self._sftp() as sftp:
-            with sftp.open(remote, "wb") as dst:
+            with sftp.open(remote, "r+b" if offset else "wb") as dst:
+                if offset:
+                    dst.truncate(offset)
+                    dst.seek(offset)
                 dst.MAX_REQUEST_SIZE = SFTP_REQUEST
                 dst.set_pipelined(True)
                 sent = copy_chunks(iter_chunks(source, SFTP_REQUEST), dst, progress, digest)
             sftp.chmod(remote, mode)
-            if sftp.stat(remote).st_size != sent:
-                raise TransferError(f"{self.label}:{remote} is not {sent} bytes after upload")
+            if sftp.stat(remote).st_size != offset + sent:
+                size = offset + sent
+                raise TransferError(f"{self.label}:{remote} is not {size} bytes after upload")
         return digest.hexdigest()
 
     def makedirs(self, remote: str) -> None:

@@ -127,7 +127,7 @@ def status_parts(job: GPUJob, host: str = "", now: datetime | None = None) -> li
     parts = [f"job {job.id}{name}", f"{took} {duration(elapsed(job, now))}"]
     parts.append(f"host {host or job.cluster}")
     parts.append(f"{job.request.gpus} GPU{'' if job.request.gpus == 1 else 's'}")
-    if job.status in (JobStatus.QUEUED, JobStatus.RUNNING) and job.reason:
+    if job.status in (JobStatus.PENDING, JobStatus.QUEUED, JobStatus.RUNNING) and job.reason:
         parts.append(job.reason)  # Slurm: job id, pending reason and queue position, or nodes
     if job.exit_code not in (None, 0):
         parts.append(f"exit {job.exit_code}")

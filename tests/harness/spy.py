@@ -23,8 +23,8 @@ class DelegatingTransport(Transport):
     def stream_to(self, command):
         return self.real.stream_to(command)
 
-    def put_stream(self, source, remote, *, mode=0o644, progress=None):
-        return self.real.put_stream(source, remote, mode=mode, progress=progress)
+    def put_stream(self, source, remote, **options):
+        return self.real.put_stream(source, remote, **options)
 
     def makedirs(self, remote):
         return self.real.makedirs(remote)
