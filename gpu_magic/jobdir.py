@@ -49,6 +49,7 @@ EXIT_CODE = "exit_code"
 ERROR_JSON = "error.json"
 CANCEL_REQUESTED = "cancel_requested"
 TIMED_OUT = "timed_out"
+LIMIT_WARNED = "limit_warned"  # Slurm warned run.sh of the time limit (USR2): it stopped the cell
 GPU_TELEMETRY = "gpu_telemetry"  # "unavailable: why" / "stopped: why"; absent while sampling works
 CELL_STATUS = ".cell_status"  # run.sh's private note of the cell's exit status
 RESERVE = ".reserve"  # run.sh keeps this room so that a full disk cannot stop it writing the end

@@ -114,6 +114,10 @@ class SlurmDefaults(Resources):
     gres_style: Literal["gres", "gpus"] = "gres"
     allowed_sbatch: tuple[str, ...] = ()
     accounting: bool | None = None
+    warn_before_limit: int | None = Field(default=120, ge=1)
+    """Seconds before a job's time limit that Slurm warns run.sh (``--signal=B:USR2@N``; not
+    USR1, which NCCL uses): the cell gets SIGTERM then, saves a checkpoint and the job ends as
+    ``timeout`` on its own terms. None: no warning (Slurm's own TERM at the limit)."""
 
     @field_validator("allowed_sbatch")
     @classmethod

@@ -10,7 +10,13 @@ from typing import TYPE_CHECKING, Any
 import tenacity
 
 from .clusters import ClusterConfig
-from .errors import ClusterConnectionError, GPUMagicError, InvalidRequestError, transient
+from .errors import (
+    ClusterConnectionError,
+    GPUMagicError,
+    HostUnreachableError,
+    InvalidRequestError,
+    transient,
+)
 from .jobdir import JobDir, new_job_id
 from .models import GPUJob, GPUJobRequest, JobStatus, utcnow
 from .packaging.bundle import Bundle, build_bundle
@@ -101,12 +107,18 @@ def remote_base(transport: Transport, cluster: ClusterConfig) -> str:
         return transport.expand_path(cluster.base_path)
 
     retrying = tenacity.Retrying(
-        retry=tenacity.retry_if_exception(dropped),
+        retry=tenacity.retry_if_exception(_cut_off),
         stop=tenacity.stop_after_attempt(LAUNCH_ATTEMPTS),
         wait=tenacity.wait_random_exponential(multiplier=0.2, max=2),
         reraise=True,
     )
     return retrying(ask)
+
+
+def _cut_off(exc: BaseException) -> bool:
+    """A connection that was up and dropped; not a host that does not answer at all (the
+    connect already dialled it until its timeout: the user hears of it now)."""
+    return dropped(exc) and not isinstance(exc, HostUnreachableError)
 
 
 def mark(job: GPUJob, status: JobStatus, **changes) -> GPUJob:

@@ -16,9 +16,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from harness.clients import wait_until
 from harness.faults import FarHost
 from harness.fixtures import make_settings
+from harness.procs import wait_until
 
 from gpu_magic import Client, GPUJobRequest, JobStatus
 from gpu_magic.errors import ClusterConnectionError
@@ -101,12 +101,14 @@ def test_a_30s_partition_is_ridden_out_and_the_client_is_fresh_again_at_once(far
     hide = client.monitor.on_screen(handle.id)  # a panel on screen: the monitor looks often
     feed = client.monitor.feed(handle.id)
     try:
-        wait_until(lambda: b"line 3\n" in feed.log_bytes(), 60, "the job's output did not arrive")
+        assert wait_until(lambda: b"line 3\n" in feed.log_bytes(), 60), (
+            "the job's output did not arrive"
+        )
         host.cut()
         cut_at = time.monotonic()
         with ThreadPoolExecutor(1) as pool:
             waited = pool.submit(handle.wait, 180)
-            wait_until(lambda: clock.failed_since(cut_at), 60, "no look failed while cut")
+            assert wait_until(lambda: clock.failed_since(cut_at), 60), "no look failed while cut"
             assert feed.unreachable, "the feed does not say the host is out of reach"
             time.sleep(max(0.0, 30 - (time.monotonic() - cut_at)))  # the fault lasts 30 s
             host.heal()
@@ -124,7 +126,9 @@ def test_a_30s_partition_is_ridden_out_and_the_client_is_fresh_again_at_once(far
 def test_a_wait_rides_out_sshd_stopped_for_20s(far):
     host, client, tmp_path = far
     handle, mark = ticking_job(client, tmp_path, lines=70, every=0.5)
-    wait_until(lambda: client.job(handle.id).status == JobStatus.RUNNING, 60, "never running")
+    assert wait_until(lambda: client.job(handle.id).status == JobStatus.RUNNING, 60), (
+        "never running"
+    )
     with ThreadPoolExecutor(1) as pool:
         waited = pool.submit(handle.wait, 180)
         host.stop_sshd()

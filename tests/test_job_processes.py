@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import os
 import signal
-from pathlib import Path
 
 import pytest
-from harness.clients import wait_until
+from harness.procs import alive, wait_until
 
 from gpu_magic import GPUJobRequest, JobStatus
 from gpu_magic.schedulers.folder_probe import probe
@@ -40,19 +39,12 @@ print("done", flush=True)
 """
 
 
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state not in ("Z", "X")
-
-
 def escapee(client, cluster, tmp_path, **options):
     pidfile = tmp_path / "child.pid"
     code = ESCAPEE.format(pidfile=str(pidfile))
     handle = client.submit(GPUJobRequest.create(code=code, cluster=cluster, **options))
-    pid = int(wait_until(lambda: pidfile.exists() and pidfile.read_text(), 60, "no child"))
+    pid = int(wait_until(lambda: pidfile.exists() and pidfile.read_text(), 60) or 0)
+    assert pid, "no child"
     assert alive(pid) and os.getsid(pid) != os.getsid(int(handle.job.scheduler_id))
     return handle, pid
 
@@ -62,7 +54,7 @@ def test_a_setsid_child_is_stopped_by_the_timeout(process_env, tmp_path):
     handle, child = escapee(client, cluster, tmp_path, timeout=3)
     job = handle.wait(60).job
     assert job.status == JobStatus.TIMEOUT
-    wait_until(lambda: not alive(child), 10, f"the setsid child {child} outlived --timeout")
+    assert wait_until(lambda: not alive(child), 10), f"the setsid child {child} outlived --timeout"
 
 
 def test_a_setsid_child_is_stopped_by_a_cancel(process_env, tmp_path):
@@ -70,26 +62,28 @@ def test_a_setsid_child_is_stopped_by_a_cancel(process_env, tmp_path):
     handle, child = escapee(client, cluster, tmp_path)
     job = client.cancel(handle.id)
     assert client.wait(job.id, 60).status == JobStatus.CANCELLED
-    wait_until(lambda: not alive(child), 10, f"the setsid child {child} outlived the cancel")
+    assert wait_until(lambda: not alive(child), 10), f"the setsid child {child} outlived the cancel"
 
 
 def kill_run_sh(job) -> None:
     os.kill(int(job.scheduler_id), signal.SIGKILL)
-    wait_until(lambda: not alive(int(job.scheduler_id)), 10, "run.sh survived SIGKILL")
+    assert wait_until(lambda: not alive(int(job.scheduler_id)), 10), "run.sh survived SIGKILL"
 
 
 def test_a_cell_whose_run_sh_was_killed_is_running_and_can_be_cancelled(process_env, tmp_path):
     client, cluster = process_env.client, process_env.cluster_name
     code = LONG_CELL.format(go=str(tmp_path / "never"))
     handle = client.submit(GPUJobRequest.create(code=code, cluster=cluster))
-    wait_until(lambda: "working" in handle.logs(), 60, "the cell did not start")
+    assert wait_until(lambda: "working" in handle.logs(), 60), "the cell did not start"
     kill_run_sh(handle.job)
     job = client.job(handle.id)
     assert job.status == JobStatus.RUNNING, (job.status, job.reason)
     assert "run.sh" in job.reason and "still run" in job.reason
     assert client.wait(client.cancel(job.id).id, 60).status == JobStatus.CANCELLED
     assert client.job(job.id).status == JobStatus.CANCELLED
-    wait_until(lambda: "still run" not in (client.job(job.id).reason or ""), 10, "cancel missed")
+    assert wait_until(lambda: "still run" not in (client.job(job.id).reason or ""), 10), (
+        "cancel missed"
+    )
 
 
 def test_a_cell_whose_run_sh_was_killed_ends_as_the_cell_did(process_env, tmp_path):
@@ -98,7 +92,7 @@ def test_a_cell_whose_run_sh_was_killed_ends_as_the_cell_did(process_env, tmp_pa
     code = LONG_CELL.format(go=str(go))
     request = GPUJobRequest.create(code=code, cluster=cluster, outputs=("result",))
     handle = client.submit(request)
-    wait_until(lambda: "working" in handle.logs(), 60, "the cell did not start")
+    assert wait_until(lambda: "working" in handle.logs(), 60), "the cell did not start"
     kill_run_sh(handle.job)
     go.touch()
     job = client.wait(handle.id, 60)

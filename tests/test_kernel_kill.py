@@ -12,7 +12,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from harness.clients import wait_until
+from harness.procs import wait_until
 
 from gpu_magic import JobStatus
 
@@ -54,7 +54,7 @@ def test_a_killed_kernel_leaves_a_job_that_a_new_kernel_finishes(process_env, tm
         text=True,
     )
     job_id = kernel.stdout.readline().strip()
-    wait_until(lambda: "step 3" in client.logs(job_id), 60, "the job did not start")
+    assert wait_until(lambda: "step 3" in client.logs(job_id), 60), "the job did not start"
     os.kill(kernel.pid, signal.SIGKILL)
     kernel.wait(10)
     job = client.wait(job_id, 60)  # this kernel reattaches to what the dead one submitted

@@ -9,11 +9,13 @@ import os
 import signal
 
 import pytest
-from harness.clients import local_settings, wait_until
+from harness.clients import local_settings
+from harness.procs import wait_until
 
 from gpu_magic import Client, GPUJobRequest, JobStatus
 from gpu_magic.errors import InvalidRequestError
 from gpu_magic.retries import wanted
+from gpu_magic.ui import text
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -36,7 +38,9 @@ def test_a_lost_job_runs_again_in_its_folder_and_resumes_from_its_checkpoint(pro
         code=CHECKPOINTING, cluster=cluster, outputs=("result",), retries=1
     )
     handle = client.submit(request)
-    wait_until(lambda: "checkpoint saved" in handle.logs(), 60, "attempt 1 did not checkpoint")
+    assert wait_until(lambda: "checkpoint saved" in handle.logs(), 60), (
+        "attempt 1 did not checkpoint"
+    )
     os.killpg(int(handle.job.scheduler_id), signal.SIGKILL)  # run.sh and the cell: lost
     job = client.wait(handle.id, 60)
     assert job.status == JobStatus.COMPLETED and job.attempt == 2, (job.status, job.reason)
@@ -44,6 +48,8 @@ def test_a_lost_job_runs_again_in_its_folder_and_resumes_from_its_checkpoint(pro
     log = handle.logs()
     assert "attempt 1 resumed from None" in log
     assert "[gpu_magic] attempt 2: resuming from checkpoints/step-5.pt" in log
+    shown = text.status_line(job)
+    assert "attempt 2 of 2" in shown, shown
     reasons = [t.reason or "" for t in client.history(job.id)]
     assert any(r.startswith("attempt 2 of 2 after lost") for r in reasons), reasons
 

@@ -5,7 +5,8 @@ twice; a waiting job can be cancelled. On the real local host."""
 from __future__ import annotations
 
 import pytest
-from harness.clients import local_settings, wait_until
+from harness.clients import local_settings
+from harness.procs import wait_until
 
 from gpu_magic import Client, GPUJobRequest, JobStatus
 
@@ -102,7 +103,7 @@ def test_a_waiting_job_can_be_cancelled_and_never_runs(tmp_path, settings):
             (tmp_path / f"go{n}").touch()
         for handle in handles[:2]:
             client.wait(handle.id, 60)
-        wait_until(lambda: client.job(handles[1].id).is_terminal, 30, "second never ended")
+        assert wait_until(lambda: client.job(handles[1].id).is_terminal, 30), "second never ended"
         starts = [e for e in (tmp_path / "events").read_text().splitlines() if "start" in e]
         assert "start 2" not in starts
         assert client.job(handles[2].id).status == JobStatus.CANCELLED

@@ -127,6 +127,35 @@ def test_killed_batch_step_is_failed_not_lost(client):
     assert "signal 9" in record.reason and "run.sh wrote no exit code" in record.reason
 
 
+CHECKPOINTS_ON_TERM = """
+import os, signal, sys, time
+def save_and_stop(signum, frame):
+    open(os.path.join(os.environ["GPU_MAGIC_CHECKPOINTS"], "ckpt-7"), "w").write("7")
+    print("checkpoint saved on SIGTERM", flush=True)
+    sys.exit(0)
+signal.signal(signal.SIGTERM, save_and_stop)
+print("training", flush=True)
+time.sleep(300)
+"""
+
+
+def test_the_time_limit_warning_stops_the_cell_with_term_to_checkpoint(client, slurm):
+    """Slurm warns run.sh (USR2, ``--signal=B:USR2@120``) ahead of the limit: the cell gets
+    TERM, saves a checkpoint, and the job ends ``timeout`` (its checkpoint collected). The
+    warning is sent here as Slurm sends it, to the batch shell (``scancel --batch``)."""
+    job = submit(client, CHECKPOINTS_ON_TERM, resources=Resources(time="10"))
+    sbatch = (Path(job.job.remote_dir) / "job.sbatch").read_text()
+    assert "#SBATCH --signal=B:USR2@120\n" in sbatch
+    wait_until(lambda: "training" in client.logs(job.id), timeout=60)
+    slurm.cmd("scancel", "--batch", "--signal=USR2", job.job.scheduler_id, check=True)
+    record = client.wait(job.id, timeout=60)
+    assert record.status == JobStatus.TIMEOUT, (record.status, record.reason)
+    assert "Slurm time limit" in record.reason
+    assert record.failure["kind"] == "timeout" and record.failure["detail"]["limit"] == "--time"
+    assert "checkpoint saved on SIGTERM" in client.logs(job.id)
+    assert (Path(record.remote_dir) / "checkpoints" / "ckpt-7").read_text() == "7"
+
+
 def wait_for_file(path: Path, timeout: float = 30) -> str:
     assert wait_until(lambda: path.exists() and path.read_text().strip(), timeout=timeout), path
     return path.read_text()

@@ -157,3 +157,15 @@ def test_cluster_slurm_defaults_round_trip_through_toml(tmp_path):
 def test_cluster_slurm_defaults_are_validated(slurm):
     with pytest.raises(ConfigError):
         make_cluster(name="hpc", host="login.hpc", scheduler="slurm", slurm=slurm)
+
+
+def test_a_time_limit_gets_the_checkpoint_warning_and_retries_get_requeue():
+    from gpu_magic.schedulers.slurm_script import attempt_lines
+
+    timed = Resources(time="10")
+    request = GPUJobRequest(code="x")
+    assert attempt_lines(request, timed, 120) == ["#SBATCH --signal=B:USR2@120"]
+    assert attempt_lines(request, Resources(), 120) == []  # no limit: nothing to warn of
+    assert attempt_lines(request, timed, None) == []  # the cluster turned the warning off
+    retried = GPUJobRequest(code="x", retries=2)
+    assert attempt_lines(retried, Resources(), 120) == ["#SBATCH --requeue"]

@@ -127,7 +127,7 @@ _cell_status() {
 }
 
 _on_signal() {
-  trap '' TERM INT HUP
+  trap '' TERM INT HUP USR2
   _log "received SIG$1, stopping the job"
   _stop_group
   if [ -n "$_gm_child" ]; then
@@ -136,9 +136,18 @@ _on_signal() {
   _finish @CANCELLED@
 }
 
+# Slurm's warning that the time limit is near (--signal=B:USR2 at N s): stop the cell now, TERM
+# and the grace period, so it can save a checkpoint; the job ends as a timeout, on its terms
+_on_warning() {
+  : >@STATE@/@LIMIT_WARNED@
+  _log "the time limit is near (Slurm's warning, SIGUSR2): stopping the cell to let it checkpoint"
+  _on_signal TERM
+}
+
 trap '_on_signal TERM' TERM
 trap '_on_signal INT' INT
 trap '_on_signal HUP' HUP
+trap '_on_warning' USR2
 
 mkdir -p @STATE@ @OUTPUTS@ @CHECKPOINTS@ || exit 1
 # the cell runs in code/: its relative outputs/ and checkpoints/ are the job's own folders
@@ -148,7 +157,7 @@ for _gm_d in @OUTPUTS@ @CHECKPOINTS@; do
   fi
 done
 rm -f @STATE@/@EXIT_CODE@ @STATE@/@ENDED_AT@ @STATE@/@TIMED_OUT@ @STATE@/@ERROR_JSON@ \
-  @STATE@/@CELL_STATUS@ @STATE@/@GPU_TELEMETRY@
+  @STATE@/@CELL_STATUS@ @STATE@/@GPU_TELEMETRY@ @STATE@/@LIMIT_WARNED@
 head -c 65536 /dev/zero >@STATE@/@RESERVE@ 2>/dev/null || rm -f @STATE@/@RESERVE@
 _write_state @PID@ "$$"
 _write_state @PID_START@ "$(_start_id $$)"
@@ -200,7 +209,7 @@ WRAPPER = r"""(
 FINISH = r"""_gm_child=$!
 wait "$_gm_child"
 _gm_rc=$(_cell_status $?)
-trap '' TERM INT HUP
+trap '' TERM INT HUP USR2
 if [ -n "$_gm_watchdog" ]; then
   kill "$_gm_watchdog" 2>/dev/null
   wait "$_gm_watchdog" 2>/dev/null

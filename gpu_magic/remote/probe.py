@@ -45,6 +45,17 @@ def start_id(pid):
         return None
 
 
+def this_boot(recorded):
+    """Whether run.sh's recorded start (``BOOT_ID TICKS``) is from the running boot."""
+    if not recorded:
+        return True  # no record (an older run.sh): as before, trust the pid
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return recorded.split()[0] == f.read().strip()
+    except OSError:
+        return True
+
+
 def same_process(pid, recorded):
     """Whether ``pid`` is alive and is the process run.sh recorded (no record: trust the pid)."""
     if not alive(pid):
@@ -54,34 +65,53 @@ def same_process(pid, recorded):
 
 
 class Marked:
-    """Live processes by the value of one environment variable, read once per probe (only
-    when some job needs it: reading every process's environment costs more than a tick)."""
+    """Live processes by process group and by the value of one environment variable, read
+    once per probe (only when some job needs it: reading every process costs more than a
+    tick). A forked subshell (run.sh's wrapper of the cell) has its parent's environment as
+    it was at exec time, without the marker, but it stays in the group."""
 
     def __init__(self, variable):
         self.prefix = (variable + "=").encode()
-        self.by_value = None
+        self.by_value = self.by_group = None
 
-    def pids(self, value):
+    def pids(self, value, group):
         if self.by_value is None:
-            self.by_value = self._scan()
-        return self.by_value.get(value, [])
+            self.by_value, self.by_group = self._scan()
+        return sorted(set(self.by_value.get(value, [])) | set(self.by_group.get(group, [])))
 
     def _scan(self):
-        found = {}
+        by_value, by_group = {}, {}
         me = os.getpid()
         for entry in os.listdir("/proc") if os.path.isdir("/proc") else ():
             if not entry.isdigit() or int(entry) == me or not alive(int(entry)):
                 continue
-            try:
-                with open(f"/proc/{entry}/environ", "rb") as f:
-                    env = f.read().split(b"\0")
-            except OSError:  # another user's process, or gone
-                continue
-            for item in env:
-                if item.startswith(self.prefix):
-                    value = item[len(self.prefix) :].decode(errors="replace")
-                    found.setdefault(value, []).append(int(entry))
-        return found
+            pid = int(entry)
+            group = _group_of(pid)
+            if group is not None:
+                by_group.setdefault(group, []).append(pid)
+            value = self._marker(pid)
+            if value is not None:
+                by_value.setdefault(value, []).append(pid)
+        return by_value, by_group
+
+    def _marker(self, pid):
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                env = f.read().split(b"\0")
+        except OSError:  # another user's process, or gone
+            return None
+        for item in env:
+            if item.startswith(self.prefix):
+                return item[len(self.prefix) :].decode(errors="replace")
+        return None
+
+
+def _group_of(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[2])
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def read_text(path):
@@ -113,10 +143,13 @@ def look(job, names, max_bytes, marked):
     pid = read_text(os.path.join(state, names["pid"]))
     recorded = read_text(os.path.join(state, names["pid_start"]))
     seen = {"exists": True, "pid": pid, "alive": pid.isdigit() and same_process(int(pid), recorded)}
-    for key in ("started_at", "ended_at", "exit_code", "cell_status", "submitted_id"):
+    for key in ("started_at", "ended_at", "exit_code", "submitted_id"):
         seen[key] = read_text(os.path.join(state, names[key]))
-    if pid and not seen["alive"] and not seen["exit_code"]:
-        seen["stragglers"] = marked.pids(os.path.realpath(folder))
+    if pid.isdigit() and not seen["alive"] and not seen["exit_code"]:
+        group = int(pid) if this_boot(recorded) else None  # after a reboot: someone else's
+        seen["stragglers"] = marked.pids(os.path.realpath(folder), group)
+    # after the scan: a cell that ended during it has written its status by now
+    seen["cell_status"] = read_text(os.path.join(state, names["cell_status"]))
     seen["flags"] = [f for f in names["flags"] if os.path.exists(os.path.join(state, f))]
     offsets = job.get("offsets", {})
     seen["files"] = {n: tail(os.path.join(folder, n), o, max_bytes) for n, o in offsets.items()}

@@ -28,7 +28,13 @@ NAMES = {
     "cell_status": jobdir.CELL_STATUS,
     "submitted_id": jobdir.SLURM_ID,
     "marker": jobdir.MARKER_VARIABLE,
-    "flags": [jobdir.CANCEL_REQUESTED, jobdir.TIMED_OUT, jobdir.LAUNCHED, jobdir.SUBMITTED],
+    "flags": [
+        jobdir.CANCEL_REQUESTED,
+        jobdir.TIMED_OUT,
+        jobdir.LIMIT_WARNED,
+        jobdir.LAUNCHED,
+        jobdir.SUBMITTED,
+    ],
 }
 
 
@@ -74,6 +80,11 @@ class FolderState:
     @property
     def timed_out(self) -> bool:
         return jobdir.TIMED_OUT in self.flags
+
+    @property
+    def limit_warned(self) -> bool:
+        """Slurm warned run.sh that the time limit is near, and run.sh stopped the cell."""
+        return jobdir.LIMIT_WARNED in self.flags
 
     @property
     def submitted(self) -> bool:

@@ -56,6 +56,12 @@ CANCEL = ALIVE + (
 )
 
 
+LIMIT_WARNED_REASON = (
+    "stopped at its Slurm time limit (--time): warned ahead (SIGUSR2), run.sh sent the cell "
+    "SIGTERM so it could save a checkpoint"
+)
+
+
 class ProcessScheduler(Scheduler):
     name = "process"
     relaunch_safe = True  # LAUNCH starts run.sh once, however often it runs
@@ -144,6 +150,8 @@ def decide(folder: FolderState) -> Observation:
 def _finished(exit_code: int, folder: FolderState) -> tuple[JobStatus, str | None]:
     if folder.cancel_requested:
         return JobStatus.CANCELLED, "cancelled by user"
+    if folder.limit_warned:
+        return JobStatus.TIMEOUT, LIMIT_WARNED_REASON
     if folder.timed_out and exit_code != 0:
         return JobStatus.TIMEOUT, "ran past its --timeout"
     if exit_code == 0:

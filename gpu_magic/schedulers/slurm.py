@@ -96,7 +96,11 @@ class SlurmScheduler(Scheduler):
 
     def submit(self, job: GPUJob, folder: JobDir) -> Submitted:
         script = render_sbatch_script(
-            job.id, job.request, self.resources(job.request), self.defaults.gres_style
+            job.id,
+            job.request,
+            self.resources(job.request),
+            self.defaults.gres_style,
+            self.defaults.warn_before_limit,
         )
         slurm_id = self._sbatch(str(folder), script, f"job {job.id}", job.attempt)
         return Submitted(slurm_id, JobStatus.QUEUED, f"submitted to Slurm as job {slurm_id}")

@@ -59,12 +59,28 @@ def resource_lines(resources: Resources, gpus: int, gres_style: str) -> list[str
     return lines + [sbatch_line(k, v) for k, v in sorted(r.sbatch.items())]
 
 
+def attempt_lines(request: GPUJobRequest, resources: Resources, warn: int | None) -> list[str]:
+    """``--signal=B:USR2@N``: with a time limit, run.sh is warned N s before it (it stops the
+    cell with TERM: a checkpoint is saved, the end is a ``timeout`` it records). ``--requeue``:
+    with retries, a preempted job or one whose node failed goes back to Slurm's queue."""
+    lines = []
+    if warn and resources.time:
+        lines.append(sbatch_line("signal", f"B:USR2@{warn}"))
+    if request.retries:
+        lines.append(sbatch_line("requeue"))
+    return lines
+
+
 def job_name(job_id: str, request: GPUJobRequest) -> str:
     return f"gm-{request.name or job_id}"
 
 
 def render_sbatch_script(
-    job_id: str, request: GPUJobRequest, resources: Resources, gres_style: str = "gres"
+    job_id: str,
+    request: GPUJobRequest,
+    resources: Resources,
+    gres_style: str = "gres",
+    warn_before_limit: int | None = None,
 ) -> str:
     """The sbatch script of one job; submit it from inside the job folder."""
     lines = [
@@ -73,6 +89,7 @@ def render_sbatch_script(
         sbatch_line("output", jobdir.SLURM_OUTPUT),
         sbatch_line("open-mode", "append"),
         *resource_lines(resources, request.gpus, gres_style),
+        *attempt_lines(request, resources, warn_before_limit),
         f"# gpu_magic job {job_id} (generated: do not edit). Slurm's own messages go to",
         f"# {jobdir.SLURM_OUTPUT}; the cell's output to {jobdir.OUTPUT_LOG} (written by run.sh).",
         f"exec bash ./{jobdir.RUN_SCRIPT}",

@@ -6,7 +6,7 @@ from __future__ import annotations
 from functools import cache
 
 from .. import __version__
-from ..models import GPUJobRequest
+from ..models import FailureKind, GPUJobRequest
 
 JOB_ID = {
     "name": "job_id",
@@ -137,6 +137,17 @@ def _schemas() -> dict:
             "cluster": {"type": "string"},
             "exit_code": {"type": ["integer", "null"]},
             "error": {"type": ["string", "null"]},
+            "failure": {
+                "type": ["object", "null"],
+                "description": "why it did not complete, classified (null otherwise)",
+                "properties": {
+                    "kind": {"type": "string", "enum": [k.value for k in FailureKind]},
+                    "explanation": {"type": "string"},
+                    "fix": {"type": "string"},
+                    "detail": {"type": "object"},
+                },
+            },
+            "attempt": {"type": "integer", "minimum": 1},
             "progress": progress,
         },
     }

@@ -127,6 +127,8 @@ def status_parts(job: GPUJob, host: str = "", now: datetime | None = None) -> li
     parts = [f"job {job.id}{name}", f"{took} {duration(elapsed(job, now))}"]
     parts.append(f"host {host or job.cluster}")
     parts.append(f"{job.request.gpus} GPU{'' if job.request.gpus == 1 else 's'}")
+    if job.attempt > 1:
+        parts.append(f"attempt {job.attempt} of {job.request.retries + 1}")
     if job.status in (JobStatus.PENDING, JobStatus.QUEUED, JobStatus.RUNNING) and job.reason:
         parts.append(job.reason)  # Slurm: job id, pending reason and queue position, or nodes
     if job.exit_code not in (None, 0):

@@ -19,6 +19,7 @@ import {
   getRemoteError,
   getResults,
   ICluster,
+  IJob,
   IJobStatus,
   listClusters,
   resultUrl
@@ -119,6 +120,8 @@ export class JobPage extends ShownWidget {
     this._facts = element('dl', 'gpu-magic-page-facts', header);
     this._reason = element('div', 'gpu-magic-page-reason', header);
     this._error = element('div', 'gpu-magic-error gpu-magic-page-error', header);
+    this._failure = element('div', 'gpu-magic-failure', header);
+    this._failure.hidden = true;
   }
 
   private _buildCharts(): void {
@@ -202,6 +205,7 @@ export class JobPage extends ShownWidget {
       ['Ended', formatTime(job.ended_at)],
       [job.ended_at ? 'Ran for' : 'Running for', elapsed === null ? '' : formatElapsed(elapsed)],
       ['Exit code', job.exit_code === null ? '' : String(job.exit_code)],
+      ['Attempt', job.attempt && job.attempt > 1 ? String(job.attempt) : ''],
       ['Folder', job.remote_dir || '']
     ];
     this._facts.replaceChildren();
@@ -219,6 +223,19 @@ export class JobPage extends ShownWidget {
     const why = [job.reason, job.error].filter(Boolean).join(' · ');
     this._reason.textContent = why;
     this._reason.hidden = !why;
+    this._showFailure(job);
+  }
+
+  /** The classified failure: its kind, what happened and the suggested fix. */
+  private _showFailure(job: IJob): void {
+    const failure = job.failure;
+    this._failure.hidden = !failure;
+    this._failure.replaceChildren();
+    if (failure) {
+      element('span', 'gpu-magic-failure-kind', this._failure, failure.kind);
+      element('span', 'gpu-magic-failure-explanation', this._failure, failure.explanation);
+      element('div', 'gpu-magic-failure-fix', this._failure, `Fix: ${failure.fix}`);
+    }
   }
 
   private async _showFinal(): Promise<void> {
@@ -392,6 +409,7 @@ export class JobPage extends ShownWidget {
   private _facts!: HTMLDListElement;
   private _reason!: HTMLDivElement;
   private _error!: HTMLDivElement;
+  private _failure!: HTMLDivElement;
   private _metricChart!: LineChart;
   private _secondaryChart!: LineChart;
   private _gpuChart!: LineChart;

@@ -40,6 +40,18 @@ export interface IJob {
   scheduler_id?: string | null;
   remote_dir?: string | null;
   submitted_at?: string | null;
+  /** Why it did not complete, classified (null while it runs and when it completed). */
+  failure?: IJobFailure | null;
+  /** Which run of the job this is: 1, then 2, 3, ... after retries. */
+  attempt?: number;
+}
+
+/** A classified failure: `cuda_oom`, `host_oom`, `disk_full`, ... with what to do about it. */
+export interface IJobFailure {
+  kind: string;
+  explanation: string;
+  fix: string;
+  detail?: Record<string, string | number>;
 }
 
 /** One state change of a job. */

@@ -7,7 +7,7 @@
 - the page reads in the dark theme: text and background keep their contrast (theme variables,
   no hard-coded colours);
 - "GPU Jobs: Open Job…" in the command palette opens a failed job by name, and its page shows
-  the remote traceback;
+  the remote traceback and the failure, classified, with its fix;
 - jobs submitted from two notebooks (two kernels) show in the one sidebar, with moving progress
   and a GPU sparkline (the replayed H100), and the job page's GPU chart has its samples.
 
@@ -216,6 +216,10 @@ def test_open_job_command_shows_the_traceback_of_a_failed_job(fresh_lab, page, p
     assert text.rstrip().endswith("RuntimeError: CUDA out of memory"), text
     assert job_page.locator(".gpu-magic-fact-job").inner_text() == job_id
     assert job_page.locator(".gpu-magic-fact-exit-code").inner_text() not in ("", "0")
+    failure = job_page.locator(".gpu-magic-failure")  # classified: the kind and the fix
+    failure.wait_for(state="visible", timeout=30_000)
+    assert failure.locator(".gpu-magic-failure-kind").inner_text() == "cuda_oom"
+    assert failure.locator(".gpu-magic-failure-fix").inner_text().startswith("Fix: ")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     job_page.screenshot(path=str(ARTIFACTS / "job-page-failed.png"))
     assert not page_errors, page_errors

@@ -57,15 +57,6 @@ def local_settings(tmp_path: Path) -> Settings:
     return make_settings(tmp_path, gpu_cluster_base_path=str(tmp_path / "jobs"))
 
 
-def wait_until(condition, timeout: float, what: str):
-    """Poll ``condition`` (bounded) until it returns something true, and return that."""
-    deadline = time.monotonic() + timeout
-    while not (value := condition()):
-        assert time.monotonic() < deadline, what
-        time.sleep(0.05)
-    return value
-
-
 @pytest.fixture(params=["local", "ssh", "slurm"])
 def env(request, tmp_path):
     yield from _env(request, tmp_path)

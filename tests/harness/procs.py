@@ -30,11 +30,12 @@ def group_alive(pgid: int) -> bool:
     return False
 
 
-def wait_until(condition: Callable[[], bool], timeout: float = 10) -> bool:
-    """Poll ``condition`` until true or ``timeout``; returns its last value."""
+def wait_until(condition: Callable[[], object], timeout: float = 10):
+    """Poll ``condition`` until it returns something true or ``timeout``; returns its last
+    value (what it found, or a false value when time ran out)."""
     deadline = time.monotonic() + timeout
-    while not condition():
+    while not (value := condition()):
         if time.monotonic() > deadline:
             return condition()
         time.sleep(0.05)
-    return True
+    return value
