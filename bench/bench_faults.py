@@ -82,27 +82,33 @@ def ssh_loop(host: FarHost, log: str, observer: Observer, stop: threading.Event)
         stop.wait(max(0.0, 1.0 - (time.monotonic() - started)))
 
 
-def schedule(host: FarHost, quick: bool) -> list[tuple[str, float, float]]:
-    """Run the faults; returns (fault, start, end) windows. The sleeps are the schedule."""
-    windows = []
-    time.sleep(10)
-    start = time.monotonic()
-    for _ in range(4 if quick else 12):  # connections killed every ~5 s
+def kill_connections_every_5s(host: FarHost, rounds: int) -> None:
+    for _ in range(rounds):
         host.server.drop_connections()
         time.sleep(random.uniform(4, 6))
-    windows.append(("connections killed every ~5 s", start, time.monotonic()))
-    time.sleep(10)
-    host.cut()
-    start = time.monotonic()
-    time.sleep(10 if quick else 30)
-    host.heal()
-    windows.append(("partition", start, time.monotonic()))
-    time.sleep(15)
-    host.stop_sshd()
-    start = time.monotonic()
-    time.sleep(8 if quick else 20)
-    host.start_sshd()
-    windows.append(("sshd stopped", start, time.monotonic()))
+
+
+def schedule(host: FarHost, quick: bool) -> list[tuple[str, float, float]]:
+    """Run the faults, each after a quiet spell; returns (fault, start, end) windows. The
+    sleeps are the schedule itself."""
+    faults = [
+        (
+            "connections killed every ~5 s",
+            lambda: kill_connections_every_5s(host, 4 if quick else 12),
+            None,
+        ),
+        ("partition", host.cut, (10 if quick else 30, host.heal)),
+        ("sshd stopped", host.stop_sshd, (8 if quick else 20, host.start_sshd)),
+    ]
+    windows = []
+    for name, begin, lasting in faults:
+        time.sleep(10)
+        start = time.monotonic()
+        begin()
+        if lasting is not None:
+            time.sleep(lasting[0])
+            lasting[1]()
+        windows.append((name, start, time.monotonic()))
     time.sleep(15)
     return windows
 
@@ -117,10 +123,12 @@ def report(observer: Observer, begin: float, end: float, windows) -> None:
         f"{observer.name:10s} fresh {fresh_all:6.1%} of {len(slots)} s; "
         f"outside fault windows {fresh_out:7.2%} of {len(outside)} s"
     )
-    for fault, _, stop in windows:
+    for fault, start, stop in windows:
         again = observer.fresh_again(stop)
         shown = f"{again:5.1f} s" if again is not None else "never"
-        print(f"{'':10s} fresh again after {fault}: {shown}")
+        during = [t for t in slots if start <= t <= stop]
+        fresh = sum(observer.fresh_at(t) for t in during) / max(1, len(during))
+        print(f"{'':10s} {fault}: fresh {fresh:6.1%} during it, fresh again {shown} after")
 
 
 def main() -> None:

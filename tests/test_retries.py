@@ -100,3 +100,31 @@ def test_of_two_processes_that_saw_a_failure_only_one_retries(tmp_path):
 def test_an_unknown_retry_kind_is_one_clear_error():
     with pytest.raises(InvalidRequestError, match="unknown failure kind 'oom'"):
         GPUJobRequest.create(code="x", retry_on=("oom",))
+
+
+TRAINER_FOLDERS = """
+import os, time
+ckpts = os.environ["GPU_MAGIC_CHECKPOINTS"]
+if int(os.environ["GPU_MAGIC_ATTEMPT"]) == 1:
+    for step in (500, 1000):  # HF Trainer's layout: one folder per saved step
+        os.makedirs(os.path.join(ckpts, f"checkpoint-{step}"))
+        open(os.path.join(ckpts, f"checkpoint-{step}", "trainer_state.json"), "w").write("{}")
+        time.sleep(0.05)
+    raise RuntimeError("preempted, say")
+from gpu_magic.remote import checkpoints
+resumed = os.path.basename(checkpoints.resume_from()), checkpoints.attempt()
+"""
+
+
+def test_the_newest_checkpoint_folder_is_resumed_from_as_trainers_save_them(process_env):
+    client, cluster = process_env.client, process_env.cluster_name
+    request = GPUJobRequest.create(
+        code=TRAINER_FOLDERS,
+        cluster=cluster,
+        outputs=("resumed",),
+        retries=1,
+        retry_on=("user_exception",),
+    )
+    handle = client.submit(request)
+    assert handle.wait(60).status == JobStatus.COMPLETED
+    assert handle.fetch() == {"resumed": ("checkpoint-1000", 2)}
