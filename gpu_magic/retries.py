@@ -16,13 +16,13 @@ launches it; the scheduler's launch for attempt N is itself idempotent on the ho
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from . import submission
 from .errors import GPUMagicError
 from .jobstore import JobStore
 from .models import FailureKind, GPUJob, JobStatus
-from .results.hostfolder import folder_of
 
 if TYPE_CHECKING:
     from .hosts import Host
@@ -42,9 +42,9 @@ def wanted(job: GPUJob) -> bool:
     return job.failure["kind"] in kinds
 
 
-def retry(host: Host, store: JobStore, job: GPUJob) -> GPUJob | None:
+def retry(host: Host, store: JobStore, save: Callable[..., GPUJob], job: GPUJob) -> GPUJob | None:
     """Start the next attempt of ``job`` (ended and ``wanted``); the stored job, or None when
-    another process started it first."""
+    another process started it first. ``save`` stores what the launch came to."""
     attempt = job.attempt + 1
     failure = job.failure
     why = (
@@ -59,11 +59,6 @@ def retry(host: Host, store: JobStore, job: GPUJob) -> GPUJob | None:
         return None
     log.info("gpu_magic: job %s: %s", job.id, why)
     try:
-        launched = submission.launch(host, queued, folder_of(queued))
-    except GPUMagicError as exc:
-        failed = queued.model_copy(update={"status": JobStatus.FAILED, "error": str(exc)})
-        store.update(failed, reason=f"{why}: the launch failed: {exc}")
-        return failed
-    running = submission.mark(queued, launched.status, scheduler_id=launched.scheduler_id)
-    store.update(running, reason=launched.reason or why)
-    return running
+        return submission.start(host, queued, save)
+    except GPUMagicError:  # saved as what it is: failed to launch, or unconfirmed
+        return store.get(job.id)

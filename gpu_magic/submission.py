@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 import tenacity
@@ -24,7 +24,6 @@ from .packaging.files import collect_files
 from .packaging.inputs import pickle_inputs
 from .packaging.names import warning
 from .packaging.runscript import render_run_script
-from .results.hostfolder import folder_of
 from .schedulers.base import Observation, Submitted
 from .schedulers.slurm import request_resources
 from .schedulers.slurm_script import run_script_options
@@ -145,7 +144,7 @@ def start(host: Host, job: GPUJob, save: Callable[..., GPUJob]) -> GPUJob:
     never ran); or dropped, "it may or may not have run" (``queued`` until the next look at
     its folder says which: never ``failed`` by guess). A failed launch raises after saving."""
     try:
-        launched = launch(host, job, folder_of(job))
+        launched = launch(host, job, JobDir(PurePosixPath(job.remote_dir)))
     except GPUMagicError as exc:
         save(*launch_failed(job, exc))
         raise

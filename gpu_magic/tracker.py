@@ -85,7 +85,7 @@ class JobTracker:
         if updated.is_terminal and not job.is_terminal and updated.status != JobStatus.COMPLETED:
             updated = self._explained(host, updated, seen)
             if retries.wanted(updated):  # not ended after all: the next attempt starts
-                return retries.retry(host, self.store, updated) or self.store.get(job.id)
+                return retries.retry(host, self.store, self.save, updated) or self.store.get(job.id)
         saved = self.save(updated, reason=seen.reason)
         if saved.is_terminal and not job.is_terminal:
             with self._lock:
