@@ -50,6 +50,8 @@ def test_a_lost_job_runs_again_in_its_folder_and_resumes_from_its_checkpoint(pro
     assert "[gpu_magic] attempt 2: resuming from checkpoints/step-5.pt" in log
     shown = text.status_line(job)
     assert "attempt 2 of 2" in shown, shown
+    panel = text.render(text.snapshot(client, client.monitor.sync(job.id)))
+    assert "resumed from checkpoints/step-5.pt (step 5)" in panel, panel
     reasons = [t.reason or "" for t in client.history(job.id)]
     assert any(r.startswith("attempt 2 of 2 after lost") for r in reasons), reasons
 

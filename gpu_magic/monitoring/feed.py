@@ -8,6 +8,7 @@ starts from 0 and rebuilds everything from the files).
 from __future__ import annotations
 
 import codecs
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -21,6 +22,8 @@ from .telemetry import Point, ProgressView, Telemetry
 
 TAILED = (jobdir.OUTPUT_LOG, jobdir.GPU_CSV, jobdir.METRICS)
 LOG_MEMORY_CAP = 64 * 1024 * 1024
+RESUMED = re.compile(r"^\[gpu_magic\] attempt (\d+): resuming from (\S[^\n]{0,500})$", re.M)
+"""run.sh's line when a retried attempt starts from the newest checkpoint."""
 
 
 class LineSplitter:
@@ -85,6 +88,8 @@ class JobFeed:
         self._telemetry = Telemetry()
         self._lock = threading.Lock()
         self._listeners: list[Callable[[FeedUpdate], None]] = []
+        self.resumed_from: str | None = None  # the checkpoint this attempt started from
+        self._log_rest = ""  # the log's unfinished last line, for RESUMED
         self.unreachable: str | None = None  # why the last look at the host failed
         self.unreachable_since: float | None = None  # time.monotonic() of the first failure
 
@@ -198,13 +203,25 @@ class JobFeed:
         self.offsets[name] = chunk.end
         if name == jobdir.OUTPUT_LOG:
             self._append_log(data)
-            update.log_text += self._decoder.decode(data)
+            text = self._decoder.decode(data)
+            update.log_text += text
+            self._note_resume(text)
         elif name == jobdir.GPU_CSV:
             samples = [s for s in map(parse_gpu_line, self._gpu_lines.push(data)) if s]
             self.gpu.extend(samples)
             update.gpu.extend(samples)
         else:
             update.metric_lines.extend(self._metric_lines.push(data))
+
+    def _note_resume(self, text: str) -> None:
+        """Remember the checkpoint the latest attempt resumed from (whole lines only)."""
+        lines = self._log_rest + text
+        complete, _, self._log_rest = lines.rpartition("\n")
+        self._log_rest = self._log_rest[-600:]
+        if "[gpu_magic] attempt" in complete:
+            found = RESUMED.findall(complete)
+            if found:
+                self.resumed_from = found[-1][1]
 
     def _restart(self, name: str, update: FeedUpdate) -> None:
         if name == jobdir.OUTPUT_LOG:

@@ -214,6 +214,9 @@ class JobPanel(text.TextFallback, widgets.VBox):
         )
         for line in text.failure_lines(job):
             error += f'<br><span class="gpu-magic-failure">{html.escape(line)}</span>'
+        resumed = text.resumed_line(self.feed)
+        if resumed:
+            error += f'<br><span class="gpu-magic-resumed">{html.escape(resumed)}</span>'
         reach = text.reconnecting_line(self.feed) if not job.is_terminal else None
         if reach:
             error += f'<br><span class="gpu-magic-reconnecting">⟳ {html.escape(reach)}</span>'

@@ -7,6 +7,7 @@ Also the one place that reads a feed for the UI, duck-typed: anything with ``job
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -33,6 +34,7 @@ class Snapshot:
     log_lines: list[str] = field(default_factory=list)
     idle_after_s: float = IDLE_AFTER_S
     unreachable: str | None = None  # the panel's "reconnecting…" line, when the host is out
+    resumed: str | None = None  # "resumed from checkpoints/checkpoint-1000 (step 1000)"
 
 
 class TextFallback:
@@ -104,6 +106,7 @@ def snapshot(client, feed, *, idle_after_s: float = IDLE_AFTER_S) -> Snapshot:
         log_lines=log_tail(feed),
         idle_after_s=idle_after_s,
         unreachable=reconnecting_line(feed),
+        resumed=resumed_line(feed),
     )
 
 
@@ -236,6 +239,16 @@ def failure_lines(job: GPUJob) -> list[str]:
     return [f"failure: {failure['kind']}: {failure['explanation']}", f"fix: {failure['fix']}"]
 
 
+def resumed_line(feed) -> str | None:
+    """ "resumed from checkpoints/X (step N)" once a retried attempt resumed from a checkpoint;
+    the step is the last number in the checkpoint's name (``checkpoint-1000``, ``step=400``)."""
+    where = getattr(feed, "resumed_from", None)
+    if not where:
+        return None
+    steps = re.findall(r"\d+", where.rsplit("/", 1)[-1])
+    return f"resumed from {where}" + (f" (step {steps[-1]})" if steps else "")
+
+
 def reconnecting_line(feed, now: float | None = None) -> str | None:
     """ "reconnecting… (12 s): why" while the last look at the job's host failed, else None."""
     why = getattr(feed, "unreachable", None)  # duck-typed feeds may not track reach
@@ -250,6 +263,8 @@ def render(snap: Snapshot, tail: int = TAIL_LINES, now: datetime | None = None) 
     lines = [status_line(snap.job, snap.host, now), progress_line(snap.progress, now)]
     if snap.unreachable:
         lines.append(snap.unreachable)
+    if snap.resumed:
+        lines.append(snap.resumed)
     lines.append(metrics_line(snap.series))
     lines += [gpu_line(s) for s in latest_per_gpu(snap.gpu)] or ["GPU: no samples"]
     if idle_gpus(snap.gpu, snap.job, snap.idle_after_s):
