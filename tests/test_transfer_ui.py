@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import _thread
 import json
+import signal
 import threading
 import time
 from contextlib import contextmanager
@@ -280,7 +281,15 @@ def test_run_showing_prints_without_widgets():
     assert lines[-1].startswith("gpu_magic: done: 2.0 MB in ") and len(lines) <= 2
 
 
-def test_ctrl_c_stops_the_transfer_shows_where_and_raises_keyboard_interrupt():
+@pytest.fixture
+def python_sigint():
+    """Ctrl-C is Python's KeyboardInterrupt, whatever SIGINT handler an earlier test left."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
+def test_ctrl_c_stops_the_transfer_shows_where_and_raises_keyboard_interrupt(python_sigint):
     transfers, lines, moved = Transfers(), [], []
 
     def endless():  # a download that only ends when cancelled
@@ -289,8 +298,9 @@ def test_ctrl_c_stops_the_transfer_shows_where_and_raises_keyboard_interrupt():
         try:
             while True:
                 progress.advance(MB)
-                if progress.snapshot().done == 3 * MB:
-                    _thread.interrupt_main()  # the user presses Ctrl-C
+                done = progress.snapshot().done
+                if done == 3 * MB or (done > 3 * MB and done % (100 * MB) == 0):
+                    _thread.interrupt_main()  # the user presses Ctrl-C (again if unheard)
                 time.sleep(0.001)
         except TransferError as exc:
             moved.append(progress.snapshot().done)
