@@ -119,6 +119,7 @@ class SlurmScheduler(Scheduler):
             self.resources(jobs[0].request),
             [job.remote_dir for job in jobs],
             self.defaults.gres_style,
+            warn_before_limit=self.defaults.warn_before_limit,
         )
         array_id = self._sbatch(jobs[0].remote_dir, script, f"job array {name}")
         return [

@@ -104,6 +104,7 @@ def render_array_script(
     folders: list[str],
     gres_style: str = "gres",
     max_running: int | None = None,
+    warn_before_limit: int | None = None,
 ) -> str:
     """One sbatch script for N job folders: task i runs ``folders[i]/run.sh``.
 
@@ -121,6 +122,7 @@ def render_array_script(
         sbatch_line("output", "slurm-%A_%a.out"),
         sbatch_line("open-mode", "append"),
         *resource_lines(resources, request.gpus, gres_style),
+        *attempt_lines(request, resources, warn_before_limit),
         f"# gpu_magic job array {name} (generated: do not edit): task i runs job folder i.",
         'case "$SLURM_ARRAY_TASK_ID" in',
         cases + '  *) echo "gpu_magic: no job folder for task $SLURM_ARRAY_TASK_ID" >&2; exit 2 ;;',
