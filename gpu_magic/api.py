@@ -13,7 +13,7 @@ from typing import Any
 from . import submission
 from .clusters import ClusterRegistry
 from .config import Settings
-from .errors import GPUMagicError, InvalidRequestError
+from .errors import ConfigError, GPUMagicError, InvalidRequestError
 from .handle import JobHandle
 from .hosts import Host, Hosts, TransportFactory
 from .jobstore import JobStore, Transition
@@ -61,9 +61,12 @@ class Client:
         )
         self.results = ResultsService(self.settings, self.store, self.hosts, self.tracker)
         self.cleanup_errors: dict[str, str] = {}  # cluster -> why its after-collect cleanup failed
-        self.notifier = Notifier(
-            self.settings.gpu_magic_webhook_url, notify_all=self.settings.gpu_magic_notify_all
-        )
+        try:
+            self.notifier = Notifier(
+                self.settings.gpu_magic_webhook_url, notify_all=self.settings.gpu_magic_notify_all
+            )
+        except ValueError as exc:  # says why without quoting the URL (a credential)
+            raise ConfigError(f"GPU_MAGIC_WEBHOOK_URL: {exc}") from None
         self.tracker.on_ended(self._collect_when_ended)
         self.tracker.on_ended(self._notify_when_ended)
         self.results.on_collected(self._cleanup_after_collect)

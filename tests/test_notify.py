@@ -405,3 +405,17 @@ def test_a_job_submitted_with_notify_posts_its_end_once(server, tmp_path):
     finally:
         client.close()
     assert len(server.requests) == 1  # close() waited for delivery; nothing sent twice
+
+
+def test_a_webhook_url_that_is_not_http_is_one_config_error(tmp_path):
+    from harness.clients import local_settings
+
+    from gpu_magic import Client
+    from gpu_magic.errors import ConfigError
+
+    settings = local_settings(tmp_path).model_copy(
+        update={"gpu_magic_webhook_url": f"ftp://hooks.example/{TOKEN}"}
+    )
+    with pytest.raises(ConfigError, match="GPU_MAGIC_WEBHOOK_URL") as info:
+        Client(settings)
+    assert TOKEN not in str(info.value)
