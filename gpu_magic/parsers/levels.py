@@ -36,11 +36,12 @@ _PREFIXES = [
         r"(?:[\w.<>]+:[\w.<>]+:\d+\s+-\s+)?(?P<msg>.*)$"
     ),
     # [2024-01-01 12:00:00,123 LEVEL] msg   [LEVEL] msg   [LEVEL 12:00:00] msg
-    re.compile(rf"^\[(?:[^\]]*?[\s|])?{_L}(?:[\s|][^\]]*)?\]\s*:?\s*(?P<msg>.*)$"),
+    # (the bracket's text is bounded: unbounded, a long line with no "]" backtracks for ages)
+    re.compile(rf"^\[(?:[^\]]{{0,200}}?[\s|])?{_L}(?:[\s|][^\]]{{0,200}})?\]\s*:?\s*(?P<msg>.*)$"),
     # a tool's own tag, any case: [gpu_magic] warning: msg
     re.compile(rf"^\[[\w.\-]+\]\s+(?i:{_L}):\s?(?P<msg>.*)$"),
     # rich's handler: [time] LEVEL    msg   (and the time column blank on following records)
-    re.compile(rf"^(?:\[[^\]]+\]\s+|\s+){_L}\s+(?P<msg>.*?)\s*$"),
+    re.compile(rf"^(?:\[[^\]]{{1,200}}\]\s+|\s+){_L}\s+(?P<msg>.*\S)?\s*$"),
 ]
 _GLOG_LINE = [
     # W1126 12:00:00.123456 1234 file.cc:12] msg  (optionally [rank0]: and [ ] around it)
@@ -72,7 +73,7 @@ def split_prefix(line: str) -> tuple[str | None, str]:
             return _GLOG[m["g"]], m["msg"]
     for pattern in _PREFIXES:
         if m := pattern.match(line):
-            return _WORDS[m["level"].upper()], m["msg"]
+            return _WORDS[m["level"].upper()], m["msg"] or ""
     return None, line
 
 

@@ -18,7 +18,9 @@ _PAIR = re.compile(
     rf"(?P<value>{NUMBER})(?P<unit>us|ms|s|%)?(?![\w./])",
     re.I,
 )
-_SEPARATORS = re.compile(r"\s*(?:[,|;•\t]|\s-\s)\s*")
+_SEPARATORS = re.compile(r"[,|;•\t]|\s-\s")
+"""No ``\\s*`` around it: split would rescan a long run of spaces at every position
+(quadratic); the pairs' own pattern skips the spaces left at the parts' ends."""
 _HF_DICT = re.compile(r"^\{'[A-Za-z_][\w/.]*': .*\}$")
 _HF_KEYS = re.compile(r"^(?:loss|grad_norm|learning_rate|(?:eval|test|train)_\w+)$")
 _ANCHOR = re.compile(

@@ -55,8 +55,11 @@ _PER = {"us": 1e-6, "ms": 1e-3, "s": 1.0}
 
 # Lightning's RichProgressBar:
 #   Epoch 2/9  ━━━━━━━━ 32/32 0:00:01 • 0:00:03 25.17it/s v_num: 0 loss: 0.3
-_RICH = re.compile(
-    r"^(?P<desc>\S.*?)\s+[━╸╺─]+[━╸╺─ ]*\s(?P<n>\d+)/(?P<total>\d+|\?)\s+"
+# Parsed in two linear steps (the bar's first glyph splits the line), never one pattern with
+# a lazy description before a run of spaces: that backtracks quadratically on a long line.
+_RICH_GLYPHS = re.compile(r"[━╸╺─]+")
+_RICH_TAIL = re.compile(
+    r"[━╸╺─ ]*\s(?P<n>\d+)/(?P<total>\d+|\?)\s+"
     rf"(?P<elapsed>{_TIME}|-:--:--)\s*•\s*(?P<remaining>{_TIME}|-:--:--)\s*"
     r"(?:(?P<rate>\d+(?:\.\d+)?)(?P<rate_unit>it/s|s/it))?\s*(?P<rest>.*)$"
 )
@@ -166,7 +169,13 @@ def _steps_per_second(m: re.Match | None) -> float | None:
 
 
 def parse_rich(frame: str) -> Bar | None:
-    m = _RICH.match(frame)
+    if "•" not in frame:
+        return None
+    glyphs = _RICH_GLYPHS.search(frame)
+    desc = frame[: glyphs.start()] if glyphs else ""
+    if not desc[:1].strip() or desc == desc.rstrip():  # "DESC  ━━━": text, spaces, the bar
+        return None
+    m = _RICH_TAIL.match(frame, glyphs.start())
     if not m:
         return None
     rate = float(m["rate"]) if m["rate"] else None
@@ -174,7 +183,7 @@ def parse_rich(frame: str) -> Bar | None:
         rate = 1.0 / rate
     total = None if m["total"] == "?" else int(m["total"])
     pairs = {k: v for k, v in parse_pairs(m["rest"]).items() if k not in NOT_METRICS}
-    return Bar(int(m["n"]), total, "it", rate, m["desc"], pairs)
+    return Bar(int(m["n"]), total, "it", rate, desc.rstrip(), pairs)
 
 
 def rich_continuation(frame: str) -> dict[str, float]:
