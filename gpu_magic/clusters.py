@@ -15,7 +15,7 @@ from typing import Literal
 import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from .config import DEFAULT_BASE_PATH, Settings
+from .config import DEFAULT_BASE_PATH, Settings, private_dir
 from .errors import ConfigError, UnknownClusterError
 from .models import format_validation_error
 from .resources import SlurmDefaults
@@ -173,9 +173,11 @@ class ClusterRegistry:
             raise ConfigError(f"cannot read clusters file {self.path}: {exc}") from None
 
     def _write(self, data: dict) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        """Atomically, and private to the user (0600 in a 0700 folder)."""
+        private_dir(self.path.parent)
         tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(tomli_w.dumps(data))
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+            f.write(tomli_w.dumps(data))
         os.replace(tmp, self.path)
 
     def _builtin(self) -> dict[str, ClusterConfig]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -77,3 +78,26 @@ class Settings(BaseSettings):
     def results_path(self) -> Path:
         chosen = self.gpu_magic_results_dir or self.gpu_magic_data_dir / "results"
         return chosen.expanduser()
+
+
+def private_dir(path: Path) -> Path:
+    """``path`` and its missing parents made readable by their owner only (0700): the job
+    store, the clusters file and the results hold ``--env`` values and data. Folders that
+    exist already keep their mode (a shared results folder the user chose stays shared)."""
+    missing = []
+    while not path.exists() and path != path.parent:
+        missing.append(path)
+        path = path.parent
+    for folder in reversed(missing):
+        try:
+            folder.mkdir(mode=0o700)
+        except FileExistsError:  # made meanwhile by another process
+            pass
+    return path
+
+
+def private_file(path: Path) -> None:
+    """Create ``path`` (0600) if it does not exist, else take its group and other bits away."""
+    os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+    if path.stat().st_mode & 0o077:
+        path.chmod(0o600)

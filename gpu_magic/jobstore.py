@@ -26,6 +26,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from . import migrations
+from .config import private_dir, private_file
 from .errors import JobNotFoundError, StoreError
 from .models import TERMINAL_STATES, GPUJob, GPUJobRequest, JobStatus, utcnow
 
@@ -75,6 +76,11 @@ class Deletion:
 
 
 _DELETION_COLUMNS = "at, job_id, cluster, location, path, bytes, rule, forced"
+
+
+def _sidecars(path: Path) -> tuple[Path, Path]:
+    """SQLite's WAL files: created with the database's mode, but an older store's may be wider."""
+    return path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")
 
 
 def _enable_wal(conn: sqlite3.Connection) -> None:
@@ -138,7 +144,10 @@ class JobStore:
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            private_dir(self.path.parent)
+            for path in (self.path, *_sidecars(self.path)):  # env values live in here
+                if path == self.path or path.exists():
+                    private_file(path)
         except OSError as exc:
             raise StoreError(f"cannot create the folder of job store {self.path}: {exc}") from None
         try:

@@ -30,7 +30,7 @@ class BundleEntry:
     rel: str
     data: bytes | None = None
     source: Path | None = None
-    mode: int = 0o644
+    mode: int = 0o600
 
     @property
     def size(self) -> int:
@@ -53,7 +53,7 @@ class Bundle:
     input_sizes: dict[str, int] = field(default_factory=dict)
     shipped_files: list[LocalFile] = field(default_factory=list)
 
-    def add(self, rel: str, data: bytes | None = None, source: Path | None = None, mode=0o644):
+    def add(self, rel: str, data: bytes | None = None, source: Path | None = None, mode=0o600):
         self.entries.append(BundleEntry(rel, data, source, mode))
 
     @property
@@ -81,8 +81,8 @@ def build_bundle(
     bundle = Bundle(job_id, input_sizes={k: len(v) for k, v in pickled_inputs.items()})
     main = jobdir.main_file(request.language)
     bundle.add(jobdir.SPEC, request.model_dump_json(indent=2).encode())
-    bundle.add(jobdir.RUN_SCRIPT, run_script.encode(), mode=0o755)
-    bundle.add(f"{jobdir.CODE}/{main}", request.code.encode(), mode=0o755)
+    bundle.add(jobdir.RUN_SCRIPT, run_script.encode(), mode=0o700)
+    bundle.add(f"{jobdir.CODE}/{main}", request.code.encode(), mode=0o700)
     for name, data in pickled_inputs.items():
         bundle.add(f"{jobdir.INPUTS}/{name}{jobdir.PICKLE_SUFFIX}", data)
     for local in files:
@@ -108,4 +108,12 @@ def _python_sources(package: Path) -> Iterator[tuple[str, Path]]:
 
 
 def _mode(path: Path) -> int:
-    return 0o755 if path.stat().st_mode & 0o111 else 0o644
+    """The file's permission bits for its owner, none for anyone else: a job folder holds
+    ``--env`` values and data, so everything in it is private to the user (an executable stays
+    executable; every file stays readable and writable by its owner, so uploads can resume)."""
+    return private_mode(path.stat().st_mode)
+
+
+def private_mode(mode: int) -> int:
+    """``mode``'s owner bits (readable and writable by the owner at least), nothing else."""
+    return (mode & 0o700) | 0o600

@@ -29,7 +29,8 @@ _job_pids() {
 }
 """
 
-PRELUDE = r"""cd "$(dirname "$0")" || exit 1
+PRELUDE = r"""umask 077 # what the job writes (outputs, logs, checkpoints) is the user's alone
+cd "$(dirname "$0")" || exit 1
 _gm_jobdir="$(pwd -P)" || exit 1
 _gm_group=$$
 _gm_marker=@MARKER@="$_gm_jobdir"

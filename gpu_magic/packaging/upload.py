@@ -131,9 +131,10 @@ def _send_one(transport, entry: BundleEntry, remote: str, held: int, progress) -
 
 
 def _send_small_and_commit(transport, small, checksums, partial, final, fresh, progress) -> None:
-    prepare = f"rm -rf {quote_argv(partial)} && mkdir -p {quote_argv(partial)} && " if fresh else ""
-    command = (
-        f"{prepare}tar -x --no-same-owner -f - -C {quote_argv(partial)} && "
+    quoted = quote_argv(partial)
+    prepare = f"rm -rf -- {quoted} && mkdir -p -- {quoted} && " if fresh else ""
+    command = (  # umask 077: every folder made here is the user's alone (modes: in the tar)
+        f"umask 077 && {prepare}tar -x --no-same-owner -f - -C {quote_argv(partial)} && "
         f"cd {quote_argv(partial)} && sha256sum --quiet --strict -c {CHECKSUMS} 1>&2 && cd .. && "
         f"mv -T {quote_argv(partial)} {quote_argv(final)}"
     )
@@ -148,7 +149,7 @@ def _send_small_and_commit(transport, small, checksums, partial, final, fresh, p
                 if progress:
                     progress(len(data))
             listing = "".join(f"{digest}  {rel}\n" for rel, digest in sorted(checksums.items()))
-            _add(tar, CHECKSUMS, listing.encode(), 0o644, now)
+            _add(tar, CHECKSUMS, listing.encode(), 0o600, now)
     except RemoteCommandError as exc:
         raise Verification(f"upload verification failed for {final}: {exc.stderr.strip()}") from exc
 

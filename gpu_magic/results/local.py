@@ -25,6 +25,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
+from ..config import private_dir
 from ..errors import TransferError
 from . import tarball
 from .plan import unsafe
@@ -71,7 +72,7 @@ class LocalResults:
 
     def write_manifest(self, job_id: str, manifest: dict) -> None:
         folder = self.folder(job_id)
-        folder.mkdir(parents=True, exist_ok=True)
+        private_dir(folder)  # a job's results are the user's alone
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=".manifest-")
         with os.fdopen(fd, "w") as f:
             json.dump(manifest, f, indent=1)

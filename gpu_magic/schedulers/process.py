@@ -24,7 +24,7 @@ from .folder_probe import FolderState
 # Idempotent: only the launch that makes the ``launched`` marker (mkdir is atomic) starts run.sh,
 # so a launch repeated after a dropped connection reports the first one's pid, never a second run.
 LAUNCH = (
-    "cd {dir} && mkdir -p {state} && "
+    "umask 077 && cd {dir} && mkdir -p {state} && "
     "if mkdir {marker} 2>/dev/null; then {clear}"
     "{{ GPU_MAGIC_ATTEMPT={attempt} setsid nohup bash {script} </dev/null >/dev/null 2>&1 & }}; "
     "fi; "

@@ -37,7 +37,7 @@ SLURM_ID = re.compile(r"^\d+(_\d+)?$")
 # detached from the connection (a drop cannot kill it halfway), with its answer written into
 # state/; every submit, first or repeated after a drop, reports that one answer.
 SUBMIT = (
-    "cd {dir} && mkdir -p {state} && "
+    "umask 077 && cd {dir} && mkdir -p {state} && "
     "if mkdir {marker} 2>/dev/null; then rm -f {answer} {status} {error}; cat > {script} && "
     "{{ setsid nohup sh -c {sbatch} sh {script} {state} </dev/null >/dev/null 2>&1 & }}; "
     "else cat >/dev/null; fi; "
@@ -53,7 +53,7 @@ SBATCH = (
 SBATCH_WAIT_TICKS = 1200  # 60 s: sbatch retries a busy slurmctld on its own for a while
 NOT_ANSWERED = 75
 CANCEL = (
-    "mkdir -p {state} && touch {flag}; scancel {ids}; _gm_rc=$?; _gm_i=0; "
+    "umask 077; mkdir -p {state} && touch {flag}; scancel {ids}; _gm_rc=$?; _gm_i=0; "
     "while [ $_gm_i -lt 150 ]; do "
     '_gm_s=$(squeue -h -j {ids} -o %T 2>/dev/null | tr "\\n" " "); '
     'case "$_gm_s" in *PENDING*|*RUNNING*|*COMPLETING*|*CONFIGURING*|*SIGNALING*) ;; '

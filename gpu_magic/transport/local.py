@@ -105,8 +105,17 @@ class LocalTransport(Transport):
         return digest.hexdigest()
 
     def makedirs(self, remote: str) -> None:
+        """Every folder it makes is private (0700), the intermediate ones too (``os.makedirs``
+        gives those the umask's mode): job folders are the user's alone."""
+        missing = []
+        path = Path(remote)
+        while not path.exists() and path != path.parent:
+            missing.append(path)
+            path = path.parent
         try:
-            os.makedirs(remote, exist_ok=True)
+            for folder in reversed(missing):
+                with contextlib.suppress(FileExistsError):  # made meanwhile by another upload
+                    folder.mkdir(mode=0o700)
         except OSError as exc:
             raise TransferError(f"cannot create {remote}: {exc}") from exc
 

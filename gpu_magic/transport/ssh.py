@@ -211,7 +211,7 @@ class SSHTransport(Transport):
                     missing.append(str(path))
                     path = path.parent
             for folder in reversed(missing):
-                sftp.mkdir(folder)
+                sftp.mkdir(folder, mode=0o700)  # job folders are private to the user
 
     def read_file(self, remote: str, offset: int = 0) -> bytes:
         what = f"read {self.label}:{remote}"
