@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Literal
@@ -80,7 +81,7 @@ class Settings(BaseSettings):
         return chosen.expanduser()
 
 
-def private_dir(path: Path) -> Path:
+def private_dir(path: Path) -> None:
     """``path`` and its missing parents made readable by their owner only (0700): the job
     store, the clusters file and the results hold ``--env`` values and data. Folders that
     exist already keep their mode (a shared results folder the user chose stays shared)."""
@@ -89,11 +90,8 @@ def private_dir(path: Path) -> Path:
         missing.append(path)
         path = path.parent
     for folder in reversed(missing):
-        try:
+        with contextlib.suppress(FileExistsError):  # made meanwhile by another process
             folder.mkdir(mode=0o700)
-        except FileExistsError:  # made meanwhile by another process
-            pass
-    return path
 
 
 def private_file(path: Path) -> None:

@@ -135,6 +135,7 @@ class GPUMagics(ClientMagics):
     @argument("--inputs", default="", metavar="A,B", help="kernel variables to send")
     @argument("--outputs", default="", metavar="A,B", help="variables to bring back")
     @argument("--files", nargs="+", default=[], metavar="PATH", help="files/folders to ship")
+    @argument("--follow-links", action="store_true", help="ship what links in --files point to")
     @argument("--git", metavar="URL[@REF]", help="clone this repository into code/repo")
     @argument("--env", action="append", default=[], metavar="K=V", help="environment variable")
     @argument("--args", default="", metavar="'A B'", help="arguments for the cell (sys.argv/$@)")
@@ -185,6 +186,7 @@ class GPUMagics(ClientMagics):
             inputs=split_names(opts.inputs),
             outputs=split_names(opts.outputs),
             files=tuple(opts.files),
+            follow_links=opts.follow_links,
             git=GitSource.parse(opts.git) if opts.git else None,
             env=parse_env(opts.env),
             args=tuple(shlex.split(opts.args)),

@@ -143,6 +143,9 @@ class GPUJobRequest(BaseModel):
     outputs_glob: tuple[str, ...] = ()
     """Which files under outputs/ to collect (all when empty); ``exclude`` removes some."""
     exclude: tuple[str, ...] = ()
+    follow_links: bool = False
+    """Ship what symbolic links in ``files`` folders point to, also outside them (default: a
+    link inside its folder is shipped as a link, one out of it is refused)."""
     notify: bool = False
     """Post a message to the webhook (``gpu_magic_webhook_url``) when the job ends."""
     retries: int = Field(default=0, ge=0, le=20)

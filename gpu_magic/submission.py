@@ -46,7 +46,7 @@ def package(
     job_id = new_job_id()
     options = _run_script_options(request, cluster)
     pickled = pickle_inputs(request.inputs, namespace)
-    files = collect_files(request.files, cwd)
+    files = collect_files(request.files, cwd, follow_links=request.follow_links)
     script = render_run_script(job_id, request, cluster.interpreter, **options)
     return build_bundle(job_id, request, pickled, files, script)
 

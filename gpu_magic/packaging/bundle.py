@@ -31,9 +31,12 @@ class BundleEntry:
     data: bytes | None = None
     source: Path | None = None
     mode: int = 0o600
+    link: str | None = None  # a symbolic link: its relative target (no data)
 
     @property
     def size(self) -> int:
+        if self.link is not None:
+            return 0
         return len(self.data) if self.data is not None else self.source.stat().st_size
 
     def open(self) -> BinaryIO:
@@ -53,8 +56,15 @@ class Bundle:
     input_sizes: dict[str, int] = field(default_factory=dict)
     shipped_files: list[LocalFile] = field(default_factory=list)
 
-    def add(self, rel: str, data: bytes | None = None, source: Path | None = None, mode=0o600):
-        self.entries.append(BundleEntry(rel, data, source, mode))
+    def add(
+        self,
+        rel: str,
+        data: bytes | None = None,
+        source: Path | None = None,
+        mode: int = 0o600,
+        link: str | None = None,
+    ) -> None:
+        self.entries.append(BundleEntry(rel, data, source, mode, link))
 
     @property
     def total_bytes(self) -> int:
@@ -88,7 +98,12 @@ def build_bundle(
     for local in files:
         if local.rel == main:
             raise InvalidRequestError(f"--files: {local.source} would overwrite the cell ({main})")
-        bundle.add(jobdir.shipped_path(local.rel), source=local.source, mode=_mode(local.source))
+        if local.link is not None:
+            bundle.add(jobdir.shipped_path(local.rel), link=local.link)
+        else:
+            bundle.add(
+                jobdir.shipped_path(local.rel), source=local.source, mode=_mode(local.source)
+            )
     bundle.shipped_files = list(files)
     _add_runtime(bundle)
     return bundle
