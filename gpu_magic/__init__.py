@@ -37,4 +37,22 @@ def load_ipython_extension(ipython) -> None:
 
     ipython.register_magics(GPUMagics)
     ipython.register_magics(StorageMagics)
+    _report_workdir_dotenv()
     ipython.set_custom_exc((RemoteJobError,), show_remote_error)
+
+
+def _report_workdir_dotenv() -> None:
+    """Say that the working directory's ``.env`` was read, and what of it was ignored."""
+    from .config import USER_SETTINGS, user_config_dir, workdir_dotenv
+
+    found = workdir_dotenv()
+    if found is None:
+        return
+    path, used, ignored = found
+    line = f"gpu_magic: read {path}: {', '.join(used) or 'no settings'}"
+    if ignored:
+        line += (
+            f"; ignored {', '.join(ignored)} (where to connect, whom to trust and where files "
+            f"live come only from your environment or {user_config_dir() / USER_SETTINGS})"
+        )
+    print(line)

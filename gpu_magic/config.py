@@ -1,4 +1,18 @@
-"""Settings from the environment and ``.env`` (the plan's field names), and where files live."""
+"""Settings from the environment and ``.env`` files (the plan's field names), and where files live.
+
+Where a setting may come from is a matter of trust. A ``.env`` in the notebook's working
+directory comes with whatever repository the user cloned: were it to set the host, the port,
+the known_hosts or ssh config file, a key or the folders, a cloned repository would send every
+job (with its data and secrets) to another host and trust that host's key. So, from highest
+to lowest precedence:
+
+1. explicit arguments (``Settings(...)``, magic options);
+2. the process environment;
+3. ``settings.env`` in the user's own config dir (``GPU_MAGIC_CONFIG_DIR``);
+4. ``.env`` in the working directory, for ``HARMLESS`` settings only (timeouts, paces,
+   limits); every other key in it is ignored, and ``workdir_dotenv`` says which (the magics
+   report it when they load).
+"""
 
 from __future__ import annotations
 
@@ -9,15 +23,52 @@ from typing import Literal
 
 import platformdirs
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    DotEnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 DEFAULT_BASE_PATH = "~/.gpu_magic/jobs"
+WORKDIR_DOTENV = ".env"
+USER_SETTINGS = "settings.env"
+HARMLESS = frozenset(
+    {
+        "max_concurrent_jobs",
+        "ssh_connection_timeout",
+        "file_transfer_timeout",
+        "job_monitoring_interval",
+        "ssh_keepalive_interval",
+        "gpu_magic_reconnect_limit",
+    }
+)
+"""What a working directory's ``.env`` may set: how long to wait and how often to look, never
+where to connect, whom to trust, where files live, what to delete or where to post."""
 
 
 class Settings(BaseSettings):
     """Every field can be set by the environment variable of the same name, upper-cased."""
 
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(env_file=WORKDIR_DOTENV, extra="ignore")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """The precedence of the module docstring. ``Settings(_env_file=None)`` reads neither
+        ``.env`` file (tests, and callers that want the environment only)."""
+        sources = [init_settings, env_settings]
+        if getattr(dotenv_settings, "env_file", None) is not None:
+            user_file = user_config_dir() / USER_SETTINGS
+            sources.append(DotEnvSettingsSource(settings_cls, env_file=user_file))
+            sources.append(_Harmless(settings_cls, dotenv_settings))
+        return (*sources, file_secret_settings)
 
     gpu_cluster_host: str | None = None
     gpu_cluster_username: str | None = None
@@ -64,6 +115,9 @@ class Settings(BaseSettings):
     gpu_magic_cleanup_local_quota_gb: float | None = Field(default=None, ge=0)
     """Cleanup rules for every cluster (clusters.toml ``[clusters.NAME.cleanup]`` overrides);
     none set: a cleanup deletes nothing unless rules are given on the command line."""
+    gpu_magic_ssh_config_commands: bool = False
+    """Allow ``Match exec`` in the ssh config (it runs a local command when the config is
+    read): off, so that only a config the user vouches for can run anything."""
     ssh_config_path: Path = Path("~/.ssh/config")
     known_hosts_path: Path = Path("~/.ssh/known_hosts")
 
@@ -99,3 +153,38 @@ def private_file(path: Path) -> None:
     os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
     if path.stat().st_mode & 0o077:
         path.chmod(0o600)
+
+
+def user_config_dir() -> Path:
+    """The user's own config dir, from the environment or the platform's default (never from
+    a working directory's ``.env``)."""
+    chosen = os.environ.get("GPU_MAGIC_CONFIG_DIR")
+    return Path(chosen).expanduser() if chosen else Path(platformdirs.user_config_dir("gpu_magic"))
+
+
+def workdir_dotenv(cwd: Path | None = None) -> tuple[Path, list[str], list[str]] | None:
+    """``(path, used, ignored)``: the working directory's ``.env`` and which of its settings
+    were used and which ignored (upper-case names); None when there is none."""
+    from dotenv import dotenv_values
+
+    path = (cwd or Path.cwd()) / WORKDIR_DOTENV
+    if not path.is_file():
+        return None
+    names = [name.lower() for name in dotenv_values(path) if name]
+    known = [name for name in names if name in Settings.model_fields]
+    used = sorted(name.upper() for name in known if name in HARMLESS)
+    return path, used, sorted(name.upper() for name in known if name not in HARMLESS)
+
+
+class _Harmless(PydanticBaseSettingsSource):
+    """A working directory's ``.env``, with only the ``HARMLESS`` settings kept."""
+
+    def __init__(self, settings_cls: type[BaseSettings], inner: PydanticBaseSettingsSource):
+        super().__init__(settings_cls)
+        self.inner = inner
+
+    def get_field_value(self, field, field_name):  # the inner source reads the fields
+        return None, field_name, False
+
+    def __call__(self) -> dict:
+        return {key: value for key, value in self.inner().items() if key in HARMLESS}

@@ -78,7 +78,9 @@ class SSHTransport(Transport):
             raise ConfigError(f"cluster {cluster.name!r} has no host; use LocalTransport")
         self.cluster = cluster
         self.settings = settings
-        self._ssh_config = load_ssh_config(settings.ssh_config_path)
+        self._ssh_config = load_ssh_config(
+            settings.ssh_config_path, allow_commands=settings.gpu_magic_ssh_config_commands
+        )
         self.endpoint = resolve(
             cluster.host,
             self._ssh_config,

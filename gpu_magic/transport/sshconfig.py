@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,15 +38,40 @@ class Endpoint:
         return f"{self.user}@{self.hostname}:{self.port}"
 
 
-def load_ssh_config(path: Path) -> paramiko.SSHConfig:
-    """Parse the user's ssh config; a missing file is an empty config."""
+MATCH_EXEC = re.compile(r"^\s*match\b.*\bexec\b", re.IGNORECASE)
+
+
+def load_ssh_config(path: Path, allow_commands: bool = False) -> paramiko.SSHConfig:
+    """Parse the user's ssh config; a missing file is an empty config.
+
+    ``Match exec`` runs a local command while the config is read (paramiko does, as ssh
+    does): a config that is not the user's own would run code in the kernel. It is refused,
+    naming the line, unless ``allow_commands`` (``GPU_MAGIC_SSH_CONFIG_COMMANDS=1``).
+    """
     path = Path(path).expanduser()
     if not path.is_file():
         return paramiko.SSHConfig()
     try:
-        return paramiko.SSHConfig.from_path(str(path))
-    except (OSError, paramiko.SSHException, ValueError) as exc:
+        text = path.read_text()
+    except OSError as exc:
         raise ConfigError(f"cannot read ssh config {path}: {exc}") from None
+    if not allow_commands:
+        _refuse_local_commands(path, text)
+    try:
+        return paramiko.SSHConfig.from_text(text)
+    except (paramiko.SSHException, ValueError) as exc:
+        raise ConfigError(f"cannot read ssh config {path}: {exc}") from None
+
+
+def _refuse_local_commands(path: Path, text: str) -> None:
+    for number, line in enumerate(text.splitlines(), 1):
+        if MATCH_EXEC.match(line):
+            raise ConfigError(
+                f"{path}:{number}: 'Match exec' would run a local command whenever gpu_magic "
+                "reads this ssh config; it is refused. If this config is your own, allow it "
+                "with GPU_MAGIC_SSH_CONFIG_COMMANDS=1 in your environment (or settings.env in "
+                "your gpu_magic config folder)"
+            )
 
 
 def resolve(
