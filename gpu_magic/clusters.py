@@ -107,6 +107,11 @@ class ClusterConfig(BaseModel):
     scheduler: Literal["process", "slurm"] = "process"
     python: str | None = None
     max_sessions: int = Field(default=8, ge=1, le=64)
+    trusted: bool = True
+    """Whether results from this host may be unpickled into the kernel. A pickle runs code
+    when it is loaded, so whoever controls a host you submit to can run code in your kernel
+    through ``--outputs`` variables and ``.pkl`` files; ``trusted = false`` (a shared or
+    borrowed machine) refuses them, unless a load says ``unsafe=True``."""
     slurm: SlurmDefaults = Field(default_factory=SlurmDefaults)
     """``[clusters.NAME.slurm]``: partition, account, time, gres_style, allowed_sbatch, ..."""
     cleanup: CleanupConfig = Field(default_factory=CleanupConfig)

@@ -71,10 +71,12 @@ class JobHandle:
         and ``fetched`` (False: listed only, ``--fetch manual``; ``load`` brings it)."""
         return self._client.results.files(self.id)
 
-    def load(self, name: str):
+    def load(self, name: str, *, unsafe: bool = False):
         """Load a collected file (``outputs/`` may be left out): numpy, torch, safetensors,
-        pickle or JSON by extension; any other file: its local path."""
-        return self._client.results.load(self.id, name)
+        pickle or JSON by extension; any other file: its local path. Torch files load weights
+        only and pickles only from a trusted cluster, unless ``unsafe=True`` (you trust the
+        job: a pickle from a host can run code in this kernel)."""
+        return self._client.results.load(self.id, name, unsafe=unsafe)
 
     def path(self, name: str):
         """The local path of a collected file (downloaded now if it was not yet)."""

@@ -326,6 +326,7 @@ class GPUMagics(ClientMagics):
     @argument("--base-path", metavar="DIR", help="where job folders go on the host")
     @argument("--scheduler", choices=["process", "slurm"], default="process")
     @argument("--python", metavar="PATH", help="default interpreter on the host")
+    @argument("--untrusted", action="store_true", help="never unpickle results from this host")
     @argument("--partition", help="Slurm: default partition")
     @argument("--account", help="Slurm: default account")
     @argument("--qos", help="Slurm: default quality of service")
@@ -368,6 +369,7 @@ class GPUMagics(ClientMagics):
             "base_path": opts.base_path,
             "scheduler": opts.scheduler,
             "python": opts.python,
+            "trusted": False if opts.untrusted else None,
         }
         slurm = {k: getattr(opts, k) for k in ("partition", "account", "qos", "gres_style")}
         fields["slurm"] = {k: v for k, v in slurm.items() if v is not None}

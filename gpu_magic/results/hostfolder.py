@@ -20,7 +20,14 @@ def folder_of(job: GPUJob) -> JobDir:
     return JobDir(PurePosixPath(job.remote_dir))
 
 
-def unpickle(job: GPUJob, name: str, data: bytes) -> Any:
+def unpickle(job: GPUJob, name: str, data: bytes, trusted: bool = True) -> Any:
+    """An output variable; from a cluster that is not trusted, refused (a pickle is code)."""
+    if not trusted:
+        raise TransferError(
+            f"output {name!r} of job {job.id} was not unpickled: cluster {job.cluster!r} is "
+            "not trusted (trusted = false), and a pickle from a host runs code in this kernel;"
+            f" if you trust this job: job.load('outputs/{name}.pkl', unsafe=True)"
+        )
     try:
         return cloudpickle.loads(data)
     except Exception as exc:  # unpickling raises anything: missing module, version skew

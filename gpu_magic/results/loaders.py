@@ -1,4 +1,9 @@
-"""Load a collected file into the kernel by its extension; anything else stays a path."""
+"""Load a collected file into the kernel by its extension; anything else stays a path.
+
+A file from a host is data from whoever controls that host. Formats that cannot run code load
+as they are (JSON, numpy without pickles, safetensors); torch files load with
+``weights_only=True``; pickles only from a trusted cluster. ``unsafe=True`` loads a torch file
+fully and a pickle from anywhere: the caller vouches for the job."""
 
 from __future__ import annotations
 
@@ -11,17 +16,25 @@ import cloudpickle
 from ..errors import TransferError
 
 
-def load(path: Path) -> Any:
+def load(path: Path, *, trusted: bool = True, unsafe: bool = False) -> Any:
     suffix = path.suffix.lower()
     loader = LOADERS.get(suffix)
     if loader is None:
         return path
+    if loader is _pickle and not (trusted or unsafe):
+        raise TransferError(
+            f"{path.name} was not unpickled: its cluster is not trusted (trusted = false), and "
+            f"a pickle runs code in this kernel; if you trust this job: load(..., unsafe=True)"
+        )
     try:
-        return loader(path)
+        return loader(path, unsafe) if loader is _torch else loader(path)
     except ImportError:
         return path  # the library for this format is not installed here: hand over the path
     except Exception as exc:  # a loader raises anything: version skew, corrupt file
-        raise TransferError(f"cannot load {path.name}: {type(exc).__name__}: {exc}") from None
+        hint = ""
+        if loader is _torch and not unsafe:
+            hint = " (loaded with weights_only=True; unsafe=True loads it fully, running its code)"
+        raise TransferError(f"cannot load {path.name}: {type(exc).__name__}: {exc}{hint}") from None
 
 
 def _numpy(path: Path) -> Any:
@@ -33,10 +46,10 @@ def _numpy(path: Path) -> Any:
     return numpy.load(path, allow_pickle=False)
 
 
-def _torch(path: Path) -> Any:
+def _torch(path: Path, unsafe: bool = False) -> Any:
     import torch
 
-    return torch.load(path, map_location="cpu", weights_only=False)
+    return torch.load(path, map_location="cpu", weights_only=not unsafe)
 
 
 def _safetensors(path: Path) -> Any:

@@ -205,10 +205,14 @@ class ResultsService:
             )
         return rel
 
-    def load(self, job_id: str, name: str) -> Any:
+    def load(self, job_id: str, name: str, *, unsafe: bool = False) -> Any:
         """A collected file loaded by its extension (numpy, torch, safetensors, pickle, JSON);
-        any other file: its local path."""
-        return load(self.local_path(job_id, name))
+        any other file: its local path. See ``loaders`` for what ``unsafe`` allows."""
+        job = self.jobs.find(job_id)
+        return load(self.local_path(job_id, name), trusted=self._trusted(job), unsafe=unsafe)
+
+    def _trusted(self, job: GPUJob) -> bool:
+        return self.hosts.of(job).config.trusted
 
     def outputs(self, job_id: str) -> dict[str, Any]:
         """The ``--outputs`` variables of a completed job, from the results store."""
@@ -231,7 +235,7 @@ class ResultsService:
             rel = f"outputs/{name}.pkl"
             if rel in fetched:
                 data = self.local.local(job.id, rel).read_bytes()
-                values[name] = hostfolder.unpickle(job, name, data)
+                values[name] = hostfolder.unpickle(job, name, data, self._trusted(job))
         return values
 
     def raise_for_failure(self, job_id: str) -> None:
