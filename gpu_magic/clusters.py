@@ -118,6 +118,18 @@ class ClusterConfig(BaseModel):
     """``[clusters.NAME.cleanup]`` (+ ``.remote`` / ``.local``): overrides of the cleanup
     settings for this cluster."""
 
+    @field_validator("base_path")
+    @classmethod
+    def _base_path(cls, path: str) -> str:
+        """Absolute or ``~/...``, printable: never something a command takes for an option
+        (``-rf``) or a name that breaks a line."""
+        if (
+            not (path.startswith("/") or path == "~" or path.startswith("~/"))
+            or not path.isprintable()
+        ):
+            raise ValueError(f"base_path {path!r} must be an absolute path or start with ~/")
+        return path
+
     @field_validator("name")
     @classmethod
     def _name(cls, name: str) -> str:

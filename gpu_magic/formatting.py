@@ -9,8 +9,17 @@ from .clusters import ClusterConfig
 from .models import GPUJob
 
 
+def printable(text: str) -> str:
+    """``text`` with control characters shown escaped (``\\n``, ``\\x1b``): a file name or a
+    value from a host cannot forge rows of a table or move the terminal's cursor."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
-    rows = [list(map(str, r)) for r in rows]
+    """Cells are shown ``printable``: one row per row, whatever a cell holds."""
+    rows = [[printable(str(cell)) for cell in r] for r in rows]
     widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
 
     def line(cells: Sequence[str]) -> str:

@@ -50,8 +50,19 @@ def collect_files(
         else:
             entries = [LocalFile(path, anchor.as_posix(), path.stat().st_size)]
         for entry in entries:
+            _check_name(entry)
             found[entry.rel] = entry
     return sorted(found.values(), key=lambda f: f.rel)
+
+
+def _check_name(entry: LocalFile) -> None:
+    """A name with a control character (a newline) would break the upload's listing on the
+    host and every table that shows it: refused up front, naming it."""
+    if not entry.rel.isprintable():
+        raise InvalidRequestError(
+            f"--files: {entry.rel!r} has a control character in its name (a newline, a tab...): "
+            "rename it to ship it"
+        )
 
 
 def _anchor(path: Path, cwd: Path) -> PurePosixPath:

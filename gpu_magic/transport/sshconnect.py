@@ -187,8 +187,8 @@ class Connector:
         sock = dial()
         client = paramiko.SSHClient()
         try:
-            load_known_hosts(client, self.known_hosts)
-            client.set_missing_host_key_policy(RejectUnknownHostKey(self.known_hosts[0]))
+            markers = load_known_hosts(client, self.known_hosts)
+            client.set_missing_host_key_policy(RejectUnknownHostKey(self.known_hosts[0], markers))
             client.connect(
                 endpoint.hostname,
                 port=endpoint.port,
@@ -239,12 +239,21 @@ def fast_transport(sock, **kwargs) -> paramiko.Transport:
 
 
 def key_files(endpoint: Endpoint) -> list[str]:
-    """Key files to offer: an explicit key must exist; missing config IdentityFiles are skipped."""
+    """Key files to offer: an explicit key must exist; missing config IdentityFiles are skipped.
+    A key that others can read is refused, as ssh refuses it: it may not be secret any more."""
     if endpoint.explicit_key and not os.path.isfile(endpoint.key_files[0]):
         raise AuthenticationError(
             f"key file {endpoint.key_files[0]} for {endpoint.label} does not exist"
         )
-    return [k for k in endpoint.key_files if os.path.isfile(k)]
+    keys = [k for k in endpoint.key_files if os.path.isfile(k)]
+    for key in keys:
+        mode = os.stat(key).st_mode & 0o777
+        if mode & 0o077:
+            raise AuthenticationError(
+                f"key file {key} for {endpoint.label} can be read by others (mode {mode:04o}); "
+                f"ssh refuses such a key, and so does gpu_magic: chmod 600 {key}"
+            )
+    return keys
 
 
 def is_auth_failure(exc: BaseException) -> bool:

@@ -1,0 +1,90 @@
+"""Smaller holes, each refused up front with one line or shown harmlessly: a private key
+others can read, ``@cert-authority``/``@revoked`` known_hosts lines (a bare "Incorrect
+padding" before), a newline in a shipped file's name or in a result's name, a base path that
+a command would take for an option."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from gpu_magic import Client, GPUJobRequest, JobStatus
+from gpu_magic.clusters import make_cluster
+from gpu_magic.errors import (
+    AuthenticationError,
+    ChangedHostKeyError,
+    ConfigError,
+    InvalidRequestError,
+    UnknownHostKeyError,
+)
+from gpu_magic.formatting import files_table
+
+
+def run_on(ssh_env, **changes):
+    ssh_env.transport(ssh_env.cluster.model_copy(update=changes)).run("true").check()
+
+
+def test_a_key_others_can_read_is_refused_like_ssh_refuses_it(ssh_env, tmp_path):
+    key = tmp_path / "shared_key"
+    shutil.copy(ssh_env.server.client_key, key)
+    key.chmod(0o644)
+    with pytest.raises(
+        AuthenticationError, match=r"can be read by others \(mode 0644\).*chmod 600"
+    ):
+        run_on(ssh_env, key=str(key))
+    key.chmod(0o600)
+    run_on(ssh_env, key=str(key))  # the same key, private again: it works
+
+
+def test_cert_authority_and_revoked_lines_are_understood(ssh_env):
+    known = ssh_env.settings.known_hosts_path
+    host_line = ssh_env.server.known_hosts_line()
+    some_key = " ".join(ssh_env.server.client_key.with_suffix(".pub").read_text().split()[:2])
+    ca = f"@cert-authority *.example {some_key}"
+    known.write_text(f"{ca}\n{host_line}\n")
+    run_on(ssh_env)  # the CA line no longer breaks the file
+    known.write_text(f"{ca}\n")
+    with pytest.raises(UnknownHostKeyError, match="@cert-authority lines"):
+        run_on(ssh_env)
+    host_key = host_line.split(None, 1)[1]
+    known.write_text(f"@revoked * {host_key}\n{host_line}\n")  # listed, and revoked
+    with pytest.raises(ChangedHostKeyError, match="REVOKED"):
+        run_on(ssh_env)
+
+
+def test_a_newline_in_a_shipped_name_is_refused_before_anything_is_sent(tmp_path):
+    from harness.clients import local_settings
+
+    folder = tmp_path / "data"
+    folder.mkdir()
+    (folder / "two\nlines.txt").write_text("x")
+    client = Client(local_settings(tmp_path))
+    try:
+        request = GPUJobRequest.create(code="pass", cluster="local", files=("data",))
+        with pytest.raises(InvalidRequestError, match=r"'data/two\\nlines.txt' has a control"):
+            client.submit(request, cwd=tmp_path)
+        assert client.store.list() == []
+    finally:
+        client.close()
+
+
+def test_a_result_named_with_a_newline_cannot_forge_rows(tmp_path):
+    from harness.clients import local_settings
+
+    client = Client(local_settings(tmp_path))
+    try:
+        code = "open('outputs/a\\nmodel.pt  model  1 GB  yes', 'w').write('x')"
+        job = client.submit(GPUJobRequest.create(code=code, cluster="local")).wait(60)
+        assert job.status == JobStatus.COMPLETED
+        shown = files_table(job.files())
+        assert "outputs/a\\nmodel.pt" in shown
+        assert len(shown.splitlines()) == 2 + len(job.files())  # header, rule, one per file
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize("path", ["-rf", "jobs", "~nobody/x", "/tmp/a\nb"])
+def test_a_base_path_must_be_absolute_or_home(path):
+    with pytest.raises(ConfigError, match="base_path"):
+        make_cluster(name="x", host="h", base_path=path)
