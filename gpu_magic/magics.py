@@ -21,6 +21,7 @@ from .clusters import make_cluster
 from .errors import GPUMagicError, InvalidRequestError, RemoteJobError
 from .models import GitSource, GPUJobRequest, JobStatus
 from .monitoring.follow import follow_log
+from .parsers.events import terminal_safe
 from .parsers.levels import LineFilter
 from .resources import parse_sbatch_options
 
@@ -44,9 +45,9 @@ def follow(client: Client, job: str, level: str | None, grep: str | None) -> Non
             *lines, pending = (pending + text).split("\n")
             shown = [line for line in lines if keep.keep(line)]
             if shown:
-                print("\n".join(shown), flush=True)
+                print(terminal_safe("\n".join(shown)), flush=True)
         if pending and keep.keep(pending):
-            print(pending, flush=True)
+            print(terminal_safe(pending), flush=True)
     except KeyboardInterrupt:
         print("gpu_magic: stopped following (the job goes on)")
 
@@ -261,7 +262,7 @@ class GPUMagics(ClientMagics):
             return None
         if opts.follow:
             return follow(self.client, opts.job, opts.level, opts.grep)
-        print(self.client.logs(opts.job, opts.tail, opts.level, opts.grep), end="")
+        print(terminal_safe(self.client.logs(opts.job, opts.tail, opts.level, opts.grep)), end="")
         return None
 
     @magic_arguments()

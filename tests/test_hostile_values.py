@@ -88,3 +88,24 @@ def test_a_result_named_with_a_newline_cannot_forge_rows(tmp_path):
 def test_a_base_path_must_be_absolute_or_home(path):
     with pytest.raises(ConfigError, match="base_path"):
         make_cluster(name="x", host="h", base_path=path)
+
+
+def test_a_logs_escapes_are_harmless_when_printed_and_colours_stay():
+    from gpu_magic.parsers.events import terminal_safe
+
+    hostile = (
+        "\x1b]0;pwned title\x07\x1b]8;;http://evil.example\x1b\\click\x1b]8;;\x1b\\"
+        "\x1b[2J\x1b[H\x1b[31mred\x1b[0m\tok\r\nbell\x07\x00end"
+    )
+    assert terminal_safe(hostile) == "click\x1b[31mred\x1b[0m\tok\r\nbellend"
+
+
+def test_a_metric_name_is_text_in_the_legend():
+    from gpu_magic.ui import charts
+
+    fig = charts.metrics_figure()
+    charts.update_metrics(fig, {"<b>loss</b><a href='x'>": [(1, 0.5)], "loss": [(1, 0.4)]})
+    charts.update_metrics(fig, {"<b>loss</b><a href='x'>": [(2, 0.3)]})  # found again
+    names = [t.name for t in fig.data]
+    assert names == ["&lt;b&gt;loss&lt;/b&gt;&lt;a href='x'&gt;", "loss"]
+    assert list(fig.data[0].y) == [0.3]  # the same trace, not a second one

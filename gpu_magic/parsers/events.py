@@ -80,6 +80,18 @@ def split_axes(names) -> tuple[list[str], list[str]]:
     return [n for n in names if n not in secondary], secondary
 
 
+_NOT_SGR = re.compile(
+    r"\x1b\[[0-9;?]*[ -/]*[@-ln-~]|\x1b[@-Z\\-_]|[\x00-\x08\x0b\x0c\x0e-\x1a\x1c-\x1f\x7f]"
+)
+
+
+def terminal_safe(text: str) -> str:
+    """``text`` as a job's log may be printed to a terminal or a notebook: colours (SGR) stay;
+    every other escape (OSC titles and hyperlinks, cursor moves, screen clears) and control
+    character but tab, newline and carriage return goes. A log comes from the host."""
+    return _NOT_SGR.sub("", _OSC.sub("", text))
+
+
 def strip_ansi(text: str) -> str:
     """Drop terminal escapes and backspaces (Keras overwrites its bar with ``\\b``)."""
     return _CSI.sub("", _OSC.sub("", text)).replace("\b", "")

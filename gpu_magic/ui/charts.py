@@ -7,6 +7,7 @@ changed; each update is one ``batch_update``, i.e. one message per figure.
 from __future__ import annotations
 
 import contextlib
+import html
 from collections import defaultdict
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
@@ -53,7 +54,13 @@ def _set_data(trace, xs: tuple, ys: tuple) -> None:
 
 
 def _trace(fig: go.FigureWidget, name: str):
-    return next((t for t in fig.data if t.name == name), None)
+    return next((t for t in fig.data if t.name == legend_name(name)), None)
+
+
+def legend_name(name: str) -> str:
+    """A metric's name as plotly shows it: escaped, since plotly reads tags in trace names
+    (``<b>``, ``<a href>``) and a name comes from the job's output."""
+    return html.escape(name, quote=False)
 
 
 def build_figures(background: bool = True) -> Future:
@@ -112,7 +119,7 @@ def update_metrics(
 
 def _add_metric(fig: go.FigureWidget, name: str, secondary: bool):
     axis = {"yaxis": "y2", "line": {"dash": "dot"}} if secondary else {}
-    fig.add_scatter(x=[], y=[], name=name, mode="lines", **axis)
+    fig.add_scatter(x=[], y=[], name=legend_name(name), mode="lines", **axis)
     return fig.data[-1]
 
 
