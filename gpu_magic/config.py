@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Literal
 
 import platformdirs
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import (
     BaseSettings,
     DotEnvSettingsSource,
@@ -41,6 +41,7 @@ HARMLESS = frozenset(
         "job_monitoring_interval",
         "ssh_keepalive_interval",
         "gpu_magic_reconnect_limit",
+        "gpu_magic_fetch_limit",
     }
 )
 """What a working directory's ``.env`` may set: how long to wait and how often to look, never
@@ -51,6 +52,15 @@ class Settings(BaseSettings):
     """Every field can be set by the environment variable of the same name, upper-cased."""
 
     model_config = SettingsConfigDict(env_file=WORKDIR_DOTENV, extra="ignore")
+
+    @field_validator("gpu_magic_fetch_limit", mode="before")
+    @classmethod
+    def _size(cls, value):
+        from .models import parse_size
+
+        if value in ("", None):
+            return None
+        return parse_size(value) if isinstance(value, str) else value
 
     @classmethod
     def settings_customise_sources(
@@ -101,6 +111,10 @@ class Settings(BaseSettings):
     gpu_magic_data_dir: Path = Field(
         default_factory=lambda: Path(platformdirs.user_data_dir("gpu_magic"))
     )
+    gpu_magic_fetch_limit: int | None = Field(default=2_000_000_000, ge=0)
+    """With ``--fetch auto`` and no ``--fetch-limit``: files bigger than this many bytes are
+    listed, and fetched only when asked for (``job.load``), so a job cannot fill the local
+    disk by accident (``"500MB"``, ``"2GiB"`` accepted; empty: no limit)."""
     gpu_magic_results_dir: Path | None = None
     """The local results store (default: ``results`` under the data dir)."""
     gpu_magic_archive_after_days: float | None = Field(default=None, ge=0)

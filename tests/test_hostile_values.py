@@ -109,3 +109,40 @@ def test_a_metric_name_is_text_in_the_legend():
     names = [t.name for t in fig.data]
     assert names == ["&lt;b&gt;loss&lt;/b&gt;&lt;a href='x'&gt;", "loss"]
     assert list(fig.data[0].y) == [0.3]  # the same trace, not a second one
+
+
+def test_a_job_cannot_fill_the_local_disk(tmp_path, monkeypatch):
+    """Files bigger than the default fetch limit are listed, not fetched; and what does not
+    fit on the disk (a 4 MB tmpfs here) is not fetched either, saying why."""
+    import subprocess
+
+    from harness.clients import local_settings
+
+    small = tmp_path / "small"
+    small.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(small)]).returncode:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        settings = local_settings(tmp_path).model_copy(
+            update={"gpu_magic_results_dir": small, "gpu_magic_fetch_limit": 5_000_000}
+        )
+        client = Client(settings)
+        try:
+            from gpu_magic.results import collector
+
+            monkeypatch.setattr(collector, "SPARE_BYTES", 0)  # the tmpfs is the whole disk
+            code = (
+                "open('outputs/huge.bin', 'wb').write(b'x' * 6_000_000)\n"  # over the limit
+                "open('outputs/big.bin', 'wb').write(b'x' * 4_500_000)\n"  # under, but no room
+                "y = 1\n"
+            )
+            request = GPUJobRequest.create(code=code, cluster="local", outputs=("y",))
+            job = client.submit(request).wait(60)
+            assert job.fetch() == {"y": 1}  # the essentials came
+            fetched = {f["path"]: f["fetched"] for f in job.files()}
+            assert fetched["outputs/huge.bin"] is False and fetched["outputs/big.bin"] is False
+            assert "were not fetched: they need more than" in client.results.errors[job.id]
+        finally:
+            client.close()
+    finally:
+        subprocess.run(["umount", "-l", str(small)])

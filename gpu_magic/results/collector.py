@@ -15,6 +15,7 @@ fetched unasked: ``fetch_files`` brings one when it is loaded.
 
 from __future__ import annotations
 
+import shutil
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -26,13 +27,34 @@ from ..errors import (
     TransferCancelled,
     TransferError,
 )
+from ..formatting import size
 from ..models import GPUJob
 from ..transport.base import Transport
 from .download import ATTEMPTS, Refused, download
 from .local import LocalResults
-from .plan import SMALL, eager, hash_command, list_remote, selected, tar_commands
+from .plan import SMALL, eager, essential, hash_command, list_remote, selected, tar_commands
 from .progress import TransferProgress
 from .tarstream import Sink, Wanted, receive
+
+SPARE_BYTES = 512 * 1024 * 1024
+"""Left free on the local disk by an automatic collection (the kernel, the store, the OS)."""
+
+
+def _fitting(todo: list, root, manifest: dict) -> list:
+    """``todo`` if it fits on the disk of ``root``; else the essentials only, and why."""
+    needed = sum(f.size for f in todo)
+    root.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(root).free
+    if needed <= free - SPARE_BYTES:
+        return todo
+    kept = [f for f in todo if essential(f)]
+    left = [f for f in todo if not essential(f)]
+    manifest["not_fetched"] = (
+        f"{len(left)} files ({size(sum(f.size for f in left))}) were not fetched: they need "
+        f"more than the {size(max(0, free - SPARE_BYTES))} free at {root} (keeping "
+        f"{size(SPARE_BYTES)} spare); job.load(NAME) fetches one when there is room"
+    )
+    return kept
 
 
 def collect(
@@ -41,8 +63,11 @@ def collect(
     job: GPUJob,
     store: LocalResults,
     progress: TransferProgress | None = None,
+    default_limit: int | None = None,
 ) -> dict:
-    """Bring back what ``job``'s request selects; returns the (complete) manifest."""
+    """Bring back what ``job``'s request selects; returns the (complete) manifest. What does
+    not fit on the local disk (keeping ``SPARE_BYTES`` free) is listed, not fetched: the
+    manifest's ``not_fetched`` says why, and ``job.load`` fetches a file when there is room."""
     progress = progress or TransferProgress()
     files, refused = list_remote(transport, job)
     chosen = [f for f in files if selected(f, job)]
@@ -57,7 +82,7 @@ def collect(
         "refused": [{"path": p, "why": why} for p, why in refused],
     }
     store.write_manifest(job.id, manifest)
-    todo = [f for f in chosen if eager(f, job)]
+    todo = _fitting([f for f in chosen if eager(f, job, default_limit)], store.root, manifest)
     progress.begin(sum(f.size for f in todo), len(todo))
     run = _Collection(transport, interpreter, job, store, manifest, progress)
     small = [f.path for f in todo if f.size < SMALL]

@@ -192,14 +192,20 @@ def selected(f: RemoteFile, job: GPUJob) -> bool:
     return wanted and not any(fnmatch.fnmatchcase(rel, g) for g in job.request.exclude)
 
 
-def eager(f: RemoteFile, job: GPUJob) -> bool:
+def essential(f: RemoteFile) -> bool:
+    """What every collection brings: the log, the metrics, the variables, the error."""
+    return f.kind in ("log", "metrics", "variable", "error")
+
+
+def eager(f: RemoteFile, job: GPUJob, default_limit: int | None = None) -> bool:
     """Downloaded at collection: the essentials always; others with --fetch auto, unless they
-    are bigger than --fetch-limit (those wait for ``job.load``/``job.path``)."""
-    if f.kind in ("log", "metrics", "variable", "error"):
+    are bigger than --fetch-limit (else the ``gpu_magic_fetch_limit`` setting): those wait for
+    ``job.load``/``job.path``."""
+    if essential(f):
         return True
     if in_checkpoints(f) or f.kind == LEFT_ON_HOST:
         return False  # fetched on demand: job.load("checkpoints/...")
-    limit = job.request.fetch_limit
+    limit = job.request.fetch_limit if job.request.fetch_limit is not None else default_limit
     return job.request.fetch == "auto" and (limit is None or f.size <= limit)
 
 

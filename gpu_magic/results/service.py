@@ -89,7 +89,6 @@ class ResultsService:
         def work():
             try:
                 self.collect(job_id)
-                self.errors.pop(job_id, None)
             except GPUMagicError as exc:  # the next access (job.files(), ...) tries again
                 self.errors[job_id] = str(exc)
 
@@ -113,10 +112,16 @@ class ResultsService:
             host = self.hosts.of(job)
             transport, python = host.transport, host.config.interpreter
             manifest = self._tracked(
-                job.id, lambda p: collect(transport, python, job, self.local, p)
+                job.id,
+                lambda p: collect(
+                    transport, python, job, self.local, p, self.settings.gpu_magic_fetch_limit
+                ),
             )
             self._save_series(job, manifest)
-        self.errors.pop(job.id, None)
+        if manifest.get("not_fetched"):  # the disk was too full: shown where errors show
+            self.errors[job.id] = manifest["not_fetched"]
+        else:
+            self.errors.pop(job.id, None)
         for listener in list(self._collected):  # outside the lock: it may touch this job
             listener(job.cluster)
         return manifest
