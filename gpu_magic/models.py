@@ -95,7 +95,10 @@ class GitSource(BaseModel):
         head, sep, tail = spec.rpartition("@")
         if sep and head and "/" not in tail and ":" not in tail:
             url, ref = head, tail
-        return cls(url=url, ref=ref)
+        try:
+            return cls(url=url, ref=ref)
+        except ValidationError as exc:  # one line for the user, not pydantic's report
+            raise InvalidRequestError(f"--git: {format_validation_error(exc)}") from None
 
     @field_validator("url")
     @classmethod

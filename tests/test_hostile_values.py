@@ -146,3 +146,14 @@ def test_a_job_cannot_fill_the_local_disk(tmp_path, monkeypatch):
             client.close()
     finally:
         subprocess.run(["umount", "-l", str(small)])
+
+
+def test_a_bad_git_source_and_an_unknown_users_home_are_one_line_each(tmp_path):
+    from gpu_magic.models import GitSource
+    from gpu_magic.packaging.files import collect_files
+
+    with pytest.raises(InvalidRequestError, match="--git: .*not a git URL") as info:
+        GitSource.parse("not a url")
+    assert "\n" not in str(info.value)
+    with pytest.raises(InvalidRequestError, match="no such user's home folder"):
+        collect_files(("~nobody-at-all-here/x",), tmp_path)

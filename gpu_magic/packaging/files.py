@@ -41,7 +41,10 @@ def collect_files(
     found: dict[str, LocalFile] = {}
     top_ignore = _ignore_spec(cwd)
     for raw in paths:
-        path = (cwd / Path(raw).expanduser()).resolve()
+        try:
+            path = (cwd / Path(raw).expanduser()).resolve()
+        except RuntimeError:  # ~someone/... for a user this machine does not know
+            raise InvalidRequestError(f"--files: {raw!r}: no such user's home folder") from None
         if not path.exists():
             raise InvalidRequestError(f"--files: {raw!r} does not exist (looked in {cwd})")
         anchor = _anchor(path, cwd)
