@@ -293,6 +293,8 @@ class JobStore:
     def claim_waiting(self, cluster: str, limit: int) -> GPUJob | None:
         """The job that waited longest on ``cluster``, moved to ``uploading`` (being launched)
         if a slot is free; None otherwise. Exactly one caller gets each job."""
+        if cluster not in self.waiting_clusters():  # most calls: nothing waits, no write lock
+            return None
         with self._write(f"start a waiting job on {cluster}") as conn:
             if not self._slot_free(conn, cluster, limit):
                 return None

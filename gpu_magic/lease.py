@@ -35,7 +35,7 @@ class HostLease:
     def hold(self, cluster: str) -> bool:
         """Take or renew the lease on ``cluster``; False while another process holds it."""
         held = self.store.hold_lease(cluster, self.holder, self.ttl, time.time())
-        if not held and self._holder_gone(cluster):
+        if not held and self._gone(self.store.lease_holder(cluster, time.time())):
             held = self.store.hold_lease(cluster, self.holder, self.ttl, time.time())
         with self._lock:
             if held:
@@ -57,12 +57,11 @@ class HostLease:
     def elsewhere(self, cluster: str) -> bool:
         """Whether another live process polls ``cluster`` (then the store is fresh)."""
         holder = self.store.lease_holder(cluster, time.time())
-        return holder is not None and holder != self.holder and not self._holder_gone(cluster)
+        return holder is not None and holder != self.holder and not self._gone(holder)
 
-    def _holder_gone(self, cluster: str) -> bool:
-        """Whether the cluster's holder was a process of this machine that no longer exists
+    def _gone(self, holder: str | None) -> bool:
+        """Whether ``holder`` was another process of this machine that no longer exists
         (then its leases and watched marks are dropped)."""
-        holder = self.store.lease_holder(cluster, time.time())
         if holder is None or holder == self.holder or not _dead_here(holder):
             return False
         self.store.release_leases(holder)

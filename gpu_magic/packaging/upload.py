@@ -60,8 +60,11 @@ def upload_bundle(
         ),
         reraise=True,
     )
+    attempts = iter(range(UPLOAD_ATTEMPTS))
     try:
-        retrying(_upload_once, transport, bundle, partial, final, progress)
+        retrying(
+            lambda: _upload_once(transport, bundle, partial, final, progress, next(attempts) > 0)
+        )
     except GPUMagicError as exc:
         _discard(transport, partial)
         if isinstance(exc, (TransferError, ClusterConnectionError)):
@@ -75,12 +78,14 @@ def _worth_retrying(exc: BaseException) -> bool:
     return isinstance(exc, TransferError) or transient(exc)
 
 
-def _upload_once(transport, bundle: Bundle, partial: str, final: str, progress) -> None:
-    if _already_committed(transport, final):  # the commit ran; only its answer was lost
+def _upload_once(transport, bundle: Bundle, partial: str, final: str, progress, again) -> None:
+    """One attempt. Only a repeated one asks what an earlier one left (the job id is new, so
+    a first attempt finds nothing: no round trip spent asking)."""
+    if again and _already_committed(transport, final):  # the commit ran; its answer was lost
         return
     small = [e for e in bundle.entries if e.size < LARGE_FILE]
     large = [e for e in bundle.entries if e.size >= LARGE_FILE]
-    checksums = _send_large(transport, large, partial, progress)
+    checksums = _send_large(transport, large, partial, progress, again)
     try:
         _send_small_and_commit(transport, small, checksums, partial, final, not large, progress)
     except Verification:
@@ -94,10 +99,12 @@ def _already_committed(transport: Transport, final: str) -> bool:
     return transport.run(check).ok
 
 
-def _send_large(transport, large: list[BundleEntry], partial: str, progress) -> dict[str, str]:
+def _send_large(
+    transport, large: list[BundleEntry], partial: str, progress, again: bool
+) -> dict[str, str]:
     if not large:
         return {}
-    held = _held(transport, partial, [e.rel for e in large])
+    held = _held(transport, partial, [e.rel for e in large]) if again else {}
     for folder in sorted({str(PurePosixPath(partial) / e.rel).rsplit("/", 1)[0] for e in large}):
         transport.makedirs(folder)  # SFTP, no remote shell
     checksums = {}

@@ -15,6 +15,7 @@ its runner was killed, a child started with ``setsid``.
 """
 
 import base64
+import functools
 import json
 import os
 import sys
@@ -34,26 +35,30 @@ def alive(pid):
         return True
 
 
+@functools.cache
+def boot_id():
+    """The running boot's id (read once per probe: every live job asks)."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
 def start_id(pid):
     """ "BOOT_ID START_TICKS" of a live pid (as run.sh writes it), or None."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             ticks = f.read().rsplit(")", 1)[1].split()[19]
-        with open("/proc/sys/kernel/random/boot_id") as f:
-            return f"{f.read().strip()} {ticks}"
     except (OSError, IndexError):
         return None
+    return f"{boot_id()} {ticks}" if boot_id() else None
 
 
 def this_boot(recorded):
-    """Whether run.sh's recorded start (``BOOT_ID TICKS``) is from the running boot."""
-    if not recorded:
-        return True  # no record (an older run.sh): as before, trust the pid
-    try:
-        with open("/proc/sys/kernel/random/boot_id") as f:
-            return recorded.split()[0] == f.read().strip()
-    except OSError:
-        return True
+    """Whether run.sh's recorded start (``BOOT_ID TICKS``) is from the running boot (no
+    record, from an older run.sh, or no boot id here: the pid is trusted, as before)."""
+    return not recorded or not boot_id() or recorded.split()[0] == boot_id()
 
 
 def same_process(pid, recorded):

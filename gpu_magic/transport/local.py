@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
+from ..config import private_dir
 from ..errors import RemoteCommandError, TransferError, WaitTimeoutError
 from .base import (
     CommandResult,
@@ -105,17 +106,10 @@ class LocalTransport(Transport):
         return digest.hexdigest()
 
     def makedirs(self, remote: str) -> None:
-        """Every folder it makes is private (0700), the intermediate ones too (``os.makedirs``
-        gives those the umask's mode): job folders are the user's alone."""
-        missing = []
-        path = Path(remote)
-        while not path.exists() and path != path.parent:
-            missing.append(path)
-            path = path.parent
+        """Every folder it makes is private (0700), the intermediate ones too: job folders
+        are the user's alone."""
         try:
-            for folder in reversed(missing):
-                with contextlib.suppress(FileExistsError):  # made meanwhile by another upload
-                    folder.mkdir(mode=0o700)
+            private_dir(Path(remote))
         except OSError as exc:
             raise TransferError(f"cannot create {remote}: {exc}") from exc
 
