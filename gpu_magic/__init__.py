@@ -32,11 +32,13 @@ __all__ = [
 
 
 def load_ipython_extension(ipython) -> None:
+    from .audit_magics import AuditMagics
     from .magics import GPUMagics, show_remote_error
     from .storage_magics import StorageMagics
 
     ipython.register_magics(GPUMagics)
     ipython.register_magics(StorageMagics)
+    ipython.register_magics(AuditMagics)
     _report_workdir_dotenv()
     ipython.set_custom_exc((RemoteJobError,), show_remote_error)
 

@@ -11,12 +11,13 @@ from pathlib import Path
 from typing import Any
 
 from . import submission
+from .audit import AuditLog
 from .clusters import ClusterRegistry
-from .config import Settings
+from .config import Settings, workdir_dotenv
 from .errors import ConfigError, GPUMagicError, InvalidRequestError
 from .handle import JobHandle
 from .hosts import Host, Hosts, TransportFactory
-from .jobstore import JobStore, Transition
+from .jobstore import Change, JobStore, Transition
 from .lease import HostLease
 from .models import GPUJob, GPUJobRequest, JobStatus
 from .monitoring.feed import JobFeed, LogChunk, complete_utf8
@@ -47,10 +48,14 @@ class Client:
         *,
         transports: Mapping[str, Transport] | TransportFactory | None = None,
     ):
-        self.settings = settings or Settings()
+        self.settings = settings or Settings()  # reads the working directory's .env
         self.clusters = ClusterRegistry(self.settings)
         self.store = JobStore(self.settings.store_path)
-        self.hosts = Hosts(self.settings, self.clusters, transports)
+        self.audit = AuditLog(self.settings.audit_path, self.store.path)
+        self.store.on_change(self._audit_change)
+        if settings is None:
+            self._audit_workdir_dotenv()
+        self.hosts = Hosts(self.settings, self.clusters, self.audit, transports)
         self.lease = HostLease(self.store, ttl=self.settings.job_monitoring_interval)
         self.tracker = JobTracker(
             self.store,
@@ -93,6 +98,27 @@ class Client:
                 )
             return self._monitor
 
+    def _audit_workdir_dotenv(self) -> None:
+        """Which settings of the working directory's ``.env`` were used and which ignored (a
+        trust decision: the file came with whatever repository the notebook runs in)."""
+        found = workdir_dotenv()
+        if found is not None:
+            path, used, ignored = found
+            decision = "working directory .env read"
+            self.audit.record(
+                "trust", decision=decision, path=str(path), used=used, ignored=ignored
+            )
+
+    def _audit_change(self, change: Change) -> None:
+        """A state change (submission, launch, retry, cancellation, end) or a deletion, as the
+        store committed it."""
+        detail = (
+            {"status": change.what, "reason": change.why}
+            if change.kind == "state"
+            else {"location": change.what, "path": change.why}
+        )
+        self.audit.record(change.kind, cluster=change.cluster, jobs=[change.job_id], **detail)
+
     def _collect_when_ended(self, job: GPUJob) -> None:
         if job.request.fetch == "auto":
             self.results.collect_in_background(job.id)
@@ -120,6 +146,7 @@ class Client:
         self.results.close(timeout=self.settings.ssh_connection_timeout)
         self.notifier.close(timeout=self.settings.ssh_connection_timeout)
         self.hosts.close()
+        self.audit.close()
 
     # -- life cycle ---------------------------------------------------------------------------
     def submit(
@@ -137,6 +164,8 @@ class Client:
         host = self.hosts.get(cluster.name)
         base = submission.remote_base(host.transport, cluster)
         job = submission.new_job(bundle, request, cluster, base)
+        self.audit.redact(submission.secrets(request))
+        host.audit.record("submit", jobs=[job.id], **submission.summary(bundle, request))
         self.store.insert(job)
         job = self.tracker.save(submission.mark(job, JobStatus.UPLOADING))
         folder = hostfolder.folder_of(job)
@@ -204,9 +233,11 @@ class Client:
         job = self.job(job_id)
         if job.is_terminal:
             return job
+        host = self.hosts.of(job)
+        host.audit.record("cancel", jobs=[job.id], status=job.status.value)
         if job.ready_at is not None and self.tracker.cancel_waiting(job):
             return self.job(job_id)
-        self.hosts.of(job).scheduler.cancel(job)
+        host.scheduler.cancel(job)
         return self.job(job_id)
 
     def logs(

@@ -28,6 +28,20 @@ def show_notebook(path: str) -> None:
         print()
 
 
+def show_audit(args: argparse.Namespace) -> int:
+    """``gpu-magic audit verify`` exits 1 when the log was tampered with; otherwise the
+    records (of one job)."""
+    client = default_client()
+    if args.job == "verify":
+        verdict = client.audit.verify()
+        print(f"gpu-magic: {verdict}")
+        return 0 if verdict.ok else 1
+    job_id = client.store.find(args.job).id if args.job else None
+    records = client.audit.records(job_id, limit=args.limit)
+    print("\n".join(map(json.dumps, records)) if args.json else formatting.audit_table(records))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="gpu-magic", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -38,10 +52,16 @@ def main(argv: list[str] | None = None) -> int:
     logs.add_argument("--tail", type=int)
     show = sub.add_parser("show-notebook", help="print an executed notebook's outputs")
     show.add_argument("path")
+    audit = sub.add_parser("audit", help="the audit log: show it, or verify its hash chain")
+    audit.add_argument("job", nargs="?", help="a job id or name, or 'verify'")
+    audit.add_argument("--limit", type=int, default=50, help="the last N records (50)")
+    audit.add_argument("--json", action="store_true", help="the records as JSON lines")
     args = parser.parse_args(argv)
     try:
         if args.command == "show-notebook":
             show_notebook(args.path)
+        elif args.command == "audit":
+            return show_audit(args)
         elif args.command == "logs":
             print(default_client().logs(args.job, args.tail), end="")
         elif args.job:

@@ -27,8 +27,8 @@ else:  # pragma: no cover
 
 LOCAL = "local"
 ENV_CLUSTER = "default"
-CLUSTER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-HOST = re.compile(r"^[A-Za-z0-9_.:%\[\]-]+$")
+CLUSTER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
+HOST = re.compile(r"^[A-Za-z0-9_.:%\[\]-]+\Z")
 
 
 class CleanupRules(BaseModel):

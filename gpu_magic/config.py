@@ -144,6 +144,10 @@ class Settings(BaseSettings):
         return self.gpu_magic_data_dir.expanduser() / "jobs.sqlite3"
 
     @property
+    def audit_path(self) -> Path:
+        return self.gpu_magic_data_dir.expanduser() / "audit.jsonl"
+
+    @property
     def results_path(self) -> Path:
         chosen = self.gpu_magic_results_dir or self.gpu_magic_data_dir / "results"
         return chosen.expanduser()

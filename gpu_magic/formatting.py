@@ -159,3 +159,44 @@ def files_table(entries: Iterable[dict]) -> str:
         (e["path"], e["kind"], size(e["size"]), "yes" if e["fetched"] else "no") for e in entries
     ]
     return table(FILE_HEADERS, rows) if rows else "No collected files."
+
+
+def audit_table(records: Sequence[dict]) -> str:
+    """One row per audit record: when, what happened, where, and its essentials."""
+    if not records:
+        return "No audit records yet."
+    rows = [
+        (
+            str(r["seq"]),
+            clock(datetime.fromisoformat(r["at"])),
+            r["event"],
+            r.get("cluster") or "-",
+            _shorten(audit_summary(r), 100),
+        )
+        for r in records
+    ]
+    return table(("#", "at", "event", "cluster", "what"), rows)
+
+
+def audit_summary(record: dict) -> str:
+    """The essentials of one audit record in a line."""
+    event, error = record["event"], record.get("error")
+    if event == "command":
+        what = f"{record['command']} → exit {record.get('exit', '?')}, {record['ms']:g} ms"
+    elif event in ("upload", "download", "read"):
+        what = f"{record['path']} ({size(record.get('bytes'))}, {record['ms']:g} ms)"
+    elif event in ("mkdir", "list"):
+        what = record["path"]
+    elif event == "state":
+        what = f"{' '.join(record['jobs'])} {record['status']}: {record.get('reason') or ''}"
+    elif event == "delete":
+        what = f"{' '.join(record['jobs'])} {record['location']} {record['path']}"
+    elif event == "trust":
+        what = f"{record['decision']} {record.get('key') or record.get('file') or ''}"
+    else:  # submit, cancel
+        what = f"{' '.join(record['jobs'])} {record.get('name') or ''}"
+    return f"{what.strip()} — {error}" if error else what.strip()
+
+
+def _shorten(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"

@@ -4,7 +4,8 @@ The one place that picks concrete backends: ``LocalTransport`` for the ``local``
 ``SSHTransport`` for the rest (paramiko loads only then), ``SlurmScheduler`` or
 ``ProcessScheduler`` by the cluster's ``scheduler``. Tests and benches inject their own
 transports (``Hosts(..., transports={"ssh": spy})`` or a factory), as httpx takes a
-``transport=``; nobody reaches into a private dict.
+``transport=``; nobody reaches into a private dict. Every transport handed out, injected or
+not, is an ``AuditedTransport``: nothing reaches a host unrecorded.
 """
 
 from __future__ import annotations
@@ -13,11 +14,13 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from .audit import AuditLog, Trail
 from .clusters import ClusterConfig, ClusterRegistry
 from .config import Settings
 from .models import GPUJob
 from .schedulers import ProcessScheduler, Scheduler, SlurmScheduler
 from .transport import LocalTransport, Transport
+from .transport.audited import AuditedTransport
 
 TransportFactory = Callable[[ClusterConfig], Transport]
 
@@ -29,6 +32,7 @@ class Host:
     config: ClusterConfig
     transport: Transport
     scheduler: Scheduler
+    audit: Trail
 
     @property
     def name(self) -> str:
@@ -43,9 +47,10 @@ class Hosts:
         self,
         settings: Settings,
         clusters: ClusterRegistry,
+        audit: AuditLog,
         transports: Mapping[str, Transport] | TransportFactory | None = None,
     ):
-        self.settings, self.clusters = settings, clusters
+        self.settings, self.clusters, self.audit = settings, clusters, audit
         self._given = transports
         self._transports: dict[str, Transport] = {}
         self._hosts: dict[str, Host] = {}
@@ -57,11 +62,12 @@ class Hosts:
         with self._lock:
             transport = self._transports.get(config.name)
             if transport is None:
-                transport = self._transports[config.name] = self._make_transport(config)
+                transport = self._transports[config.name] = self._audited(config)
             host = self._hosts.get(config.name)
             if host is None or host.config != config or host.transport is not transport:
+                trail = self.audit.trail(config.name, transport.label)
                 host = self._hosts[config.name] = Host(
-                    config, transport, _scheduler(config, transport)
+                    config, transport, _scheduler(config, transport), trail
                 )
             return host
 
@@ -74,6 +80,10 @@ class Hosts:
             transports, self._transports, self._hosts = list(self._transports.values()), {}, {}
         for transport in transports:
             transport.close()
+
+    def _audited(self, config: ClusterConfig) -> AuditedTransport:
+        transport = self._make_transport(config)
+        return AuditedTransport(transport, self.audit.trail(config.name, transport.label).record)
 
     def _make_transport(self, config: ClusterConfig) -> Transport:
         given = self._given

@@ -62,7 +62,8 @@ environment (run.sh exports it): so a child that left the job's process group (`
 GIT_CHECKOUT = f"{CODE}/repo"
 
 
-SAFE_JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+SAFE_JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
+NEW_JOB_ID = re.compile(r"\b\d{8}-\d{6}-[0-9a-f]{6}\b")
 
 
 def attempt_marker(marker: str, attempt: int) -> str:
@@ -75,6 +76,11 @@ def safe_id(job_id: str) -> bool:
     """A job id usable as one path component, in a shell word and a URL: no ``/``, no
     leading ``.``, nothing a shell or a path would read specially."""
     return bool(SAFE_JOB_ID.match(job_id))
+
+
+def job_ids_in(text: str) -> list[str]:
+    """The ids ``new_job_id`` makes that occur in ``text`` (a command line, a path)."""
+    return NEW_JOB_ID.findall(text)
 
 
 def new_job_id(now: datetime | None = None) -> str:

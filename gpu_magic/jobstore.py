@@ -17,7 +17,7 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
@@ -30,7 +30,7 @@ from .config import private_dir, private_file
 from .errors import JobNotFoundError, StoreError
 from .models import TERMINAL_STATES, GPUJob, GPUJobRequest, JobStatus, utcnow
 
-__all__ = ["Deletion", "JobStore", "Transition"]
+__all__ = ["Change", "Deletion", "JobStore", "Transition"]
 
 BUSY_TIMEOUT_S = 30.0
 MIN_PREFIX = 4
@@ -48,6 +48,19 @@ _BEFORE = "(created_at, rowid) < (SELECT created_at, rowid FROM jobs WHERE id = 
 """After the cursor job in ``_NEWEST_FIRST`` order (an unknown id: nothing)."""
 _TERMINAL = tuple(s.value for s in TERMINAL_STATES)
 _ACTIVE = f"status NOT IN ({', '.join('?' * len(_TERMINAL))})"
+
+
+@dataclass(frozen=True)
+class Change:
+    """What a committed write changed, as ``on_change`` listeners hear it: a job's new state
+    (``what`` the status, ``why`` the reason) or a deletion (``what`` the location, ``why``
+    the path)."""
+
+    kind: str  # "state" or "delete"
+    job_id: str
+    cluster: str
+    what: str
+    why: str | None
 
 
 @dataclass(frozen=True)
@@ -143,6 +156,8 @@ class JobStore:
         self.path = Path(path).expanduser()
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
+        self._listeners: list[Callable[[Change], None]] = []
+        self._unsaid: list[Change] = []  # made in the open transaction, told once committed
         try:
             private_dir(self.path.parent)
             for path in (self.path, *_sidecars(self.path)):  # env values live in here
@@ -179,6 +194,18 @@ class JobStore:
                     self._conn.close()
                 self._conn = None
 
+    def on_change(self, listener: Callable[[Change], None]) -> None:
+        """Call ``listener(change)`` after each committed state change or deletion made
+        through this store (the audit log listens), in the order they were made."""
+        with self._lock:
+            self._listeners.append(listener)
+
+    def _tell(self) -> None:
+        changes, self._unsaid = self._unsaid, []
+        for change in changes:
+            for listener in self._listeners:
+                listener(change)
+
     # -- plumbing ---------------------------------------------------------------------------
 
     @contextmanager
@@ -206,10 +233,12 @@ class JobStore:
             try:
                 yield conn
             except BaseException:
+                self._unsaid.clear()
                 with suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")
+            self._tell()
 
     def _migrate(self) -> None:
         known = migrations.load()
@@ -244,7 +273,7 @@ class JobStore:
                 if conn.execute("SELECT 1 FROM jobs WHERE id = ?", (job.id,)).fetchone():
                     raise StoreError(f"job {job.id} is already in job store {self.path}") from None
                 raise
-            self._record(conn, job.id, job.status, job.reason)
+            self._record(conn, job, job.reason)
 
     def update(self, job: GPUJob, reason: str | None = None) -> None:
         """Write every field; record a transition when the status changed."""
@@ -255,7 +284,7 @@ class JobStore:
                 raise self._not_found(job.id)
             conn.execute(_UPDATE, (*row[1:], job.id))
             if old[0] != job.status.value:
-                self._record(conn, job.id, job.status, reason or job.reason)
+                self._record(conn, job, reason or job.reason)
 
     def advance_attempt(self, job: GPUJob, reason: str) -> bool:
         """Store ``job`` (its next attempt) only if the stored job is still at the attempt
@@ -273,7 +302,7 @@ class JobStore:
             sql = f"{_UPDATE} AND {where}"
             if conn.execute(sql, (*row[1:], job.id, *params)).rowcount != 1:
                 return False
-            self._record(conn, job.id, job.status, reason)
+            self._record(conn, job, reason)
         return True
 
     # -- slots (max_concurrent_jobs) ---------------------------------------------------------
@@ -290,27 +319,31 @@ class JobStore:
                 ).fetchone()
             )
 
-    def claim_waiting(self, cluster: str, limit: int) -> GPUJob | None:
-        """The job that waited longest on ``cluster``, moved to ``uploading`` (being launched)
-        if a slot is free; None otherwise. Exactly one caller gets each job."""
+    def claim_waiting(
+        self, cluster: str, limit: int, launchable: Callable[[GPUJob], bool] = lambda job: True
+    ) -> GPUJob | None:
+        """The job that waited longest on ``cluster`` among those the caller can launch
+        (``launchable``: it holds the job's ``--secret-env`` values), moved to ``uploading``
+        (being launched) if a slot is free; None otherwise. Exactly one caller gets each job."""
         if cluster not in self.waiting_clusters():  # most calls: nothing waits, no write lock
             return None
         with self._write(f"start a waiting job on {cluster}") as conn:
             if not self._slot_free(conn, cluster, limit):
                 return None
-            row = conn.execute(
+            rows = conn.execute(
                 f"{_SELECT} WHERE cluster = ? AND status = ? AND ready_at IS NOT NULL "
-                "ORDER BY ready_at, rowid LIMIT 1",
+                "ORDER BY ready_at, rowid",
                 (cluster, JobStatus.PENDING.value),
-            ).fetchone()
-            if row is None:
+            )
+            waiting = next((j for j in map(_row_to_job, rows) if launchable(j)), None)
+            if waiting is None:
                 return None
             why = "a slot is free: launching"
-            job = _row_to_job(row).model_copy(
+            job = waiting.model_copy(
                 update={"status": JobStatus.UPLOADING, "ready_at": None, "reason": why}
             )
             conn.execute(_UPDATE, (*_job_to_row(job)[1:], job.id))
-            self._record(conn, job.id, job.status, why)
+            self._record(conn, job, why)
             return job
 
     def waiting_clusters(self) -> list[str]:
@@ -330,12 +363,12 @@ class JobStore:
             if conn.execute("DELETE FROM jobs WHERE id = ?", (job_id,)).rowcount == 0:
                 raise self._not_found(job_id)
 
-    @staticmethod
-    def _record(conn: sqlite3.Connection, job_id: str, status: JobStatus, reason: str | None):
+    def _record(self, conn: sqlite3.Connection, job: GPUJob, reason: str | None) -> None:
         conn.execute(
             "INSERT INTO transitions (job_id, status, at, reason) VALUES (?, ?, ?, ?)",
-            (job_id, status.value, _to_text(utcnow()), reason),
+            (job.id, job.status.value, _to_text(utcnow()), reason),
         )
+        self._unsaid.append(Change("state", job.id, job.cluster, job.status.value, reason))
 
     # -- reads ------------------------------------------------------------------------------
 
@@ -484,6 +517,7 @@ class JobStore:
         sql = f"INSERT INTO deletions ({_DELETION_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"  # noqa: S608
         with self._write(f"record deletion of {d.job_id}") as conn:
             conn.execute(sql, row)
+            self._unsaid.append(Change("delete", d.job_id, d.cluster, d.location, d.path))
         return stored
 
     def deletions(

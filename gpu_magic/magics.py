@@ -70,15 +70,20 @@ def user_errors(method):
             return method(*args, **kwargs)
         except RemoteJobError:
             raise
-        except GPUMagicError as exc:
-            raise UsageError(str(exc)) from None
+        except GPUMagicError as exc:  # one line, whatever a value in it holds
+            raise UsageError(formatting.printable(str(exc))) from None
 
     return wrapper
 
 
 def parse(magic, line: str, needs_job: bool = False):
     """Parse a magic's arguments; print its help and return None for ``-h/--help``."""
-    opts = parse_argstring(magic, line)
+    try:
+        opts = parse_argstring(magic, line)
+    except UsageError as exc:  # argparse quotes the words it refused: escape what they hold
+        raise UsageError(formatting.printable(str(exc))) from None
+    except ValueError as exc:  # shlex: a quote left open
+        raise UsageError(f"%{magic.__name__}: {exc} in {line!r}") from None
     for key, value in vars(opts).items():
         setattr(opts, key, unquote(value))
     if opts.help:
@@ -100,6 +105,14 @@ def unquote(value):
 
 def split_names(text: str) -> tuple[str, ...]:
     return tuple(n.strip() for n in text.replace(" ", ",").split(",") if n.strip())
+
+
+def split_args(text: str) -> tuple[str, ...]:
+    """``--args`` as the words a shell would make of them."""
+    try:
+        return tuple(shlex.split(text))
+    except ValueError as exc:
+        raise InvalidRequestError(f"--args {text!r}: {exc}") from None
 
 
 def parse_env(pairs: list[str]) -> dict[str, str]:
@@ -139,6 +152,8 @@ class GPUMagics(ClientMagics):
     @argument("--follow-links", action="store_true", help="ship what links in --files point to")
     @argument("--git", metavar="URL[@REF]", help="clone this repository into code/repo")
     @argument("--env", action="append", default=[], metavar="K=V", help="environment variable")
+    @argument("--secret-env", action="append", default=[], metavar="NAME",
+              help="pass this kernel's $NAME to the job, written to no file")  # fmt: skip
     @argument("--args", default="", metavar="'A B'", help="arguments for the cell (sys.argv/$@)")
     @argument("--bash", action="store_true", help="the cell is a bash script")
     @argument("--python", metavar="PATH", help="interpreter on the host")
@@ -190,7 +205,8 @@ class GPUMagics(ClientMagics):
             follow_links=opts.follow_links,
             git=GitSource.parse(opts.git) if opts.git else None,
             env=parse_env(opts.env),
-            args=tuple(shlex.split(opts.args)),
+            secret_env=tuple(n for names in opts.secret_env for n in split_names(names)),
+            args=split_args(opts.args),
             gpus=opts.gpus,
             name=opts.name,
             cluster=opts.cluster,

@@ -12,10 +12,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .errors import InvalidRequestError
 from .resources import Resources
 
-IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-JOB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-GIT_URL = re.compile(r"^(https?://|ssh://|git://|file://|[\w.-]+@[\w.-]+:|/)[^\s]+$")
-GIT_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_./-]{0,199}$")
+IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")  # \Z: "$" would admit a final "\n"
+JOB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
+GIT_URL = re.compile(r"^(https?://|ssh://|git://|file://|[\w.-]+@[\w.-]+:|/)[^\s]+\Z")
+GIT_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_./-]{0,199}\Z")
 
 
 SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(I?)B?\s*$", re.IGNORECASE)
@@ -127,6 +127,9 @@ class GPUJobRequest(BaseModel):
     files: tuple[str, ...] = ()
     git: GitSource | None = None
     env: dict[str, str] = Field(default_factory=dict)
+    secret_env: tuple[str, ...] = ()
+    """Names of variables whose values the launch takes from this process's environment and
+    passes to the job over its stdin: the values are written nowhere (names only here)."""
     args: tuple[str, ...] = ()
     gpus: int = Field(default=0, ge=0, le=64)
     name: str | None = None
@@ -201,6 +204,16 @@ class GPUJobRequest(BaseModel):
                 raise ValueError(f"the value of {key} contains a NUL byte")
         return env
 
+    @field_validator("secret_env")
+    @classmethod
+    def _secret_names(cls, names: tuple[str, ...]) -> tuple[str, ...]:
+        for name in names:
+            if not IDENTIFIER.match(name) or name.startswith("GPU_MAGIC_"):
+                raise ValueError(f"{name!r} is not a valid environment variable name")
+        if len(set(names)) != len(names):
+            raise ValueError("a --secret-env variable is named twice")
+        return names
+
     @field_validator("name")
     @classmethod
     def _name(cls, name: str | None) -> str | None:
@@ -225,6 +238,8 @@ class GPUJobRequest(BaseModel):
             raise ValueError(f"choose one of --python, --venv, --conda (got {', '.join(chosen)})")
         if self.language == "bash" and (self.inputs or self.outputs):
             raise ValueError("--inputs/--outputs need a Python cell (not --bash)")
+        if both := sorted(set(self.secret_env) & set(self.env)):
+            raise ValueError(f"{both[0]} is given by both --env and --secret-env")
         return self
 
     @classmethod

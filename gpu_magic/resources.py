@@ -14,13 +14,15 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-TIME = re.compile(r"^(\d{1,3}-)?\d{1,6}(:\d{1,2}){0,2}$|^(UNLIMITED|INFINITE|unlimited|infinite)$")
-MEMORY = re.compile(r"^\d{1,9}[KMGT]?$")
-NAME = re.compile(r"^[A-Za-z0-9_.+-]{1,64}$")
-NAMES = re.compile(r"^[A-Za-z0-9_.+-]{1,64}(,[A-Za-z0-9_.+-]{1,64}){0,15}$")
-CONSTRAINT = re.compile(r"^[A-Za-z0-9_.,&|*:\[\]()-]{1,200}$")
-OPTION = re.compile(r"^[a-z][a-z0-9-]{0,40}$")
-OPTION_VALUE = re.compile(r"^[A-Za-z0-9_.,:=@+/%\[\]-]{0,200}$")
+TIME = re.compile(
+    r"^(\d{1,3}-)?\d{1,6}(:\d{1,2}){0,2}\Z|^(UNLIMITED|INFINITE|unlimited|infinite)\Z"
+)
+MEMORY = re.compile(r"^\d{1,9}[KMGT]?\Z")
+NAME = re.compile(r"^[A-Za-z0-9_.+-]{1,64}\Z")
+NAMES = re.compile(r"^[A-Za-z0-9_.+-]{1,64}(,[A-Za-z0-9_.+-]{1,64}){0,15}\Z")
+CONSTRAINT = re.compile(r"^[A-Za-z0-9_.,&|*:\[\]()-]{1,200}\Z")
+OPTION = re.compile(r"^[a-z][a-z0-9-]{0,40}\Z")
+OPTION_VALUE = re.compile(r"^[A-Za-z0-9_.,:=@+/%\[\]-]{0,200}\Z")
 
 SBATCH_ALLOWED = frozenset(
     {

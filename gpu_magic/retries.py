@@ -39,7 +39,12 @@ def wanted(job: GPUJob) -> bool:
     if job.failure is None or job.attempt > job.request.retries:
         return False
     kinds = set(job.request.retry_on) or {kind.value for kind in DEFAULT_RETRY_ON}
-    return job.failure["kind"] in kinds
+    if job.failure["kind"] not in kinds:
+        return False
+    if not submission.can_launch(job):  # its --secret-env values are not in this process
+        log.warning("gpu_magic: job %s not retried here: --secret-env values missing", job.id)
+        return False
+    return True
 
 
 def retry(host: Host, store: JobStore, save: Callable[..., GPUJob], job: GPUJob) -> GPUJob | None:

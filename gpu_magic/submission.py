@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
@@ -24,6 +26,7 @@ from .packaging.files import collect_files
 from .packaging.inputs import pickle_inputs
 from .packaging.names import warning
 from .packaging.runscript import render_run_script
+from .schedulers import secret_env
 from .schedulers.base import Observation, Submitted
 from .schedulers.slurm import request_resources
 from .schedulers.slurm_script import run_script_options
@@ -43,6 +46,7 @@ def package(
     cwd: Path | None = None,
 ) -> Bundle:
     """Everything that can fail on bad input fails here, before anything is sent."""
+    secret_env.values(request.secret_env)  # each one set here, or one line naming the absent
     job_id = new_job_id()
     options = _run_script_options(request, cluster)
     pickled = pickle_inputs(request.inputs, namespace)
@@ -95,6 +99,39 @@ def announce(
             f"gpu_magic: note: job {namesake.id} ({namesake.status}) is also named "
             f"{request.name!r}; the name now means this newer job (its id still finds the other)"
         )
+
+
+SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSW|KEY|CREDENTIAL|AUTH", re.IGNORECASE)
+
+
+def secrets(request: GPUJobRequest) -> list[str]:
+    """The request's values the audit log must never show: the ``--secret-env`` values and
+    ``--env`` values whose names look like secrets (``HF_TOKEN``, ``AWS_SECRET_ACCESS_KEY``)."""
+    named = [value for name, value in request.env.items() if SECRET_NAME.search(name)]
+    return [*named, *secret_env.values(request.secret_env).values()]
+
+
+def can_launch(job: GPUJob) -> bool:
+    """Whether this process can launch ``job``: it holds every ``--secret-env`` value."""
+    return not secret_env.missing(job.request.secret_env)
+
+
+def summary(bundle: Bundle, request: GPUJobRequest) -> dict:
+    """What the audit log keeps of a submission: what was asked for and what was shipped, by
+    name, size and hash; never a value (``--env`` values, ``--args``, the variables)."""
+    return {
+        "name": request.name,
+        "language": request.language,
+        "code_sha256": hashlib.sha256(request.code.encode()).hexdigest(),
+        "gpus": request.gpus,
+        "inputs": bundle.input_sizes,
+        "outputs": list(request.outputs),
+        "files": {f.rel: f.size for f in bundle.shipped_files},
+        "env_names": sorted(request.env),
+        "secret_env_names": list(request.secret_env),
+        "args": len(request.args),
+        "bytes": bundle.total_bytes,
+    }
 
 
 def remote_base(transport: Transport, cluster: ClusterConfig) -> str:
@@ -169,8 +206,10 @@ def launch(host: Host, job: GPUJob, folder: JobDir) -> Submitted:
     launch command runs leaves "it may or may not have run": where the scheduler's launch is
     safe to repeat (it reports the first launch, never starts a second), it is repeated on a
     fresh connection until it answers; authentication and host-key failures never are."""
+    secrets = secret_env.values(job.request.secret_env)
+    host.audit.log.redact(secrets.values())
     if not host.scheduler.relaunch_safe:
-        return host.scheduler.submit(job, folder)
+        return host.scheduler.submit(job, folder, secrets)
     retrying = tenacity.Retrying(
         retry=tenacity.retry_if_exception(dropped),
         stop=tenacity.stop_after_attempt(LAUNCH_ATTEMPTS),
@@ -180,7 +219,7 @@ def launch(host: Host, job: GPUJob, folder: JobDir) -> Submitted:
         ),
         reraise=True,
     )
-    return retrying(host.scheduler.submit, job, folder)
+    return retrying(host.scheduler.submit, job, folder, secrets)
 
 
 def dropped(exc: BaseException) -> bool:

@@ -110,7 +110,8 @@ class JobTracker:
     def start_waiting(self, cluster: str) -> None:
         """Launch the cluster's waiting jobs, oldest first, while slots are free (each is
         claimed in the store first: two processes never launch one job, nor one slot twice)."""
-        while (job := self.store.claim_waiting(cluster, self.max_concurrent)) is not None:
+        claim = self.store.claim_waiting
+        while (job := claim(cluster, self.max_concurrent, submission.can_launch)) is not None:
             try:
                 submission.start(self.hosts.get(cluster), job, self.save)
             except GPUMagicError as exc:  # saved as failed (or unconfirmed): the next one

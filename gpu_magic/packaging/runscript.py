@@ -75,7 +75,7 @@ CELL_STATUS = jobdir.CELL_STATUS
 CLONE_FAILED = "git clone failed (see the git output above)"
 
 _TO_LOG = '>>"$_gm_log" 2>&1'
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
 def render_run_script(

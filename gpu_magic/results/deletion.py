@@ -14,7 +14,7 @@ from ..errors import InvalidRequestError
 from ..models import GPUJob
 from ..transport.base import Transport, quote_argv
 
-JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+JOB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
 
 
 def job_folder(base: str, job: GPUJob) -> str:

@@ -214,10 +214,17 @@ class ResultsService:
         """A collected file loaded by its extension (numpy, torch, safetensors, pickle, JSON);
         any other file: its local path. See ``loaders`` for what ``unsafe`` allows."""
         job = self.jobs.find(job_id)
-        return load(self.local_path(job_id, name), trusted=self._trusted(job), unsafe=unsafe)
+        trusted = self._trusted(job, name, unsafe)
+        return load(self.local_path(job_id, name), trusted=trusted, unsafe=unsafe)
 
-    def _trusted(self, job: GPUJob) -> bool:
-        return self.hosts.of(job).config.trusted
+    def _trusted(self, job: GPUJob, file: str, unsafe: bool = False) -> bool:
+        """Whether ``job``'s cluster is trusted; a load from one that is not, and a load the
+        user asked to make unsafely, are trust decisions the audit log keeps."""
+        host = self.hosts.of(job)
+        if unsafe or not host.config.trusted:
+            decision = "unsafe load asked for" if unsafe else "cluster not trusted: no unpickling"
+            host.audit.record("trust", jobs=[job.id], decision=decision, file=file)
+        return host.config.trusted
 
     def outputs(self, job_id: str) -> dict[str, Any]:
         """The ``--outputs`` variables of a completed job, from the results store."""
@@ -240,7 +247,7 @@ class ResultsService:
             rel = f"outputs/{name}.pkl"
             if rel in fetched:
                 data = self.local.local(job.id, rel).read_bytes()
-                values[name] = hostfolder.unpickle(job, name, data, self._trusted(job))
+                values[name] = hostfolder.unpickle(job, name, data, self._trusted(job, rel))
         return values
 
     def raise_for_failure(self, job_id: str) -> None:

@@ -8,6 +8,7 @@ exec per host however many jobs are active.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -66,8 +67,11 @@ class Scheduler(ABC):
         self.interpreter = interpreter
 
     @abstractmethod
-    def submit(self, job: GPUJob, folder: JobDir) -> Submitted:
-        """Launch the uploaded job folder detached from this connection."""
+    def submit(
+        self, job: GPUJob, folder: JobDir, secrets: Mapping[str, str] | None = None
+    ) -> Submitted:
+        """Launch the uploaded job folder detached from this connection; ``secrets``
+        (``--secret-env`` values) reach the job's environment over the launch's stdin."""
 
     @abstractmethod
     def cancel(self, job: GPUJob) -> None:

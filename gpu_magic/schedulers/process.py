@@ -10,6 +10,7 @@ reaches every process of the job, also those outside its process group.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import PurePosixPath
 
 from .. import jobdir
@@ -18,6 +19,7 @@ from ..jobdir import JobDir
 from ..models import GPUJob, JobStatus
 from ..packaging.runscript_parts import JOB_PIDS
 from ..transport.base import quote_argv
+from . import secret_env
 from .base import Observation, Scheduler, Submitted
 from .folder_probe import FolderState
 
@@ -66,8 +68,11 @@ class ProcessScheduler(Scheduler):
     name = "process"
     relaunch_safe = True  # LAUNCH starts run.sh once, however often it runs
 
-    def submit(self, job: GPUJob, folder: JobDir) -> Submitted:
-        command = LAUNCH.format(
+    def submit(
+        self, job: GPUJob, folder: JobDir, secrets: Mapping[str, str] | None = None
+    ) -> Submitted:
+        secrets = secrets or {}
+        command = secret_env.reader(list(secrets)) + LAUNCH.format(
             dir=quote_argv(str(folder)),
             state=jobdir.STATE,
             marker=f"{jobdir.STATE}/{jobdir.attempt_marker(jobdir.LAUNCHED, job.attempt)}",
@@ -76,7 +81,8 @@ class ProcessScheduler(Scheduler):
             script=jobdir.RUN_SCRIPT,
             pid=f"{jobdir.STATE}/{jobdir.PID}",
         )
-        pid = self.transport.run(command).check().text.strip()
+        stdin = secret_env.payload(secrets) if secrets else None
+        pid = self.transport.run(command, stdin=stdin).check().text.strip()
         if not pid.isdigit():
             raise SchedulerError(f"job {job.id} did not start: run.sh wrote no pid")
         return Submitted(scheduler_id=pid, status=JobStatus.RUNNING)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 import shlex
+from collections.abc import Mapping
 from pathlib import PurePosixPath
 
 from .. import jobdir
@@ -25,6 +26,7 @@ from ..jobdir import JobDir
 from ..models import GPUJob, GPUJobRequest, JobStatus
 from ..resources import Resources, SlurmDefaults, effective
 from ..transport.base import Transport, quote_argv
+from . import secret_env
 from .base import Observation, Scheduler, Submitted
 from .folder_probe import FolderState
 from .slurm_parse import LIVE, PENDING_FORMAT, SACCT_FIELDS, SQUEUE_FORMAT, parse_state_output
@@ -32,7 +34,7 @@ from .slurm_script import render_array_script, render_sbatch_script
 from .slurm_state import decide
 
 PENDING = quote_argv("squeue", "-h", "-r", "-t", "PD", "--sort=-p,i", "-o", PENDING_FORMAT)
-SLURM_ID = re.compile(r"^\d+(_\d+)?$")
+SLURM_ID = re.compile(r"^\d+(_\d+)?\Z")
 # Idempotent: only the submit that makes the ``submitted`` marker (mkdir is atomic) runs sbatch,
 # detached from the connection (a drop cannot kill it halfway), with its answer written into
 # state/; every submit, first or repeated after a drop, reports that one answer.
@@ -94,7 +96,9 @@ class SlurmScheduler(Scheduler):
     def resources(self, request: GPUJobRequest) -> Resources:
         return request_resources(request, self.defaults)
 
-    def submit(self, job: GPUJob, folder: JobDir) -> Submitted:
+    def submit(
+        self, job: GPUJob, folder: JobDir, secrets: Mapping[str, str] | None = None
+    ) -> Submitted:
         script = render_sbatch_script(
             job.id,
             job.request,
@@ -102,7 +106,7 @@ class SlurmScheduler(Scheduler):
             self.defaults.gres_style,
             self.defaults.warn_before_limit,
         )
-        slurm_id = self._sbatch(str(folder), script, f"job {job.id}", job.attempt)
+        slurm_id = self._sbatch(str(folder), script, f"job {job.id}", job.attempt, secrets)
         return Submitted(slurm_id, JobStatus.QUEUED, f"submitted to Slurm as job {slurm_id}")
 
     def submit_array(self, name: str, jobs: list[GPUJob]) -> list[Submitted]:
@@ -127,11 +131,21 @@ class SlurmScheduler(Scheduler):
             for i in range(len(jobs))
         ]
 
-    def _sbatch(self, folder: str, script: str, what: str, attempt: int = 1) -> str:
+    def _sbatch(
+        self,
+        folder: str,
+        script: str,
+        what: str,
+        attempt: int = 1,
+        secrets: Mapping[str, str] | None = None,
+    ) -> str:
+        """Run sbatch detached, once (see ``SUBMIT``); ``secrets`` go ahead of the script on
+        stdin, into sbatch's environment, which Slurm hands to the job."""
+        secrets = secrets or {}
         names = {"answer": jobdir.SLURM_ID, "status": jobdir.SBATCH_STATUS}
         names["error"] = jobdir.SBATCH_ERROR
         state = jobdir.STATE
-        command = SUBMIT.format(
+        command = secret_env.reader(list(secrets)) + SUBMIT.format(
             dir=quote_argv(folder),
             state=state,
             marker=f"{state}/{jobdir.attempt_marker(jobdir.SUBMITTED, attempt)}",
@@ -140,7 +154,8 @@ class SlurmScheduler(Scheduler):
             ticks=SBATCH_WAIT_TICKS,
             **{key: f"{state}/{name}" for key, name in names.items()},
         )
-        result = self.transport.run(command, stdin=script.encode())
+        stdin = secret_env.payload(secrets) + script.encode()
+        result = self.transport.run(command, stdin=stdin)
         if result.exit_code == NOT_ANSWERED:
             raise ClusterConnectionError(
                 f"sbatch for {what} has not answered within {SBATCH_WAIT_TICKS // 20} s "

@@ -18,7 +18,7 @@ from .. import jobdir
 from ..models import GPUJobRequest
 from ..resources import Resources
 
-SAFE_LINE = re.compile(r"^#SBATCH --[a-z][a-z0-9-]*(=[A-Za-z0-9_.,:=@+/%\[\]()&|*-]*)?$")
+SAFE_LINE = re.compile(r"^#SBATCH --[a-z][a-z0-9-]*(=[A-Za-z0-9_.,:=@+/%\[\]()&|*-]*)?\Z")
 SRUN = ("srun", "--kill-on-bad-exit=1")
 """How run.sh starts the cell on every node of a multi-node job (one task per node)."""
 

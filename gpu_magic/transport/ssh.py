@@ -52,6 +52,7 @@ from .base import (
     open_target,
     walk_tree,
 )
+from .hostkeys import fingerprint
 from .sshchannel import (
     Batch,
     ChannelReader,
@@ -275,6 +276,16 @@ class SSHTransport(Transport):
         """The negotiated cipher of the open connection (None when not connected)."""
         conn = self._conn
         return conn.transport.local_cipher if conn is not None and conn.active else None
+
+    @property
+    def host_key(self) -> str | None:
+        """``TYPE SHA256:...`` of the key the open connection's host proved (None when not
+        connected): the audit log records each one accepted."""
+        conn = self._conn
+        if conn is None or not conn.active:
+            return None
+        key = conn.transport.get_remote_server_key()
+        return f"{key.get_name()} {fingerprint(key)}"
 
     # -- connection and channels ------------------------------------------------------------
 
