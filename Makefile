@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed-stamp
 NPM_STAMP := labextension/node_modules/.installed-stamp
 DEMO_OUT := build/demo
 
-.PHONY: demo test lint bench system-deps clean
+.PHONY: demo test lint bench fuzz system-deps clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -72,6 +72,9 @@ bench: system-deps $(STAMP)
 	$(BIN)/python bench/bench_first_submit.py
 	$(BIN)/python bench/bench_server.py
 	$(BIN)/python bench/bench_faults.py
+
+fuzz: system-deps $(STAMP)
+	$(BIN)/python bench/fuzz_hostile.py
 
 clean:
 	rm -rf $(VENV) build .pytest_cache

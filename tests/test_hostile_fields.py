@@ -13,7 +13,7 @@ import subprocess
 
 import pytest
 from harness.clients import local_settings
-from harness.hostile import hostile
+from harness.hostile import examples, hostile
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from IPython.core.error import UsageError
@@ -34,7 +34,7 @@ def _one_line(exc: BaseException) -> None:
     assert "\n" not in str(exc) and str(exc), repr(exc)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(field=st.sampled_from(SLURM_FIELDS), value=hostile)
 def test_slurm_fields_are_refused_or_land_verbatim_in_one_sbatch_line(field, value):
     try:
@@ -48,7 +48,7 @@ def test_slurm_fields_are_refused_or_land_verbatim_in_one_sbatch_line(field, val
     assert any(value in line for line in header)  # verbatim, on one line
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(key=hostile, value=hostile)
 def test_extra_sbatch_options_are_refused_or_land_verbatim(key, value):
     try:
@@ -60,7 +60,7 @@ def test_extra_sbatch_options_are_refused_or_land_verbatim(key, value):
     assert f"#SBATCH --{key}={value}" in header
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(url=hostile, ref=st.one_of(st.none(), hostile))
 def test_git_sources_are_refused_or_quoted_whole_into_run_sh(url, ref):
     text = url if ref is None else f"{url}@{ref}"
@@ -75,7 +75,7 @@ def test_git_sources_are_refused_or_quoted_whole_into_run_sh(url, ref):
         assert shlex.quote(git.ref) in run_sh
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(field=st.sampled_from(["venv", "python", "conda"]), value=hostile)
 def test_interpreter_settings_are_refused_or_quoted_whole_into_run_sh(field, value):
     try:
@@ -97,7 +97,7 @@ def test_interpreter_settings_are_refused_or_quoted_whole_into_run_sh(field, val
     assert seen == expected[field]
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(field=st.sampled_from(["outputs_glob", "exclude", "inputs", "outputs", "secret_env"]),
        value=hostile)  # fmt: skip
 def test_name_and_glob_lists_are_refused_or_kept_verbatim(field, value):
@@ -109,7 +109,7 @@ def test_name_and_glob_lists_are_refused_or_kept_verbatim(field, value):
     assert GPUJobRequest.model_validate_json(request.model_dump_json()) == request
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(field=st.sampled_from(["name", "host", "user", "proxy_jump", "key", "base_path"]),
        value=hostile)  # fmt: skip
 def test_cluster_fields_are_refused_or_kept_verbatim(field, value):
@@ -148,7 +148,9 @@ def shell(tmp_path_factory):
 
 
 @settings(
-    max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=examples(400),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(magic=st.sampled_from(LINE_MAGICS), line=magic_line)
 def test_any_line_gives_a_line_magic_its_answer_or_one_usage_line(shell, magic, line, capsys):
@@ -160,7 +162,9 @@ def test_any_line_gives_a_line_magic_its_answer_or_one_usage_line(shell, magic, 
 
 
 @settings(
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=examples(150),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(line=st.lists(hostile, min_size=1, max_size=3).map(" ".join))
 def test_any_line_gives_gpu_submit_a_job_or_one_usage_line(shell, line, capsys):

@@ -14,7 +14,7 @@ import hashlib
 import os
 
 import pytest
-from harness.hostile import CANARY, hostile
+from harness.hostile import CANARY, examples, hostile
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -38,7 +38,7 @@ def no_canary():
 
 
 @settings(
-    max_examples=15,
+    max_examples=examples(15),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
@@ -59,7 +59,7 @@ def test_env_values_and_args_arrive_verbatim_or_are_refused(process_env, values)
     assert seen == {"env": env, "args": list(values)}
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(name=hostile)
 def test_names_that_must_be_identifiers_are_refused_in_one_line(name):
     for build in (
@@ -83,7 +83,7 @@ json.dump(got, open("outputs/seen.json", "w"))
 
 
 @settings(
-    max_examples=10,
+    max_examples=examples(10),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
@@ -111,7 +111,7 @@ file_name = hostile.filter(lambda n: "/" not in n and "\0" not in n and n not in
 
 
 @settings(
-    max_examples=12,
+    max_examples=examples(12),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
