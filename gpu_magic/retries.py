@@ -63,6 +63,7 @@ def retry(host: Host, store: JobStore, save: Callable[..., GPUJob], job: GPUJob)
     if not store.advance_attempt(queued, why):
         return None
     log.info("gpu_magic: job %s: %s", job.id, why)
+    host.audit.record("retry", jobs=[job.id], attempt=attempt, reason=why)
     try:
         return submission.start(host, queued, save)
     except GPUMagicError:  # saved as what it is: failed to launch, or unconfirmed

@@ -75,6 +75,9 @@ def test_retry_on_widens_what_is_retried_and_attempts_are_bounded(process_env):
     assert run(2, retries=3).status == JobStatus.FAILED  # the cell's own error: not by default
     job = run(3, retries=3, retry_on=("user_exception",))
     assert (job.status, job.attempt) == (JobStatus.COMPLETED, 3)
+    decisions = [r for r in client.audit.records(job.id) if r["event"] == "retry"]
+    assert [r["attempt"] for r in decisions] == [2, 3]  # each decision is in the audit log
+    assert all("after user_exception" in r["reason"] for r in decisions)
     job = run(9, retries=1, retry_on=("user_exception",))
     assert (job.status, job.attempt) == (JobStatus.FAILED, 2)
     assert job.failure["kind"] == "user_exception"
