@@ -24,6 +24,9 @@ from .monitoring.feed import JobFeed, LogChunk, complete_utf8
 from .monitoring.mirror import LiveMirror
 from .monitoring.monitor import Monitor
 from .notify import Notifier
+from .packaging import remote_cache
+from .packaging.digests import LocalDigests
+from .packaging.remote_cache import RemoteCache
 from .packaging.upload import upload_bundle
 from .parsers.levels import LineFilter
 from .results import cleanup, hostfolder, usage
@@ -52,6 +55,7 @@ class Client:
         self.clusters = ClusterRegistry(self.settings)
         self.store = JobStore(self.settings.store_path)
         self.audit = AuditLog(self.settings.audit_path, self.store.path)
+        self.digests = LocalDigests(self.store.path)
         self.store.on_change(self._audit_change)
         if settings is None:
             self._audit_workdir_dotenv()
@@ -147,6 +151,7 @@ class Client:
         self.notifier.close(timeout=self.settings.ssh_connection_timeout)
         self.hosts.close()
         self.audit.close()
+        self.digests.close()
 
     # -- life cycle ---------------------------------------------------------------------------
     def submit(
@@ -160,9 +165,11 @@ class Client:
         cluster = self.clusters.get(request.cluster)
         bundle = submission.package(request, namespace or {}, cluster, cwd)
         namesake = self.store.newest_named(request.name) if request.name else None
-        submission.announce(bundle, request, cluster, namesake, say)
         host = self.hosts.get(cluster.name)
         base = submission.remote_base(host.transport, cluster)
+        cache = RemoteCache.under(base, cluster.interpreter)
+        plan = remote_cache.plan(host.transport, bundle, cache, self.digests)
+        submission.announce(bundle, request, cluster, namesake, say, plan.cached_bytes)
         job = submission.new_job(bundle, request, cluster, base)
         self.audit.redact(submission.secrets(request))
         host.audit.record("submit", jobs=[job.id], **submission.summary(bundle, request))
@@ -170,7 +177,7 @@ class Client:
         job = self.tracker.save(submission.mark(job, JobStatus.UPLOADING))
         folder = hostfolder.folder_of(job)
         try:
-            upload_bundle(host.transport, bundle, folder)
+            upload_bundle(host.transport, bundle, folder, cache=cache, planned=plan)
         except GPUMagicError as exc:
             self._never_ran(job, exc)
             raise
@@ -230,15 +237,24 @@ class Client:
         return self.tracker.wait(job_id, timeout)
 
     def cancel(self, job_id: str) -> GPUJob:
-        job = self.job(job_id)
-        if job.is_terminal:
-            return job
-        host = self.hosts.of(job)
-        host.audit.record("cancel", jobs=[job.id], status=job.status.value)
-        if job.ready_at is not None and self.tracker.cancel_waiting(job):
-            return self.job(job_id)
-        host.scheduler.cancel(job)
-        return self.job(job_id)
+        return self.cancel_many([job_id])[0]
+
+    def cancel_many(self, job_ids: list[str]) -> list[GPUJob]:
+        """Cancel jobs (ids or names), one command per cluster however many there are; a job
+        that has ended is left as it is; one still waiting for a slot is never launched."""
+        jobs = self.tracker.refresh([self.store.find(job_id) for job_id in job_ids])
+        by_cluster: dict[str, list[GPUJob]] = {}
+        for job in jobs:
+            if job.is_terminal:
+                continue
+            host = self.hosts.of(job)
+            host.audit.record("cancel", jobs=[job.id], status=job.status.value)
+            if job.ready_at is not None and self.tracker.cancel_waiting(job):
+                continue
+            by_cluster.setdefault(job.cluster, []).append(job)
+        for cluster, running in by_cluster.items():
+            self.hosts.get(cluster).scheduler.cancel_many(running)
+        return self.tracker.refresh([self.store.get(job.id) for job in jobs])
 
     def logs(
         self,

@@ -1,4 +1,5 @@
-"""``Hosts``: a cluster name in, its host out (config, transport, scheduler).
+"""``Hosts``: a cluster name in, its host out (config, transport, scheduler); one connection
+per host, however many cluster names lead there.
 
 The one place that picks concrete backends: ``LocalTransport`` for the ``local`` cluster,
 ``SSHTransport`` for the rest (paramiko loads only then), ``SlurmScheduler`` or
@@ -53,6 +54,7 @@ class Hosts:
         self.settings, self.clusters, self.audit = settings, clusters, audit
         self._given = transports
         self._transports: dict[str, Transport] = {}
+        self._shared: dict[tuple, Transport] = {}  # identity -> the one transport of a host
         self._hosts: dict[str, Host] = {}
         self._lock = threading.Lock()
 
@@ -78,11 +80,17 @@ class Hosts:
         """Close every connection; the hosts can be used again afterwards (they reconnect)."""
         with self._lock:
             transports, self._transports, self._hosts = list(self._transports.values()), {}, {}
+            self._shared = {}
         for transport in transports:
-            transport.close()
+            transport.close()  # a shared one twice: closing is idempotent
 
     def _audited(self, config: ClusterConfig) -> AuditedTransport:
+        """The cluster's transport, recorded under its own name; the connection under it is
+        shared with every other cluster that names the same host (``identity``)."""
         transport = self._make_transport(config)
+        identity = getattr(transport, "identity", None)
+        if identity is not None:
+            transport = self._shared.setdefault(identity, transport)
         return AuditedTransport(transport, self.audit.trail(config.name, transport.label).record)
 
     def _make_transport(self, config: ClusterConfig) -> Transport:

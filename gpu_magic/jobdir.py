@@ -29,6 +29,7 @@ OUTPUTS = "outputs"
 STATE = "state"
 CHECKPOINTS = "checkpoints"
 CHECKSUMS = ".sha256"
+CACHE = ".cache/sha256"  # under the base path: the host's content-addressed file cache
 PARTIAL_SUFFIX = ".partial"
 
 PICKLE_SUFFIX = ".pkl"

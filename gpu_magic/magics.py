@@ -283,16 +283,18 @@ class GPUMagics(ClientMagics):
 
     @magic_arguments()
     @argument("-h", "--help", action="store_true", help="show this help")
-    @argument("job", nargs="?", help="job id or name")
+    @argument("job", nargs="*", help="job ids or names")
     @line_magic
     @user_errors
     def gpu_cancel(self, line: str):
-        """Stop a job and every process it started."""
-        opts = parse(self.gpu_cancel, line, needs_job=True)
+        """Stop jobs and every process they started (one command per cluster)."""
+        opts = parse(self.gpu_cancel, line)
         if opts is None:
             return None
-        job = self.client.cancel(opts.job)
-        print(f"gpu_magic: job {job.id} is {job.status}")
+        if not opts.job:
+            raise UsageError("%gpu_cancel needs a JOB (an id or a name); see --help")
+        for job in self.client.cancel_many(opts.job):
+            print(f"gpu_magic: job {job.id} is {job.status}")
 
     @magic_arguments()
     @argument("-h", "--help", action="store_true", help="show this help")

@@ -84,12 +84,13 @@ def announce(
     cluster: ClusterConfig,
     namesake: GPUJob | None,
     say: Callable[[str], None] | None,
+    cached: int = 0,
 ) -> None:
     """The line shown before upload, and what the user should know about the request: an
     ``--outputs`` name the cell never assigns, a ``--name`` that another job already has."""
     if say is None:
         return
-    say(bundle.manifest_line(cluster.name))
+    say(bundle.manifest_line(cluster.name, cached))
     if request.language == "python" and (
         typo := warning(request.code, request.outputs, request.inputs)
     ):

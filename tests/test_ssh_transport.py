@@ -527,6 +527,35 @@ def test_forty_threads_share_one_connection_under_default_max_sessions(ssh_env, 
     assert len(server.connection_pids()) == 1
 
 
+def test_two_cluster_names_for_one_host_share_one_connection(ssh_env, fresh_sshd, tmp_path):
+    """An ssh config alias and the address it names are one host: one connection serves the
+    jobs of both, and the audit log still says which cluster each command was for."""
+    from gpu_magic import Client, GPUJobRequest, JobStatus
+
+    server, cluster = fresh_sshd()
+    write_ssh_config(
+        ssh_env,
+        f"Host gpubox\n  HostName 127.0.0.1\n  Port {server.port}\n  User root\n"
+        f"  IdentityFile {ssh_env.server.client_key}\n",
+    )
+    alias = cluster.model_copy(
+        update={"name": "alias", "host": "gpubox", "port": None, "user": None, "key": None,
+                "base_path": str(tmp_path / "other")}
+    )  # fmt: skip
+    client = Client(ssh_env.settings)
+    client.clusters.add(cluster)
+    client.clusters.add(alias)
+    try:
+        for name in (cluster.name, alias.name):
+            job = client.submit(GPUJobRequest.create(code="pass", cluster=name)).wait(60).job
+            assert job.status == JobStatus.COMPLETED, job.reason
+        assert len(server.connection_pids()) == 1
+        used = {r["cluster"] for r in client.audit.records() if r["event"] == "command"}
+        assert used == {cluster.name, alias.name}
+    finally:
+        client.close()
+
+
 def test_channel_cap_equal_to_max_sessions_and_the_control_without_it(ssh_env, fresh_sshd):
     """With the cap at the server's MaxSessions every call waits its turn; without the cap the
     server refuses the extra channels (the control that shows the cap does the work)."""

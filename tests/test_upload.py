@@ -75,7 +75,7 @@ def test_a_corrupted_file_fails_verification_and_leaves_nothing(tmp_path):
     with pytest.raises(TransferError) as info:
         upload_bundle(CorruptingTransport(), make_bundle(tmp_path), target)
     assert "upload verification failed" in str(info.value)
-    assert "code/data/deep/big.bin: FAILED" in str(info.value)
+    assert "checksum mismatch: code/data/deep/big.bin" in str(info.value)
     assert not Path(str(target)).exists()
     assert not Path(str(target.partial)).exists()
     assert (tmp_path / "big.bin").stat().st_size == 3 * LARGE_FILE  # the local data is intact

@@ -70,14 +70,16 @@ class Bundle:
     def total_bytes(self) -> int:
         return sum(e.size for e in self.entries)
 
-    def manifest_line(self, cluster: str) -> str:
-        """The one line shown before upload: variables with sizes, files and bytes."""
+    def manifest_line(self, cluster: str, cached: int = 0) -> str:
+        """The one line shown before upload: variables with sizes, files and bytes, and how
+        many of those bytes the host's cache holds already (not sent again)."""
         inputs = ", ".join(f"{k} ({size(v)})" for k, v in self.input_sizes.items())
         shipped = sum(f.size for f in self.shipped_files)
+        held = f" ({size(cached)} already on the host)" if cached else ""
         return (
             f"gpu_magic: job {self.job_id} → {cluster} | inputs: {inputs or 'none'} | "
             f"files: {len(self.shipped_files)} ({size(shipped)}) | "
-            f"upload {size(self.total_bytes)}"
+            f"upload {size(self.total_bytes - cached)}{held}"
         )
 
 

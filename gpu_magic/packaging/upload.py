@@ -1,11 +1,14 @@
 """Ship a ``Bundle`` to the host atomically and verified, in as few round trips as possible.
 
-Large files go first over pipelined SFTP into ``{job}.partial``; then ONE command receives the
-small files as a tar stream (2-4x faster than per-file SFTP for many small files) whose last
-member is the sha256 list of every file, checks them all and renames the folder into place. A
-job folder therefore either exists complete and verified or not at all; a failure removes the
-partial folder. Each command costs a remote shell start (often 50-100 ms with a heavy
-``.bashrc``), so a bundle of small files is exactly one command.
+Only what the host's content-addressed cache lacks is sent (``remote_cache``: one command
+asks). Large files go first over pipelined SFTP into ``{job}.partial``; then ONE command
+receives the small files as a tar stream (2-4x faster than per-file SFTP for many small
+files) whose last members are the sha256 list of every file and the cache manifest; the
+host's helper checks every file sent, links the cached ones in, adds the new ones to the
+cache, and the folder is renamed into place. A job folder therefore either exists complete
+and verified or not at all; a failure removes the partial folder. Each command costs a remote
+shell start (often 50-100 ms with a heavy ``.bashrc``), so a bundle of small files is exactly
+one command after the cache's question.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import io
 import logging
 import tarfile
 import time
+from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 import tenacity
@@ -30,7 +34,9 @@ from ..errors import (
 )
 from ..jobdir import CHECKSUMS, JobDir
 from ..transport.base import FILE, Progress, Transport, quote_argv
+from . import remote_cache
 from .bundle import Bundle, BundleEntry
+from .remote_cache import Plan, RemoteCache
 
 log = logging.getLogger(__name__)
 
@@ -42,15 +48,30 @@ class Verification(TransferError):
 LARGE_FILE = 1 << 20
 UPLOAD_ATTEMPTS = 5
 RESUME_HASH_CHUNK = 1 << 20
+NO_CACHE = RemoteCache(None)
 
 
 def upload_bundle(
-    transport: Transport, bundle: Bundle, target: JobDir, progress: Progress | None = None
+    transport: Transport,
+    bundle: Bundle,
+    target: JobDir,
+    progress: Progress | None = None,
+    *,
+    cache: RemoteCache = NO_CACHE,
+    planned: Plan | None = None,
 ) -> None:
-    """Upload ``bundle`` into ``target``; a dropped connection or a failed verification is
-    retried (``UPLOAD_ATTEMPTS``), resuming large files from what the host already holds (the
-    commit's sha256 check covers every byte, resent or not). A stop by the user is not."""
+    """Upload ``bundle`` into ``target``, sending only what the host's ``cache`` lacks
+    (``planned``: what ``remote_cache.plan`` found, else it is asked here); a dropped
+    connection or a failed verification is retried (``UPLOAD_ATTEMPTS``, asking the cache
+    again), resuming large files from what the host already holds (the commit's sha256 check
+    covers every byte sent, resent or not). A stop by the user is not retried."""
     partial, final = str(target.partial), str(target.root)
+    plans = iter([planned] if planned is not None else [])
+
+    def attempt(again: bool) -> None:
+        chosen = next(plans, None) or remote_cache.plan(transport, bundle, cache, None)
+        _upload_once(transport, bundle, partial, final, progress, again, cache, chosen)
+
     retrying = tenacity.Retrying(
         retry=tenacity.retry_if_exception(_worth_retrying),
         stop=tenacity.stop_after_attempt(UPLOAD_ATTEMPTS),
@@ -62,9 +83,7 @@ def upload_bundle(
     )
     attempts = iter(range(UPLOAD_ATTEMPTS))
     try:
-        retrying(
-            lambda: _upload_once(transport, bundle, partial, final, progress, next(attempts) > 0)
-        )
+        retrying(lambda: attempt(next(attempts) > 0))
     except GPUMagicError as exc:
         _discard(transport, partial)
         if isinstance(exc, (TransferError, ClusterConnectionError)):
@@ -78,16 +97,21 @@ def _worth_retrying(exc: BaseException) -> bool:
     return isinstance(exc, TransferError) or transient(exc)
 
 
-def _upload_once(transport, bundle: Bundle, partial: str, final: str, progress, again) -> None:
+def _upload_once(
+    transport, bundle: Bundle, partial: str, final: str, progress, again, cache, plan: Plan
+) -> None:
     """One attempt. Only a repeated one asks what an earlier one left (the job id is new, so
     a first attempt finds nothing: no round trip spent asking)."""
     if again and _already_committed(transport, final):  # the commit ran; its answer was lost
         return
-    small = [e for e in bundle.entries if e.size < LARGE_FILE]
-    large = [e for e in bundle.entries if e.size >= LARGE_FILE]
+    sent = [e for e in bundle.entries if e.rel not in plan.cached]
+    small = [e for e in sent if e.size < LARGE_FILE]
+    large = [e for e in sent if e.size >= LARGE_FILE]
     checksums = _send_large(transport, large, partial, progress, again)
+    checksums.update(plan.cached)  # listed, so a later check covers the linked files too
+    commit = _Commit(cache.commit_command(), plan.manifest(), checksums)
     try:
-        _send_small_and_commit(transport, small, checksums, partial, final, not large, progress)
+        _send_small_and_commit(transport, small, commit, partial, final, not large, progress)
     except Verification:
         _discard(transport, partial)  # what the host holds is wrong: the next try resends all
         raise
@@ -137,15 +161,24 @@ def _send_one(transport, entry: BundleEntry, remote: str, held: int, progress) -
         )
 
 
-def _send_small_and_commit(transport, small, checksums, partial, final, fresh, progress) -> None:
+@dataclass(frozen=True)
+class _Commit:
+    """What the commit command needs besides the small files: the cache helper's command
+    line, its manifest (what to add to the cache, what to link from it), the checksums."""
+
+    command: str
+    manifest: bytes
+    checksums: dict[str, str]
+
+
+def _send_small_and_commit(transport, small, commit: _Commit, partial, final, fresh, progress):
     quoted = quote_argv(partial)
     prepare = f"rm -rf -- {quoted} && mkdir -p -- {quoted} && " if fresh else ""
     command = (  # umask 077: every folder made here is the user's alone (modes: in the tar)
-        f"umask 077 && {prepare}tar -x --no-same-owner -f - -C {quote_argv(partial)} && "
-        f"cd {quote_argv(partial)} && sha256sum --quiet --strict -c {CHECKSUMS} 1>&2 && cd .. && "
-        f"mv -T {quote_argv(partial)} {quote_argv(final)}"
+        f"umask 077 && {prepare}tar -x --no-same-owner -f - -C {quoted} && "
+        f"cd {quoted} && {commit.command} && cd .. && mv -T {quoted} {quote_argv(final)}"
     )
-    checksums = dict(checksums)
+    checksums = dict(commit.checksums)
     now = time.time()
     try:
         with transport.stream_to(command) as stdin, tarfile.open(fileobj=stdin, mode="w|") as tar:
@@ -160,6 +193,7 @@ def _send_small_and_commit(transport, small, checksums, partial, final, fresh, p
                     progress(len(data))
             listing = "".join(f"{digest}  {rel}\n" for rel, digest in sorted(checksums.items()))
             _add(tar, CHECKSUMS, listing.encode(), 0o600, now)
+            _add(tar, remote_cache.MANIFEST, commit.manifest, 0o600, now)
     except RemoteCommandError as exc:
         raise Verification(f"upload verification failed for {final}: {exc.stderr.strip()}") from exc
 

@@ -10,6 +10,7 @@ settings. The local side also archives jobs older than ``archive_after_days``.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -18,6 +19,7 @@ from ..clusters import CleanupConfig, CleanupRules, cleanup_defaults
 from ..errors import GPUMagicError
 from ..jobstore import Deletion
 from ..models import GPUJob, utcnow
+from ..packaging.remote_cache import RemoteCache
 from . import deletion, policy, usage
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -56,6 +58,7 @@ class Plan:
     done: list[Action] = field(default_factory=list)  # filled by carry_out
     bases: dict[str, str] = field(default_factory=dict)  # cluster -> expanded base path
     ruled: bool = False  # some rule applied somewhere
+    evicted: dict[str, tuple[int, int]] = field(default_factory=dict)  # cluster -> files, bytes
 
     def of(self, kind: str) -> list[Action]:
         return [a for a in self.actions if a.kind == kind]
@@ -157,7 +160,22 @@ def carry_out(service: ResultsService, result: Plan) -> Plan:
                 result.done.append(action)
         except GPUMagicError as exc:
             result.notes.append(f"{action.kind} {action.where} {action.job.id} failed: {exc}")
+    for cluster in sorted({a.job.cluster for a in result.done if a.where == REMOTE}):
+        _evict(service, result, cluster)
     return result
+
+
+def _evict(service: ResultsService, result: Plan, cluster: str) -> None:
+    """After job folders went: the host's cached files that no job folder links to any more
+    (a file a live job holds has another link, and stays)."""
+    host = service.hosts.get(cluster)
+    cache = RemoteCache.under(result.bases[cluster], host.config.interpreter)
+    try:
+        freed = json.loads(host.transport.run(cache.evict_command()).check().text)
+    except (GPUMagicError, ValueError) as exc:
+        result.notes.append(f"the file cache of cluster {cluster} was not trimmed: {exc}")
+        return
+    result.evicted[cluster] = (freed["files"], freed["bytes"])
 
 
 def _do(service: ResultsService, result: Plan, action: Action) -> bool:

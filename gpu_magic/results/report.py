@@ -64,6 +64,12 @@ def plan_text(plan: Plan, dry_run: bool, exact: bool = False) -> str:
     else:
         lines.append("nothing to clean up")
     lines += [f"note: {n}" for n in plan.notes]
+    lines += [
+        f"host file cache of {cluster}: {files} file(s) no job links to removed "
+        f"({size(freed, exact)})"
+        for cluster, (files, freed) in plan.evicted.items()
+        if files
+    ]
     lines.append(_summary(plan, dry_run, exact))
     return "\n".join(lines)
 

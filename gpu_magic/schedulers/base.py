@@ -73,9 +73,13 @@ class Scheduler(ABC):
         """Launch the uploaded job folder detached from this connection; ``secrets``
         (``--secret-env`` values) reach the job's environment over the launch's stdin."""
 
-    @abstractmethod
     def cancel(self, job: GPUJob) -> None:
         """Stop the job and everything it started."""
+        self.cancel_many([job])
+
+    @abstractmethod
+    def cancel_many(self, jobs: list[GPUJob]) -> None:
+        """Stop these jobs (all on this host) and everything they started: one command."""
 
     @abstractmethod
     def observe(self, job: GPUJob, folder: FolderState, state_output: str) -> Observation:

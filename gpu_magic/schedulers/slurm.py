@@ -55,9 +55,9 @@ SBATCH = (
 SBATCH_WAIT_TICKS = 1200  # 60 s: sbatch retries a busy slurmctld on its own for a while
 NOT_ANSWERED = 75
 CANCEL = (
-    "umask 077; mkdir -p {state} && touch {flag}; scancel {ids}; _gm_rc=$?; _gm_i=0; "
+    "umask 077; mkdir -p {states} && touch {flags}; scancel {ids}; _gm_rc=$?; _gm_i=0; "
     "while [ $_gm_i -lt 150 ]; do "
-    '_gm_s=$(squeue -h -j {ids} -o %T 2>/dev/null | tr "\\n" " "); '
+    '_gm_s=$(squeue -h -j {id_list} -o %T 2>/dev/null | tr "\\n" " "); '
     'case "$_gm_s" in *PENDING*|*RUNNING*|*COMPLETING*|*CONFIGURING*|*SIGNALING*) ;; '
     "*) break;; esac; "
     "sleep 0.1; _gm_i=$((_gm_i+1)); done; exit $_gm_rc"
@@ -218,16 +218,20 @@ class SlurmScheduler(Scheduler):
         return decide(job, parse_state_output(state_output), folder)
 
     # -- cancel -----------------------------------------------------------------------------------
-    def cancel(self, job: GPUJob) -> None:
-        if not job.scheduler_id or not SLURM_ID.fullmatch(job.scheduler_id):
-            raise SchedulerError(f"job {job.id} has no Slurm job id to cancel")
-        folder = JobDir(PurePosixPath(job.remote_dir))
+    def cancel_many(self, jobs: list[GPUJob]) -> None:
+        """One ``scancel`` for them all, then one wait until squeue shows none alive."""
+        for job in jobs:
+            if not job.scheduler_id or not SLURM_ID.fullmatch(job.scheduler_id):
+                raise SchedulerError(f"job {job.id} has no Slurm job id to cancel")
+        folders = [JobDir(PurePosixPath(job.remote_dir)) for job in jobs]
+        ids = [job.scheduler_id for job in jobs]
         command = CANCEL.format(
-            state=quote_argv(str(folder.path(jobdir.STATE))),
-            flag=quote_argv(str(folder.state(jobdir.CANCEL_REQUESTED))),
-            ids=job.scheduler_id,
+            states=quote_argv(*(str(f.path(jobdir.STATE)) for f in folders)),
+            flags=quote_argv(*(str(f.state(jobdir.CANCEL_REQUESTED)) for f in folders)),
+            ids=" ".join(ids),
+            id_list=",".join(ids),
         )
         result = self.transport.run(command)
         errors = result.stderr.decode(errors="replace") + result.text
         if not result.ok and not any(gone in errors for gone in ALREADY_GONE):
-            raise SchedulerError(f"scancel {job.scheduler_id} failed: {errors.strip()}")
+            raise SchedulerError(f"scancel {' '.join(ids)} failed: {errors.strip()}")

@@ -278,6 +278,14 @@ class SSHTransport(Transport):
         return conn.transport.local_cipher if conn is not None and conn.active else None
 
     @property
+    def identity(self) -> tuple:
+        """What makes two transports the same host to the same user with the same trust: two
+        cluster names (an ssh config alias and its address) with one identity share one
+        connection (``Hosts``)."""
+        e = self.endpoint  # the key is left out: the same user on the same host is the same
+        return (e.hostname, e.port, e.user, e.proxy_jump, tuple(self._connector.known_hosts))
+
+    @property
     def host_key(self) -> str | None:
         """``TYPE SHA256:...`` of the key the open connection's host proved (None when not
         connected): the audit log records each one accepted."""

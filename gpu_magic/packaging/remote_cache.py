@@ -1,0 +1,110 @@
+"""The client's side of the host's content-addressed cache (``remote/cache.py`` runs there).
+
+A bundle's cacheable files (under ``code/``, ``inputs/`` and ``lib/``: the cell, the shipped
+files, the pickled variables and the runtime) are named by their sha256; ONE command asks
+the host which of those it lacks (``plan``), and only those are sent; the rest are
+hard-linked from the cache when the upload is committed. Files shipped to ``outputs/`` or
+``checkpoints/`` are never cached: a job overwrites those (a trainer's ``last.ckpt``), and a
+cached file is read-only because other jobs may hold the same inode.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import posixpath
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import tenacity
+
+from .. import jobdir
+from ..errors import RemoteCommandError, TransferError, transient
+from ..transport.base import Transport, quote_argv
+from .bundle import Bundle, BundleEntry
+from .digests import LocalDigests, sha256_file
+
+CACHE_SOURCE = (Path(__file__).resolve().parent.parent / "remote" / "cache.py").read_text()
+CACHEABLE = (jobdir.CODE, jobdir.INPUTS, jobdir.LIB)
+MANIFEST = ".gm_cache.json"
+ASK_ATTEMPTS = 5
+
+
+@dataclass(frozen=True)
+class RemoteCache:
+    """The cache of one host: its folder (``{base_path}/.cache/sha256``), and the Python
+    that runs the helper there. ``root=None``: no cache (everything is sent)."""
+
+    root: str | None
+    interpreter: str = "python3"
+
+    @classmethod
+    def under(cls, base: str, interpreter: str) -> RemoteCache:
+        return cls(posixpath.join(base, jobdir.CACHE), interpreter)
+
+    def lacking(self, transport: Transport, hashes: set[str]) -> set[str]:
+        """Which of ``hashes`` the host's cache does not hold: one command for them all (it
+        only reads, so a dropped connection is simply asked again)."""
+        if self.root is None or not hashes:
+            return set(hashes)
+        command = quote_argv(self.interpreter, "-c", CACHE_SOURCE, "lacking")
+        request = json.dumps({"root": self.root, "hashes": sorted(hashes)}).encode()
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception(transient),
+            stop=tenacity.stop_after_attempt(ASK_ATTEMPTS),
+            wait=tenacity.wait_random_exponential(multiplier=0.2, max=5),
+            reraise=True,
+        )
+        result = retrying(transport.run, command, stdin=request)
+        try:
+            return set(json.loads(result.check().text))
+        except (RemoteCommandError, ValueError) as exc:
+            raise TransferError(f"cannot ask the host's file cache {self.root}: {exc}") from exc
+
+    def commit_command(self) -> str:
+        """Run in the uploaded ``.partial`` folder: verify what was sent, link what was not."""
+        root = self.root or ""
+        return quote_argv(
+            self.interpreter, "-c", CACHE_SOURCE, "commit", root, MANIFEST, jobdir.CHECKSUMS
+        )
+
+    def evict_command(self) -> str:
+        return quote_argv(self.interpreter, "-c", CACHE_SOURCE, "evict", self.root or "")
+
+
+@dataclass
+class Plan:
+    """What one upload sends: ``digests`` of the bundle's cacheable entries, and ``cached``,
+    those the host holds already (linked, not sent)."""
+
+    digests: dict[str, str] = field(default_factory=dict)
+    cached: dict[str, str] = field(default_factory=dict)
+    cached_bytes: int = 0
+
+    def manifest(self) -> bytes:
+        sent = {rel: h for rel, h in self.digests.items() if rel not in self.cached}
+        return json.dumps({"add": sent, "link": self.cached}).encode()
+
+
+def plan(
+    transport: Transport, bundle: Bundle, cache: RemoteCache, digests: LocalDigests | None
+) -> Plan:
+    """Hash the bundle's cacheable entries and ask the host which it lacks (one command)."""
+    entries = [e for e in bundle.entries if _cacheable(e)]
+    if cache.root is None or not entries:
+        return Plan()
+    named = {e.rel: _sha256(e, digests) for e in entries}
+    lacking = cache.lacking(transport, set(named.values()))
+    cached = {rel: h for rel, h in named.items() if h not in lacking}
+    held = sum(e.size for e in entries if e.rel in cached)
+    return Plan(named, cached, held)
+
+
+def _cacheable(entry: BundleEntry) -> bool:
+    return entry.link is None and entry.rel.split("/", 1)[0] in CACHEABLE
+
+
+def _sha256(entry: BundleEntry, digests: LocalDigests | None) -> str:
+    if entry.data is not None:
+        return hashlib.sha256(entry.data).hexdigest()
+    return digests.sha256(entry.source) if digests is not None else sha256_file(entry.source)
