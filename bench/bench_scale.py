@@ -1,0 +1,92 @@
+"""100 jobs at once from one client over a loopback sshd: they all complete, once each.
+
+Run: .venv/bin/python bench/bench_scale.py [--jobs 100]
+
+Every job ships the same small data folder (the host's cache sends it once) and runs for about
+two seconds. Reported: the time to submit them all (per job), the time until every one has
+ended, the monitor's tick while they run (one round trip for all), and the peak memory of this
+process (the kernel's side) from ``getrusage``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+from harness.fixtures import make_settings  # noqa: E402
+from harness.sshd import SSHServer  # noqa: E402
+
+from gpu_magic import Client, GPUJobRequest, JobStatus  # noqa: E402
+from gpu_magic.clusters import ClusterConfig  # noqa: E402
+
+PYTHON = "/usr/bin/python3" if Path("/usr/bin/python3").exists() else None
+CELL = "import time\nprint('step 1 loss=0.5', flush=True)\ntime.sleep(2)\nresult = n * 2"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=100)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="gm-scale-") as tmp:
+        work = Path(tmp)
+        data = work / "nb" / "data"
+        data.mkdir(parents=True)
+        (data / "table.bin").write_bytes(os.urandom(2 << 20))
+        with SSHServer(work / "sshd", max_sessions=64) as server:
+            settings = make_settings(work, known_hosts_path=server.known_hosts)
+            settings = settings.model_copy(update={"max_concurrent_jobs": args.jobs})
+            client = Client(settings)
+            client.clusters.add(ClusterConfig(
+                name="bench", host="127.0.0.1", port=server.port, user="root",
+                key=str(server.client_key), base_path=str(work / "remote"), python=PYTHON,
+                max_sessions=32,
+            ))  # fmt: skip
+            client.host("bench").transport.connect()
+            start = time.perf_counter()
+            handles = []
+            for n in range(args.jobs):
+                request = GPUJobRequest.create(
+                    code=CELL, cluster="bench", files=("data",), inputs=("n",), outputs=("result",)
+                )
+                handles.append(client.submit(request, {"n": n}, cwd=work / "nb"))
+            submitted = time.perf_counter() - start
+            ticks = []
+            monitor = client.monitor
+            for handle in handles:
+                monitor.feed(handle.id)
+            while not all(j.is_terminal for j in client.jobs(cluster="bench", refresh=False)):
+                t = time.perf_counter()
+                monitor.tick()
+                ticks.append((time.perf_counter() - t) * 1000)
+                time.sleep(0.2)
+            ended = time.perf_counter() - start
+            outcomes = [client.wait(h.id, 60) for h in handles]
+            right = sum(
+                client.results.outputs(h.id) == {"result": 2 * n} for n, h in enumerate(handles)
+            )
+            completed = sum(j.status == JobStatus.COMPLETED for j in outcomes)
+            client.close()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"{args.jobs} concurrent jobs from one client, loopback sshd, {os.cpu_count()} CPUs")
+    print(
+        f"  submitted all in     {submitted:7.1f} s   ({submitted / args.jobs * 1000:.0f} ms a job)"
+    )
+    print(f"  all ended after      {ended:7.1f} s   (each runs ~2 s)")
+    print(f"  completed, right     {completed}/{args.jobs}, {right}/{args.jobs} results right")
+    if ticks:
+        tick, worst = statistics.median(ticks), max(ticks)
+        print(f"  monitor tick         median {tick:.0f} ms, max {worst:.0f} ms")
+    print(f"  peak memory (client) {peak:7.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
