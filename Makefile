@@ -72,6 +72,8 @@ bench: system-deps $(STAMP)
 	$(BIN)/python bench/bench_first_submit.py
 	$(BIN)/python bench/bench_server.py
 	$(BIN)/python bench/bench_faults.py
+	$(BIN)/python bench/bench_cache.py
+	$(BIN)/python bench/bench_scale.py
 
 fuzz: system-deps $(STAMP)
 	$(BIN)/python bench/fuzz_hostile.py
