@@ -37,11 +37,11 @@ from typing import Any
 
 from .config import private_file
 from .jobdir import job_ids_in
+from .jobstore import connect
 
 GENESIS = "0" * 64
 REDACTED = "***"
 MIN_SECRET = 4  # shorter values would blank out ordinary text; such values are no secret
-BUSY_TIMEOUT_S = 30.0
 log = logging.getLogger(__name__)
 
 __all__ = ["AuditLog", "Trail", "Verdict"]
@@ -85,9 +85,7 @@ class AuditLog:
         self._secrets: set[str] = set()
         self._lock = threading.Lock()
         private_file(self.path)
-        self._conn = sqlite3.connect(
-            store_path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
-        )
+        self._conn = connect(store_path)
 
     def close(self) -> None:
         with self._lock, suppress(sqlite3.Error):

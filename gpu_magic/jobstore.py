@@ -96,6 +96,14 @@ def _sidecars(path: Path) -> tuple[Path, Path]:
     return path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")
 
 
+def connect(path: Path) -> sqlite3.Connection:
+    """A connection to the store file as every user of it opens one: autocommit (writers say
+    ``BEGIN IMMEDIATE``), the shared busy timeout, usable from any thread under a lock."""
+    return sqlite3.connect(
+        path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+    )
+
+
 def _enable_wal(conn: sqlite3.Connection) -> None:
     """Switching to WAL needs a moment alone with a new file and ignores the busy timeout, so
     kernels opening a new store at the same moment wait for each other here."""
@@ -167,9 +175,7 @@ class JobStore:
             raise StoreError(f"cannot create the folder of job store {self.path}: {exc}") from None
         try:
             with self._errors("open"):
-                self._conn = sqlite3.connect(
-                    self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
-                )
+                self._conn = connect(self.path)
                 _enable_wal(self._conn)
                 self._conn.execute("PRAGMA synchronous=NORMAL")
                 self._conn.execute("PRAGMA foreign_keys=ON")

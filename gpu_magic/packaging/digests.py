@@ -11,21 +11,18 @@ from __future__ import annotations
 
 import hashlib
 import os
-import sqlite3
 import threading
 from pathlib import Path
 
 from ..errors import TransferError
+from ..jobstore import connect
 
 CHUNK = 1 << 20
-BUSY_TIMEOUT_S = 30.0
 
 
 class LocalDigests:
     def __init__(self, store_path: Path):
-        self._conn = sqlite3.connect(
-            store_path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
-        )
+        self._conn = connect(store_path)
         self._lock = threading.Lock()
         self.hashed = 0  # files read to hash them (not answered from the table)
 
