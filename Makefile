@@ -64,16 +64,14 @@ test: system-deps $(STAMP) $(NPM_STAMP) lint
 	$(BIN)/pytest tests notebooks --nbval-lax -p no:cacheprovider --ignore=tests/browser
 	$(BIN)/pytest tests/browser -p no:cacheprovider
 
-bench: system-deps $(STAMP)
-	$(BIN)/python bench/bench_transfer.py
-	$(BIN)/python bench/bench_latency.py
-	$(BIN)/python bench/bench_store.py
-	$(BIN)/python bench/bench_monitor.py
-	$(BIN)/python bench/bench_first_submit.py
-	$(BIN)/python bench/bench_server.py
-	$(BIN)/python bench/bench_faults.py
-	$(BIN)/python bench/bench_cache.py
-	$(BIN)/python bench/bench_scale.py
+BENCH_STAMP := $(VENV)/.bench-stamp
+$(BENCH_STAMP): pyproject.toml | $(STAMP)
+	$(BIN)/python -m pip install -q -e '.[test,bench]'
+	touch $(BENCH_STAMP)
+
+# Every bench, side by side with the tools users fall back to; bench/RESULTS.md is written.
+bench: system-deps $(STAMP) $(BENCH_STAMP)
+	$(BIN)/python bench/run_all.py
 
 fuzz: system-deps $(STAMP)
 	$(BIN)/python bench/fuzz_hostile.py

@@ -9,6 +9,7 @@ OpenSSH's own ``ssh host true`` round trip beside it for scale. Prints medians a
 from __future__ import annotations
 
 import argparse
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -19,7 +20,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from harness.fixtures import make_settings  # noqa: E402
 from harness.sshd import SSHServer  # noqa: E402
-from timing import summary, timed  # noqa: E402
+from timing import summary, target, timed  # noqa: E402
 
 from gpu_magic import Client, GPUJobRequest, formatting  # noqa: E402
 
@@ -79,6 +80,10 @@ def main() -> None:
         for cluster in ("local", "ssh"):
             for what, samples in measure(client, cluster, args.runs).items():
                 print(f"{cluster:6} {what:24} {summary(samples)}")
+                if cluster == "ssh" and what == "submit → running":
+                    took = statistics.median(samples)
+                    case = "submit → running, warm connection (ssh)"
+                    target(case, f"{took:.0f} ms", "< 200 ms", took < 200)
         openssh = timed(lambda: subprocess.run(ssh_true, check=True), args.runs)
         print(f"{'ssh':6} {'OpenSSH `ssh host true`':24} {summary(openssh)}")
         client.close()

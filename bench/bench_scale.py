@@ -25,6 +25,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from harness.fixtures import make_settings  # noqa: E402
 from harness.sshd import SSHServer  # noqa: E402
+from timing import target  # noqa: E402
 
 from gpu_magic import Client, GPUJobRequest, JobStatus  # noqa: E402
 from gpu_magic.clusters import ClusterConfig  # noqa: E402
@@ -96,6 +97,13 @@ def main() -> None:
         tick, worst = statistics.median(ticks), max(ticks)
         print(f"  monitor tick         median {tick:.0f} ms, max {worst:.0f} ms")
     print(f"  peak memory (client) {peak:7.0f} MB")
+    target(
+        f"{args.jobs} concurrent jobs from one kernel",
+        f"{completed}/{args.jobs} completed right, {submitted / args.jobs * 1000:.0f} ms a job, "
+        f"peak {peak:.0f} MB",
+        "all complete",
+        completed == right == args.jobs,
+    )
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from harness.fixtures import make_settings  # noqa: E402
 from harness.sshd import SSHServer  # noqa: E402
+from timing import target  # noqa: E402
 
 from gpu_magic.clusters import ClusterConfig  # noqa: E402
 from gpu_magic.jobdir import JobDir  # noqa: E402
@@ -402,12 +403,20 @@ def main() -> None:
                 f"{costs[local]:.2f} ms to create a file)"
             )
             print(f"median of {args.runs} runs, MB/s = 10^6 bytes per second")
-            print_table(f"upload, one {args.size_mb} MB file", bench_big_upload(b, size, args.runs))
+            big_up = bench_big_upload(b, size, args.runs)
+            print_table(f"upload, one {args.size_mb} MB file", big_up)
             small = bench_small_files(b, args.small, 10_000, args.runs)
             print_table(f"upload, {args.small} x 10 KB files", small)
+            up, many_up = big_up[1][1] / big_up[0][1], small[-1][1] / small[0][1]
+            target(f"{args.size_mb} MB upload vs scp", f"{up:.2f}x", ">= 1.5x", up >= 1.5)
+            case = f"{args.small} x 10 KB upload (job upload) vs sftp -b"
+            target(case, f"{many_up:.2f}x", ">= 2x", many_up >= 2)
             if not args.skip_download:
                 rows, big = bench_download(b, size, args.runs)
                 print_table(f"download, one {args.size_mb} MB file", rows)
+                down = rows[1][1] / rows[0][1]
+                case = f"{args.size_mb} MB download vs scp"
+                target(case, f"{down:.2f}x", ">= 1.2x", down >= 1.2)
                 many, small = bench_small_download(b, args.small, 10_000, args.runs)
                 print_table(f"download, {args.small} x 10 KB files", many)
                 print("\nverified collection, paired runs (targets: >= 1.0x, >= 2.0x)")

@@ -21,3 +21,8 @@ def summary(samples: list[float]) -> str:
     ordered = sorted(samples)
     p95 = ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
     return f"median {statistics.median(ordered):7.1f} ms   p95 {p95:7.1f} ms"
+
+
+def target(case: str, figure: str, goal: str, met: bool) -> None:
+    """One row of ``bench/RESULTS.md``'s table of targets (``run_all.py`` collects them)."""
+    print(f"TARGET {case} | {figure} | {goal} | {'met' if met else 'NOT met'}", flush=True)

@@ -14,7 +14,7 @@ from . import submission
 from .audit import AuditLog
 from .clusters import ClusterRegistry
 from .config import Settings, workdir_dotenv
-from .errors import ConfigError, GPUMagicError, InvalidRequestError
+from .errors import ConfigError, GPUMagicError, InvalidRequestError, TransferCancelled
 from .handle import JobHandle
 from .hosts import Host, Hosts, TransportFactory
 from .jobstore import Change, JobStore, Transition
@@ -30,6 +30,7 @@ from .packaging.remote_cache import RemoteCache
 from .packaging.upload import upload_bundle
 from .parsers.levels import LineFilter
 from .results import cleanup, hostfolder, usage
+from .results.progress import TransferProgress
 from .results.service import ResultsService
 from .tracker import JobTracker
 from .transport import Transport
@@ -161,7 +162,10 @@ class Client:
         *,
         cwd: Path | None = None,
         say: Callable[[str], None] | None = None,
+        progress: TransferProgress | None = None,
     ) -> JobHandle:
+        """Package, upload and launch one job. ``progress`` follows the upload (its ``cancel``
+        stops it: the job ends ``cancelled``, nothing was launched)."""
         cluster = self.clusters.get(request.cluster)
         bundle = submission.package(request, namespace or {}, cluster, cwd)
         namesake = self.store.newest_named(request.name) if request.name else None
@@ -176,9 +180,12 @@ class Client:
         self.store.insert(job)
         job = self.tracker.save(submission.mark(job, JobStatus.UPLOADING))
         folder = hostfolder.folder_of(job)
+        upload = submission.Upload(bundle, plan, progress)
         try:
-            upload_bundle(host.transport, bundle, folder, cache=cache, planned=plan)
+            upload_bundle(host.transport, bundle, folder, upload.advance, cache=cache, planned=plan)
+            upload.end()
         except GPUMagicError as exc:
+            upload.end(exc)
             self._never_ran(job, exc)
             raise
         if not self.store.claim_slot(job, self.settings.max_concurrent_jobs):
@@ -190,6 +197,9 @@ class Client:
         return JobHandle(self, job.id)
 
     def _never_ran(self, job: GPUJob, exc: GPUMagicError) -> None:
+        if isinstance(exc, TransferCancelled):  # the user's stop: not a failure
+            self.tracker.save(submission.mark(job, JobStatus.CANCELLED, reason=str(exc)), str(exc))
+            return
         self.tracker.save(*submission.never_ran(job, exc))
 
     # -- queries and actions ------------------------------------------------------------------

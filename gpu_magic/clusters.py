@@ -107,6 +107,10 @@ class ClusterConfig(BaseModel):
     scheduler: Literal["process", "slurm"] = "process"
     python: str | None = None
     max_sessions: int = Field(default=8, ge=1, le=64)
+    helper: bool = True
+    """Keep one helper process per connection on the host (``remote/helper.py``), so that a
+    command costs a request on an open channel, not a login shell's start; ``false``: every
+    command takes an exec channel of its own (a host that forbids lingering processes)."""
     trusted: bool = True
     """Whether results from this host may be unpickled into the kernel. A pickle runs code
     when it is loaded, so whoever controls a host you submit to can run code in your kernel

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
+import queue
 import shlex
 from pathlib import Path
 
@@ -19,11 +20,13 @@ from . import formatting
 from .api import Client, default_client
 from .clusters import make_cluster
 from .errors import GPUMagicError, InvalidRequestError, RemoteJobError
+from .handle import JobHandle
 from .models import GitSource, GPUJobRequest, JobStatus
 from .monitoring.follow import follow_log
 from .parsers.events import terminal_safe
 from .parsers.levels import LineFilter
 from .resources import parse_sbatch_options
+from .results.progress import UPLOAD_STOPPED, TransferProgress
 
 
 def ui():
@@ -189,11 +192,19 @@ class GPUMagics(ClientMagics):
         if opts is None:
             return None
         request = self._request(opts, cell)
-        handle = self.client.submit(request, self.shell.user_ns, cwd=Path(os.getcwd()), say=print)
+        handle = self._submit(request)
         ui().show_job(self.client, handle.id)
         if opts.wait:
             self._finish(handle.id, timeout=None)
         return handle
+
+    def _submit(self, request: GPUJobRequest) -> JobHandle:
+        """Submit on a thread while this one shows the upload's bar (past a second) and the
+        submission's lines; Ctrl-C or Stop cancels the upload, and the job with it."""
+        upload, lines = TransferProgress(stopped=UPLOAD_STOPPED), queue.SimpleQueue()
+        ns, cwd = self.shell.user_ns, Path(os.getcwd())
+        work = lambda: self.client.submit(request, ns, cwd=cwd, say=lines.put, progress=upload)  # noqa: E731
+        return ui().run_showing(lambda: upload, work, after_s=1.0, relay=lines, what="upload")
 
     def _request(self, opts, cell: str) -> GPUJobRequest:
         return GPUJobRequest.create(

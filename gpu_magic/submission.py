@@ -34,6 +34,8 @@ from .transport.base import Transport
 
 if TYPE_CHECKING:
     from .hosts import Host
+    from .packaging.remote_cache import Plan
+    from .results.progress import TransferProgress
 
 log = logging.getLogger(__name__)
 LAUNCH_ATTEMPTS = 4
@@ -100,6 +102,26 @@ def announce(
             f"gpu_magic: note: job {namesake.id} ({namesake.status}) is also named "
             f"{request.name!r}; the name now means this newer job (its id still finds the other)"
         )
+
+
+class Upload:
+    """A submission's upload as its ``TransferProgress`` (if any) sees it: what will be sent
+    (the bundle less what the host's cache holds), each chunk, the end."""
+
+    def __init__(self, bundle: Bundle, plan: Plan, progress: TransferProgress | None):
+        self.progress = progress
+        if progress is not None:
+            sent = [e for e in bundle.entries if e.rel not in plan.cached]
+            progress.begin(sum(e.size for e in sent), len(sent))
+
+    @property
+    def advance(self) -> Callable[[int], None] | None:
+        """What ``upload_bundle`` reports each chunk to (None: no one is listening)."""
+        return None if self.progress is None else self.progress.advance
+
+    def end(self, failure: BaseException | None = None) -> None:
+        if self.progress is not None:
+            self.progress.end(None if failure is None else str(failure))
 
 
 SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSW|KEY|CREDENTIAL|AUTH", re.IGNORECASE)

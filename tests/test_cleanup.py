@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 from harness.clients import local_settings
 from harness.fixtures import make_settings
+from harness.spy import DelegatingTransport
 
 from gpu_magic import Client, GPUJobRequest, JobStatus
 from gpu_magic.clusters import CleanupRules, make_cluster
 from gpu_magic.errors import InvalidRequestError
 from gpu_magic.models import GPUJob
 from gpu_magic.results import cleanup, deletion, policy
-from gpu_magic.transport.base import quote_argv
+from gpu_magic.transport.base import CommandResult, quote_argv
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -214,6 +216,61 @@ def test_a_folder_outside_the_base_path_is_refused(env):
     assert refused.kind == cleanup.REFUSE and "not a job folder under" in refused.note
     assert result.done == [] and exists(env, outside)
     assert env.client.store.deletions() == []
+
+
+class Removals(DelegatingTransport):
+    """The host, with its ``rm`` commands written down; one folder (``stuck``) cannot go: the
+    host refuses every removal that names it (a busy mount, say)."""
+
+    def __init__(self, real, stuck: str = ""):
+        super().__init__(real)
+        self.stuck, self.removals = stuck, []
+
+    def run(self, command, *, stdin=None, timeout=None):
+        if command.startswith("rm -rf -- "):
+            self.removals.append(command)
+            if self.stuck and self.stuck in command:
+                return CommandResult(command, 1, b"", b"rm: cannot remove: Device or resource busy")
+        return super().run(command, stdin=stdin, timeout=timeout)
+
+
+def cleaner(env, spy) -> Client:
+    """A second client on the same store whose host is ``spy``."""
+    return Client(env.client.settings, transports={env.cluster_name: spy})
+
+
+def test_the_folders_of_one_host_go_in_one_command(env):
+    jobs = [submit(env) for _ in range(4)]
+    for job in jobs:
+        job.files()
+    spy = Removals(env.transport())
+    with contextlib.closing(cleaner(env, spy)) as client:
+        done = client.cleanup(cleanup.Request(sides=(cleanup.REMOTE,), rules=CleanupRules()))
+        assert done.done == []  # no rule: nothing
+        request = cleanup.Request(sides=(cleanup.REMOTE,), rules=CleanupRules(keep_last=0))
+        done = client.cleanup(request)
+    assert {a.job.id for a in done.done} == {j.id for j in jobs} and done.notes == []
+    assert len(spy.removals) == 1
+    assert not any(exists(env, j.job.remote_dir) for j in jobs)
+    assert {d.job_id for d in env.client.store.deletions()} == {j.id for j in jobs}
+
+
+def test_a_folder_that_cannot_go_is_named_and_the_others_still_go(env):
+    jobs = [submit(env) for _ in range(3)]
+    for job in jobs:
+        job.files()
+    stuck = jobs[1]
+    spy = Removals(env.transport(), stuck=stuck.job.remote_dir)
+    with contextlib.closing(cleaner(env, spy)) as client:
+        request = cleanup.Request(sides=(cleanup.REMOTE,), rules=CleanupRules(keep_last=0))
+        done = client.cleanup(request)
+    assert {a.job.id for a in done.done} == {jobs[0].id, jobs[2].id}
+    [note] = done.notes
+    assert stuck.id in note and "Device or resource busy" in note
+    assert exists(env, stuck.job.remote_dir)
+    assert not exists(env, jobs[0].job.remote_dir) and not exists(env, jobs[2].job.remote_dir)
+    assert {d.job_id for d in env.client.store.deletions()} == {jobs[0].id, jobs[2].id}
+    assert len(spy.removals) == 1 + 3  # the batch, then one each to tell which cannot go
 
 
 def test_local_cleanup_and_archive_policy_and_a_restart_keeps_the_history(tmp_path):

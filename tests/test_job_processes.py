@@ -107,9 +107,9 @@ def test_a_reused_pid_is_not_the_job(tmp_path):
     (folder / "state").mkdir(parents=True)
     (folder / "state" / "pid").write_text(f"{os.getpid()}\n")  # a live process, not the job's
     transport = LocalTransport()
-    (seen,) = probe(transport, "python3", {str(folder): {}}).values()
+    (seen,) = probe(transport, "python3", {str(folder): {}})[1].values()
     assert seen.alive  # no record of its start: the pid is trusted, as before
     (folder / "state" / "pid_start").write_text("another-boot 12345\n")
-    (seen,) = probe(transport, "python3", {str(folder): {}}).values()
+    (seen,) = probe(transport, "python3", {str(folder): {}})[1].values()
     assert not seen.alive and not seen.stragglers
     assert decide(seen).status == JobStatus.LOST

@@ -66,7 +66,8 @@ def test_probe_output_is_decoded_byte_exact():
         },
         "/j/2": {"exists": False},
     }
-    seen = parse_probe_output(json.dumps(raw))
+    first, seen = parse_probe_output(json.dumps({"first": "queue says", "folders": raw}))
+    assert first == "queue says"
     chunk = seen["/j/1"].files["output.log"]
     assert (chunk.offset, chunk.size, chunk.data, chunk.end) == (5, 99, data, 5 + len(data))
     assert seen["/j/1"].files["gpu.csv"] is None

@@ -564,7 +564,8 @@ def test_channel_cap_equal_to_max_sessions_and_the_control_without_it(ssh_env, f
     command = "sleep 1; echo ok"  # far longer than the 0.5 s a refused channel is retried
     capped = ssh_env.transport(cluster.model_copy(update={"max_sessions": 2}), settings)
     assert run_in_threads(6, lambda i: capped.run(command).text) == ["ok\n"] * 6
-    uncapped = ssh_env.transport(cluster.model_copy(update={"max_sessions": 6}), settings)
+    no_helper = {"max_sessions": 6, "helper": False}  # a helper would hold one of the two
+    uncapped = ssh_env.transport(cluster.model_copy(update=no_helper), settings)
     results = run_in_threads(6, lambda i: uncapped.run(command).text)
     refused = [r for r in results if isinstance(r, ClusterConnectionError)]
     assert len(refused) == 4 and results.count("ok\n") == 2, results

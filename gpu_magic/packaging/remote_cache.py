@@ -20,11 +20,11 @@ import tenacity
 
 from .. import jobdir
 from ..errors import RemoteCommandError, TransferError, transient
-from ..transport.base import Transport, quote_argv
+from ..transport.base import Program, Transport
 from .bundle import Bundle, BundleEntry
 from .digests import LocalDigests, sha256_file
 
-CACHE_SOURCE = (Path(__file__).resolve().parent.parent / "remote" / "cache.py").read_text()
+CACHE = Program.from_file(Path(__file__).resolve().parent.parent / "remote" / "cache.py")
 CACHEABLE = (jobdir.CODE, jobdir.INPUTS, jobdir.LIB)
 MANIFEST = ".gm_cache.json"
 ASK_ATTEMPTS = 5
@@ -47,7 +47,6 @@ class RemoteCache:
         only reads, so a dropped connection is simply asked again)."""
         if self.root is None or not hashes:
             return set(hashes)
-        command = quote_argv(self.interpreter, "-c", CACHE_SOURCE, "lacking")
         request = json.dumps({"root": self.root, "hashes": sorted(hashes)}).encode()
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception(transient),
@@ -55,7 +54,9 @@ class RemoteCache:
             wait=tenacity.wait_random_exponential(multiplier=0.2, max=5),
             reraise=True,
         )
-        result = retrying(transport.run, command, stdin=request)
+        result = retrying(
+            transport.run_program, CACHE, self.interpreter, ["lacking"], stdin=request
+        )
         try:
             return set(json.loads(result.check().text))
         except (RemoteCommandError, ValueError) as exc:
@@ -64,12 +65,16 @@ class RemoteCache:
     def commit_command(self) -> str:
         """Run in the uploaded ``.partial`` folder: verify what was sent, link what was not."""
         root = self.root or ""
-        return quote_argv(
-            self.interpreter, "-c", CACHE_SOURCE, "commit", root, MANIFEST, jobdir.CHECKSUMS
-        )
+        return CACHE.command(self.interpreter, "commit", root, MANIFEST, jobdir.CHECKSUMS)
 
-    def evict_command(self) -> str:
-        return quote_argv(self.interpreter, "-c", CACHE_SOURCE, "evict", self.root or "")
+    def evict(self, transport: Transport) -> tuple[int, int]:
+        """Remove the cached files no job folder links to: ``(files, bytes)`` freed."""
+        result = transport.run_program(CACHE, self.interpreter, ["evict", self.root or ""])
+        try:
+            freed = json.loads(result.check().text)
+            return int(freed["files"]), int(freed["bytes"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise TransferError(f"unreadable answer from the cache {self.root}: {exc}") from exc
 
 
 @dataclass

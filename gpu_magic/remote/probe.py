@@ -4,8 +4,11 @@ Why Python and not shell: a shell loop forks for every ``stat``/``tail`` and 100
 would cost hundreds of forks per tick; one interpreter reads them all with seeks.
 
 Input (``argv[1]``, JSON): ``{"names": {...}, "max_bytes": N, "jobs": [{"dir": D,
-"offsets": {"output.log": 0}}]}``; every job-folder file name comes from the client, so this
-script knows none. Output: one JSON object mapping each dir to what was seen.
+"offsets": {"output.log": 0}}], "first": COMMAND}``; every job-folder file name comes from the
+client, so this script knows none. ``first`` (optional) is a shell command line run before the
+folders are looked at (a scheduler's queue query: a job the queue no longer shows has written
+its exit code by the time its folder is read). Output: ``{"first": its stdout, "folders":
+{dir: what was seen}}``.
 Liveness is read before the exit code, so a job that ends between the reads shows its exit code
 rather than a false "vanished". A pid is alive only if it is still the same process: its start
 time and the boot it started in match ``pid_start`` (after a reboot, pids are handed out
@@ -18,6 +21,7 @@ import base64
 import functools
 import json
 import os
+import subprocess
 import sys
 
 
@@ -161,12 +165,21 @@ def look(job, names, max_bytes, marked):
     return seen
 
 
+def first(command):
+    """The stdout of ``command`` (its stderr goes to ours), or "" when there is none."""
+    if not command:
+        return ""
+    done = subprocess.run(["/bin/sh", "-c", command], stdout=subprocess.PIPE, check=False)
+    return done.stdout.decode("utf-8", "replace")
+
+
 def main():
     request = json.loads(sys.argv[1])
     names, max_bytes = request["names"], request["max_bytes"]
+    before = first(request.get("first", ""))
     marked = Marked(names["marker"])
-    result = {job["dir"]: look(job, names, max_bytes, marked) for job in request["jobs"]}
-    sys.stdout.write(json.dumps(result))
+    folders = {job["dir"]: look(job, names, max_bytes, marked) for job in request["jobs"]}
+    sys.stdout.write(json.dumps({"first": before, "folders": folders}))
 
 
 if __name__ == "__main__":

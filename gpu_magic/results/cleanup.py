@@ -10,7 +10,6 @@ settings. The local side also archives jobs older than ``archive_after_days``.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -151,18 +150,50 @@ def _item(job: GPUJob, size: int, *, fetched: bool = True) -> policy.Item:
 
 
 def carry_out(service: ResultsService, result: Plan) -> Plan:
-    """Delete (and archive) what ``result`` planned; one failure does not stop the others."""
+    """Delete (and archive) what ``result`` planned; one failure does not stop the others. The
+    folders of one host go in one command (and its cache is trimmed in one more)."""
+    remote: dict[str, list[Action]] = {}
     for action in result.actions:
-        if action.kind not in (DELETE, ARCHIVE):
-            continue
-        try:
-            if _do(service, result, action):
-                result.done.append(action)
-        except GPUMagicError as exc:
-            result.notes.append(f"{action.kind} {action.where} {action.job.id} failed: {exc}")
+        if action.kind == DELETE and action.where == REMOTE:
+            if action.forced or service.local.fully_fetched(action.job.id):
+                remote.setdefault(action.job.cluster, []).append(action)
+            else:
+                result.notes.append(
+                    f"remote {action.job.id} kept: its results are no longer all here"
+                )
+        elif action.kind in (DELETE, ARCHIVE):
+            _attempt(service, result, [action], lambda a=action: _do_local(service, a))
+    for cluster, actions in remote.items():
+        _delete_remote(service, result, cluster, actions)
     for cluster in sorted({a.job.cluster for a in result.done if a.where == REMOTE}):
         _evict(service, result, cluster)
     return result
+
+
+def _delete_remote(service: ResultsService, result: Plan, cluster: str, actions: list[Action]):
+    transport, base = service.hosts.get(cluster).transport, result.bases[cluster]
+
+    def delete(chosen: list[Action]) -> None:
+        deletion.delete_folders(transport, base, [a.job for a in chosen])
+
+    if not _attempt(service, result, actions, lambda: delete(actions), quiet=True):
+        for action in actions:  # the one command failed: one each, to tell which cannot go
+            _attempt(service, result, [action], lambda a=action: delete([a]))
+
+
+def _attempt(service, result: Plan, actions: list[Action], work, *, quiet: bool = False) -> bool:
+    """Do ``work`` for ``actions``; record them as done, or their failure (unless ``quiet``)."""
+    try:
+        work()
+    except GPUMagicError as exc:
+        for action in [] if quiet else actions:
+            result.notes.append(f"{action.kind} {action.where} {action.job.id} failed: {exc}")
+        return False
+    for action in actions:
+        if action.kind == DELETE:  # an archive records the loose files it removes itself
+            service.jobs.record_deletion(_deletion(action))
+        result.done.append(action)
+    return True
 
 
 def _evict(service: ResultsService, result: Plan, cluster: str) -> None:
@@ -171,28 +202,16 @@ def _evict(service: ResultsService, result: Plan, cluster: str) -> None:
     host = service.hosts.get(cluster)
     cache = RemoteCache.under(result.bases[cluster], host.config.interpreter)
     try:
-        freed = json.loads(host.transport.run(cache.evict_command()).check().text)
-    except (GPUMagicError, ValueError) as exc:
+        result.evicted[cluster] = cache.evict(host.transport)
+    except GPUMagicError as exc:
         result.notes.append(f"the file cache of cluster {cluster} was not trimmed: {exc}")
-        return
-    result.evicted[cluster] = (freed["files"], freed["bytes"])
 
 
-def _do(service: ResultsService, result: Plan, action: Action) -> bool:
-    job = action.job
-    if action.kind == ARCHIVE:  # records the loose files it removes itself
-        service.archive(job.id, rule=action.rule)
-        return True
-    if action.where == LOCAL:
-        service.remove_local(job.id)
-    elif not action.forced and not service.local.fully_fetched(job.id):
-        result.notes.append(f"remote {job.id} kept: its results are no longer all here")
-        return False
+def _do_local(service: ResultsService, action: Action) -> None:
+    if action.kind == ARCHIVE:
+        service.archive(action.job.id, rule=action.rule)
     else:
-        transport = service.hosts.of(job).transport
-        deletion.delete_folder(transport, result.bases[job.cluster], job)
-    service.jobs.record_deletion(_deletion(action))
-    return True
+        service.remove_local(action.job.id)
 
 
 def _deletion(action: Action) -> Deletion:

@@ -6,8 +6,8 @@ carrying the host's sha256 of its bytes, landed by ``tarstream``; big files one 
 SFTP (``download``) while that same tar command hashes them on the host and reports their
 sha256s in a final member, which the downloads wait for: one command per collection (only
 big files: a tar of that member alone). A big file whose digest the stream did not bring
-(the host could not read it, or the command failed) asks ``hash_command``; a refused stream
-ends its downloads too. ``fetch_files`` asks ``hash_command``. Either way a file becomes
+(the host could not read it, or the command failed) asks ``host_sha256``; a refused stream
+ends its downloads too. ``fetch_files`` asks ``host_sha256``. Either way a file becomes
 visible only once its sha256 matches the host's, and the manifest says which files are here
 (``sha256`` stays "" until a file is fetched and verified). ``checkpoints/`` is listed, never
 fetched unasked: ``fetch_files`` brings one when it is loaded.
@@ -32,7 +32,7 @@ from ..models import GPUJob
 from ..transport.base import Transport
 from .download import ATTEMPTS, Refused, download
 from .local import LocalResults
-from .plan import SMALL, eager, essential, hash_command, list_remote, selected, tar_commands
+from .plan import SMALL, eager, essential, host_sha256, list_remote, selected, tar_commands
 from .progress import TransferProgress
 from .tarstream import Sink, Wanted, receive
 
@@ -160,7 +160,7 @@ class _Collection:
     def one(self, rel: str, promised: Future | None = None) -> None:
         """One file over SFTP, verified against the host's sha256, computed meanwhile: the one
         ``promised`` (by the tar stream) or, when that brought none or after a mismatch (the
-        file may have changed), ``hash_command``'s."""
+        file may have changed), ``host_sha256``'s."""
         entry = self.entries[rel]
         remote = self._remote(rel)
         waiting = [promised]
@@ -193,7 +193,7 @@ class _Collection:
             _settle(promised, Refused(f"the host's sha256 cannot be had: {exc}"))
             raise
         finally:
-            _settle(promised, None)  # whatever else went wrong: they ask hash_command
+            _settle(promised, None)  # whatever else went wrong: they ask host_sha256
 
     def _tar_batch(self, command: str, rels: list[str], promised: dict[str, Future]) -> list[str]:
         """Stream the batch; after a dropped connection or a failed command, again for what is
@@ -230,7 +230,7 @@ class _Collection:
             error = TransferError(f"cannot collect job {self.job.id}: {exc}")
             _settle(pending, Refused(f"the host's sha256 cannot be had: {error}"))
             raise error from exc
-        _settle(pending, None)  # the downloads ask hash_command
+        _settle(pending, None)  # the downloads ask host_sha256
         raise TransferError(
             f"cannot collect {len(wanted)} file(s) of job {self.job.id} from "
             f"{self.transport.label} after {ATTEMPTS} attempts: {problem}"
@@ -251,7 +251,7 @@ class _Collection:
             self.store.write_manifest(self.job.id, self.manifest)
 
     def _host_sha256(self, remote: str) -> str:
-        text = self.transport.run(hash_command(self.interpreter, remote)).check().text
+        text = host_sha256(self.transport, self.interpreter, remote).check().text
         digest = text.split()[0] if text.split() else ""
         if len(digest) != 64:
             raise TransferError(f"{self.transport.label}: no sha256 for {remote}: {text[:200]!r}")

@@ -1,4 +1,4 @@
-"""Deleting a job's folder on its host: only ever ``{base_path}/{job_id}``, checked first.
+"""Deleting job folders on their host: only ever ``{base_path}/{job_id}``, checked first.
 
 A stored ``remote_dir`` is data (a database row, possibly from an older configuration), so it
 is never trusted as a path to ``rm -rf``: it must be exactly the job's own folder directly
@@ -41,8 +41,10 @@ def _why_not(base: str, folder: str, job_id: str) -> str | None:
     return None
 
 
-def delete_folder(transport: Transport, base: str, job: GPUJob) -> str:
-    """``rm -rf -- FOLDER`` on the host after the path check; returns the folder."""
-    folder = job_folder(base, job)
-    transport.run(quote_argv("rm", "-rf", "--", folder)).check()
-    return folder
+def delete_folders(transport: Transport, base: str, jobs: list[GPUJob]) -> list[str]:
+    """``rm -rf -- FOLDER...`` on the host, one command for them all, after every path passed
+    its check (one that fails refuses the whole command); returns the folders."""
+    folders = [job_folder(base, job) for job in jobs]
+    if folders:
+        transport.run(quote_argv("rm", "-rf", "--", *folders)).check()
+    return folders

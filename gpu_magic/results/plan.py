@@ -5,7 +5,7 @@ shell's start-up before anything moves): sizes and types as ``lstat`` sees them.
 files are collected; symlinks (never followed) and anything else are refused with the reason.
 No sha256 comes with the listing: a small file's travels with its bytes in the tar stream
 (``tarstream``), a big file's is computed on the host while it downloads, by that same tar
-command (a final digests member), or by ``hash_command`` when the file is fetched alone.
+command (a final digests member), or by ``host_sha256`` when the file is fetched alone.
 Every path is checked again here: a path that is absolute, has ``..`` or ``.`` parts, or is
 not one of the collected names is refused, so a hostile or broken host cannot make us write
 outside the job's results folder.
@@ -22,10 +22,10 @@ from pathlib import Path, PurePosixPath
 from .. import jobdir
 from ..errors import TransferError
 from ..models import GPUJob
-from ..transport.base import DIR, FILE, SYMLINK, Transport, quote_argv
+from ..transport.base import DIR, FILE, SYMLINK, CommandResult, Program, Transport, quote_argv
 from .series import PARSED_METRICS
 
-LISTING_SOURCE = (Path(__file__).resolve().parent.parent / "remote" / "listing.py").read_text()
+LISTING = Program.from_file(Path(__file__).resolve().parent.parent / "remote" / "listing.py")
 ERROR_FILE = f"{jobdir.STATE}/{jobdir.ERROR_JSON}"  # a failed cell's traceback
 TOP_FILES = (jobdir.OUTPUT_LOG, jobdir.METRICS, jobdir.GPU_CSV, ERROR_FILE)
 TREES = (jobdir.OUTPUTS, jobdir.CHECKPOINTS)
@@ -113,11 +113,12 @@ def _order(entry) -> tuple[int, str]:
     return rank, entry.path
 
 
-def hash_command(interpreter: str | None, remote: str) -> str:
-    """The host's sha256 of one file: our script when we know the interpreter, else coreutils."""
+def host_sha256(transport: Transport, interpreter: str | None, remote: str) -> CommandResult:
+    """Ask the host for the sha256 of one file: our script when we know the interpreter, else
+    coreutils (the answer's first word either way)."""
     if interpreter is None:
-        return quote_argv("sha256sum", "--", remote)
-    return quote_argv(interpreter, "-c", LISTING_SOURCE, "--sha256", remote)
+        return transport.run(quote_argv("sha256sum", "--", remote))
+    return transport.run_program(LISTING, interpreter, ["--sha256", remote])
 
 
 def tar_commands(
@@ -136,7 +137,7 @@ def tar_commands(
         used += cost
     if batch[0] or batch[1]:
         batches.append(batch)
-    head = (interpreter, "-c", LISTING_SOURCE, "--tar", job.remote_dir)
+    head = (interpreter, "-c", LISTING.source, "--tar", job.remote_dir)
     return [
         (quote_argv(*head, *small, *(["--digests", *big] if big else [])), small, big)
         for small, big in batches

@@ -1,6 +1,8 @@
-"""``TransferProgress``: bytes and files of one collection as they move (thread-safe, pure).
+"""``TransferProgress``: bytes and files of one transfer as they move (thread-safe, pure).
 
-The collector calls ``begin`` once it knows what it will download, ``advance`` for every chunk
+A collection and a submission's upload report through it. The collector calls ``begin`` once
+it knows what it will download (``Client.submit`` once it knows what it will send), ``advance``
+for every chunk
 (from any download thread), ``file_done`` per verified file and ``end`` when it stops; after
 ``cancel`` (Ctrl-C, the bar's Stop button) the next ``advance`` raises ``TransferCancelled`` in
 that thread. Observers (the notebook's progress bar, ``%gpu_fetch``) read ``snapshot()`` or
@@ -21,6 +23,7 @@ from ..errors import TransferCancelled
 
 WINDOW = 3.0
 CANCELLED = "stopped by the user; what arrived is kept and the next fetch resumes"
+UPLOAD_STOPPED = "upload stopped by the user; nothing was launched"
 
 
 @dataclass(frozen=True)
@@ -48,8 +51,15 @@ class TransferSnapshot:
 
 
 class TransferProgress:
-    def __init__(self, clock: Callable[[], float] = time.monotonic, window: float = WINDOW):
+    def __init__(
+        self,
+        clock: Callable[[], float] = time.monotonic,
+        window: float = WINDOW,
+        *,
+        stopped: str = CANCELLED,
+    ):
         self._clock = clock
+        self._stopped = stopped  # what a stop by the user means for this transfer
         self._window = window
         self._lock = threading.Lock()
         self._state = TransferSnapshot()
@@ -71,7 +81,7 @@ class TransferProgress:
         """Count bytes that moved; raises ``TransferCancelled`` once ``cancel`` was called, so
         the download thread that moved them stops there."""
         if self._cancelled:
-            raise TransferCancelled(CANCELLED)
+            raise TransferCancelled(self._stopped)
         with self._lock:
             self._state = replace(self._state, done=self._state.done + nbytes)
         self._notify()

@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING
 
 from ..errors import GPUMagicError, TransferError
 from ..models import GPUJob
-from ..transport.base import Transport, quote_argv
+from ..transport.base import Program, Transport
 
 if TYPE_CHECKING:  # pragma: no cover
     from .service import ResultsService
 
-USAGE_SOURCE = (Path(__file__).resolve().parent.parent / "remote" / "usage.py").read_text()
+USAGE = Program.from_file(Path(__file__).resolve().parent.parent / "remote" / "usage.py")
 
 UNREACHABLE = "unreachable"
 GONE = "gone"  # the folder is not on the host
@@ -48,8 +48,8 @@ class Usage:
 
 def remote_sizes(transport: Transport, interpreter: str, folders: list[str]) -> dict:
     """``{folder: bytes or None}`` for all ``folders`` of one host, in one command."""
-    command = quote_argv(interpreter, "-c", USAGE_SOURCE)
-    text = transport.run(command, stdin=json.dumps(folders).encode()).check().text
+    asked = json.dumps(folders).encode()
+    text = transport.run_program(USAGE, interpreter, stdin=asked).check().text
     try:
         sizes = json.loads(text)
         return {f: None if sizes[f] is None else int(sizes[f]) for f in folders}

@@ -15,9 +15,7 @@ from datetime import datetime
 from ..jobdir import JobDir
 from ..models import GPUJob, JobStatus
 from ..transport.base import Transport
-from .folder_probe import FolderState, parse_probe_output, probe_command
-
-MARKER = "@@gpu_magic-probe@@"
+from .folder_probe import FolderState, probe
 
 
 @dataclass(frozen=True)
@@ -99,16 +97,11 @@ class Scheduler(ABC):
         if not jobs:
             return {}
         offsets = offsets or {}
-        command = probe_command(
-            self.interpreter, {j.remote_dir: offsets.get(j.id, {}) for j in jobs}
+        requests = {j.remote_dir: offsets.get(j.id, {}) for j in jobs}
+        state_output, folders = probe(
+            self.transport, self.interpreter, requests, self.state_command(jobs)
         )
-        state_command = self.state_command(jobs)
-        if state_command:
-            command = f"{state_command}; printf '\\n%s\\n' {MARKER}; {command}"
-        text = self.transport.run(command).check().text
-        state_output, _, probe_output = text.rpartition(f"\n{MARKER}\n")
         self.digest(state_output)
-        folders = parse_probe_output(probe_output)
         looks = {}
         for job in jobs:
             folder = folders.get(job.remote_dir, FolderState(exists=False))

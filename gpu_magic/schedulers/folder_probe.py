@@ -14,9 +14,9 @@ from pathlib import Path
 
 from .. import jobdir
 from ..errors import SchedulerError
-from ..transport.base import Transport, quote_argv
+from ..transport.base import Program, Transport
 
-PROBE_SOURCE = (Path(__file__).resolve().parent.parent / "remote" / "probe.py").read_text()
+PROBE = Program.from_file(Path(__file__).resolve().parent.parent / "remote" / "probe.py")
 MAX_BYTES_PER_FILE = 256 * 1024
 NAMES = {
     "state": jobdir.STATE,
@@ -105,24 +105,28 @@ def _utc(text: str) -> datetime | None:
         return None
 
 
-def probe_command(interpreter: str, requests: dict[str, dict[str, int]]) -> str:
-    """``requests`` maps a job folder to ``{file name: byte offset}`` (may be empty)."""
+def probe_args(requests: dict[str, dict[str, int]], first: str = "") -> list[str]:
+    """``requests`` maps a job folder to ``{file name: byte offset}`` (may be empty); ``first``
+    is a shell command run on the host before the folders are read (see ``probe.py``)."""
     payload = {
         "names": NAMES,
         "max_bytes": MAX_BYTES_PER_FILE,
         "jobs": [{"dir": d, "offsets": offsets} for d, offsets in requests.items()],
+        "first": first,
     }
-    return quote_argv(interpreter, "-c", PROBE_SOURCE, json.dumps(payload))
+    return [json.dumps(payload)]
 
 
-def parse_probe_output(text: str) -> dict[str, FolderState]:
+def parse_probe_output(text: str) -> tuple[str, dict[str, FolderState]]:
+    """``(the first command's output, {folder: FolderState})``."""
     try:
         raw = json.loads(text)
-    except ValueError as exc:
+        first, folders = raw["first"], raw["folders"]
+    except (ValueError, KeyError, TypeError) as exc:
         raise SchedulerError(
             f"unreadable answer from the job-folder probe: {text[:200]!r}"
         ) from exc
-    return {folder: _folder_state(seen) for folder, seen in raw.items()}
+    return first, {folder: _folder_state(seen) for folder, seen in folders.items()}
 
 
 def _folder_state(seen: dict) -> FolderState:
@@ -148,9 +152,8 @@ def _folder_state(seen: dict) -> FolderState:
 
 
 def probe(
-    transport: Transport, interpreter: str, requests: dict[str, dict[str, int]]
-) -> dict[str, FolderState]:
-    if not requests:
-        return {}
-    result = transport.run(probe_command(interpreter, requests)).check()
-    return parse_probe_output(result.text)
+    transport: Transport, interpreter: str, requests: dict[str, dict[str, int]], first: str = ""
+) -> tuple[str, dict[str, FolderState]]:
+    """One look at the folders of one host (after ``first``): one round trip."""
+    args = probe_args(requests, first)
+    return parse_probe_output(transport.run_program(PROBE, interpreter, args).check().text)

@@ -1,7 +1,8 @@
 """``AuditedTransport``: any transport, with every remote operation written to the audit log.
 
 ``Hosts`` wraps each transport it hands out (the injected ones of tests too), so no service
-can reach a host unrecorded. Per operation one record: a command line with its exit code,
+can reach a host unrecorded. Per operation one record: a command line with its exit code
+(one of our programs shown by name and sha256, not its source: ``transport.base.shorten``),
 duration and the sizes of what went in and out; a transfer with its direction, path, bytes
 and the sha256 of the bytes moved; a folder made or listed. A failed operation is recorded
 with its one-line error. stdin and file contents are never recorded.
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from ..errors import HostKeyError
-from .base import Digest, Progress, RemoteEntry, Transport
+from .base import CommandResult, Digest, Program, Progress, RemoteEntry, Transport, shorten
 
 Recorder = Callable[..., object]
 """``record(event, **details)``: an ``audit.Trail``'s ``record``."""
@@ -65,8 +66,22 @@ class AuditedTransport(Transport):
 
     # -- the seam ---------------------------------------------------------------------------
     def run(self, command: str, *, stdin: bytes | None = None, timeout: float | None = None):
-        with self._audited("command", command=command, stdin_bytes=len(stdin or b"")) as d:
+        with self._audited("command", command=shorten(command), stdin_bytes=len(stdin or b"")) as d:
             result = self.inner.run(command, stdin=stdin, timeout=timeout)
+            d.update(exit=result.exit_code, stdout_bytes=len(result.stdout))
+        return result
+
+    def run_program(
+        self, program: Program, interpreter: str, args: Iterable[str] = (), **options: Any
+    ) -> CommandResult:
+        """Recorded like a command, with the program by name and sha256 (not its source)."""
+        args = list(args)
+        shown = shorten(program.command(interpreter, *args))
+        stdin = options.get("stdin") or b""
+        with self._audited(
+            "command", command=shown, program=program.sha256, stdin_bytes=len(stdin)
+        ) as d:
+            result = self.inner.run_program(program, interpreter, args, **options)
             d.update(exit=result.exit_code, stdout_bytes=len(result.stdout))
         return result
 
@@ -79,7 +94,7 @@ class AuditedTransport(Transport):
     @contextmanager
     def _counted(self, opener, command: str, direction: str, side: str) -> Iterator[BinaryIO]:
         """A stream command, recorded with the size and sha256 of what went through it."""
-        with self._audited("command", command=command, direction=direction) as d:
+        with self._audited("command", command=shorten(command), direction=direction) as d:
             with opener(command) as stream:
                 counted = _Counted(stream)
                 try:

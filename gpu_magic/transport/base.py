@@ -6,6 +6,7 @@ Commands are shell strings built only from our own templates and ``shlex.quote``
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import shlex
@@ -13,7 +14,8 @@ import stat
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
@@ -47,6 +49,50 @@ class Digest(Protocol):
 
 def quote_argv(*argv: str) -> str:
     return shlex.join(str(a) for a in argv)
+
+
+_PROGRAMS: dict[str, Program] = {}
+
+
+@dataclass(frozen=True)
+class Program:
+    """A Python program of ours that runs on a host (``gpu_magic/remote/``), by name and hash.
+
+    ``Transport.run_program`` runs it: over SSH on the connection's long-lived helper, which
+    keeps programs by sha256 and needs the source once; elsewhere as ``python -c SOURCE``.
+    Records and error messages show ``<name sha256:…>`` in place of the source (``shorten``).
+    """
+
+    name: str
+    source: str = field(repr=False)
+
+    def __post_init__(self) -> None:
+        _PROGRAMS[self.source] = self
+
+    @classmethod
+    def from_file(cls, path: Path) -> Program:
+        return cls(path.name, path.read_text())
+
+    @cached_property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.source.encode()).hexdigest()
+
+    def command(self, interpreter: str, *args: str) -> str:
+        """The shell command line that runs it without a helper."""
+        return quote_argv(interpreter, "-c", self.source, *args)
+
+    @property
+    def placeholder(self) -> str:
+        return f"<{self.name} sha256:{self.sha256[:12]}>"
+
+
+def shorten(command: str) -> str:
+    """``command`` with each of our programs' quoted source replaced by its placeholder."""
+    for source, program in _PROGRAMS.items():
+        quoted = shlex.quote(source)
+        if quoted in command:
+            command = command.replace(quoted, program.placeholder)
+    return command
 
 
 @dataclass(frozen=True)
@@ -85,6 +131,20 @@ class Transport(ABC):
         self, command: str, *, stdin: bytes | None = None, timeout: float | None = None
     ) -> CommandResult:
         """Run a shell command line on the host and wait for it. Does not raise on exit code."""
+
+    def run_program(
+        self,
+        program: Program,
+        interpreter: str,
+        args: Iterable[str] = (),
+        *,
+        stdin: bytes | None = None,
+        timeout: float | None = None,
+    ) -> CommandResult:
+        """Run one of our ``Program``s with ``interpreter`` and ``args``, like ``run``; the
+        result's ``command`` shows the program by name (see ``shorten``)."""
+        result = self.run(program.command(interpreter, *args), stdin=stdin, timeout=timeout)
+        return replace(result, command=shorten(result.command))
 
     @abstractmethod
     def stream_to(self, command: str) -> AbstractContextManager[BinaryIO]:

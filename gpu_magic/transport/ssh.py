@@ -19,12 +19,14 @@ Why it is built this way (numbers: shared/toolchain/TOOLCHAIN.md):
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
@@ -44,12 +46,14 @@ from ..errors import (
 from .base import (
     CommandResult,
     Digest,
+    Program,
     Progress,
     RemoteEntry,
     Transport,
     copy_chunks,
     iter_chunks,
     open_target,
+    shorten,
     walk_tree,
 )
 from .hostkeys import fingerprint
@@ -65,10 +69,17 @@ from .sshchannel import (
 )
 from .sshconfig import load_ssh_config, resolve
 from .sshconnect import WIRE_ERRORS, Connection, Connector, describe
+from .sshhelper import Helper, HelperGone, Reply, Spool
 
 SFTP_REQUEST = 255 * 1024
 """OpenSSH's sftp-server accepts messages up to 256 KiB; 255 KiB of data leaves room for headers."""
 RECV_CHUNK = 1 << 16
+HELPER_MIN_SESSIONS = 3
+"""The helper holds one channel slot for the connection's life: not below this many slots."""
+STARTING, UNAVAILABLE = "starting", "unavailable"
+SPOOL_BYTES = 4 << 20
+"""A stream up to this size goes to the helper in one request (held in memory, sent at its end:
+a progress bar meanwhile shows it as sent); a bigger one flows over an exec channel."""
 
 
 class SSHTransport(Transport):
@@ -110,6 +121,51 @@ class SSHTransport(Transport):
     def run(
         self, command: str, *, stdin: bytes | None = None, timeout: float | None = None
     ) -> CommandResult:
+        helper = self._helper(self.cluster.interpreter)
+        if helper is not None:
+            reply = self._ask(
+                helper, command, timeout, lambda: helper.shell(command, stdin, timeout)
+            )
+            if reply is not None:
+                return CommandResult(command, reply.exit_code, reply.stdout, reply.stderr)
+        return self._exec(command, stdin, timeout)
+
+    def run_program(
+        self,
+        program: Program,
+        interpreter: str,
+        args: Iterable[str] = (),
+        *,
+        stdin: bytes | None = None,
+        timeout: float | None = None,
+    ) -> CommandResult:
+        args = list(args)
+        command = program.command(interpreter, *args)
+        shown = shorten(command)
+        helper = self._helper(interpreter)
+        if helper is not None:
+            ask = lambda: helper.program(program, args, stdin, timeout)  # noqa: E731
+            reply = self._ask(helper, shown, timeout, ask)
+            if reply is not None:
+                return CommandResult(shown, reply.exit_code, reply.stdout, reply.stderr)
+        return replace(self._exec(command, stdin, timeout), command=shown)
+
+    def _ask(self, helper: Helper, command: str, timeout: float | None, ask) -> Reply | None:
+        """A command's reply from the helper, or None when it must take an exec channel (the
+        helper had gone before the request was sent)."""
+        try:
+            return ask()
+        except TimeoutError:
+            raise WaitTimeoutError(
+                f"command timed out after {timeout}s on {self.label}: {command}"
+            ) from None
+        except HelperGone as gone:
+            if gone.sent:
+                raise self._lost(command, gone) from gone
+            return None
+
+    def _exec(self, command: str, stdin: bytes | None, timeout: float | None) -> CommandResult:
+        """``command`` on an exec channel of its own (the login shell starts for it)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._channel(timeout) as chan:
             try:
@@ -128,6 +184,37 @@ class SSHTransport(Transport):
 
     @contextmanager
     def stream_to(self, command: str) -> Iterator[BinaryIO]:
+        """Small streams (a resubmit's tar of spec, run script and lists) are gathered and sent
+        as one request to the helper; one that outgrows ``SPOOL_BYTES`` switches to an exec
+        channel and flows from there on. Nothing is sent when the caller's block fails."""
+        helper = self._helper(self.cluster.interpreter)
+        if helper is None:
+            with self._exec_stream_to(command) as stream:
+                yield stream
+            return
+        with contextlib.ExitStack() as overflow:
+            spool = Spool(
+                SPOOL_BYTES, lambda: overflow.enter_context(self._exec_stream_to(command))
+            )
+            writer = io.BufferedWriter(spool, SFTP_REQUEST)
+            yield writer
+            writer.flush()
+            if spool.stream is not None:
+                return  # the exec channel's exit (the stack) waits for the command and checks it
+        data = bytes(spool.held)
+        reply = self._ask(helper, command, None, lambda: helper.shell(command, data, None))
+        if reply is None:  # the helper went before the request did
+            reply = self._exec(command, data, None)
+            reply = Reply(reply.exit_code, reply.stdout, reply.stderr)
+        if reply.exit_code != 0:
+            out, err = reply.stdout.decode(errors="replace"), reply.stderr.decode(errors="replace")
+            raise RemoteCommandError(command, reply.exit_code, err, out)
+        if reply.unread:
+            raise TransferError(f"{self.label}: {command} exited before reading all its input")
+
+    @contextmanager
+    def _exec_stream_to(self, command: str) -> Iterator[BinaryIO]:
+        """``stream_to`` over an exec channel of its own: the bytes flow as they are written."""
         with self._channel() as chan:
             try:
                 chan.exec_command(command)
@@ -294,6 +381,42 @@ class SSHTransport(Transport):
             return None
         key = conn.transport.get_remote_server_key()
         return f"{key.get_name()} {fingerprint(key)}"
+
+    # -- the helper ---------------------------------------------------------------------------
+
+    def _helper(self, interpreter: str) -> Helper | None:
+        """The connection's running helper for ``interpreter``; None while one starts in the
+        background (this call takes an exec channel), or where none can run."""
+        if not self.cluster.helper or self.cluster.max_sessions < HELPER_MIN_SESSIONS:
+            return None  # off, or it would hold a slot that commands and transfers need
+        conn = self._connection()
+        with conn.lock:
+            helper = conn.helpers.get(interpreter)
+            if isinstance(helper, Helper) and helper.alive:
+                return helper
+            if helper in (STARTING, UNAVAILABLE):
+                return None
+            conn.helpers[interpreter] = STARTING
+        threading.Thread(
+            target=self._start_helper, args=(conn, interpreter), daemon=True, name="helper start"
+        ).start()
+        return None
+
+    def _start_helper(self, conn: Connection, interpreter: str) -> None:
+        state: object = None  # no free slot now: the next command tries again
+        if conn.slots.acquire(blocking=False):
+            state = UNAVAILABLE
+            try:
+                chan = self._open_session(conn)
+                timeout = self.settings.ssh_connection_timeout
+                state = Helper.start(chan, interpreter, self.label, timeout, conn.slots.release)
+            except (*WIRE_ERRORS, TimeoutError):
+                conn.slots.release()
+        with conn.lock:
+            if state is None:
+                conn.helpers.pop(interpreter, None)
+            else:
+                conn.helpers[interpreter] = state
 
     # -- connection and channels ------------------------------------------------------------
 

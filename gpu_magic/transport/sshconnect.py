@@ -67,6 +67,9 @@ class Connection:
         self.slots = threading.BoundedSemaphore(max_sessions)
         self.lock = threading.Lock()
         self.spare_sftp: paramiko.SFTPClient | None = None  # the idle SFTP session ssh.py keeps
+        self.helpers: dict[
+            str, object
+        ] = {}  # interpreter -> its helper (``sshhelper``), or why not
 
     @property
     def transport(self) -> paramiko.Transport | None:

@@ -1,4 +1,4 @@
-"""Download progress in the notebook: a bar for a ``TransferProgress``, or text without widgets.
+"""Transfer progress in the notebook: a bar for a ``TransferProgress``, or text without widgets.
 
 The download thread only reaches ``TransferBar`` through the progress's subscription, which marks
 the bar's ``Throttle``; the throttle's applier reads a snapshot and changes the widgets (never more
@@ -12,11 +12,16 @@ caller's thread looks for it every ``POLL_S``; a transfer that had already finis
 ``work`` started belongs to an earlier call and is not shown. Ctrl-C cancels the transfer (it
 stops at its next chunk; what arrived stays for the next fetch to resume), shows where it
 stopped and raises ``KeyboardInterrupt``.
+
+``%%gpu_submit`` uses it for the upload (``after_s=1``: an upload that is over within a second
+shows no bar), with the submission's own lines (the manifest line) handed over through
+``relay`` and printed by the caller's thread, where a cell's output belongs.
 """
 
 from __future__ import annotations
 
 import html
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -33,6 +38,10 @@ from .throttle import INTERVAL, Throttle
 POLL_S = 0.1
 CANCEL_WAIT_S = 10.0  # after Ctrl-C, how long the cell waits for the download to stop
 PRINT_EVERY_S = 5.0
+STOP_TIPS = {
+    "download": "Stop this download: what arrived is kept, and the next fetch resumes it",
+    "upload": "Stop this upload: the job is cancelled before it runs",
+}
 RED = "#c5221f"
 
 
@@ -46,14 +55,21 @@ class TransferBar(TextFallback, widgets.HBox):
     one ``TransferProgress`` at a time. Stop is the Ctrl-C of a download that runs in the
     background (the panel's, or an automatic collection), which no interrupt reaches."""
 
-    def __init__(self, progress=None, *, interval: float = INTERVAL, background: bool = True):
+    def __init__(
+        self,
+        progress=None,
+        *,
+        interval: float = INTERVAL,
+        background: bool = True,
+        what: str = "download",
+    ):
         self.bar = widgets.FloatProgress(value=0, min=0, max=1, layout={"width": "240px"})
         self.bar.add_class("gpu-magic-transfer-bar")
         self.label = widgets.HTML(value="")
         self.label.add_class("gpu-magic-transfer-text")
         self.stop = widgets.Button(
             description="Stop", icon="stop", layout={"display": "none", "width": "auto"},
-            tooltip="Stop this download: what arrived is kept, and the next fetch resumes it",
+            tooltip=STOP_TIPS[what],
         )  # fmt: skip
         self.stop.add_class("gpu-magic-transfer-stop")
         self.stop.on_click(lambda _button: self._stop())
@@ -143,15 +159,15 @@ class TransferPrinter:
 class BarShower:
     """The widget side of ``run_showing``: the bar is displayed once there is something to show."""
 
-    def __init__(self, display):
-        self.display = display
+    def __init__(self, display, what: str = "download"):
+        self.display, self.what = display, what
         self.bar: TransferBar | None = None
 
     def poll(self, progress) -> None:
         if progress is None:
             return
         if self.bar is None:
-            self.bar = TransferBar(progress)
+            self.bar = TransferBar(progress, what=self.what)
             self.display(self.bar)
         self.bar.follow(progress)
 
@@ -168,12 +184,17 @@ def run_showing(
     say=print,
     display=None,
     poll_s: float = POLL_S,
+    after_s: float = 0.0,
+    relay: queue.SimpleQueue | None = None,
+    what: str = "download",
 ) -> Any:
-    """Return ``work()`` (or raise its error), showing ``source()``'s transfer meanwhile."""
+    """Return ``work()`` (or raise its error), showing ``source()``'s transfer meanwhile, once it
+    has run ``after_s``; lines that ``work`` put in ``relay`` are said here, in order."""
+    source = _shown_after(source, after_s) if after_s else source
     before = source()
     stale = before if before is not None and before.snapshot().finished else None
     use_widgets = widgets if widgets is not None else widget_frontend()
-    shower = BarShower(display or show) if use_widgets else TransferPrinter(say)
+    shower = BarShower(display or show, what) if use_widgets else TransferPrinter(say)
     outcome: dict[str, Any] = {}
     ended = threading.Event()  # not thread.join: Ctrl-C inside join marks a live thread stopped
     thread = threading.Thread(target=_capture, args=(work, outcome, ended), daemon=True)
@@ -184,8 +205,10 @@ def run_showing(
         deadline = None if limit_s is None else time.monotonic() + limit_s
         while not ended.is_set() and (deadline is None or time.monotonic() < deadline):
             ended.wait(poll_s)
+            _say_relayed(relay, say)
             current = source()
             shower.poll(None if current is stale else current)
+        _say_relayed(relay, say)
         current = source()
         shower.poll(None if current is stale else current)
         if isinstance(shower, BarShower):
@@ -202,6 +225,27 @@ def run_showing(
     if "error" in outcome:
         raise outcome["error"]
     return outcome["value"]
+
+
+def _shown_after(source: Callable[[], Any], after_s: float) -> Callable[[], Any]:
+    """``source`` as seen once its transfer has run ``after_s`` unfinished (then for good)."""
+    shown = []
+
+    def delayed():
+        progress = source()
+        if progress is not None and progress not in shown:
+            snap = progress.snapshot()
+            if snap.finished or snap.elapsed < after_s:
+                return None
+            shown.append(progress)
+        return progress
+
+    return delayed
+
+
+def _say_relayed(relay: queue.SimpleQueue | None, say) -> None:
+    while relay is not None and not relay.empty():
+        say(relay.get_nowait())
 
 
 def _capture(work: Callable[[], Any], outcome: dict, ended: threading.Event) -> None:

@@ -1,0 +1,152 @@
+"""gpu_magic against submitit (PyPI) on the same real test Slurm (``tests/harness/slurm.py``).
+
+submitit runs where ``sbatch`` is (here: inside the cluster's network namespace, as on a login
+node) and shares a folder with the job; gpu_magic runs on the laptop side and reaches the
+login node over SSH. Both submit the same trivial function and are timed to:
+
+1. running: submit, then poll until Slurm says RUNNING. submitit is given its fastest poll
+   (``job.get_info(mode="force")`` every 20 ms, an sacct call each); gpu_magic polls
+   ``client.monitor.sync`` (one SSH round trip each) at the same pace.
+2. result in hand: submit, then what each documents: ``job.result()`` for submitit (it looks
+   for the result file once a second) and ``handle.wait(); handle.fetch()`` for gpu_magic; and
+   submitit's fastest possible (``job.done(force_check=True)`` every 20 ms, then ``result()``).
+
+    .venv/bin/python bench/bench_submitit.py [--runs 5]
+
+Needs root and slurm-wlm (with accounting: submitit reads job states from sacct) and the
+``bench`` extra (``pip install .[bench]``: submitit).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from harness.fixtures import make_settings  # noqa: E402
+from harness.slurm import SlurmCluster, missing_packages  # noqa: E402
+from timing import summary, target  # noqa: E402
+
+from gpu_magic import Client, GPUJobRequest, JobStatus  # noqa: E402
+
+POLL_S = 0.02
+SUBMITIT = r"""
+import json, sys, time
+import submitit
+
+def work(x):
+    return x * 2
+
+folder, runs, poll = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+executor = submitit.SlurmExecutor(folder=folder)
+executor.update_parameters(time=5, cpus_per_task=1)
+times = {"running": [], "result": [], "result_fast": []}
+for _ in range(runs):
+    start = time.perf_counter()
+    job = executor.submit(work, 21)
+    while job.get_info(mode="force").get("State") not in ("RUNNING", "COMPLETED"):
+        time.sleep(poll)
+    times["running"].append(time.perf_counter() - start)
+    job.result()
+    start = time.perf_counter()
+    job = executor.submit(work, 21)
+    assert job.result() == 42
+    times["result"].append(time.perf_counter() - start)
+    start = time.perf_counter()
+    job = executor.submit(work, 21)
+    while not job.done(force_check=True):
+        time.sleep(poll)
+    assert job.result() == 42
+    times["result_fast"].append(time.perf_counter() - start)
+print(json.dumps(times))
+"""
+
+
+def make_client(slurm: SlurmCluster, work: Path) -> Client:
+    (work / "known_hosts").write_text(slurm.login.known_hosts_line() + "\n")
+    client = Client(make_settings(work, max_concurrent_jobs=10_000))
+    (work / "remote").mkdir()
+    client.clusters.add(slurm.cluster(work / "remote"))
+    return client
+
+
+def ours(client: Client, runs: int) -> dict[str, list[float]]:
+    request = GPUJobRequest.create(code="y = x * 2", cluster="slurm", inputs=("x",), outputs=("y",))
+    client.submit(request, {"x": 21}).wait(60)  # warm: connection open, helper up
+    times: dict[str, list[float]] = {"running": [], "result": []}
+    for _ in range(runs):
+        slow = GPUJobRequest.create(code="import time; time.sleep(2)", cluster="slurm")
+        start = time.perf_counter()
+        handle = client.submit(slow)
+        while client.monitor.sync(handle.id).job.status not in (
+            JobStatus.RUNNING,
+            JobStatus.COMPLETED,
+        ):
+            time.sleep(POLL_S)
+        times["running"].append(time.perf_counter() - start)
+        start = time.perf_counter()
+        handle = client.submit(request, {"x": 21})
+        assert handle.wait(60).fetch() == {"y": 42}
+        times["result"].append(time.perf_counter() - start)
+    return times
+
+
+def theirs(slurm: SlurmCluster, work: Path, runs: int) -> dict[str, list[float]]:
+    folder = work / "submitit"
+    folder.mkdir()
+    argv = (sys.executable, "-c", SUBMITIT, str(folder), str(runs), str(POLL_S))
+    done = slurm.cmd(*argv, timeout=60 + 30 * runs)
+    if done.returncode != 0:
+        sys.exit(f"bench_submitit: submitit failed:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args()
+    why = missing_packages(accounting=True)
+    if why:
+        sys.exit(f"bench_submitit: {why}")
+    try:
+        import submitit  # noqa: F401
+    except ImportError:
+        sys.exit("bench_submitit: submitit is not installed (pip install .[bench])")
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        with SlurmCluster(work / "slurm", accounting=True) as slurm:
+            client = make_client(slurm, work)
+            try:
+                mine = ours(client, args.runs)
+            finally:
+                client.close()
+            other = theirs(slurm, work, args.runs)
+    print("gpu_magic (over SSH) vs submitit (on the login node), same Slurm, same function:")
+    rows = [
+        ("submit -> running, gpu_magic", mine["running"]),
+        ("submit -> running, submitit (forced sacct polls)", other["running"]),
+        ("submit -> result, gpu_magic wait()+fetch()", mine["result"]),
+        ("submit -> result, submitit job.result()", other["result"]),
+        ("submit -> result, submitit fastest (forced polls)", other["result_fast"]),
+    ]
+    for label, samples in rows:
+        print(f"  {label:<52} {summary([s * 1000 for s in samples])}")
+    for case, a, b in [
+        ("submit → running on Slurm vs submitit", "running", "running"),
+        ("submit → result on Slurm vs submitit job.result()", "result", "result"),
+        ("submit → result on Slurm vs submitit's fastest polls", "result", "result_fast"),
+    ]:
+        times = statistics.median(mine[a]) / statistics.median(other[b])
+        figure = f"{statistics.median(mine[a]):.2f} s vs {statistics.median(other[b]):.2f} s"
+        target(case, f"{figure}, {times:.2f}x", "<= 1.0x", times <= 1.0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,191 @@
+"""The connection's long-lived helper (``remote/helper.py``) over the real sshd.
+
+Commands and our programs go to one helper process per connection once it is up (their shell's
+parent is that process, the same for every command), answer exactly as an exec channel would
+(exit codes, both outputs, stdin), run concurrently, are killed on timeout, and a helper that
+dies mid-command makes that command "may or may not have run", never a silent rerun. Where no
+helper can start, commands still work over exec channels.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from harness.procs import wait_until
+
+from gpu_magic.errors import (
+    ClusterConnectionError,
+    RemoteCommandError,
+    TransferError,
+    WaitTimeoutError,
+)
+from gpu_magic.transport.base import Program
+from gpu_magic.transport.local import LocalTransport
+from gpu_magic.transport.ssh import SPOOL_BYTES
+from gpu_magic.transport.sshhelper import HELPER
+
+pytestmark = [pytest.mark.ssh, pytest.mark.timeout(120)]
+
+ECHO = Program(
+    "echo.py",
+    "import sys\n"
+    "data = sys.stdin.buffer.read()\n"
+    "sys.stdout.write(repr(sys.argv[1:]) + '\\n')\n"
+    "sys.stderr.write(str(len(data)))\n"
+    "raise SystemExit(int(sys.argv[1]))\n",
+)
+
+
+def parent_of_shell(transport) -> int:
+    return int(transport.run("echo $PPID").check().text)
+
+
+def is_helper(pid: int) -> bool:
+    return HELPER.source in Path(f"/proc/{pid}/cmdline").read_text()
+
+
+def with_helper(transport) -> int:
+    """Wait until commands reach the helper; returns its pid (the parent of a command's shell:
+    over an exec channel that is the connection's sshd process)."""
+    transport.connect()  # the helper starts in the background from the first command on
+    found = wait_until(lambda: is_helper(parent_of_shell(transport)))
+    assert found, "commands never reached the helper"
+    return parent_of_shell(transport)
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_every_command_of_a_connection_goes_to_one_helper(ssh_env):
+    transport = ssh_env.transport()
+    helper = with_helper(transport)
+    assert {parent_of_shell(transport) for _ in range(5)} == {helper}
+
+
+@pytest.mark.parametrize("code", [0, 3])
+def test_a_program_answers_as_python_c_would(ssh_env, code):
+    transport = ssh_env.transport()
+    with_helper(transport)
+    args = [str(code), "two words", "$HOME", "'quoted'"]
+    over_helper = transport.run_program(ECHO, ssh_env.cluster.interpreter, args, stdin=b"x" * 70000)
+    local = LocalTransport().run_program(
+        ECHO, ssh_env.cluster.interpreter, args, stdin=b"x" * 70000
+    )
+    assert (over_helper.exit_code, over_helper.stdout, over_helper.stderr) == (
+        local.exit_code,
+        local.stdout,
+        local.stderr,
+    )
+    assert over_helper.exit_code == code and over_helper.stderr == b"70000"
+    assert ECHO.source not in over_helper.command and "<echo.py sha256:" in over_helper.command
+
+
+def test_a_shell_command_keeps_exit_code_outputs_and_stdin(ssh_env):
+    transport = ssh_env.transport()
+    with_helper(transport)
+    result = transport.run("cat; echo out; echo err >&2; exit 7", stdin=b"in\n")
+    assert (result.exit_code, result.stdout, result.stderr) == (7, b"in\nout\n", b"err\n")
+    assert transport.run("kill -9 $$").exit_code == 128 + signal.SIGKILL
+
+
+def test_many_threads_share_the_helper_and_each_gets_its_own_answer(ssh_env):
+    transport = ssh_env.transport()
+    helper = with_helper(transport)
+
+    def ask(i: int) -> tuple[str, int]:
+        result = transport.run_program(ECHO, ssh_env.cluster.interpreter, ["0", str(i)])
+        return result.text, parent_of_shell(transport)
+
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(ask, range(64)))
+    assert [text for text, _ in answers] == [f"['0', '{i}']\n" for i in range(64)]
+    assert {parent for _, parent in answers} == {helper}
+
+
+def test_a_command_past_its_timeout_is_killed_on_the_host(ssh_env, tmp_path):
+    transport = ssh_env.transport()
+    with_helper(transport)
+    pid_file = tmp_path / "pid"
+    with pytest.raises(WaitTimeoutError, match="timed out"):
+        transport.run(f"echo $$ > {pid_file}; exec sleep 60", timeout=1)
+    pid = int(pid_file.read_text())
+    assert wait_until(lambda: not alive(pid)), "the timed-out command still runs"
+    assert transport.run("echo still here").check().text == "still here\n"
+
+
+def test_a_helper_killed_mid_command_reports_it_may_have_run_and_is_replaced(ssh_env, tmp_path):
+    transport = ssh_env.transport()
+    helper = with_helper(transport)
+    started = tmp_path / "started"
+    failure: list[BaseException] = []
+
+    def slow() -> None:
+        try:
+            transport.run(f"touch {started}; sleep 3")
+        except ClusterConnectionError as exc:
+            failure.append(exc)
+
+    thread = threading.Thread(target=slow)
+    thread.start()
+    assert wait_until(started.exists)
+    os.kill(helper, signal.SIGKILL)
+    thread.join(30)
+    assert failure and "may or may not have run" in str(failure[0])
+    assert transport.run("echo next").check().text == "next\n"  # an exec channel meanwhile
+    assert with_helper(transport) != helper  # and a new helper takes over
+
+
+def test_without_a_usable_interpreter_commands_take_exec_channels(ssh_env):
+    cluster = ssh_env.cluster.model_copy(update={"python": "/nonexistent/python3"})
+    transport = ssh_env.transport(cluster)
+    transport.connect()
+    parents = {parent_of_shell(transport) for _ in range(4)}
+    assert not any(is_helper(p) for p in parents)  # the connection's sshd runs each one
+    assert transport.run_program(ECHO, "/nonexistent/python3", ["0"]).exit_code == 127
+
+
+@pytest.mark.parametrize("size", [70_000, SPOOL_BYTES + 1_000_000])
+def test_a_stream_arrives_byte_for_byte_small_on_the_helper_big_over_exec(ssh_env, tmp_path, size):
+    transport = ssh_env.transport()
+    helper = with_helper(transport)
+    target, parent = tmp_path / "got", tmp_path / "parent"
+    data = os.urandom(size)
+    with transport.stream_to(f"echo $PPID > {parent}; cat > {target}") as stream:
+        for i in range(0, size, 50_000):
+            stream.write(data[i : i + 50_000])
+    assert target.read_bytes() == data
+    assert (int(parent.read_text()) == helper) is (size <= SPOOL_BYTES)
+
+
+def test_a_stream_to_a_failing_command_raises_its_error(ssh_env, tmp_path):
+    transport = ssh_env.transport()
+    with_helper(transport)
+    failing = transport.stream_to("cat > /dev/null; echo nope >&2; exit 3")
+    with pytest.raises(RemoteCommandError, match="exit code 3") as failed, failing as stream:
+        stream.write(b"x" * 1000)
+    assert "nope" in failed.value.stderr
+    deaf = transport.stream_to("exec 0<&-; sleep 0.2")  # more than a pipe holds, never read
+    with pytest.raises(TransferError, match="exited before reading all its input"), deaf as stream:
+        stream.write(b"x" * 1_000_000)
+
+
+def test_a_stream_whose_writer_fails_sends_nothing(ssh_env, tmp_path):
+    transport = ssh_env.transport()
+    with_helper(transport)
+    ran = tmp_path / "ran"
+    stream_to = transport.stream_to(f"cat > /dev/null; touch {ran}")
+    with pytest.raises(ValueError, match="the caller's"), stream_to as stream:
+        stream.write(b"half")
+        raise ValueError("the caller's own failure")
+    transport.run("true").check()  # the helper still answers, and nothing ran
+    assert not ran.exists()
