@@ -200,7 +200,7 @@ class GPUMagics(ClientMagics):
 
     def _submit(self, request: GPUJobRequest) -> JobHandle:
         """Submit on a thread while this one shows the upload's bar (past a second) and the
-        submission's lines; Ctrl-C or Stop cancels the upload, and the job with it."""
+        submission's lines; Ctrl-C (an interrupt) cancels the upload, and the job with it."""
         upload, lines = TransferProgress(stopped=UPLOAD_STOPPED), queue.SimpleQueue()
         ns, cwd = self.shell.user_ns, Path(os.getcwd())
         work = lambda: self.client.submit(request, ns, cwd=cwd, say=lines.put, progress=upload)  # noqa: E731

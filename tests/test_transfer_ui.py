@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import _thread
 import json
-import signal
 import threading
 import time
 from contextlib import contextmanager
@@ -279,14 +278,6 @@ def test_run_showing_prints_without_widgets():
         say=lines.append,
     )  # fmt: skip
     assert lines[-1].startswith("gpu_magic: done: 2.0 MB in ") and len(lines) <= 2
-
-
-@pytest.fixture
-def python_sigint():
-    """Ctrl-C is Python's KeyboardInterrupt, whatever SIGINT handler an earlier test left."""
-    before = signal.signal(signal.SIGINT, signal.default_int_handler)
-    yield
-    signal.signal(signal.SIGINT, before)
 
 
 def test_ctrl_c_stops_the_transfer_shows_where_and_raises_keyboard_interrupt(python_sigint):

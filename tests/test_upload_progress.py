@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import os
 import queue
+import signal
 import threading
+import time
 
 import pytest
 from harness.clients import local_settings
@@ -19,6 +21,8 @@ from gpu_magic.results.progress import UPLOAD_STOPPED, TransferProgress
 from gpu_magic.ui import TransferBar, run_showing
 
 pytestmark = pytest.mark.timeout(120)
+
+
 MB = 1_000_000
 
 
@@ -101,16 +105,18 @@ def test_a_quick_upload_shows_no_bar_and_relays_its_lines_in_order():
     assert said == ["gpu_magic: packaging 1 file (10 B)", "gpu_magic: job x submitted"]
 
 
-def test_an_upload_past_a_second_gets_a_bar_with_a_stop_for_the_upload():
+def test_an_upload_past_a_second_gets_a_bar():
     now = [0.0]
     upload, shown = TransferProgress(clock=lambda: now[0]), []
-    bar_up = threading.Event()
+    bar_up, stop_while_moving = threading.Event(), []
 
     def work():
         upload.begin(10 * MB, 1)
         upload.advance(MB)
         now[0] = 1.5  # the upload is still going after a second and a half
         assert wait_until(lambda: shown, timeout=30)
+        shown[0].throttle.flush()
+        stop_while_moving.append(shown[0].stop.layout.display)
         bar_up.set()
         upload.advance(9 * MB)
         upload.end()
@@ -122,5 +128,25 @@ def test_an_upload_past_a_second_gets_a_bar_with_a_stop_for_the_upload():
     assert value == "handle" and bar_up.is_set()
     (bar,) = shown
     assert isinstance(bar, TransferBar) and bar.progress is upload
-    assert "upload" in bar.stop.tooltip and bar.label.value.startswith("done: 10.0 MB")
+    assert bar.label.value.startswith("done: 10.0 MB")
+    assert stop_while_moving == ["none"]  # a busy cell takes no clicks: Ctrl-C is its stop
     bar.close()
+
+
+def test_ctrl_c_in_the_first_second_still_stops_the_upload(python_sigint):
+    upload, cancelled = TransferProgress(stopped=UPLOAD_STOPPED), []
+
+    def work():
+        upload.begin(100 * MB, 1)
+        signal.raise_signal(signal.SIGINT)  # Ctrl-C before any bar is shown
+        try:
+            while True:
+                upload.advance(MB)
+                time.sleep(0.001)
+        except TransferCancelled as stop:
+            cancelled.append(str(stop))
+            raise
+
+    with pytest.raises(KeyboardInterrupt):
+        run_showing(lambda: upload, work, widgets=False, say=print, after_s=1.0, what="upload")
+    assert cancelled == [UPLOAD_STOPPED]

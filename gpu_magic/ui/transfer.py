@@ -40,8 +40,11 @@ CANCEL_WAIT_S = 10.0  # after Ctrl-C, how long the cell waits for the download t
 PRINT_EVERY_S = 5.0
 STOP_TIPS = {
     "download": "Stop this download: what arrived is kept, and the next fetch resumes it",
-    "upload": "Stop this upload: the job is cancelled before it runs",
+    "upload": "",
 }
+"""An upload runs inside its ``%%gpu_submit`` cell, and a busy cell's kernel handles no button
+click until the cell ends: interrupting the kernel (Ctrl-C, the toolbar's stop) is its Stop, so
+the upload bar shows none."""
 RED = "#c5221f"
 
 
@@ -114,7 +117,8 @@ class TransferBar(TextFallback, widgets.HBox):
         self.bar.value = snap.fraction if started(snap) and not snap.error else 0
         self.bar.bar_style = "danger" if snap.error else "success" if snap.finished else ""
         self.label.value = transfer_html(snap)
-        self.stop.layout.display = "none" if snap.finished else ""
+        stoppable = bool(self.stop.tooltip)
+        self.stop.layout.display = "none" if snap.finished or not stoppable else ""
         if not progress.cancelled:
             self.stop.disabled, self.stop.description = False, "Stop"
 
@@ -190,9 +194,10 @@ def run_showing(
 ) -> Any:
     """Return ``work()`` (or raise its error), showing ``source()``'s transfer meanwhile, once it
     has run ``after_s``; lines that ``work`` put in ``relay`` are said here, in order."""
-    source = _shown_after(source, after_s) if after_s else source
     before = source()
     stale = before if before is not None and before.snapshot().finished else None
+    moving = source  # what Ctrl-C stops, shown or not yet
+    source = _shown_after(source, after_s) if after_s else source
     use_widgets = widgets if widgets is not None else widget_frontend()
     shower = BarShower(display or show, what) if use_widgets else TransferPrinter(say)
     outcome: dict[str, Any] = {}
@@ -216,8 +221,8 @@ def run_showing(
 
     try:
         follow()
-    except KeyboardInterrupt:  # Ctrl-C: stop the download too, and show where it stopped
-        current = source()
+    except KeyboardInterrupt:  # Ctrl-C: stop the transfer too, and show where it stopped
+        current = moving()
         if current is not None and current is not stale:
             current.cancel()
         follow(CANCEL_WAIT_S)

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -81,3 +82,11 @@ def ssh_env(tmp_path, sshd, monkeypatch):
     env = SSHEnv(settings=settings, cluster=cluster, server=sshd, tmp_path=tmp_path)
     yield env
     env.close()
+
+
+@pytest.fixture
+def python_sigint():
+    """Ctrl-C is Python's KeyboardInterrupt, whatever SIGINT handler an earlier test left."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
