@@ -204,7 +204,6 @@ def run_showing(
     ended = threading.Event()  # not thread.join: Ctrl-C inside join marks a live thread stopped
     thread = threading.Thread(target=_capture, args=(work, outcome, ended), daemon=True)
     thread.name = "gpu_magic-transfer"
-    thread.start()
 
     def follow(limit_s: float | None = None) -> None:
         deadline = None if limit_s is None else time.monotonic() + limit_s
@@ -219,9 +218,12 @@ def run_showing(
         if isinstance(shower, BarShower):
             shower.finish()
 
-    try:
+    try:  # the start too: a Ctrl-C raised in its first instant must still stop the transfer
+        thread.start()
         follow()
     except KeyboardInterrupt:  # Ctrl-C: stop the transfer too, and show where it stopped
+        if thread.ident is None:  # it came before the work began: nothing to stop
+            raise
         current = moving()
         if current is not None and current is not stale:
             current.cancel()
