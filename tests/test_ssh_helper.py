@@ -27,7 +27,7 @@ from gpu_magic.errors import (
 from gpu_magic.transport.base import Program
 from gpu_magic.transport.local import LocalTransport
 from gpu_magic.transport.ssh import SPOOL_BYTES
-from gpu_magic.transport.sshhelper import HELPER
+from gpu_magic.transport.sshhelper import HELPER, Helper, HelperGone, Wire
 
 pytestmark = [pytest.mark.ssh, pytest.mark.timeout(120)]
 
@@ -189,3 +189,35 @@ def test_a_stream_whose_writer_fails_sends_nothing(ssh_env, tmp_path):
         raise ValueError("the caller's own failure")
     transport.run("true").check()  # the helper still answers, and nothing ran
     assert not ran.exists()
+
+
+class DeadSocketChannel:
+    """A channel whose socket died before paramiko's transport thread noticed: paramiko then
+    raises ``EOFError`` from every send, and ``close()`` is a send (its close message). This is
+    the moment the soak test met under connection kills; it cannot be timed with a real sshd."""
+
+    def __init__(self):
+        self.closed = threading.Event()
+
+    def sendall(self, data: bytes) -> None:
+        raise EOFError
+
+    def close(self) -> None:
+        self.closed.set()
+        raise EOFError
+
+    def recv(self, size: int) -> bytes:
+        self.closed.wait(30)
+        return b""
+
+
+def test_a_send_on_a_dead_socket_is_may_have_run_not_a_raw_eoferror():
+    chan, ended = DeadSocketChannel(), threading.Event()
+    helper = Helper(chan, Wire(chan), "host", ended.set)
+    with pytest.raises(HelperGone) as gone:
+        helper.shell("true", None, 5)
+    assert gone.value.sent  # the bytes may have left: never resent another way
+    assert ended.is_set() and not helper.alive  # its slot is freed, later requests refused
+    with pytest.raises(HelperGone) as later:
+        helper.shell("true", None, 5)
+    assert not later.value.sent

@@ -68,7 +68,7 @@ from .sshchannel import (
     read_request,
 )
 from .sshconfig import load_ssh_config, resolve
-from .sshconnect import WIRE_ERRORS, Connection, Connector, describe
+from .sshconnect import WIRE_ERRORS, Connection, Connector, close_quietly, describe
 from .sshhelper import Helper, HelperGone, Reply, Spool
 
 SFTP_REQUEST = 255 * 1024
@@ -484,7 +484,7 @@ class SSHTransport(Transport):
         try:
             yield chan
         finally:
-            chan.close()
+            close_quietly(chan)
             conn.slots.release()
 
     @contextmanager
@@ -520,7 +520,7 @@ class SSHTransport(Transport):
             chan.invoke_subsystem("sftp")
             return conn, paramiko.SFTPClient(chan)
         except BaseException:
-            chan.close()
+            close_quietly(chan)
             conn.slots.release()
             raise
 
@@ -535,7 +535,7 @@ class SSHTransport(Transport):
 
     @staticmethod
     def _drop_sftp(conn: Connection, sftp: paramiko.SFTPClient) -> None:
-        sftp.close()
+        close_quietly(sftp)
         conn.slots.release()
 
     @contextmanager

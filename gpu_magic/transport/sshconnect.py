@@ -319,3 +319,13 @@ def auth_message(endpoint: Endpoint, keys: list[str], exc: BaseException) -> str
 
 def describe(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
+
+
+def close_quietly(closable: paramiko.Channel | paramiko.SFTPClient) -> None:
+    """Close a channel or SFTP session whose connection may have just died.
+
+    paramiko sends the close message itself, and on a socket that died before its transport
+    thread noticed, that send raises ``EOFError``; the error would replace the one the caller
+    is reporting (a send that failed, "it may or may not have run"). A close is best effort."""
+    with contextlib.suppress(*WIRE_ERRORS):
+        closable.close()

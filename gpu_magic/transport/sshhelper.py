@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from .base import Program
-from .sshconnect import WIRE_ERRORS, describe
+from .sshconnect import WIRE_ERRORS, close_quietly, describe
 
 if TYPE_CHECKING:
     import paramiko
@@ -62,7 +62,7 @@ class _Answer:
     gone: str | None = None
 
 
-class _Wire:
+class Wire:
     """Whole lines and counted byte sections read from a channel."""
 
     def __init__(self, chan: paramiko.Channel):
@@ -95,7 +95,7 @@ class Helper:
     """One running helper on its own channel (which holds one of the connection's slots)."""
 
     def __init__(
-        self, chan: paramiko.Channel, wire: _Wire, label: str, on_end: Callable[[], object]
+        self, chan: paramiko.Channel, wire: Wire, label: str, on_end: Callable[[], object]
     ):
         self._chan, self._wire, self.label, self._on_end = chan, wire, label, on_end
         self._lock = threading.Lock()  # the waiting table and ``_gone``
@@ -121,7 +121,7 @@ class Helper:
         ``on_end`` is called once when the helper's channel ends (it frees the slot)."""
         chan.settimeout(timeout)
         chan.exec_command(HELPER.command(interpreter))
-        wire = _Wire(chan)
+        wire = Wire(chan)
         deadline = time.monotonic() + timeout
         while not wire.line().startswith(HELLO):
             if time.monotonic() > deadline:
@@ -147,7 +147,7 @@ class Helper:
         return answer
 
     def close(self) -> None:
-        self._chan.close()
+        close_quietly(self._chan)
 
     def _call(self, header: dict, source: bytes, stdin: bytes, timeout: float | None) -> Reply:
         answer = _Answer()
@@ -210,7 +210,7 @@ class Helper:
             answer.gone = self._gone
             answer.done.set()
         if first:
-            self._chan.close()
+            close_quietly(self._chan)
             self._on_end()
 
 

@@ -198,9 +198,17 @@ class SSHServer:
     def kill_connections(self) -> list[int]:
         """SIGKILL every connection's whole process tree (privsep monitor, the network child,
         the commands it runs) and wait (bounded) until they are dead, so that when this returns
-        the server side of every connection is gone. Returns the connection PIDs."""
+        the server side of every connection is gone. Returns the connection PIDs.
+
+        A login shell killed while its start-up files ran ``pyenv rehash`` (root's ``.bashrc``
+        here runs ``pyenv init``) leaves pyenv's lock behind, and every later login then waits
+        60 s for it: such a lock is removed, as the killed rehash would have on its way out."""
         connections = self.connection_pids()
-        _kill_and_wait(_descendants(connections))
+        tree = _descendants(connections)
+        locks = [lock for pid in tree if (lock := _pyenv_rehash_lock(pid)) is not None]
+        _kill_and_wait(tree)
+        for lock in locks:
+            lock.unlink(missing_ok=True)
         return connections
 
     def drop_connections(self) -> list[int]:
@@ -241,6 +249,18 @@ def _kill_and_wait(pids: list[int]) -> None:
         if time.monotonic() > deadline:
             raise RuntimeError(f"sshd connection processes {pids} survived SIGKILL")
         time.sleep(0.01)
+
+
+def _pyenv_rehash_lock(pid: int) -> Path | None:
+    """The lock file of the ``pyenv rehash`` that ``pid`` runs, if it runs one."""
+    try:
+        if b"pyenv-rehash" not in Path(f"/proc/{pid}/cmdline").read_bytes():
+            return None
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:  # it exited meanwhile
+        return None
+    root = next((v[11:] for v in environ if v.startswith(b"PYENV_ROOT=")), None)
+    return None if root is None else Path(os.fsdecode(root)) / "shims" / ".pyenv-shim"
 
 
 def _is_sshd(pid: int) -> bool:
