@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed-stamp
 NPM_STAMP := labextension/node_modules/.installed-stamp
 DEMO_OUT := build/demo
 
-.PHONY: demo test lint bench fuzz system-deps clean
+.PHONY: demo test lint bench bench-deps fuzz system-deps clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -69,8 +69,16 @@ $(BENCH_STAMP): pyproject.toml | $(STAMP)
 	$(BIN)/python -m pip install -q -e '.[test,bench]'
 	touch $(BENCH_STAMP)
 
+# rsync: what bench_cache and bench_patch compare a resubmit with.
+bench-deps:
+	@if ! command -v rsync >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rsync; \
+	  else echo "rsync is missing: sudo apt-get install rsync"; exit 1; fi; \
+	fi
+
 # Every bench, side by side with the tools users fall back to; bench/RESULTS.md is written.
-bench: system-deps $(STAMP) $(BENCH_STAMP)
+bench: system-deps bench-deps $(STAMP) $(BENCH_STAMP)
 	$(BIN)/python bench/run_all.py
 
 fuzz: system-deps $(STAMP)

@@ -23,6 +23,7 @@ HERE = Path(__file__).resolve().parent
 BENCHES = [
     "bench_transfer.py",
     "bench_cache.py",
+    "bench_patch.py",
     "bench_latency.py",
     "bench_store.py",
     "bench_monitor.py",

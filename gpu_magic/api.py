@@ -182,7 +182,10 @@ class Client:
         folder = hostfolder.folder_of(job)
         upload = submission.Upload(bundle, plan, progress)
         try:
-            upload_bundle(host.transport, bundle, folder, upload.advance, cache=cache, planned=plan)
+            upload_bundle(
+                host.transport, bundle, folder, upload.advance,
+                cache=cache, planned=plan, digests=self.digests,
+            )  # fmt: skip
             upload.end()
         except GPUMagicError as exc:
             upload.end(exc)

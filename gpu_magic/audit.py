@@ -28,8 +28,8 @@ import logging
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Iterable
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -37,7 +37,7 @@ from typing import Any
 
 from .config import private_file
 from .jobdir import job_ids_in
-from .jobstore import connect
+from .jobstore import connect, immediate
 
 GENESIS = "0" * 64
 REDACTED = "***"
@@ -116,23 +116,11 @@ class AuditLog:
         found = [*jobs, *job_ids_in(" ".join(map(str, details.values())))]
         record["jobs"] = sorted(set(found))
         try:
-            with self._lock, self._appending() as conn:
+            with self._lock, immediate(self._conn) as conn:
                 return self._append(conn, record)
         except (OSError, sqlite3.Error) as exc:
             log.warning("gpu_magic: audit log %s not written (%s): %s", self.path, event, exc)
             return None
-
-    @contextmanager
-    def _appending(self) -> Iterator[sqlite3.Connection]:
-        conn = self._conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-        except BaseException:
-            with suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
 
     def _append(self, conn: sqlite3.Connection, record: dict) -> dict:
         last = conn.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()

@@ -104,6 +104,20 @@ def connect(path: Path) -> sqlite3.Connection:
     )
 
 
+@contextmanager
+def immediate(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """One ``BEGIN IMMEDIATE`` transaction on a ``connect`` connection: committed at the end,
+    rolled back on any error (which goes on)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        with suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
 def _enable_wal(conn: sqlite3.Connection) -> None:
     """Switching to WAL needs a moment alone with a new file and ignores the busy timeout, so
     kernels opening a new store at the same moment wait for each other here."""
@@ -234,16 +248,12 @@ class JobStore:
     @contextmanager
     def _write(self, action: str) -> Iterator[sqlite3.Connection]:
         with self._lock, self._errors(action):
-            conn = self._connection()
-            conn.execute("BEGIN IMMEDIATE")
             try:
-                yield conn
+                with immediate(self._connection()) as conn:
+                    yield conn
             except BaseException:
                 self._unsaid.clear()
-                with suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK")
                 raise
-            conn.execute("COMMIT")
             self._tell()
 
     def _migrate(self) -> None:

@@ -111,7 +111,7 @@ class Upload:
     def __init__(self, bundle: Bundle, plan: Plan, progress: TransferProgress | None):
         self.progress = progress
         if progress is not None:
-            sent = [e for e in bundle.entries if e.rel not in plan.cached]
+            sent = plan.to_send(bundle)
             progress.begin(sum(e.size for e in sent), len(sent))
 
     @property

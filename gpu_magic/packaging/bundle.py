@@ -32,21 +32,55 @@ class BundleEntry:
     source: Path | None = None
     mode: int = 0o600
     link: str | None = None  # a symbolic link: its relative target (no data)
+    ranges: tuple[tuple[int, int], ...] | None = None  # only these (offset, length) of source
 
     @property
     def size(self) -> int:
         if self.link is not None:
             return 0
+        if self.ranges is not None:
+            return sum(length for _, length in self.ranges)
         return len(self.data) if self.data is not None else self.source.stat().st_size
 
     def open(self) -> BinaryIO:
-        """The entry's bytes as a stream: in memory (a pickled variable) or its local file."""
+        """The entry's bytes as a stream: in memory (a pickled variable), its local file, or
+        the given ranges of that file one after another (a delta)."""
         if self.data is not None:
             return io.BytesIO(self.data)
         try:
-            return open(self.source, "rb")  # the caller's with-block closes it
+            file = open(self.source, "rb")  # noqa: SIM115 (the caller's with-block closes it)
         except OSError as exc:
             raise TransferError(f"cannot read {self.source}: {exc.strerror or exc}") from exc
+        return file if self.ranges is None else io.BufferedReader(_Ranges(file, self.ranges))
+
+
+class _Ranges(io.RawIOBase):
+    """The bytes of ``file`` at ``ranges``, read as one stream."""
+
+    def __init__(self, file: BinaryIO, ranges: tuple[tuple[int, int], ...]):
+        self._file, self._ranges, self._at = file, list(ranges), 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        while self._ranges and self._at == self._ranges[0][1]:
+            self._ranges.pop(0)
+            self._at = 0
+        if not self._ranges:
+            return 0
+        offset, length = self._ranges[0]
+        self._file.seek(offset + self._at)
+        wanted = min(len(buffer), length - self._at)
+        got = self._file.readinto(memoryview(buffer)[:wanted])
+        if not got:
+            raise TransferError(f"{self._file.name} changed while it was sent (shorter now)")
+        self._at += got
+        return got
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()
 
 
 @dataclass

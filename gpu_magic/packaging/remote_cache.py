@@ -3,13 +3,16 @@
 A bundle's cacheable files (under ``code/``, ``inputs/`` and ``lib/``: the cell, the shipped
 files, the pickled variables and the runtime) are named by their sha256; ONE command asks
 the host which of those it lacks (``plan``), and only those are sent; the rest are
-hard-linked from the cache when the upload is committed. Files shipped to ``outputs/`` or
-``checkpoints/`` are never cached: a job overwrites those (a trainer's ``last.ckpt``), and a
-cached file is read-only because other jobs may hold the same inode.
+hard-linked from the cache when the upload is committed. A large file that changed since
+it was last shipped, whose earlier version the host still holds, goes as a patch: only its
+new chunks (``chunking``); the same question asks for that version too. Files shipped to
+``outputs/`` or ``checkpoints/`` are never cached: a job overwrites those (a trainer's
+``last.ckpt``), and a cached file is read-only because other jobs may hold the same inode.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import posixpath
@@ -22,11 +25,13 @@ from .. import jobdir
 from ..errors import RemoteCommandError, TransferError, transient
 from ..transport.base import Program, Transport
 from .bundle import Bundle, BundleEntry
+from .chunking import CHUNKED_MIN, Chunked, Patch, patch
 from .digests import LocalDigests, sha256_file
 
 CACHE = Program.from_file(Path(__file__).resolve().parent.parent / "remote" / "cache.py")
 CACHEABLE = (jobdir.CODE, jobdir.INPUTS, jobdir.LIB)
 MANIFEST = ".gm_cache.json"
+DELTA_SUFFIX = ".gm_delta"  # a patched file's new chunks travel as FILE.gm_delta
 ASK_ATTEMPTS = 5
 
 
@@ -79,30 +84,91 @@ class RemoteCache:
 
 @dataclass
 class Plan:
-    """What one upload sends: ``digests`` of the bundle's cacheable entries, and ``cached``,
-    those the host holds already (linked, not sent)."""
+    """What one upload sends: ``digests`` of the bundle's cacheable entries; ``cached``,
+    those the host holds already (linked, not sent); ``patches``, those built on the host
+    from a version it holds and the new chunks (sent as ``rel + DELTA_SUFFIX``)."""
 
     digests: dict[str, str] = field(default_factory=dict)
     cached: dict[str, str] = field(default_factory=dict)
-    cached_bytes: int = 0
+    cached_bytes: int = 0  # what the host holds of the bundle: cached files, patches' bases
+    patches: dict[str, Patch] = field(default_factory=dict)
+
+    def to_send(self, bundle: Bundle) -> list[BundleEntry]:
+        """The entries that travel: the bundle less the cached ones, patched ones as deltas."""
+        sent = []
+        for entry in bundle.entries:
+            if entry.rel in self.cached:
+                continue
+            found = self.patches.get(entry.rel)
+            if found is not None:
+                entry = dataclasses.replace(entry, rel=entry.rel + DELTA_SUFFIX, ranges=found.sent)
+            sent.append(entry)
+        return sent
+
+    def listed(self, checksums: dict[str, str]) -> dict[str, str]:
+        """``checksums`` of what was sent as the job folder lists them: a delta's line is its
+        patched file's, with the whole file's sha256 (the host checks it once built)."""
+        listed = {
+            rel: digest
+            for rel, digest in checksums.items()
+            if rel.removesuffix(DELTA_SUFFIX) not in self.patches
+        }
+        listed.update({rel: self.digests[rel] for rel in self.patches})
+        return listed
 
     def manifest(self) -> bytes:
         sent = {rel: h for rel, h in self.digests.items() if rel not in self.cached}
-        return json.dumps({"add": sent, "link": self.cached}).encode()
+        patches = {
+            rel: {"base": p.base, "parts": p.parts, "delta": rel + DELTA_SUFFIX}
+            for rel, p in self.patches.items()
+        }
+        return json.dumps({"add": sent, "link": self.cached, "patch": patches}).encode()
 
 
 def plan(
     transport: Transport, bundle: Bundle, cache: RemoteCache, digests: LocalDigests | None
 ) -> Plan:
-    """Hash the bundle's cacheable entries and ask the host which it lacks (one command)."""
+    """Hash the bundle's cacheable entries and ask the host which of them, and of the earlier
+    versions of large changed files, it lacks (one command)."""
     entries = [e for e in bundle.entries if _cacheable(e)]
     if cache.root is None or not entries:
         return Plan()
     named = {e.rel: _sha256(e, digests) for e in entries}
-    lacking = cache.lacking(transport, set(named.values()))
+    bases = _bases(entries, named, digests)
+    wanted = set(named.values()) | {base.sha256 for base in bases.values()}
+    lacking = cache.lacking(transport, wanted)
     cached = {rel: h for rel, h in named.items() if h not in lacking}
-    held = sum(e.size for e in entries if e.rel in cached)
-    return Plan(named, cached, held)
+    patches = {
+        rel: found
+        for rel, base in bases.items()
+        if named[rel] in lacking and base.sha256 not in lacking
+        if (found := _patch(named[rel], base, digests)) is not None
+    }
+    sizes = {e.rel: e.size for e in entries}
+    held = sum(sizes[rel] for rel in cached) + sum(
+        sizes[rel] - p.sent_bytes for rel, p in patches.items()
+    )
+    return Plan(named, cached, held, patches)
+
+
+def _bases(
+    entries: list[BundleEntry], named: dict[str, str], digests: LocalDigests | None
+) -> dict[str, Chunked]:
+    """The earlier version of each large file that changed since it was last hashed."""
+    if digests is None:
+        return {}
+    found = {}
+    for entry in entries:
+        if entry.source is not None and entry.data is None and entry.size >= CHUNKED_MIN:
+            base = digests.previous(entry.source)
+            if base is not None and base.sha256 != named[entry.rel]:
+                found[entry.rel] = base
+    return found
+
+
+def _patch(digest: str, base: Chunked, digests: LocalDigests) -> Patch | None:
+    new = digests.chunks(digest)
+    return None if new is None else patch(new, base)
 
 
 def _cacheable(entry: BundleEntry) -> bool:

