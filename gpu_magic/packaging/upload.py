@@ -70,16 +70,17 @@ def upload_bundle(
     files go whole, not as patches. A stop by the user is not retried."""
     partial, final = str(target.partial), str(target.root)
     plans = iter([planned] if planned is not None else [])
-    verified = [True]  # False once a commit's check failed
+    verified = True  # False once a commit's check failed
 
     def attempt(again: bool) -> None:
+        nonlocal verified
         chosen = next(plans, None) or remote_cache.plan(
-            transport, bundle, cache, digests if verified[0] else None
+            transport, bundle, cache, digests if verified else None
         )
         try:
             _upload_once(transport, bundle, partial, final, progress, again, cache, chosen)
         except Verification:
-            verified[0] = False
+            verified = False
             raise
 
     retrying = tenacity.Retrying(
