@@ -81,7 +81,7 @@ def machine() -> list[str]:
         f"- kernel {platform.release()}; Python {platform.python_version()}; "
         f"paramiko {paramiko.__version__}",
         f"- OpenSSH: {first_line(['ssh', '-V'])}; rsync: {first_line(['rsync', '--version'])}",
-        f"- Slurm: {first_line(['sinfo', '-V'])}",
+        f"- Slurm: {first_line(['/usr/sbin/slurmctld', '-V'])}",  # sinfo needs a config
         "- every sshd is on 127.0.0.1 (loopback): the figures are CPU-bound, not network-bound",
     ]
 

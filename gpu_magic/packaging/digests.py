@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -38,50 +39,58 @@ class LocalDigests:
 
     def sha256(self, path: Path) -> str:
         """The file's sha256, from the table when the file is unchanged since it was hashed."""
-        try:
-            info = os.stat(path)
-        except OSError as exc:
-            raise TransferError(f"cannot read {path}: {exc.strerror or exc}") from exc
-        key = (str(path), info.st_size, info.st_mtime_ns, info.st_ino)
-        with self._lock:
-            row = self._conn.execute(
-                "SELECT sha256 FROM file_hashes WHERE path = ? AND size = ? AND mtime_ns = ? "
-                "AND inode = ?",
-                key,
-            ).fetchone()
-        if row is not None:
-            return row[0]
-        chunked = chunk_file(path) if info.st_size >= CHUNKED_MIN else None
-        digest = chunked.sha256 if chunked is not None else sha256_file(path)
-        with self._lock:
-            self.hashed += 1
-            self._remember(key, digest, chunked)
-        return digest
+        return self.sha256_all([path])[path]
+
+    def sha256_all(self, paths: Iterable[Path]) -> dict[Path, str]:
+        """Each file's sha256 (as ``sha256``); the rows of the files that had to be read are
+        written in one transaction (one each cost ~0.2 ms: 0.23 s for a 1000-file folder)."""
+        found, learned = {}, []
+        for path in paths:
+            key = _key(path)
+            with self._lock:
+                row = self._conn.execute(
+                    "SELECT sha256 FROM file_hashes WHERE path = ? AND size = ? "
+                    "AND mtime_ns = ? AND inode = ?",
+                    key,
+                ).fetchone()
+            if row is not None:
+                found[path] = row[0]
+                continue
+            chunked = chunk_file(path) if key[1] >= CHUNKED_MIN else None
+            found[path] = chunked.sha256 if chunked is not None else sha256_file(path)
+            learned.append((key, found[path], chunked))
+        if learned:
+            with self._lock, immediate(self._conn):
+                self.hashed += len(learned)
+                for key, digest, chunked in learned:
+                    self._remember(key, digest, chunked)
+        return found
 
     def _remember(self, key: tuple, digest: str, chunked: Chunked | None) -> None:
         """Store the file's new sha256 (the one it had before becomes ``previous``) and its
-        chunk list; drop the lists no row names any more."""
-        with immediate(self._conn):
-            old = self._conn.execute(
-                "SELECT sha256, previous FROM file_hashes WHERE path = ?", key[:1]
-            ).fetchone()
-            previous = None if old is None else (old[0] if old[0] != digest else old[1])
+        chunk list. The version this row stops naming (the previous one's predecessor) loses
+        its list unless another row names it; no other list can have lost its last row."""
+        old = self._conn.execute(
+            "SELECT sha256, previous FROM file_hashes WHERE path = ?", key[:1]
+        ).fetchone()
+        changed = old is not None and old[0] != digest
+        previous = old[0] if changed else (old[1] if old is not None else None)
+        self._conn.execute(
+            "INSERT OR REPLACE INTO file_hashes (path, size, mtime_ns, inode, sha256, "
+            "previous) VALUES (?, ?, ?, ?, ?, ?)",
+            (*key, digest, previous),
+        )
+        if chunked is not None:
             self._conn.execute(
-                "INSERT OR REPLACE INTO file_hashes (path, size, mtime_ns, inode, sha256, "
-                "previous) VALUES (?, ?, ?, ?, ?, ?)",
-                (*key, digest, previous),
+                "INSERT OR REPLACE INTO file_chunks (sha256, chunks) VALUES (?, ?)",
+                (digest, chunked.encode()),
             )
-            if chunked is not None:
-                self._conn.execute(
-                    "INSERT OR REPLACE INTO file_chunks (sha256, chunks) VALUES (?, ?)",
-                    (digest, chunked.encode()),
-                )
-            if old is not None:
-                self._conn.execute(
-                    "DELETE FROM file_chunks WHERE sha256 NOT IN (SELECT sha256 FROM "
-                    "file_hashes UNION SELECT previous FROM file_hashes WHERE previous "
-                    "IS NOT NULL)"
-                )
+        if changed and old[1] is not None:  # a lookup by key first: a scan only if listed
+            self._conn.execute(
+                "DELETE FROM file_chunks WHERE sha256 = ?1 AND NOT EXISTS (SELECT 1 FROM "
+                "file_hashes WHERE sha256 = ?1 OR previous = ?1)",
+                (old[1],),
+            )
 
     def chunks(self, digest: str) -> Chunked | None:
         """The chunk list of the large file version ``digest``, if one was kept."""
@@ -98,6 +107,15 @@ class LocalDigests:
                 "SELECT previous FROM file_hashes WHERE path = ?", (str(path),)
             ).fetchone()
         return None if row is None or row[0] is None else self.chunks(row[0])
+
+
+def _key(path: Path) -> tuple[str, int, int, int]:
+    """What says a file is unchanged since it was hashed: (path, size, mtime_ns, inode)."""
+    try:
+        info = os.stat(path)
+    except OSError as exc:
+        raise TransferError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    return (str(path), info.st_size, info.st_mtime_ns, info.st_ino)
 
 
 def chunk_file(path: Path) -> Chunked:

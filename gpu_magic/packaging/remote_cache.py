@@ -133,7 +133,7 @@ def plan(
     entries = [e for e in bundle.entries if _cacheable(e)]
     if cache.root is None or not entries:
         return Plan()
-    named = {e.rel: _sha256(e, digests) for e in entries}
+    named = _sha256s(entries, digests)
     bases = _bases(entries, named, digests)
     wanted = set(named.values()) | {base.sha256 for base in bases.values()}
     lacking = cache.lacking(transport, wanted)
@@ -175,7 +175,14 @@ def _cacheable(entry: BundleEntry) -> bool:
     return entry.link is None and entry.rel.split("/", 1)[0] in CACHEABLE
 
 
-def _sha256(entry: BundleEntry, digests: LocalDigests | None) -> str:
-    if entry.data is not None:
-        return hashlib.sha256(entry.data).hexdigest()
-    return digests.sha256(entry.source) if digests is not None else sha256_file(entry.source)
+def _sha256s(entries: list[BundleEntry], digests: LocalDigests | None) -> dict[str, str]:
+    """Each entry's sha256 by its ``rel``; files through ``digests`` (in one go) when given."""
+    files = [e.source for e in entries if e.data is None]
+    if digests is not None:
+        known = digests.sha256_all(files)
+    else:
+        known = {path: sha256_file(path) for path in files}
+    return {
+        e.rel: known[e.source] if e.data is None else hashlib.sha256(e.data).hexdigest()
+        for e in entries
+    }
