@@ -45,10 +45,12 @@ def lacking(root, hashes):
 
 
 def sha256_of(path):
-    digest, piece = hashlib.sha256(), bytearray(PIECE)
-    view = memoryview(piece)
+    """The file's sha256, read in pieces of up to ``PIECE`` into one buffer of the file's
+    size at most (a commit hashes every small file it was sent)."""
+    digest = hashlib.sha256()
     with open(path, "rb", buffering=0) as f:
-        for got in iter(lambda: f.readinto(piece), 0):
+        view = memoryview(bytearray(max(1, min(PIECE, os.fstat(f.fileno()).st_size))))
+        for got in iter(lambda: f.readinto(view), 0):
             digest.update(view[:got])
     return digest.hexdigest()
 
