@@ -52,15 +52,16 @@ class JobTracker:
         self.store.update(job, reason=reason)
         return job
 
-    def job(self, id_or_name: str, *, refresh: bool = True) -> GPUJob:
+    def job(self, id_or_name: str, *, refresh: bool = True, until: float = 0.0) -> GPUJob:
         job = self.store.find(id_or_name)
-        return self.refresh([job])[0] if refresh else job
+        return self.refresh([job], until=until)[0] if refresh else job
 
     def jobs(self, *, cluster: str | None = None, limit: int | None = None) -> list[GPUJob]:
         return self.refresh(self.store.list(cluster=cluster, limit=limit))
 
-    def refresh(self, jobs: list[GPUJob]) -> list[GPUJob]:
-        """Poll every active job among ``jobs``, one round trip per cluster, and store changes."""
+    def refresh(self, jobs: list[GPUJob], until: float = 0.0) -> list[GPUJob]:
+        """Poll every active job among ``jobs``, one round trip per cluster, and store changes;
+        ``until``: a host may first wait that many seconds for one of them to end."""
         fresh = {job.id: job for job in jobs}
         by_cluster: dict[str, list[GPUJob]] = {}
         for job in jobs:
@@ -70,7 +71,7 @@ class JobTracker:
             if self.lease is not None and self.lease.elsewhere(name):
                 continue  # its lease holder follows every active job there: the store is fresh
             host = self.hosts.get(name)
-            observed = host.scheduler.poll(active)
+            observed = host.scheduler.poll(active, until)
             for job in active:
                 if job.id in observed:
                     fresh[job.id] = self.record(host, job, observed[job.id])
@@ -157,12 +158,17 @@ class JobTracker:
                 unwatch()
 
     def _wait(self, job_id: str, timeout: float | None) -> GPUJob:
+        """Look at the job until it ends. Each look after the first waits on the host for the
+        job's end (up to ``until``, growing to 1 s), so the end is heard within ~20 ms, not at
+        the next poll; what a look did not spend waiting (nothing to ask the host: a lease
+        held elsewhere, a job not launched yet) is slept here."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        pause = 0.05
+        pause, until = 0.05, 0.0  # the first look answers at once
         outage = Outage(self.reconnect_limit, f"waiting for job {job_id}")
         while True:
+            asked = time.monotonic()
             try:
-                job = self.job(job_id)
+                job = self.job(job_id, until=until)
                 outage.over()
             except GPUMagicError as exc:
                 outage.failed(exc)  # raises what cannot be ridden out
@@ -176,5 +182,7 @@ class JobTracker:
                     f"job {job.id} is still {job.status} after waiting {timeout:g}s"
                 )
             remaining = float("inf") if deadline is None else deadline - time.monotonic()
-            time.sleep(max(0.0, min(pause, remaining)))
+            time.sleep(max(0.0, min(until - (time.monotonic() - asked), remaining)))
+            remaining = float("inf") if deadline is None else deadline - time.monotonic()
+            until = max(0.0, min(pause, remaining))
             pause = min(pause * 1.5, 1.0)

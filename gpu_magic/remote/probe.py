@@ -4,11 +4,13 @@ Why Python and not shell: a shell loop forks for every ``stat``/``tail`` and 100
 would cost hundreds of forks per tick; one interpreter reads them all with seeks.
 
 Input (``argv[1]``, JSON): ``{"names": {...}, "max_bytes": N, "jobs": [{"dir": D,
-"offsets": {"output.log": 0}}], "first": COMMAND}``; every job-folder file name comes from the
-client, so this script knows none. ``first`` (optional) is a shell command line run before the
-folders are looked at (a scheduler's queue query: a job the queue no longer shows has written
-its exit code by the time its folder is read). Output: ``{"first": its stdout, "folders":
-{dir: what was seen}}``.
+"offsets": {"output.log": 0}}], "first": COMMAND, "until": S}``; every job-folder file name
+comes from the client, so this script knows none. ``first`` (optional) is a shell command line
+run before the folders are looked at (a scheduler's queue query: a job the queue no longer shows
+has written its exit code by the time its folder is read). ``until`` (optional, seconds): first
+wait up to that long for any of the jobs to write its exit code, so that a waiter hears of an
+end at once instead of at its next poll (one round trip that waits on the host). Output:
+``{"first": its stdout, "folders": {dir: what was seen}}``.
 Liveness is read before the exit code, so a job that ends between the reads shows its exit code
 rather than a false "vanished". A pid is alive only if it is still the same process: its start
 time and the boot it started in match ``pid_start`` (after a reboot, pids are handed out
@@ -23,6 +25,9 @@ import json
 import os
 import subprocess
 import sys
+import time
+
+UNTIL_POLL_S = 0.02
 
 
 def alive(pid):
@@ -165,6 +170,14 @@ def look(job, names, max_bytes, marked):
     return seen
 
 
+def await_end(jobs, names, seconds):
+    """Return once any job's exit code exists, or after ``seconds``."""
+    codes = [os.path.join(job["dir"], names["state"], names["exit_code"]) for job in jobs]
+    deadline = time.monotonic() + seconds
+    while not any(os.path.exists(code) for code in codes) and time.monotonic() < deadline:
+        time.sleep(UNTIL_POLL_S)
+
+
 def first(command):
     """The stdout of ``command`` (its stderr goes to ours), or "" when there is none."""
     if not command:
@@ -176,6 +189,7 @@ def first(command):
 def main():
     request = json.loads(sys.argv[1])
     names, max_bytes = request["names"], request["max_bytes"]
+    await_end(request["jobs"], names, request.get("until", 0))
     before = first(request.get("first", ""))
     marked = Marked(names["marker"])
     folders = {job["dir"]: look(job, names, max_bytes, marked) for job in request["jobs"]}

@@ -91,15 +91,19 @@ class Scheduler(ABC):
         """Learn from a state command's output once per round trip (before ``observe``)."""
 
     def look(
-        self, jobs: list[GPUJob], offsets: dict[str, dict[str, int]] | None = None
+        self,
+        jobs: list[GPUJob],
+        offsets: dict[str, dict[str, int]] | None = None,
+        until: float = 0.0,
     ) -> dict[str, Look]:
-        """Observe ``jobs`` (and read their files from ``offsets``) in one round trip."""
+        """Observe ``jobs`` (and read their files from ``offsets``) in one round trip, which
+        may first wait up to ``until`` seconds on the host for one of them to end."""
         if not jobs:
             return {}
         offsets = offsets or {}
         requests = {j.remote_dir: offsets.get(j.id, {}) for j in jobs}
         state_output, folders = probe(
-            self.transport, self.interpreter, requests, self.state_command(jobs)
+            self.transport, self.interpreter, requests, self.state_command(jobs), until
         )
         self.digest(state_output)
         looks = {}
@@ -108,5 +112,6 @@ class Scheduler(ABC):
             looks[job.id] = Look(self.observe(job, folder, state_output), folder)
         return looks
 
-    def poll(self, jobs: list[GPUJob]) -> dict[str, Observation]:
-        return {job_id: look.observation for job_id, look in self.look(jobs).items()}
+    def poll(self, jobs: list[GPUJob], until: float = 0.0) -> dict[str, Observation]:
+        looks = self.look(jobs, until=until)
+        return {job_id: look.observation for job_id, look in looks.items()}

@@ -105,14 +105,18 @@ def _utc(text: str) -> datetime | None:
         return None
 
 
-def probe_args(requests: dict[str, dict[str, int]], first: str = "") -> list[str]:
+def probe_args(
+    requests: dict[str, dict[str, int]], first: str = "", until: float = 0.0
+) -> list[str]:
     """``requests`` maps a job folder to ``{file name: byte offset}`` (may be empty); ``first``
-    is a shell command run on the host before the folders are read (see ``probe.py``)."""
+    is a shell command run on the host before the folders are read; ``until``: seconds the
+    host may wait first for a job's end (see ``probe.py``)."""
     payload = {
         "names": NAMES,
         "max_bytes": MAX_BYTES_PER_FILE,
         "jobs": [{"dir": d, "offsets": offsets} for d, offsets in requests.items()],
         "first": first,
+        "until": until,
     }
     return [json.dumps(payload)]
 
@@ -152,8 +156,13 @@ def _folder_state(seen: dict) -> FolderState:
 
 
 def probe(
-    transport: Transport, interpreter: str, requests: dict[str, dict[str, int]], first: str = ""
+    transport: Transport,
+    interpreter: str,
+    requests: dict[str, dict[str, int]],
+    first: str = "",
+    until: float = 0.0,
 ) -> tuple[str, dict[str, FolderState]]:
-    """One look at the folders of one host (after ``first``): one round trip."""
-    args = probe_args(requests, first)
+    """One look at the folders of one host (after ``first``, and after waiting up to ``until``
+    seconds for a job's end): one round trip."""
+    args = probe_args(requests, first, until)
     return parse_probe_output(transport.run_program(PROBE, interpreter, args).check().text)
