@@ -43,9 +43,9 @@ class Journal(DelegatingTransport):
         return super().run(command, stdin=stdin, timeout=timeout)
 
     @contextmanager
-    def stream_from(self, command):
+    def stream_from(self, command, size_hint=None):
         self.seen.append(("command", command))
-        with super().stream_from(command) as stream:
+        with super().stream_from(command, size_hint) as stream:
             yield stream
 
     @contextmanager

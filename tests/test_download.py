@@ -93,9 +93,9 @@ class Spy(DelegatingTransport):
         self.commands.append(command)
         return super().run(command, stdin=stdin, timeout=timeout)
 
-    def stream_from(self, command):
+    def stream_from(self, command, size_hint=None):
         self.streams.append(command)
-        return super().stream_from(command)
+        return super().stream_from(command, size_hint)
 
     def get_file(self, remote, local, *, offset=0, progress=None, digest=None):
         self.gets.append(remote)
@@ -169,10 +169,10 @@ def test_the_hosts_sha256_of_a_big_file_is_computed_while_it_downloads(how, tmp_
                 self.hashes()
             return super().run(command, stdin=stdin, timeout=timeout)
 
-        def stream_from(self, command):
+        def stream_from(self, command, size_hint=None):
             if "--digests" in shlex.split(command):
                 self.hashes()
-            return super().stream_from(command)
+            return super().stream_from(command, size_hint)
 
         def get_file(self, remote, local, **kw):
             downloading.set()
@@ -212,7 +212,7 @@ def test_big_files_the_stream_brings_no_digest_for_ask_hash_command(tmp_path):
     job = make_job(tmp_path / "host/job1", files)
 
     class NoDigests(Spy):
-        def stream_from(self, command):
+        def stream_from(self, command, size_hint=None):
             argv = shlex.split(command)
             return super().stream_from(quote_argv(*argv[: argv.index("--digests")]))
 
@@ -242,9 +242,9 @@ def test_a_file_missing_from_the_tar_stream_falls_back_and_fails_clearly(tmp_pat
     job = make_job(tmp_path / "host/job1", {"outputs/a.txt": b"a", "outputs/b.txt": b"b"})
 
     class Vanishing(LocalTransport):  # b.txt is deleted between listing and transfer
-        def stream_from(self, command):
+        def stream_from(self, command, size_hint=None):
             (tmp_path / "host/job1/outputs/b.txt").unlink(missing_ok=True)
-            return super().stream_from(command)
+            return super().stream_from(command, size_hint)
 
     store = LocalResults(tmp_path / "results")
     with pytest.raises(TransferError, match="b.txt"):
@@ -286,9 +286,9 @@ class Rearming(Spy):
         super().__init__(real)
         self.killer = killer
 
-    def stream_from(self, command):
+    def stream_from(self, command, size_hint=None):
         self.killer.moved = 0
-        return super().stream_from(command)
+        return super().stream_from(command, size_hint)
 
 
 def test_a_tar_stream_cut_off_is_retried_and_only_verified_files_show(ssh_env, tmp_path):
@@ -370,7 +370,7 @@ class CraftedHost(LocalTransport):
         self.commands = [*getattr(self, "commands", []), command]
         raise AssertionError(f"no command expected: {command}")
 
-    def stream_from(self, command):
+    def stream_from(self, command, size_hint=None):
         self.streams += 1
         return contextlib.nullcontext(io.BytesIO(self.tar_bytes))
 
@@ -577,10 +577,10 @@ class ChangingHost(LocalTransport):
             self.hashes_now()
         return super().run(command, stdin=stdin, timeout=timeout)
 
-    def stream_from(self, command):  # the collection's tar command hashes the first time
+    def stream_from(self, command, size_hint=None):  # the collection's tar hashes the first time
         if "--digests" in shlex.split(command):
             self.hashes_now()
-        return super().stream_from(command)
+        return super().stream_from(command, size_hint)
 
 
 def test_a_big_file_that_changes_on_the_host_is_retried_then_refused(tmp_path):

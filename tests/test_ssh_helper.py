@@ -221,3 +221,18 @@ def test_a_send_on_a_dead_socket_is_may_have_run_not_a_raw_eoferror():
     with pytest.raises(HelperGone) as later:
         helper.shell("true", None, 5)
     assert not later.value.sent
+
+
+@pytest.mark.parametrize("hint", [70_000, None, SPOOL_BYTES + 1])
+def test_a_stream_from_the_host_comes_from_the_helper_when_said_small(ssh_env, tmp_path, hint):
+    transport = ssh_env.transport()
+    helper = with_helper(transport)
+    source, parent = tmp_path / "data", tmp_path / "parent"
+    source.write_bytes(os.urandom(70_000))
+    with transport.stream_from(f"echo $PPID > {parent}; cat {source}", size_hint=hint) as stream:
+        assert stream.read() == source.read_bytes()
+    assert (int(parent.read_text()) == helper) is (hint is not None and hint <= SPOOL_BYTES)
+    failing = transport.stream_from("echo partial; echo nope >&2; exit 3", size_hint=hint)
+    with pytest.raises(RemoteCommandError, match="exit code 3") as failed, failing as stream:
+        assert stream.read() == b"partial\n"
+    assert "nope" in failed.value.stderr

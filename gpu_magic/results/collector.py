@@ -37,6 +37,8 @@ from .progress import TransferProgress
 from .tarstream import Sink, Wanted, receive
 
 SPARE_BYTES = 512 * 1024 * 1024
+MEMBER_BYTES = 2048
+"""A tar member's headers and padding, about: pax headers with the sha256, 512-byte blocks."""
 """Left free on the local disk by an automatic collection (the kernel, the store, the OS)."""
 
 
@@ -207,11 +209,13 @@ class _Collection:
             pending.clear()
 
         sink = Sink(self.progress.advance, self.progress.rewind, self._landed, heard)
+        # what the tar brings: the small files, and a member of headers each (the digests too)
+        size = sum(self.entries[rel]["size"] for rel in rels) + MEMBER_BYTES * (len(rels) + 1)
         problem = ""
         try:
             for _ in range(ATTEMPTS):
                 try:
-                    with self.transport.stream_from(command) as stream:
+                    with self.transport.stream_from(command, size_hint=size) as stream:
                         receive(stream, wanted, sink, set(pending))
                     return list(wanted)
                 except (ClusterConnectionError, RemoteCommandError) as exc:

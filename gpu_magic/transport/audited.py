@@ -13,6 +13,7 @@ records the key it accepted, and a refused key is recorded as refused.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -88,8 +89,11 @@ class AuditedTransport(Transport):
     def stream_to(self, command: str) -> AbstractContextManager[BinaryIO]:
         return self._counted(self.inner.stream_to, command, "up", "stdin")
 
-    def stream_from(self, command: str) -> AbstractContextManager[BinaryIO]:
-        return self._counted(self.inner.stream_from, command, "down", "stdout")
+    def stream_from(
+        self, command: str, size_hint: int | None = None
+    ) -> AbstractContextManager[BinaryIO]:
+        opener = functools.partial(self.inner.stream_from, size_hint=size_hint)
+        return self._counted(opener, command, "down", "stdout")
 
     @contextmanager
     def _counted(self, opener, command: str, direction: str, side: str) -> Iterator[BinaryIO]:

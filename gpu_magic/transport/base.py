@@ -151,13 +151,14 @@ class Transport(ABC):
         """Run ``command`` with a writable stdin; on exit close stdin, wait, raise if it failed."""
 
     @contextmanager
-    def stream_from(self, command: str) -> Iterator[BinaryIO]:
+    def stream_from(self, command: str, size_hint: int | None = None) -> Iterator[BinaryIO]:
         """Run ``command`` and yield its stdout as a readable stream (e.g. a tar of many small
         files: one round trip instead of one per file). On exit the rest of stdout is drained
         and the command waited for: ``RemoteCommandError`` when it exited non-zero,
         ``ClusterConnectionError`` when the connection dropped (also when the caller's block
-        failed because of it). This default holds all of stdout in memory; the real
-        transports stream it."""
+        failed because of it). ``size_hint``: about how many bytes will come, when the caller
+        knows (a transport may then take a quicker way for a small answer). This default
+        holds all of stdout in memory; the real transports stream it."""
         result = self.run(command).check()
         yield io.BytesIO(result.stdout)
 

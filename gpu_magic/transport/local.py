@@ -60,7 +60,7 @@ class LocalTransport(Transport):
                 proc.wait()
 
     @contextmanager
-    def stream_from(self, command: str) -> Iterator[BinaryIO]:
+    def stream_from(self, command: str, size_hint: int | None = None) -> Iterator[BinaryIO]:
         with self._streaming(command, stdout=subprocess.PIPE) as proc:
             try:
                 yield proc.stdout

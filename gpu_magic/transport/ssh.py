@@ -244,7 +244,30 @@ class SSHTransport(Transport):
             raise TransferError(f"{self.label}: {command} exited before reading all its input")
 
     @contextmanager
-    def stream_from(self, command: str) -> Iterator[BinaryIO]:
+    def stream_from(self, command: str, size_hint: int | None = None) -> Iterator[BinaryIO]:
+        """A stream whose ``size_hint`` says it is small (up to ``SPOOL_BYTES``) comes whole
+        from the helper (a collection's tar of a few outputs: no login shell's start-up);
+        any other flows over an exec channel of its own."""
+        helper = None
+        if size_hint is not None and size_hint <= SPOOL_BYTES:
+            helper = self._helper(self.cluster.interpreter)
+        reply, timeout = None, self.settings.file_transfer_timeout
+        if helper is not None:
+            ask = lambda: helper.shell(command, None, timeout)  # noqa: E731
+            reply = self._ask(helper, command, timeout, ask)
+        if reply is None:  # no helper, or it went before the request did
+            with self._exec_stream_from(command) as stream:
+                yield stream
+            return
+        yield io.BytesIO(reply.stdout)
+        if reply.exit_code != 0:
+            raise RemoteCommandError(
+                command, reply.exit_code, reply.stderr.decode(errors="replace")
+            )
+
+    @contextmanager
+    def _exec_stream_from(self, command: str) -> Iterator[BinaryIO]:
+        """``stream_from`` over an exec channel of its own: the bytes flow as they come."""
         with self._channel() as chan:
             try:
                 chan.exec_command(command)

@@ -17,8 +17,8 @@ class DelegatingTransport(Transport):
     def run(self, command, *, stdin=None, timeout=None):
         return self.real.run(command, stdin=stdin, timeout=timeout)
 
-    def stream_from(self, command):
-        return self.real.stream_from(command)
+    def stream_from(self, command, size_hint=None):
+        return self.real.stream_from(command, size_hint)
 
     def stream_to(self, command):
         return self.real.stream_to(command)
@@ -58,11 +58,11 @@ class CountingTransport(DelegatingTransport):
             self.seconds += time.perf_counter() - start
 
     @contextmanager
-    def stream_from(self, command):
+    def stream_from(self, command, size_hint=None):
         self.commands += 1
         start = time.perf_counter()
         try:
-            with super().stream_from(command) as stream:
+            with super().stream_from(command, size_hint) as stream:
                 yield stream
         finally:
             self.seconds += time.perf_counter() - start
