@@ -37,9 +37,9 @@ from .progress import TransferProgress
 from .tarstream import Sink, Wanted, receive
 
 SPARE_BYTES = 512 * 1024 * 1024
+"""Left free on the local disk by an automatic collection (the kernel, the store, the OS)."""
 MEMBER_BYTES = 2048
 """A tar member's headers and padding, about: pax headers with the sha256, 512-byte blocks."""
-"""Left free on the local disk by an automatic collection (the kernel, the store, the OS)."""
 
 
 def _fitting(todo: list, root, manifest: dict) -> list:
