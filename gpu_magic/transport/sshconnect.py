@@ -48,7 +48,10 @@ DIAL_ATTEMPT_S = 3.0
 HANDSHAKE_SLACK_S = 1.0
 """paramiko's handshake wait must outlast its banner timeout: when both expire together the
 wait can end first with a meaningless "No existing session" instead of the banner timeout."""
-CONNECT_ATTEMPTS = 5
+CONNECT_ATTEMPTS = 10
+"""Handshakes that sshd dropped (MaxStartups) are tried again this often, with jittered waits
+growing to 1 s, within the connection timeout: a burst of 40 connects on a busy 2-core host
+outlasted 5 quick tries (about 0.4 s of waits) once in a few CI runs; 10 span a few seconds."""
 WIRE_ERRORS = (paramiko.SSHException, EOFError, OSError)
 """What paramiko and sockets raise when the wire misbehaves (socket.timeout is an OSError)."""
 
@@ -172,7 +175,7 @@ class Connector:
             retry=tenacity.retry_if_exception(dropped_early),
             stop=tenacity.stop_after_attempt(CONNECT_ATTEMPTS)
             | tenacity.stop_after_delay(self.timeout),
-            wait=tenacity.wait_random_exponential(multiplier=0.05, max=1.0),
+            wait=tenacity.wait_random_exponential(multiplier=0.1, max=1.0),
             reraise=True,
         )
         try:
