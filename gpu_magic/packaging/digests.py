@@ -6,9 +6,10 @@ than the upload it saves; a file whose (size, mtime_ns, inode) are those it had 
 hashed is taken to hold the same bytes (what rsync and git assume too). Kept in the job
 store's ``file_hashes`` table, shared by every process.
 
-A large file (``chunking.CHUNKED_MIN``) is hashed by cutting it into content-defined chunks in
-the same read; its chunk list is kept (``file_chunks``) with the sha256 it had before it
-changed, so the next upload of an edited version can send only the chunks that are new.
+A large file (``chunking.CHUNKED_MIN``) is also cut into content-defined chunks, in a second
+read side by side with its hashing (``chunk_file``); its chunk list is kept (``file_chunks``)
+with the sha256 it had before it changed, so the next upload of an edited version can send
+only the chunks that are new.
 """
 
 from __future__ import annotations
