@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from harness.procs import wait_until
+from harness.procs import alive, wait_until
 
 from gpu_magic.errors import (
     ClusterConnectionError,
@@ -56,14 +56,6 @@ def with_helper(transport) -> int:
     found = wait_until(lambda: is_helper(parent_of_shell(transport)))
     assert found, "commands never reached the helper"
     return parent_of_shell(transport)
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def test_every_command_of_a_connection_goes_to_one_helper(ssh_env):
