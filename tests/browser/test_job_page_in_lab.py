@@ -225,18 +225,22 @@ def test_open_job_command_shows_the_traceback_of_a_failed_job(fresh_lab, page, p
     assert not page_errors, page_errors
 
 
-def notebook_job(name: str, steps: int, gpu: bool) -> str:
-    """A ``%%gpu_submit`` cell printing ``steps`` losses, with the replayed H100 when ``gpu``."""
+def notebook_job(name: str, steps: int, gpu: bool, gate: Path | None = None) -> str:
+    """A ``%%gpu_submit`` cell printing ``steps`` losses, one each 0.5 s, with the replayed H100
+    when ``gpu``. With a ``gate`` it holds after step 5 until that file exists, so a test sees
+    it running for as long as it needs, whatever the machine's pace."""
     flags = f"--name {name}"
     if gpu:
         flags += (
             f" --gpus 1 --env PATH={FAKES}:{os.environ['PATH']}"
             f" --env FAKE_NVIDIA_SMI_DIR={GPU_SCENARIO} --env GPU_MAGIC_GPU_SAMPLE_INTERVAL=0.5"
         )
+    hold = f"    while step > 5 and not os.path.exists({str(gate)!r}): time.sleep(0.1)\n"
     return (
-        f"%%gpu_submit {flags}\nimport time\n"
+        f"%%gpu_submit {flags}\nimport os, time\n"
         f"for step in range(1, {steps} + 1):\n"
-        f"    print(f'step {{step}}/{steps} loss={{1 / step:.4f}}', flush=True)\n"
+        + (hold if gate else "")
+        + f"    print(f'step {{step}}/{steps} loss={{1 / step:.4f}}', flush=True)\n"
         "    time.sleep(0.5)\n"
     )
 
@@ -267,7 +271,10 @@ def test_jobs_of_two_notebooks_share_the_sidebar_with_progress_and_gpu(
     fresh_lab, page, page_errors
 ):
     lab = fresh_lab
-    first = write_notebook(lab.root_dir, "first.ipynb", notebook_job("nb-first", 50, gpu=True))
+    gate = lab.root_dir.parent / "first.go"  # outside the notebooks' folder
+    first = write_notebook(
+        lab.root_dir, "first.ipynb", notebook_job("nb-first", 50, gpu=True, gate=gate)
+    )
     second = write_notebook(lab.root_dir, "second.ipynb", notebook_job("nb-second", 12, gpu=False))
     open_notebook(page, lab, first)
     show_panel(page, "gpu-magic-jobs", ".gpu-magic-sidebar")
@@ -281,6 +288,8 @@ def test_jobs_of_two_notebooks_share_the_sidebar_with_progress_and_gpu(
     # its progress moves, and its GPU sparkline draws the replayed utilisation
     label = row_one.locator(".gpu-magic-job-progress-label")
     label.wait_for(state="visible", timeout=60_000)
+    print(f"its progress {time.monotonic() - ran:.2f} s after the cells started")
+    gate.touch()  # the job goes on from step 5
     seen = progress_while_running(page, row_one)
     assert len(set(seen)) >= 2, f"the progress did not move while the job ran: {seen}"
     spark = row_one.locator(".gpu-magic-job-spark svg polyline")
