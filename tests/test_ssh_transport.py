@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
+from harness.spy import DelegatingTransport
 from harness.sshd import SSHServer, generate_key
 
 from gpu_magic.errors import (
@@ -31,6 +32,8 @@ from gpu_magic.errors import (
     UnknownHostKeyError,
     WaitTimeoutError,
 )
+from gpu_magic.results.download import download
+from gpu_magic.transport import ssh
 from gpu_magic.transport.base import RemoteEntry, quote_argv
 from gpu_magic.transport.local import LocalTransport
 from gpu_magic.transport.ssh import SSHTransport
@@ -190,6 +193,63 @@ def test_get_file(ssh_env, tmp_path):
     ssh_env.transport().get_file(str(remote), local, progress=moved.append)
     assert local.read_bytes() == remote.read_bytes()
     assert sum(moved) == remote.stat().st_size
+
+
+@pytest.fixture(params=["sftp", "streamed"])
+def download_path(request, monkeypatch):
+    """get_file's two paths: SFTP, and an exec channel for big files (any size, here)."""
+    monkeypatch.setattr(ssh, "STREAM_BYTES", 0 if request.param == "streamed" else 1 << 40)
+    return request.param
+
+
+def test_get_file_resumes_with_progress_and_digest_of_the_new_bytes(
+    ssh_env, tmp_path, download_path
+):
+    data = os.urandom(2_500_000)
+    remote = ssh_env.remote_dir / "it's $(touch gm-pwned) a -n file.bin"  # arrives verbatim
+    remote.write_bytes(data)
+    local = tmp_path / "result.bin"
+    local.write_bytes(data[:1_000_000] + b"bytes past the kept prefix are replaced")
+    moved, digest = [], hashlib.sha256()
+    t = ssh_env.transport()
+    t.get_file(str(remote), local, offset=1_000_000, progress=moved.append, digest=digest)
+    assert local.read_bytes() == data
+    assert sum(moved) == 1_500_000
+    assert digest.hexdigest() == hashlib.sha256(data[1_000_000:]).hexdigest()
+    assert not (Path(t.home()) / "gm-pwned").exists()
+
+
+def test_a_download_cut_off_resumes_from_what_arrived(ssh_env, tmp_path, download_path):
+    """The connection dies after 1 MB of an 8 MB download; ``download`` reconnects and
+    resumes from its partial file, and what lands is verified."""
+    data = os.urandom(8 << 20)
+    remote = ssh_env.remote_dir / "model.bin"
+    remote.write_bytes(data)
+    spy = Offsets(ssh_env.transport())
+    moved = [0]
+
+    def progress(n: int) -> None:
+        moved[0] += n
+        if len(spy.offsets) == 1 and moved[0] >= 1 << 20:
+            ssh_env.server.kill_connections()
+
+    sha = hashlib.sha256(data).hexdigest()
+    dest, partial = tmp_path / "model.bin", tmp_path / ".partial" / "model.bin"
+    assert download(spy, str(remote), dest, partial, len(data), sha, progress) == sha
+    assert dest.read_bytes() == data
+    assert len(spy.offsets) == 2 and 0 < spy.offsets[1] < len(data)  # resumed, not redone
+
+
+class Offsets(DelegatingTransport):
+    """Records where each ``get_file`` started."""
+
+    def __init__(self, real):
+        super().__init__(real)
+        self.offsets: list[int] = []
+
+    def get_file(self, remote, local, *, offset=0, progress=None, digest=None):
+        self.offsets.append(offset)
+        return super().get_file(remote, local, offset=offset, progress=progress, digest=digest)
 
 
 def test_polling_a_missing_file_keeps_working(ssh_env):

@@ -9,7 +9,8 @@ Why it is built this way (numbers: shared/toolchain/TOOLCHAIN.md):
   below sshd's default ``MaxSessions 10``: 50 threads share the connection without the server
   refusing channels.
 - ``aes128-gcm@openssh.com`` first and 255 KiB pipelined SFTP writes: measured ~2x faster than
-  paramiko's defaults and faster than OpenSSH ``scp``. Reads keep paramiko's prefetch and window.
+  paramiko's defaults and faster than OpenSSH ``scp``. Reads keep paramiko's prefetch, except
+  big downloads (``STREAM_BYTES``), which flow over an exec channel: faster than ``scp`` too.
 - paramiko is imported only here and in the modules split from this one to keep each short:
   ``sshconnect`` (opening a connection, retries), ``sshchannel`` (deadlock-free channel I/O),
   ``hostkeys`` and ``sshconfig``. Every paramiko, socket and OS error is mapped at this
@@ -53,6 +54,7 @@ from .base import (
     copy_chunks,
     iter_chunks,
     open_target,
+    quote_argv,
     shorten,
     walk_tree,
 )
@@ -74,6 +76,13 @@ from .sshhelper import Helper, HelperGone, Reply, Spool
 SFTP_REQUEST = 255 * 1024
 """OpenSSH's sftp-server accepts messages up to 256 KiB; 255 KiB of data leaves room for headers."""
 RECV_CHUNK = 1 << 16
+READ_PIECE = 1 << 20
+STREAM_BYTES = 64 << 20
+"""A download with this much or more to move flows over an exec channel (``tail -c``), not
+SFTP: it costs about a third less CPU per byte here (paramiko's prefetch parses and reassembles
+every 255 KiB reply), which outweighs, from about this size, the login shell that the command
+starts (~150 ms on a host whose ``.bashrc`` runs ``pyenv init``). ``bench/bench_transfer.py``"""
+STREAM_CHUNK = 1 << 20
 HELPER_MIN_SESSIONS = 3
 """The helper holds one channel slot for the connection's life: not below this many slots."""
 STARTING, UNAVAILABLE = "starting", "unavailable"
@@ -327,6 +336,8 @@ class SSHTransport(Transport):
                 sftp.mkdir(folder, mode=0o700)  # job folders are private to the user
 
     def read_file(self, remote: str, offset: int = 0) -> bytes:
+        """Read in pieces joined at the end: paramiko's ``read(n)`` grows one bytes object
+        piece by piece, so one 32 MB read took 2.3 s here (16 MB: 0.57 s)."""
         what = f"read {self.label}:{remote}"
         with self._transfer(what), self._sftp() as sftp, sftp.open(remote, "rb") as f:
             wanted = f.stat().st_size - offset  # a snapshot: what is appended later, next time
@@ -335,7 +346,11 @@ class SSHTransport(Transport):
             f.seek(offset)
             if wanted > f.MAX_REQUEST_SIZE:  # a single request needs no prefetch thread
                 f.prefetch(offset + wanted)
-            return f.read(wanted)
+            pieces = []
+            while wanted > 0 and (piece := f.read(min(wanted, READ_PIECE))):
+                pieces.append(piece)
+                wanted -= len(piece)
+            return b"".join(pieces)
 
     def get_file(
         self,
@@ -346,13 +361,22 @@ class SSHTransport(Transport):
         progress: Progress | None = None,
         digest: Digest | None = None,
     ) -> None:
+        """Over SFTP, or, with ``STREAM_BYTES`` or more to move, over an exec channel."""
         what = f"download {self.label}:{remote} to {local}"
-        with self._transfer(what), self._sftp() as sftp, sftp.open(remote, "rb") as src:
-            src.MAX_REQUEST_SIZE = read_request(sftp, src.MAX_REQUEST_SIZE)
-            src.seek(offset)
-            src.prefetch(src.stat().st_size)  # prefetch is what makes SFTP reads fast
-            with open_target(local, offset) as dst:
-                copy_chunks(iter_chunks(src, RECV_CHUNK), dst, progress, digest)
+        with self._transfer(what):
+            with self._sftp() as sftp, sftp.open(remote, "rb") as src:
+                size = src.stat().st_size
+                if size - offset < STREAM_BYTES:
+                    src.MAX_REQUEST_SIZE = read_request(sftp, src.MAX_REQUEST_SIZE)
+                    src.seek(offset)
+                    src.prefetch(size)  # prefetch is what makes SFTP reads fast
+                    with open_target(local, offset) as dst:
+                        copy_chunks(iter_chunks(src, RECV_CHUNK), dst, progress, digest)
+                    return
+            command = quote_argv("tail", "-c", f"+{offset + 1}", "--", remote)
+            with self._exec_stream_from(command) as stream, open_target(local, offset) as dst:
+                chunks = iter(lambda: stream.read1(STREAM_CHUNK), b"")
+                copy_chunks(chunks, dst, progress, digest)
 
     def list_tree(self, remote: str, roots: Iterable[str]) -> list[RemoteEntry]:
         """Over SFTP (no shell: a command pays the login shell's start-up, ~120 ms on a host
