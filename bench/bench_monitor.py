@@ -141,8 +141,8 @@ def top_of_profile(fn: Callable[[], object], runs: int, limit: int = 14) -> str:
     return "\n".join(line for line in out.getvalue().splitlines() if line.strip())
 
 
-def submit(client: Client, code: str, name: str) -> str:
-    request = GPUJobRequest.create(code=code, cluster=CLUSTER, name=name)
+def submit(client: Client, code: str, name: str, fetch: str = "auto") -> str:
+    request = GPUJobRequest.create(code=code, cluster=CLUSTER, name=name, fetch=fetch)
     return client.submit(request).id
 
 
@@ -183,8 +183,9 @@ def bench_tick(client: Client, jobs: int, ticks: int, profile: bool) -> list[Res
     print(f"\n[1] one monitor tick, {jobs} running jobs on one host")
     started = time.perf_counter()
     ids = [
-        submit(client, CHATTY if i % 5 == 0 else SLEEPER, f"tick-{i}") for i in range(jobs)
-    ]  # every 5th job prints 10 lines/s, the others sleep
+        submit(client, CHATTY if i % 5 == 0 else SLEEPER, f"tick-{i}", "manual")
+        for i in range(jobs)
+    ]  # every 5th job prints 10 lines/s, the others sleep; nothing to collect after the cancel
     print(f"    submitted {jobs} jobs in {time.perf_counter() - started:.1f} s")
     host = client.host(CLUSTER)
     cluster, real = host.config, host.transport
@@ -242,20 +243,34 @@ def bench_tick(client: Client, jobs: int, ticks: int, profile: bool) -> list[Res
         if profile or not met:
             print("    profile of 5 ticks:")
             print(indent(top_of_profile(monitor.tick, 5)))
-        return [
-            Result(
-                1,
-                f"monitor tick, {jobs} running jobs, 1 host",
-                "median < 150 ms, 1 round trip",
-                f"median {ms(median)}, p95 {ms(p95)}, {max(commands)} round trip(s)",
-                met,
-            )
-        ]
+        tick = Result(
+            1,
+            f"monitor tick, {jobs} running jobs, 1 host",
+            "median < 150 ms, 1 round trip",
+            f"median {ms(median)}, p95 {ms(p95)}, {max(commands)} round trip(s)",
+            met,
+        )
+        return [tick, bench_cancel(watcher, spy, ids)]
     finally:
         watcher.close()
-        started = time.perf_counter()
-        cancel_all(client, ids)
-        print(f"    cancelled {jobs} jobs in {time.perf_counter() - started:.1f} s")
+        cancel_all(client, ids)  # what a failed run left running
+
+
+def bench_cancel(client: Client, spy: CountingTransport, ids: list[str]) -> Result:
+    """``cancel_many`` of every job: the commands it sent (a look before, the cancel, a look
+    after, however many jobs) and its time, the jobs' process groups waited for on the host."""
+    before, started = spy.commands, time.perf_counter()
+    jobs = client.cancel_many(ids)
+    seconds, commands = time.perf_counter() - started, spy.commands - before
+    left = [job.id for job in jobs if job.status != JobStatus.CANCELLED]
+    print(f"    cancel_many of {len(ids)} jobs: {seconds:.2f} s, {commands} commands; left {left}")
+    return Result(
+        1,
+        f"cancel {len(ids)} running jobs, 1 host",
+        "one round trip per host",
+        f"{commands} commands (look, cancel, look), {seconds:.2f} s",
+        commands <= 3 and not left,
+    )
 
 
 def indent(text: str) -> str:
@@ -661,6 +676,7 @@ def main() -> None:
     parser.add_argument("--stored", type=int, default=1000, help="finished jobs in the store")
     parser.add_argument("--seconds", type=float, default=20.0, help="length of 3. and 4.")
     parser.add_argument("--profile", action="store_true", help="profile even met targets")
+    parser.add_argument("--only-tick", action="store_true", help="1. (tick and cancel) only")
     args = parser.parse_args()
     load = os.getloadavg()[0]
     print(f"loopback sshd, {os.cpu_count()} CPUs, load average {load:.2f} at the start")
@@ -676,6 +692,8 @@ def main() -> None:
             client.clusters.add(server.cluster(base))
             try:
                 results += bench_tick(client, args.jobs, args.ticks, args.profile)
+                if args.only_tick:
+                    return print_table(results)
                 results += bench_status(work, server, args.stored, args.profile)
                 results += bench_visible(client, args.seconds, pace=0.3)
                 for style, history in (("plain", 0), ("training", 0), ("plain", 6000)):

@@ -1,11 +1,11 @@
 """Why a job did not complete, from what its host shows, classified (``failures.classify``).
 
-Called once, when the tracker records a job's end. One round trip reads the end of the cell's
-log, the end of the Slurm step's own messages (``slurm.out``: time limits, the OOM killer,
-node failures are said there, not in the cell's output) and the free space of the file system
-the job folder is on (a full disk explains a vanished job better than anything else). A host
-that cannot be asked right now still gets a classification from the exit code, the
-scheduler's verdict and the cell's exception.
+Called once, when the tracker records a job's end (one cancelled on request excepted). One
+round trip reads the end of the cell's log, the end of the Slurm step's own messages
+(``slurm.out``: time limits, the OOM killer, node failures are said there, not in the cell's
+output) and the free space of the file system the job folder is on (a full disk explains a
+vanished job better than anything else). A host that cannot be asked right now still gets a
+classification from the exit code, the scheduler's verdict and the cell's exception.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 from . import jobdir
 from .errors import GPUMagicError, RemoteJobError
 from .failures import DiskSpace, Evidence, Failure, classify
-from .models import GPUJob
+from .models import GPUJob, JobStatus
 from .schedulers import Observation
 from .transport.base import Transport, quote_argv
 
@@ -29,8 +29,11 @@ def diagnose(
     seen: Observation,
     remote: RemoteJobError | None = None,
 ) -> Failure | None:
-    """The failure of an ended ``job`` (None for a completed one)."""
-    log_tail, disk = _ask(transport, job)
+    """The failure of an ended ``job`` (None for a completed one). A job cancelled on request
+    is not asked about: its cancel outranks all the host could show (``failures`` rule 1), and
+    100 jobs cancelled at once would cost 100 round trips."""
+    asked = job.status != JobStatus.CANCELLED
+    log_tail, disk = _ask(transport, job) if asked else ("", None)
     return classify(
         Evidence(
             status=job.status.value,

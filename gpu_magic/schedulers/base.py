@@ -77,7 +77,8 @@ class Scheduler(ABC):
 
     @abstractmethod
     def cancel_many(self, jobs: list[GPUJob]) -> None:
-        """Stop these jobs (all on this host) and everything they started: one command."""
+        """Stop these jobs (all on this host) and everything they started: one command, of
+        the same length however many jobs (they go on its stdin: ``cancel_input``)."""
 
     @abstractmethod
     def observe(self, job: GPUJob, folder: FolderState, state_output: str) -> Observation:
@@ -115,3 +116,9 @@ class Scheduler(ABC):
     def poll(self, jobs: list[GPUJob], until: float = 0.0) -> dict[str, Observation]:
         looks = self.look(jobs, until=until)
         return {job_id: look.observation for job_id, look in looks.items()}
+
+
+def cancel_input(jobs: list[GPUJob]) -> bytes:
+    """Each job's scheduler id and folder, each ended by a NUL: how a cancel command reads the
+    jobs from its stdin (bash: ``read -r -d ''``). A folder may hold any byte but NUL."""
+    return b"".join(f"{job.scheduler_id}\0{job.remote_dir}\0".encode() for job in jobs)

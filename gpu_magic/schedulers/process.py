@@ -11,16 +11,14 @@ reaches every process of the job, also those outside its process group.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import PurePosixPath
 
 from .. import jobdir
 from ..errors import SchedulerError
 from ..jobdir import JobDir
 from ..models import GPUJob, JobStatus
-from ..packaging.runscript_parts import JOB_PIDS
 from ..transport.base import quote_argv
 from . import secret_env
-from .base import Observation, Scheduler, Submitted
+from .base import Observation, Scheduler, Submitted, cancel_input
 from .folder_probe import FolderState
 
 # Idempotent: only the launch that makes the ``launched`` marker (mkdir is atomic) starts run.sh,
@@ -35,26 +33,56 @@ LAUNCH = (
 )
 
 # A process counts as alive unless it is gone or a zombie (some containers' PID 1 never reaps).
-# Braces are doubled: these snippets go through str.format.
 ALIVE = (
-    'alive() {{ kill -0 "$1" 2>/dev/null || return 1; '
+    'alive() { kill -0 "$1" 2>/dev/null || return 1; '
     'read -r st < "/proc/$1/stat" 2>/dev/null || return 0; '
-    'case "$st" in *") Z "*) return 1;; esac; return 0; }}; '
+    'case "$st" in *") Z "*) return 1;; esac; return 0; }; '
 )
 
-# TERM the group, give run.sh time to stop its child and write the exit code, then KILL
-# whatever is left of the group; then the job's processes outside it (run.sh stops those
-# itself, but it may be the process that is gone): TERM, a grace period, KILL.
-CANCEL = ALIVE + (
-    "touch {flag}; p={pgid}; kill -TERM -$p 2>/dev/null; i=0; "
-    "while alive $p && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done; "
-    "kill -KILL -$p 2>/dev/null; "
-    '_gm_group=$p; _gm_marker={marker}="$(cd {dir} && pwd -P)"; '
-    "{job_pids}"
-    '_job_pids; if [ ${{#_gm_pids[@]}} -gt 0 ]; then kill -TERM "${{_gm_pids[@]}}" 2>/dev/null; '
-    "i=0; while [ ${{#_gm_pids[@]}} -gt 0 ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); "
-    "_job_pids; done; "
-    'if [ ${{#_gm_pids[@]}} -gt 0 ]; then kill -KILL "${{_gm_pids[@]}}" 2>/dev/null; fi; fi; true'
+# Every job on stdin (its process group and folder, each ended by a NUL): the command stays
+# this long however many jobs there are (sshd hands it to the login shell as one argument,
+# which Linux caps at 128 KiB). All of them at once: TERM each group, give run.sh up to 5 s to
+# stop its child and write the exit code, KILL what is left of the groups; then the jobs'
+# processes outside their groups (run.sh stops those itself, but it may be the process that
+# is gone), found in ONE walk of /proc for all jobs (by group, or by the marker in their
+# environment): TERM, up to 5 s, KILL.
+CANCEL = (
+    ALIVE
+    + r"""declare -A groups=() markers=()
+while IFS= read -r -d '' pgid && IFS= read -r -d '' dir; do
+  touch "$dir"/@FLAG@
+  kill -TERM -"$pgid" 2>/dev/null
+  groups[$pgid]=1
+  real=$(cd "$dir" 2>/dev/null && pwd -P) && markers["@MARKER@=$real"]=1
+done
+groups_alive() { local p; for p in "${!groups[@]}"; do alive "$p" && return 0; done; return 1; }
+i=0; while groups_alive && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done
+for p in "${!groups[@]}"; do kill -KILL -"$p" 2>/dev/null; done
+strays() {
+  strays=()
+  local f line pid kv IFS=$' \t\n'
+  for f in /proc/[0-9]*/stat; do
+    { read -r line <"$f"; } 2>/dev/null || continue
+    pid=${f#/proc/}; pid=${pid%/stat}
+    [ "$pid" = "$$" ] && continue
+    set -- ${line##*) }
+    case "$1" in Z | X) continue ;; esac
+    if [ -n "${groups[$3]+x}" ]; then strays+=("$pid"); continue; fi
+    while IFS= read -r -d '' kv; do
+      if [ -n "${markers["$kv"]+x}" ]; then strays+=("$pid"); break; fi
+    done 2>/dev/null <"/proc/$pid/environ"
+  done
+}
+strays
+if [ ${#strays[@]} -gt 0 ]; then
+  kill -TERM "${strays[@]}" 2>/dev/null
+  i=0; while [ ${#strays[@]} -gt 0 ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); strays; done
+  [ ${#strays[@]} -gt 0 ] && kill -KILL "${strays[@]}" 2>/dev/null
+fi
+true
+""".replace("@FLAG@", f"{jobdir.STATE}/{jobdir.CANCEL_REQUESTED}").replace(
+        "@MARKER@", jobdir.MARKER_VARIABLE
+    )
 )
 
 
@@ -91,25 +119,13 @@ class ProcessScheduler(Scheduler):
         return decide(folder)
 
     def cancel_many(self, jobs: list[GPUJob]) -> None:
-        """Each job's ``CANCEL`` in a subshell of its own, all at once, in one command: N
-        jobs cost one round trip and one grace period, not N."""
+        """All of them at once in one command (``CANCEL``): N jobs cost one round trip and
+        one grace period, not N."""
         for job in jobs:
             if not job.scheduler_id or not job.scheduler_id.isdigit():
                 raise SchedulerError(f"job {job.id} has no process group to cancel")
-        command = " ".join(f"( {_cancel_one(job)} ) &" for job in jobs) + " wait"
         # in bash, like run.sh: the login shell may be another (dash has no arrays)
-        self.transport.run(quote_argv("bash", "-c", command)).check()
-
-
-def _cancel_one(job: GPUJob) -> str:
-    folder = JobDir(PurePosixPath(job.remote_dir))
-    return CANCEL.format(
-        flag=quote_argv(str(folder.state(jobdir.CANCEL_REQUESTED))),
-        pgid=int(job.scheduler_id),
-        marker=jobdir.MARKER_VARIABLE,
-        dir=quote_argv(str(folder)),
-        job_pids=JOB_PIDS,
-    )
+        self.transport.run(quote_argv("bash", "-c", CANCEL), stdin=cancel_input(jobs)).check()
 
 
 def _clear_previous_attempt(attempt: int) -> str:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import re
 import shlex
 from collections.abc import Mapping
-from pathlib import PurePosixPath
 
 from .. import jobdir
 from ..errors import ClusterConnectionError, InvalidRequestError, SchedulerError
@@ -27,7 +26,7 @@ from ..models import GPUJob, GPUJobRequest, JobStatus
 from ..resources import Resources, SlurmDefaults, effective
 from ..transport.base import Transport, quote_argv
 from . import secret_env
-from .base import Observation, Scheduler, Submitted
+from .base import Observation, Scheduler, Submitted, cancel_input
 from .folder_probe import FolderState
 from .slurm_parse import LIVE, PENDING_FORMAT, SACCT_FIELDS, SQUEUE_FORMAT, parse_state_output
 from .slurm_script import render_array_script, render_sbatch_script
@@ -54,10 +53,15 @@ SBATCH = (
 )
 SBATCH_WAIT_TICKS = 1200  # 60 s: sbatch retries a busy slurmctld on its own for a while
 NOT_ANSWERED = 75
+# The jobs come on stdin (Slurm id and folder, each ended by a NUL), never in the command,
+# which stays this long however many there are (sshd hands it to the login shell as one
+# argument, which Linux caps at 128 KiB). In bash: it reads NUL-ended fields into an array.
 CANCEL = (
-    "umask 077; mkdir -p {states} && touch {flags}; scancel {ids}; _gm_rc=$?; _gm_i=0; "
+    "umask 077; ids=(); while IFS= read -r -d '' id && IFS= read -r -d '' dir; do ids+=(\"$id\"); "
+    f'mkdir -p "$dir"/{jobdir.STATE} && touch "$dir"/{jobdir.STATE}/{jobdir.CANCEL_REQUESTED}; '
+    'done; scancel "${ids[@]}"; _gm_rc=$?; list=$(IFS=,; echo "${ids[*]}"); _gm_i=0; '
     "while [ $_gm_i -lt 150 ]; do "
-    '_gm_s=$(squeue -h -j {id_list} -o %T 2>/dev/null | tr "\\n" " "); '
+    '_gm_s=$(squeue -h -j "$list" -o %T 2>/dev/null | tr "\\n" " "); '
     'case "$_gm_s" in *PENDING*|*RUNNING*|*COMPLETING*|*CONFIGURING*|*SIGNALING*) ;; '
     "*) break;; esac; "
     "sleep 0.1; _gm_i=$((_gm_i+1)); done; exit $_gm_rc"
@@ -223,15 +227,8 @@ class SlurmScheduler(Scheduler):
         for job in jobs:
             if not job.scheduler_id or not SLURM_ID.fullmatch(job.scheduler_id):
                 raise SchedulerError(f"job {job.id} has no Slurm job id to cancel")
-        folders = [JobDir(PurePosixPath(job.remote_dir)) for job in jobs]
         ids = [job.scheduler_id for job in jobs]
-        command = CANCEL.format(
-            states=quote_argv(*(str(f.path(jobdir.STATE)) for f in folders)),
-            flags=quote_argv(*(str(f.state(jobdir.CANCEL_REQUESTED)) for f in folders)),
-            ids=" ".join(ids),
-            id_list=",".join(ids),
-        )
-        result = self.transport.run(command)
+        result = self.transport.run(quote_argv("bash", "-c", CANCEL), stdin=cancel_input(jobs))
         errors = result.stderr.decode(errors="replace") + result.text
         if not result.ok and not any(gone in errors for gone in ALREADY_GONE):
             raise SchedulerError(f"scancel {' '.join(ids)} failed: {errors.strip()}")
