@@ -3,8 +3,10 @@
 ``@NAME@`` placeholders are filled by ``runscript._fill`` with shell-quoted values only.
 """
 
-JOB_PIDS = r"""# _job_pids: _gm_pids := live processes, except this shell, in process group
-# $_gm_group or with $_gm_marker (NAME=VALUE) in their environment (pure bash: no forks)
+JOB_PIDS = r"""# _job_pids: _gm_pids := live processes, except this shell, in a process group
+# that is a key of _gm_groups or with a key of _gm_markers (NAME=VALUE) in their environment;
+# those started before _gm_since (clock ticks after boot) are skipped unread: neither a
+# group's member nor a marker's heir is older than the group's leader (pure bash: no forks)
 _job_pids() {
   _gm_pids=()
   local f line pid kv IFS=$' \t\n'
@@ -15,25 +17,34 @@ _job_pids() {
     [ "$pid" = "$$" ] && continue
     set -- ${line##*) }
     case "$1" in Z | X) continue ;; esac
-    if [ "$3" = "$_gm_group" ]; then
+    [ "${20}" -lt "${_gm_since:-0}" ] && continue
+    if [ -n "${_gm_groups[$3]+x}" ]; then
       _gm_pids+=("$pid")
       continue
     fi
     while IFS= read -r -d '' kv; do
-      if [ "$kv" = "$_gm_marker" ]; then
+      if [ -n "${_gm_markers["$kv"]+x}" ]; then
         _gm_pids+=("$pid")
         break
       fi
     done 2>/dev/null <"/proc/$pid/environ"
   done
 }
+
+# _started PID: _gm_started := the process's start time in clock ticks after boot (0: gone)
+_started() {
+  _gm_started=0
+  local line IFS=$' \t\n'
+  { read -r line <"/proc/$1/stat"; } 2>/dev/null || return 0
+  set -- ${line##*) }
+  _gm_started=${20}
+}
 """
 
 PRELUDE = r"""umask 077 # what the job writes (outputs, logs, checkpoints) is the user's alone
 cd "$(dirname "$0")" || exit 1
 _gm_jobdir="$(pwd -P)" || exit 1
-_gm_group=$$
-_gm_marker=@MARKER@="$_gm_jobdir"
+declare -A _gm_groups=(["$$"]=1) _gm_markers=(["@MARKER@=$_gm_jobdir"]=1)
 _gm_log="$_gm_jobdir"/@LOG@
 _gm_child=""
 _gm_watchdog=""
@@ -70,14 +81,15 @@ _fail() { _log "$2"; _finish "$1"; }
 
 # _start_id PID: "BOOT_ID START_TICKS", what tells this process from a later one with its pid
 _start_id() {
-  local line boot IFS=$' \t\n'
-  { read -r line </proc/"$1"/stat && read -r boot </proc/sys/kernel/random/boot_id; } 2>/dev/null ||
-    return 0
-  set -- ${line##*) }
-  printf '%s %s' "$boot" "${20}"
+  local boot
+  { read -r boot </proc/sys/kernel/random/boot_id; } 2>/dev/null || return 0
+  _started "$1"
+  [ "$_gm_started" = 0 ] || printf '%s %s' "$boot" "$_gm_started"
 }
 
 @JOB_PIDS@
+_started $$
+_gm_since=$_gm_started
 
 # _group_pids: _gm_pids := live processes of this job, except this shell: its process group,
 # and those that left it (setsid) but carry the job's marker in their environment

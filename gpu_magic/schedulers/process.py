@@ -16,6 +16,7 @@ from .. import jobdir
 from ..errors import SchedulerError
 from ..jobdir import JobDir
 from ..models import GPUJob, JobStatus
+from ..packaging.runscript_parts import JOB_PIDS
 from ..transport.base import quote_argv
 from . import secret_env
 from .base import Observation, Scheduler, Submitted, cancel_input
@@ -44,40 +45,29 @@ ALIVE = (
 # which Linux caps at 128 KiB). All of them at once: TERM each group, give run.sh up to 5 s to
 # stop its child and write the exit code, KILL what is left of the groups; then the jobs'
 # processes outside their groups (run.sh stops those itself, but it may be the process that
-# is gone), found in ONE walk of /proc for all jobs (by group, or by the marker in their
-# environment): TERM, up to 5 s, KILL.
+# is gone), found in ONE walk of /proc for all jobs (``_job_pids``: by group, or by the
+# marker in their environment): TERM, up to 5 s, KILL.
 CANCEL = (
     ALIVE
-    + r"""declare -A groups=() markers=()
+    + JOB_PIDS
+    + r"""declare -A _gm_groups=() _gm_markers=()
+_gm_since=
 while IFS= read -r -d '' pgid && IFS= read -r -d '' dir; do
   touch "$dir"/@FLAG@
+  _started "$pgid"  # the oldest leader: what is older than it is no job's (0: one is gone)
+  if [ -z "$_gm_since" ] || [ "$_gm_started" -lt "$_gm_since" ]; then _gm_since=$_gm_started; fi
   kill -TERM -"$pgid" 2>/dev/null
-  groups[$pgid]=1
-  real=$(cd "$dir" 2>/dev/null && pwd -P) && markers["@MARKER@=$real"]=1
+  _gm_groups[$pgid]=1
+  real=$(cd "$dir" 2>/dev/null && pwd -P) && _gm_markers["@MARKER@=$real"]=1
 done
-groups_alive() { local p; for p in "${!groups[@]}"; do alive "$p" && return 0; done; return 1; }
+groups_alive() { local p; for p in "${!_gm_groups[@]}"; do alive "$p" && return 0; done; return 1; }
 i=0; while groups_alive && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done
-for p in "${!groups[@]}"; do kill -KILL -"$p" 2>/dev/null; done
-strays() {
-  strays=()
-  local f line pid kv IFS=$' \t\n'
-  for f in /proc/[0-9]*/stat; do
-    { read -r line <"$f"; } 2>/dev/null || continue
-    pid=${f#/proc/}; pid=${pid%/stat}
-    [ "$pid" = "$$" ] && continue
-    set -- ${line##*) }
-    case "$1" in Z | X) continue ;; esac
-    if [ -n "${groups[$3]+x}" ]; then strays+=("$pid"); continue; fi
-    while IFS= read -r -d '' kv; do
-      if [ -n "${markers["$kv"]+x}" ]; then strays+=("$pid"); break; fi
-    done 2>/dev/null <"/proc/$pid/environ"
-  done
-}
-strays
-if [ ${#strays[@]} -gt 0 ]; then
-  kill -TERM "${strays[@]}" 2>/dev/null
-  i=0; while [ ${#strays[@]} -gt 0 ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); strays; done
-  [ ${#strays[@]} -gt 0 ] && kill -KILL "${strays[@]}" 2>/dev/null
+for p in "${!_gm_groups[@]}"; do kill -KILL -"$p" 2>/dev/null; done
+_job_pids
+if [ ${#_gm_pids[@]} -gt 0 ]; then
+  kill -TERM "${_gm_pids[@]}" 2>/dev/null
+  i=0; while [ ${#_gm_pids[@]} -gt 0 ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); _job_pids; done
+  [ ${#_gm_pids[@]} -gt 0 ] && kill -KILL "${_gm_pids[@]}" 2>/dev/null
 fi
 true
 """.replace("@FLAG@", f"{jobdir.STATE}/{jobdir.CANCEL_REQUESTED}").replace(
