@@ -262,6 +262,26 @@ def test_final_state_from_slurm_when_the_folder_has_none(accounting, request):
     client.close()
 
 
+def test_a_completed_jobs_end_needs_no_accounting_query(slurm_acct_env):
+    """squeue's COMPLETED and the folder's exit code decide: sacct (~100 ms) is not asked, so
+    a waiter hears of the end sooner. Without the exit code the status stays Slurm's word."""
+    from gpu_magic.schedulers import SlurmScheduler
+
+    client = client_for(slurm_acct_env)
+    record = client.wait(submit(client, "print('done')").id, timeout=60)
+    assert record.status == JobStatus.COMPLETED
+    host = client.host(record.cluster)
+    fresh = SlurmScheduler(host.transport, host.config.interpreter)  # has learnt nothing yet
+    running = record.model_copy(update={"status": JobStatus.RUNNING})
+    seen = fresh.poll([running])[record.id]
+    assert (seen.status, seen.exit_code) == (JobStatus.COMPLETED, 0)
+    assert fresh.accounting is None  # no sacct answer was read
+    (Path(record.remote_dir) / "state" / "exit_code").unlink()
+    seen = fresh.poll([running])[record.id]
+    assert seen.status == JobStatus.COMPLETED and "run.sh wrote no exit code" in seen.reason
+    client.close()
+
+
 def test_magics_add_a_slurm_cluster_and_submit_with_resources(slurm_env, slurm, tmp_path):
     """The issue's two lines, in a real kernel: ``%gpu_cluster add ... --scheduler slurm
     --partition ...`` and ``%%gpu_submit --gpus 2 --time --mem --cpus --sbatch ...``."""
