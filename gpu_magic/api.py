@@ -17,6 +17,7 @@ from .config import Settings, workdir_dotenv
 from .errors import ConfigError, GPUMagicError, InvalidRequestError, TransferCancelled
 from .handle import JobHandle
 from .hosts import Host, Hosts, TransportFactory
+from .housekeeping import cleanup, usage
 from .jobstore import Change, JobStore, Transition
 from .lease import HostLease
 from .models import GPUJob, GPUJobRequest, JobStatus
@@ -29,9 +30,9 @@ from .packaging.digests import LocalDigests
 from .packaging.remote_cache import RemoteCache
 from .packaging.upload import upload_bundle
 from .parsers.levels import LineFilter
-from .results import cleanup, hostfolder, usage
+from .results import hostfolder
 from .results.progress import TransferProgress
-from .results.service import ResultsService
+from .results_service import ResultsService
 from .tracker import JobTracker
 from .transport import Transport
 

@@ -9,7 +9,7 @@ from .jobstore import JobStore
 from .models import GPUJob, JobStatus
 from .monitoring.feed import JobFeed
 from .results.series import metric_rows
-from .results.service import ResultsService
+from .results_service import ResultsService
 
 
 class JobsDoor(Protocol):

@@ -13,8 +13,8 @@ from IPython.core.magic_arguments import argument, magic_arguments
 from .api import Client
 from .clusters import CleanupRules
 from .formatting import size
+from .housekeeping import cleanup, report
 from .magics import ClientMagics, parse, user_errors
-from .results import cleanup, report
 
 
 @magics_class

@@ -22,7 +22,7 @@ from gpu_magic import Client, GPUJobRequest, JobStatus
 from gpu_magic.cli import main as cli
 from gpu_magic.clusters import CleanupRules
 from gpu_magic.errors import UnknownHostKeyError
-from gpu_magic.results import cleanup
+from gpu_magic.housekeeping import cleanup
 from gpu_magic.transport import LocalTransport
 from gpu_magic.transport.base import shorten
 

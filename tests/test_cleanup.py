@@ -14,8 +14,9 @@ from harness.spy import DelegatingTransport
 from gpu_magic import Client, GPUJobRequest, JobStatus
 from gpu_magic.clusters import CleanupRules, make_cluster
 from gpu_magic.errors import InvalidRequestError
+from gpu_magic.housekeeping import cleanup
 from gpu_magic.models import GPUJob
-from gpu_magic.results import cleanup, deletion, policy
+from gpu_magic.results import deletion, policy
 from gpu_magic.transport.base import CommandResult, quote_argv
 
 pytestmark = pytest.mark.timeout(120)

@@ -12,8 +12,8 @@ import pytest
 
 from gpu_magic import GPUJobRequest, JobStatus
 from gpu_magic.clusters import CleanupRules
+from gpu_magic.housekeeping import cleanup
 from gpu_magic.jobdir import CACHE
-from gpu_magic.results import cleanup
 
 pytestmark = pytest.mark.timeout(180)
 BIG = 3 << 20  # over LARGE_FILE: sent by SFTP, not in the tar

@@ -12,7 +12,7 @@ from harness.kernel import Kernel, kernel_env
 
 from gpu_magic import Client, GPUJobRequest, JobStatus
 from gpu_magic.clusters import make_cluster
-from gpu_magic.results import report
+from gpu_magic.housekeeping import report
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -3,9 +3,9 @@
 ``hostfolder`` reads what a job left on the host (outputs, traceback, log); ``plan`` lists and
 selects, ``collector`` with ``tarstream`` and ``download`` brings files home verified;
 ``local`` is the local copy (``LocalResults``: one folder per job and its manifest);
-``service`` is what the Client offers (``ResultsService``); ``archive``/``tarball`` pack a
-job's local copy; ``usage``, ``policy``, ``cleanup``, ``deletion`` and ``report`` measure and
-clean up, locally and on the hosts.
+``archive``/``tarball`` pack a job's local copy; ``policy`` and ``deletion`` are the rules and
+the steps of a cleanup. What the Client offers over them is ``results_service``; measuring and
+cleaning up many jobs at once is ``housekeeping``.
 """
 
 from .collector import collect, fetch_file

@@ -13,27 +13,27 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ..config import Settings
-from ..errors import (
+from .config import Settings
+from .errors import (
     GPUMagicError,
     JobStateError,
     RemoteJobError,
     ResultNotFoundError,
     TransferError,
 )
-from ..hosts import Hosts
-from ..jobstore import Deletion, JobStore
-from ..models import GPUJob, JobStatus
-from ..monitoring.feed import TAILED, JobFeed
-from ..schedulers.folder_probe import Chunk, FolderState
-from ..tracker import JobTracker
-from . import hostfolder
-from .collector import collect, fetch_files
-from .loaders import load
-from .local import LocalResults
-from .plan import ERROR_FILE
-from .progress import TransferProgress
-from .series import PARSED_METRICS, metric_rows, write_csv
+from .hosts import Hosts
+from .jobstore import Deletion, JobStore
+from .models import GPUJob, JobStatus
+from .monitoring.feed import TAILED, JobFeed
+from .results import hostfolder
+from .results.collector import collect, fetch_files
+from .results.loaders import load
+from .results.local import LocalResults
+from .results.plan import ERROR_FILE
+from .results.progress import TransferProgress
+from .results.series import PARSED_METRICS, metric_rows, write_csv
+from .schedulers.folder_probe import Chunk, FolderState
+from .tracker import JobTracker
 
 
 class ResultsService:
@@ -148,7 +148,7 @@ class ResultsService:
         """Pack a finished job's local results (collected first if needed) into one archive,
         ``{results_dir}/{job_id}.tar.zst``; reads keep working from it. Returns its path.
         The loose files it removes are recorded as a deletion, ``rule`` saying why."""
-        from .archive import archive_results
+        from .results.archive import archive_results
 
         job = self.jobs.find(job_id)
         self.collect(job.id)

@@ -19,10 +19,11 @@ from ..errors import GPUMagicError
 from ..jobstore import Deletion
 from ..models import GPUJob, utcnow
 from ..packaging.remote_cache import RemoteCache
-from . import deletion, policy, usage
+from ..results import deletion, policy
+from . import usage
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .service import ResultsService
+    from ..results_service import ResultsService
 
 REMOTE, LOCAL = "remote", "local"
 DELETE, ARCHIVE, KEEP, REFUSE = "delete", "archive", "keep", "refuse"

@@ -17,7 +17,7 @@ from ..models import GPUJob
 from ..transport.base import Program, Transport
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .service import ResultsService
+    from ..results_service import ResultsService
 
 USAGE = Program.from_file(Path(__file__).resolve().parent.parent / "remote" / "usage.py")
 
