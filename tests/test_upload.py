@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from pathlib import Path, PurePosixPath
 
 import pytest
@@ -127,3 +128,54 @@ def test_an_upload_that_keeps_failing_leaves_no_folder(ssh_env, tmp_path):
     assert "127.0.0.1" in str(info.value) or "job-1" in str(info.value)
     assert not Path(str(target)).exists()
     assert not Path(str(target.partial)).exists()  # removed after reconnecting
+
+
+def several_large(tmp_path: Path, count: int) -> Bundle:
+    bundle = Bundle("job-1")
+    bundle.add("spec.json", b"{}")
+    for i in range(count):
+        source = tmp_path / f"shard-{i}.bin"
+        source.write_bytes(os.urandom(2 * LARGE_FILE))
+        bundle.add(f"code/data/shard-{i}.bin", source=source)
+    return bundle
+
+
+class SideBySide(DelegatingTransport):
+    """Each large file's upload waits until a second one is under way too: sent one after
+    another, they would never meet (the barrier breaks after its timeout)."""
+
+    def __init__(self, real):
+        super().__init__(real)
+        self.met = threading.Barrier(2, timeout=20)
+
+    def put_stream(self, source, remote, **options):
+        self.met.wait()
+        return super().put_stream(source, remote, **options)
+
+
+def test_several_large_files_go_side_by_side_and_arrive_verified(transport, tmp_path):
+    bundle = several_large(tmp_path, 4)
+    target = JobDir(PurePosixPath(tmp_path / "remote" / "job-1"))
+    moved = []
+    upload_bundle(SideBySide(transport), bundle, target, progress=moved.append)
+    for i in range(4):
+        arrived = Path(str(target)) / f"code/data/shard-{i}.bin"
+        assert sha(arrived) == sha(tmp_path / f"shard-{i}.bin")
+    assert sum(moved) == bundle.total_bytes
+
+
+class OneFails(DelegatingTransport):
+    """The first large file fails at once, every time; the others go through."""
+
+    def put_stream(self, source, remote, **options):
+        if remote.endswith("shard-0.bin"):
+            raise TransferError("the host's disk is full")
+        return super().put_stream(source, remote, **options)
+
+
+def test_a_large_file_that_fails_fails_the_upload_with_its_own_error(tmp_path):
+    """Not the "stopped" of the files beside it, and nothing is left on the host."""
+    target = JobDir(PurePosixPath(tmp_path / "remote" / "job-1"))
+    with pytest.raises(TransferError, match="disk is full"):
+        upload_bundle(OneFails(LocalTransport()), several_large(tmp_path, 3), target)
+    assert not Path(str(target)).exists() and not Path(str(target.partial)).exists()
