@@ -225,19 +225,26 @@ def test_open_job_command_shows_the_traceback_of_a_failed_job(fresh_lab, page, p
     assert not page_errors, page_errors
 
 
+HOLD_S = 240
+
+
 def notebook_job(name: str, steps: int, gpu: bool, gate: Path | None = None) -> str:
     """A ``%%gpu_submit`` cell printing ``steps`` losses, one each 0.5 s, with the replayed H100
-    when ``gpu``. With a ``gate`` it holds after step 5 until that file exists, so a test sees
-    it running for as long as it needs, whatever the machine's pace."""
+    when ``gpu``. With a ``gate`` it holds after step 5 until that file exists (at most
+    ``HOLD_S``: a failed test leaves no job waiting for ever), so a test sees it running for
+    as long as it needs, whatever the machine's pace."""
     flags = f"--name {name}"
     if gpu:
         flags += (
             f" --gpus 1 --env PATH={FAKES}:{os.environ['PATH']}"
             f" --env FAKE_NVIDIA_SMI_DIR={GPU_SCENARIO} --env GPU_MAGIC_GPU_SAMPLE_INTERVAL=0.5"
         )
-    hold = f"    while step > 5 and not os.path.exists({str(gate)!r}): time.sleep(0.1)\n"
+    hold = (
+        f"    while step > 5 and not os.path.exists({str(gate)!r}) and time.time() < until:\n"
+        "        time.sleep(0.1)\n"
+    )
     return (
-        f"%%gpu_submit {flags}\nimport os, time\n"
+        f"%%gpu_submit {flags}\nimport os, time\nuntil = time.time() + {HOLD_S}\n"
         f"for step in range(1, {steps} + 1):\n"
         + (hold if gate else "")
         + f"    print(f'step {{step}}/{steps} loss={{1 / step:.4f}}', flush=True)\n"
