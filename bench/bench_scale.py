@@ -84,8 +84,12 @@ def main() -> None:
                 client.results.outputs(h.id) == {"result": 2 * n} for n, h in enumerate(handles)
             )
             completed = sum(j.status == JobStatus.COMPLETED for j in outcomes)
+            client.results.close(timeout=300)  # every background collection has ended
+            background = tar_commands(client, since=0)
+            collecting = collect_paired(client, [h.id for h in handles])
             client.close()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    (one_s, one_n), (many_s, many_n) = collecting
     print(f"{args.jobs} concurrent jobs from one client, loopback sshd, {os.cpu_count()} CPUs")
     print(
         f"  submitted all in     {submitted:7.1f} s   ({submitted / args.jobs * 1000:.0f} ms a job)"
@@ -97,6 +101,20 @@ def main() -> None:
         tick, worst = statistics.median(ticks), max(ticks)
         print(f"  monitor tick         median {tick:.0f} ms, max {worst:.0f} ms")
     print(f"  peak memory (client) {peak:7.0f} MB")
+    print(f"  collected as they ended: {background} tar commands for {args.jobs} jobs")
+    print(
+        f"  collecting all {args.jobs} again, one job at a time: {one_s:6.2f} s, {one_n} commands"
+    )
+    print(
+        f"  collecting all {args.jobs} again, in one go:         {many_s:6.2f} s, {many_n} commands"
+    )
+    target(
+        f"collect {args.jobs} ended jobs of one host",
+        f"{many_n} command(s), {many_s:.2f} s; one job at a time: {one_n} commands, "
+        f"{one_s:.2f} s ({one_s / many_s:.1f}x as long)",
+        "one round trip per host",
+        many_n == 1,
+    )
     target(
         f"{args.jobs} concurrent jobs from one kernel",
         f"{completed}/{args.jobs} completed right, {submitted / args.jobs * 1000:.0f} ms a job, "
@@ -104,6 +122,31 @@ def main() -> None:
         "all complete",
         completed == right == args.jobs,
     )
+
+
+def tar_commands(client: Client, since: int) -> int:
+    """The collections' commands since audit record ``since``: their tar streams (a job
+    folder is listed over SFTP, and a collection runs no other command)."""
+    return sum(
+        r["event"] == "command" and " --tar " in r.get("command", "")
+        for r in client.audit.records()
+        if r["seq"] > since
+    )
+
+
+def collect_paired(client: Client, ids: list[str]) -> list[tuple[float, int]]:
+    """Every job collected again: one at a time, then all in one go; ``(seconds, commands)``
+    of each way."""
+    ways = []
+    for collect in (
+        lambda: [client.results.collect(job_id, again=True) for job_id in ids],
+        lambda: client.results.collect_many(ids, again=True),
+    ):
+        since = client.audit.records()[-1]["seq"]
+        start = time.perf_counter()
+        collect()
+        ways.append((time.perf_counter() - start, tar_commands(client, since)))
+    return ways
 
 
 if __name__ == "__main__":

@@ -7,9 +7,10 @@ they keep working after the host's job folder is gone.
 
 from __future__ import annotations
 
+import posixpath
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from .jobstore import Deletion, JobStore
 from .models import GPUJob, JobStatus
 from .monitoring.feed import TAILED, JobFeed
 from .results import hostfolder
-from .results.collector import collect, fetch_files
+from .results.collector import collect_many, fetch_files
 from .results.loaders import load
 from .results.local import LocalResults
 from .results.plan import ERROR_FILE
@@ -48,6 +49,8 @@ class ResultsService:
         self._lock = threading.Lock()
         self._job_locks: dict[str, threading.Lock] = {}
         self._threads: list[threading.Thread] = []
+        self._queued: dict[str, list[str]] = {}  # cluster -> ended jobs waiting for collection
+        self._draining: set[str] = set()  # clusters whose collection thread runs
         self._collected: list[Callable[[str], None]] = []
         self.errors: dict[str, str] = {}  # job id -> why background collection failed
         self._transfers: dict[str, TransferProgress] = {}
@@ -65,66 +68,135 @@ class ResultsService:
         """The job's collection or fetch in progress (or the last one), for progress bars."""
         return self._transfers.get(job_id)
 
-    def _tracked(self, job_id: str, transfer: Callable[[TransferProgress], Any]) -> Any:
-        """Run ``transfer`` with a fresh progress that observers can find and see end."""
-        previous = self._transfers.get(job_id)
-        if previous is not None:  # its bytes stay counted
-            self._moved += previous.snapshot().done
-        progress = self._transfers[job_id] = TransferProgress()
+    def _tracked(self, job_ids: list[str], transfer: Callable[[dict], dict]) -> dict:
+        """Run ``transfer`` with a fresh progress per job that observers can find and see end;
+        it returns each job's outcome (an error for a job it failed)."""
+        progress = {}
+        for job_id in job_ids:
+            previous = self._transfers.get(job_id)
+            if previous is not None:  # its bytes stay counted
+                self._moved += previous.snapshot().done
+            progress[job_id] = self._transfers[job_id] = TransferProgress()
+        outcomes: dict = {}
         try:
-            result = transfer(progress)
+            outcomes = transfer(progress)
         except GPUMagicError as exc:
-            progress.end(error=str(exc))
+            outcomes = dict.fromkeys(job_ids, exc)
             raise
-        progress.end()
-        return result
+        finally:
+            for job_id, p in progress.items():
+                outcome = outcomes.get(job_id, "interrupted")
+                p.end(error=None if isinstance(outcome, dict) else str(outcome))
+        return outcomes
 
     def close(self, timeout: float) -> None:
         for thread in list(self._threads):
             thread.join(timeout=timeout)
 
     def collect_in_background(self, job_id: str) -> None:
-        """Collect a job that just ended on a thread of its own (never blocks a monitor tick)."""
-
-        def work():
-            try:
-                self.collect(job_id)
-            except GPUMagicError as exc:  # the next access (job.files(), ...) tries again
-                self.errors[job_id] = str(exc)
-
-        thread = threading.Thread(target=work, name=f"gpu_magic-collect-{job_id}", daemon=True)
+        """Collect a job that just ended, on a thread (never blocks a monitor tick). Jobs of a
+        cluster that end while a collection there runs wait for it, then go together: one
+        listing and one tar command for them all, however many ended."""
+        cluster = self.jobs.find(job_id).cluster
         with self._lock:
+            queue = self._queued.setdefault(cluster, [])
+            queue.append(job_id)
+            if len(queue) > 1 or cluster in self._draining:
+                return  # the cluster's thread takes it
+            self._draining.add(cluster)
+            thread = threading.Thread(
+                target=self._drain,
+                args=(cluster,),
+                name=f"gpu_magic-collect-{cluster}",
+                daemon=True,
+            )
             self._threads = [t for t in self._threads if t.is_alive()] + [thread]
         thread.start()
+
+    def _drain(self, cluster: str) -> None:
+        """Collect what ended on ``cluster`` until nothing more has."""
+        while True:
+            with self._lock:
+                job_ids = self._queued.pop(cluster, [])
+                if not job_ids:
+                    self._draining.discard(cluster)
+                    return
+            try:
+                self.collect_many(job_ids)
+            except GPUMagicError as exc:  # the next access (job.files(), ...) tries again
+                for job_id in job_ids:
+                    self.errors[job_id] = str(exc)
 
     def collect(self, job_id: str, *, again: bool = False) -> dict:
         """The manifest of a finished job's collected results, collecting them first if needed;
         a fresh collection is told to the ``on_collected`` listeners."""
-        job = self.jobs.find(job_id)
-        with self._exclusive(job.id):
-            manifest = self.local.manifest(job.id)
-            if manifest is not None and manifest["complete"] and not again:
-                return manifest
-            job = self.tracker.job(job.id)
-            if not job.is_terminal:
-                raise JobStateError(f"job {job.id} is {job.status}; results come when it ends")
-            self._refuse_if_remote_deleted(job.id, "collect its results")
-            host = self.hosts.of(job)
-            transport, python = host.transport, host.config.interpreter
-            manifest = self._tracked(
-                job.id,
-                lambda p: collect(
-                    transport, python, job, self.local, p, self.settings.gpu_magic_fetch_limit
-                ),
-            )
-            self._save_series(job, manifest)
-        if manifest.get("not_fetched"):  # the disk was too full: shown where errors show
-            self.errors[job.id] = manifest["not_fetched"]
+        (outcome,) = self.collect_many([job_id], again=again).values()
+        if isinstance(outcome, GPUMagicError):
+            raise outcome
+        return outcome
+
+    def collect_many(self, job_ids: list[str], *, again: bool = False) -> dict:
+        """``collect`` for several jobs: those of one cluster (and one parent folder there)
+        in one collection (``collector.collect_many``). Returns each job's manifest, or the
+        error that kept it from being collected; ``errors`` keeps the latter too."""
+        jobs = list({job.id: job for job in map(self.jobs.find, job_ids)}.values())
+        outcomes: dict[str, dict | GPUMagicError] = {}
+        with ExitStack() as held:
+            for job in sorted(jobs, key=lambda j: j.id):  # one order: no two threads deadlock
+                held.enter_context(self._exclusive(job.id))
+            todo = []
+            for job in jobs:
+                try:
+                    outcomes[job.id] = self._collected_already(job, again)
+                except GPUMagicError as exc:
+                    outcomes[job.id] = exc
+                if outcomes[job.id] is None:
+                    todo.append(self.tracker.job(job.id))
+            for group in _same_folder(todo):
+                try:
+                    outcomes.update(self._collect_group(group))
+                except GPUMagicError as exc:  # the listing: none of the group came
+                    outcomes.update(dict.fromkeys([job.id for job in group], exc))
+        for job in todo:
+            self._note(job.id, outcomes[job.id])
+        fresh = {job.cluster for job in todo if isinstance(outcomes[job.id], dict)}
+        for cluster in sorted(fresh):
+            for listener in list(self._collected):  # outside the locks: it may touch a job
+                listener(cluster)
+        return {job_id: outcomes[self.jobs.find(job_id).id] for job_id in job_ids}
+
+    def _collected_already(self, job: GPUJob, again: bool) -> dict | None:
+        """The complete manifest (None: collect now); raises when the job cannot be."""
+        manifest = self.local.manifest(job.id)
+        if manifest is not None and manifest["complete"] and not again:
+            return manifest
+        job = self.tracker.job(job.id)
+        if not job.is_terminal:
+            raise JobStateError(f"job {job.id} is {job.status}; results come when it ends")
+        self._refuse_if_remote_deleted(job.id, "collect its results")
+        return None
+
+    def _collect_group(self, jobs: list[GPUJob]) -> dict:
+        host = self.hosts.of(jobs[0])
+        transport, python = host.transport, host.config.interpreter
+        limit = self.settings.gpu_magic_fetch_limit
+        outcomes = self._tracked(
+            [job.id for job in jobs],
+            lambda p: collect_many(transport, python, jobs, self.local, p, limit),
+        )
+        for job in jobs:
+            if isinstance(outcomes[job.id], dict):
+                self._save_series(job, outcomes[job.id])
+        return outcomes
+
+    def _note(self, job_id: str, outcome: dict | GPUMagicError) -> None:
+        """Keep why a job's results are missing, where errors show (a disk too full too)."""
+        if isinstance(outcome, GPUMagicError):
+            self.errors[job_id] = str(outcome)
+        elif outcome.get("not_fetched"):
+            self.errors[job_id] = outcome["not_fetched"]
         else:
-            self.errors.pop(job.id, None)
-        for listener in list(self._collected):  # outside the lock: it may touch this job
-            listener(job.cluster)
-        return manifest
+            self.errors.pop(job_id, None)
 
     def _save_series(self, job: GPUJob, manifest: dict) -> None:
         """Add the metric series parsed from the collected log as ``parsed_metrics.csv``."""
@@ -197,9 +269,12 @@ class ResultsService:
         self._refuse_if_remote_deleted(job.id, f"fetch {', '.join(rels)}")
         host = self.hosts.of(job)
         transport, python = host.transport, host.config.interpreter
-        self._tracked(
-            job.id, lambda p: fetch_files(transport, job, self.local, rels, p, interpreter=python)
-        )
+
+        def fetch(progress: dict[str, TransferProgress]) -> dict:
+            fetch_files(transport, job, self.local, rels, progress[job.id], interpreter=python)
+            return {job.id: {}}
+
+        self._tracked([job.id], fetch)
 
     @staticmethod
     def _listed_path(job_id: str, listed: set[str], name: str) -> str:
@@ -305,3 +380,12 @@ class ResultsService:
             lock = self._job_locks.setdefault(job_id, threading.Lock())
         with lock, self.local.writing(job_id):
             yield
+
+
+def _same_folder(jobs: list[GPUJob]) -> list[list[GPUJob]]:
+    """``jobs`` in groups that one collection can take: one cluster, one parent folder."""
+    groups: dict[tuple[str, str], list[GPUJob]] = {}
+    for job in jobs:
+        parent = posixpath.dirname(job.remote_dir.rstrip("/"))
+        groups.setdefault((job.cluster, parent), []).append(job)
+    return list(groups.values())

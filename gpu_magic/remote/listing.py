@@ -3,13 +3,17 @@
 The job folder itself is listed over SFTP (``Transport.list_tree``): no command, so no login
 shell's start-up before anything moves. What needs the host's CPU runs here:
 
-``--tar JOBDIR REL... [--digests BIG...]``: writes an uncompressed pax tar of those regular
-files to stdout, so many small files cost one command. Each file is read whole into memory
-and its sha256 computed from exactly those bytes, which travel in the member's
-``GPU_MAGIC.sha256`` pax header: the collector checks what it received against it. Every
-member is a plain file named exactly REL (never a link, whatever tar would make of hard
-links); a REL that is missing, not a regular file or outside the folder is left out (opened
-without following a final symlink), and the collector fetches or reports it on its own.
+``--tar ROOT REL... [--digests BIG...]``: writes an uncompressed pax tar of those regular
+files to stdout, so many small files cost one command. ROOT is a job folder (RELs like
+``outputs/model.pt``) or, when several jobs are collected at once, the folder that holds them
+(RELs like ``JOB/outputs/model.pt``): a REL must stay inside ROOT's entry its first part names
+(the job folder, or the top file or folder of one), so no symlink leads from one job to
+another. Each file is read whole into memory and its sha256 computed from exactly those
+bytes, which travel in the member's ``GPU_MAGIC.sha256`` pax header: the collector checks
+what it received against it. Every member is a plain file named exactly REL (never a link,
+whatever tar would make of hard links); a REL that is missing, not a regular file or outside
+its folder is left out (opened without following a final symlink), and the collector fetches
+or reports it on its own.
 With ``--digests``, a thread hashes the BIG files (which the collector downloads over SFTP
 meanwhile) while the small members stream, and a final regular member named
 ``.gpu_magic/digests.json`` (a name no collected file can have) carries ``{BIG: sha256}``
@@ -43,9 +47,12 @@ def sha256(path):
     return digest.hexdigest()
 
 
-def inside(root, path):
-    real = os.path.realpath(path)
-    return real == root or real.startswith(root + os.sep)
+def inside(root, rel):
+    """Whether ``rel`` resolves inside ``root``'s entry its first part names (that entry is
+    not resolved: a symlinked job folder or ``outputs/`` leads outside it)."""
+    folder = os.path.join(root, rel.split("/")[0])
+    real = os.path.realpath(os.path.join(root, rel))
+    return real == folder or real.startswith(folder + os.sep)
 
 
 def send_tar(root, rels, bigs=()):
@@ -74,7 +81,7 @@ def hash_all(root, rels, digests):
         path = os.path.join(root, rel)
         try:
             with open(path, "rb", opener=no_follow) as f:
-                if not stat.S_ISREG(os.fstat(f.fileno()).st_mode) or not inside(root, path):
+                if not stat.S_ISREG(os.fstat(f.fileno()).st_mode) or not inside(root, rel):
                     raise ValueError("not a regular file inside the job folder")
                 digest = hashlib.sha256()
                 for chunk in iter(lambda f=f: f.read(CHUNK), b""):
@@ -94,7 +101,7 @@ def add(tar, root, rel):
     path = os.path.join(root, rel)
     with open(path, "rb", opener=no_follow) as f:
         info = os.fstat(f.fileno())
-        if not stat.S_ISREG(info.st_mode) or not inside(root, path):
+        if not stat.S_ISREG(info.st_mode) or not inside(root, rel):
             raise ValueError("not a regular file inside the job folder")
         data = f.read()
     member = tarfile.TarInfo(rel)
@@ -111,7 +118,7 @@ def main(argv):
         cut = names.index("--digests") if "--digests" in names else len(names)
         send_tar(os.path.realpath(argv[2]), names[:cut], names[cut + 1 :])
     else:
-        sys.exit(f"usage: {argv[0]} --tar JOBDIR REL... [--digests BIG...] | --sha256 FILE")
+        sys.exit(f"usage: {argv[0]} --tar ROOT REL... [--digests BIG...] | --sha256 FILE")
 
 
 if __name__ == "__main__":

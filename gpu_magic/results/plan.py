@@ -14,9 +14,10 @@ outside the job's results folder.
 from __future__ import annotations
 
 import fnmatch
+import posixpath
 import shlex
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 
 from .. import jobdir
@@ -31,6 +32,7 @@ TOP_FILES = (jobdir.OUTPUT_LOG, jobdir.METRICS, jobdir.GPU_CSV, ERROR_FILE)
 TREES = (jobdir.OUTPUTS, jobdir.CHECKPOINTS)
 """Folders collected recursively; ``checkpoints/`` is listed but only fetched on demand."""
 ROOTS = (*TOP_FILES, *TREES)
+LISTED = (*ROOTS, jobdir.CODE)
 LEFT_ON_HOST = "left-on-host"
 """The kind of a file the cell wrote in its working folder (``code/``) outside ``outputs/``:
 listed, so nothing is silently left behind, and fetched only when asked for."""
@@ -59,10 +61,46 @@ class RemoteFile:
 def list_remote(transport: Transport, job: GPUJob) -> tuple[list, list]:
     """``(files, refused)`` of the job folder: regular files with safe paths, sorted; then the
     files the cell left in ``code/`` (see ``LEFT_ON_HOST``)."""
+    return _classified(transport, job, transport.list_tree(job.remote_dir, LISTED))
+
+
+def list_jobs(transport: Transport, jobs: Sequence[GPUJob]) -> dict[str, tuple[list, list]]:
+    """``list_remote`` of several jobs whose folders share one parent (``tar_root``): ONE
+    listing of that parent, each job's roots under its folder's name, so many jobs cost the
+    round trips of one."""
+    if len(jobs) == 1:
+        return {jobs[0].id: list_remote(transport, jobs[0])}
+    root = tar_root(jobs)
+    names = {job.id: member_prefix(job, jobs) for job in jobs}
+    found = transport.list_tree(root, [f"{names[job.id]}{r}" for job in jobs for r in LISTED])
+    listed = {}
+    for job in jobs:
+        prefix = names[job.id]
+        entries = [
+            replace(e, path=e.path[len(prefix) :]) for e in found if e.path.startswith(prefix)
+        ]
+        listed[job.id] = _classified(transport, job, entries)
+    return listed
+
+
+def tar_root(jobs: Sequence[GPUJob]) -> str:
+    """Where a tar of ``jobs``' files is taken from: the job folder of one job; the parent of
+    several (they must share it)."""
+    if len(jobs) == 1:
+        return jobs[0].remote_dir
+    (parent,) = {posixpath.dirname(job.remote_dir.rstrip("/")) for job in jobs}
+    return parent
+
+
+def member_prefix(job: GPUJob, jobs: Sequence[GPUJob]) -> str:
+    """What names ``job``'s files under ``tar_root(jobs)``: nothing, or its folder's name."""
+    return "" if len(jobs) == 1 else posixpath.basename(job.remote_dir.rstrip("/")) + "/"
+
+
+def _classified(transport: Transport, job: GPUJob, entries: list) -> tuple[list, list]:
     files, refused = [], []
-    entries = sorted(transport.list_tree(job.remote_dir, (*ROOTS, jobdir.CODE)), key=_order)
     shipped = _shipped(transport, job)
-    for entry in entries:
+    for entry in sorted(entries, key=_order):
         top = entry.path.split("/")[0]
         if top == jobdir.CODE:
             if shipped is not None and _left_on_host(entry, shipped, job):
@@ -122,11 +160,12 @@ def host_sha256(transport: Transport, interpreter: str | None, remote: str) -> C
 
 
 def tar_commands(
-    interpreter: str, job: GPUJob, rels: list[str], bigs: Sequence[str] = ()
+    interpreter: str, root: str, rels: list[str], bigs: Sequence[str] = ()
 ) -> list[tuple[str, list[str], list[str]]]:
-    """``(command, rels, bigs)`` batches that each stream a tar of their ``rels`` from the job
-    folder, then the host's sha256 of their ``bigs`` (``tarstream.DIGESTS``). The big names
-    go first, so the downloads waiting for their digests hear from the first command."""
+    """``(command, rels, bigs)`` batches that each stream a tar of their ``rels`` from the
+    folder ``root`` (``tar_root``), then the host's sha256 of their ``bigs``
+    (``tarstream.DIGESTS``). The big names go first, so the downloads waiting for their
+    digests hear from the first command."""
     batches, batch, used = [], ([], []), 0
     for big, rel in [(True, b) for b in bigs] + [(False, r) for r in rels]:
         cost = len(shlex.quote(rel)) + 1
@@ -137,7 +176,7 @@ def tar_commands(
         used += cost
     if batch[0] or batch[1]:
         batches.append(batch)
-    head = (interpreter, "-c", LISTING.source, "--tar", job.remote_dir)
+    head = (interpreter, "-c", LISTING.source, "--tar", root)
     return [
         (quote_argv(*head, *small, *(["--digests", *big] if big else [])), small, big)
         for small, big in batches

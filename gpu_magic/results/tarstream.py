@@ -53,11 +53,11 @@ class Wanted:
 
 @dataclass
 class Sink:
-    """Who hears about progress: bytes as they land, bytes thrown away, files verified (with
-    their sha256)."""
+    """Who hears about progress: bytes as they land, bytes thrown away (each with the member's
+    name: one stream may carry several jobs' files), files verified (with their sha256)."""
 
-    advance: Callable[[int], None]
-    rewind: Callable[[int], None]
+    advance: Callable[[str, int], None]
+    rewind: Callable[[str, int], None]
     landed: Callable[[str, str], None]
     digests: Callable[[dict[str, str]], None] = lambda digests: None  # the DIGESTS member's
     folders: set[Path] = field(default_factory=set)  # made already: 1000 files, 2 folders
@@ -145,16 +145,14 @@ def _is_sha256(value: object) -> bool:
 
 
 def refusal(member: tarfile.TarInfo, wanted: dict[str, Wanted]) -> str | None:
-    """Why ``member`` may not land (None when it may)."""
-    why = unsafe(member.name)
-    if why:
-        return why
+    """Why ``member`` may not land (None when it may). A requested name passed ``unsafe``
+    when it was listed (and its ``Wanted`` says where it lands, not the member's name)."""
+    if member.name not in wanted:
+        return unsafe(member.name) or "not one of the requested files"
     if member.issym() or member.islnk():
         return f"a link to {member.linkname!r}"
     if member.type not in REGULAR:
         return "not a regular file"
-    if member.name not in wanted:
-        return "not one of the requested files"
     if member.size != wanted[member.name].size:
         return f"{member.size} bytes, the listing said {wanted[member.name].size}"
     if not SHA256.fullmatch(member.pax_headers.get(HEADER, "")):
@@ -176,7 +174,7 @@ def _land(tar: tarfile.TarFile, member: tarfile.TarInfo, target: Wanted, sink: S
 
     def moved(n: int) -> None:
         written[0] += n
-        sink.advance(n)
+        sink.advance(member.name, n)
 
     sink.folder(target.partial)
     try:
@@ -189,7 +187,7 @@ def _land(tar: tarfile.TarFile, member: tarfile.TarInfo, target: Wanted, sink: S
             )
     except BaseException:
         target.partial.unlink(missing_ok=True)
-        sink.rewind(written[0])
+        sink.rewind(member.name, written[0])
         raise
     sink.folder(target.dest)
     os.replace(target.partial, target.dest)
