@@ -27,7 +27,7 @@ from gpu_magic.errors import InvalidRequestError, TransferCancelled, TransferErr
 from gpu_magic.models import GPUJob, parse_size
 from gpu_magic.results import LocalResults, collect
 from gpu_magic.results.collector import fetch_file, fetch_files
-from gpu_magic.results.plan import TAR_COMMAND_BYTES, tar_commands
+from gpu_magic.results.plan import LISTING, TAR_COMMAND_BYTES, tar_batches
 from gpu_magic.results.progress import TransferProgress
 from gpu_magic.transport import LocalTransport
 from gpu_magic.transport.base import (
@@ -222,20 +222,19 @@ def test_big_files_the_stream_brings_no_digest_for_ask_hash_command(tmp_path):
     assert visible(store.folder(job.id)) == files and manifest["complete"]
 
 
-def test_tar_commands_put_the_big_names_first_and_stay_short(tmp_path):
-    job = make_job(tmp_path / "host/job1", {})
+def test_tar_batches_put_the_big_names_first_and_each_fits_a_command_line(tmp_path):
+    root = str(tmp_path / "host/job1")
     small = [f"outputs/s{i:05d}-{'x' * 60}.txt" for i in range(3000)]
     big = [f"outputs/b{i:04d}-{'y' * 60}.bin" for i in range(1500)]
-    batches = tar_commands(sys.executable, job, small, big)
+    batches = tar_batches(root, small, big)
     assert len(batches) > 2
     assert [r for _, rels, _ in batches for r in rels] == small
     assert [b for _, _, bigs in batches for b in bigs] == big
     assert batches[0][1] == [] and batches[0][2] == big[: len(batches[0][2])]
-    head = len(tar_commands(sys.executable, job, ["x"])[0][0])
-    for command, rels, bigs in batches:
-        assert len(command) < head + TAR_COMMAND_BYTES + len(" --digests")
-        argv = shlex.split(command)
-        assert argv[5:] == rels + (["--digests", *bigs] if bigs else [])
+    head = len(LISTING.command(sys.executable, "--tar", root))
+    for args, rels, bigs in batches:
+        assert len(LISTING.command(sys.executable, *args)) < head + TAR_COMMAND_BYTES + 12
+        assert args == ["--tar", root, *rels, *(["--digests", *bigs] if bigs else [])]
 
 
 def test_a_file_missing_from_the_tar_stream_falls_back_and_fails_clearly(tmp_path):

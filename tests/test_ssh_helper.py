@@ -228,3 +228,25 @@ def test_a_stream_from_the_host_comes_from_the_helper_when_said_small(ssh_env, t
     with pytest.raises(RemoteCommandError, match="exit code 3") as failed, failing as stream:
         assert stream.read() == b"partial\n"
     assert "nope" in failed.value.stderr
+
+
+PARENT = Program(
+    "parent.py",
+    "import os, sys\n"
+    "sys.stdout.buffer.write(b'%d\\n' % os.getppid() + bytes(range(256)) * 300)\n"
+    "raise SystemExit(int(sys.argv[1]))\n",
+)
+
+
+@pytest.mark.parametrize("hint", [80_000, None])
+def test_a_small_stream_of_our_program_runs_in_a_child_of_the_helper(ssh_env, hint):
+    """A collection's tar: the helper forks, so no fresh interpreter starts for it."""
+    transport = ssh_env.transport()
+    helper = with_helper(transport)
+    with transport.stream_program(PARENT, ssh_env.cluster.interpreter, ["0"], hint) as stream:
+        parent, data = stream.read().split(b"\n", 1)
+    assert data == bytes(range(256)) * 300
+    assert (int(parent) == helper) is (hint is not None)
+    failing = transport.stream_program(PARENT, ssh_env.cluster.interpreter, ["4"], hint)
+    with pytest.raises(RemoteCommandError, match="exit code 4"), failing as stream:
+        assert stream.read().endswith(bytes(range(256)))

@@ -34,6 +34,7 @@ from ..transport.base import Transport
 from .download import ATTEMPTS, Refused, download
 from .local import LocalResults
 from .plan import (
+    LISTING,
     SMALL,
     eager,
     essential,
@@ -41,7 +42,7 @@ from .plan import (
     list_jobs,
     member_prefix,
     selected,
-    tar_commands,
+    tar_batches,
     tar_root,
 )
 from .progress import TransferProgress
@@ -278,8 +279,7 @@ class _TarStream:
         downloads ask ``host_sha256``), or the refusal. A small file the host left out comes by
         SFTP (or says why)."""
         try:
-            batches = tar_commands(self.interpreter, self.root, self.small, list(self.promised))
-            for _command, names, bigs in batches:
+            for _args, names, bigs in tar_batches(self.root, self.small, list(self.promised)):
                 left = self._batch(names, {n: self.promised[n] for n in bigs})
                 _settle({n: self.promised[n] for n in bigs}, None)  # not in the digests
                 for name in left:  # not in the stream (gone, or not a file any more): say why
@@ -322,13 +322,12 @@ class _TarStream:
                     f"cannot collect {len(wanted)} file(s) of {self._whose(wanted)} from "
                     f"{self.transport.label} after {ATTEMPTS} attempts: {problem}"
                 )
-            ((command, *_),) = tar_commands(
-                self.interpreter, self.root, list(wanted), list(pending)
-            )
+            ((args, *_),) = tar_batches(self.root, list(wanted), list(pending))
             # what the tar brings: the small files, and a member of headers each (the digests)
             size = sum(w.size for w in wanted.values()) + MEMBER_BYTES * (len(wanted) + 1)
             try:
-                with self.transport.stream_from(command, size_hint=size) as stream:
+                stream_of = self.transport.stream_program
+                with stream_of(LISTING, self.interpreter, args, size) as stream:
                     receive(stream, wanted, sink, set(pending))
                 return list(wanted)
             except (ClusterConnectionError, RemoteCommandError) as exc:

@@ -159,13 +159,13 @@ def host_sha256(transport: Transport, interpreter: str | None, remote: str) -> C
     return transport.run_program(LISTING, interpreter, ["--sha256", remote])
 
 
-def tar_commands(
-    interpreter: str, root: str, rels: list[str], bigs: Sequence[str] = ()
-) -> list[tuple[str, list[str], list[str]]]:
-    """``(command, rels, bigs)`` batches that each stream a tar of their ``rels`` from the
-    folder ``root`` (``tar_root``), then the host's sha256 of their ``bigs``
-    (``tarstream.DIGESTS``). The big names go first, so the downloads waiting for their
-    digests hear from the first command."""
+def tar_batches(
+    root: str, rels: list[str], bigs: Sequence[str] = ()
+) -> list[tuple[list[str], list[str], list[str]]]:
+    """``(args, rels, bigs)`` batches: ``LISTING`` with ``args`` streams a tar of ``rels``
+    from the folder ``root`` (``tar_root``), then the host's sha256 of ``bigs``
+    (``tarstream.DIGESTS``). Each batch's names fit one command line (``TAR_COMMAND_BYTES``);
+    the big names go first, so the downloads waiting for their digests hear from the first."""
     batches, batch, used = [], ([], []), 0
     for big, rel in [(True, b) for b in bigs] + [(False, r) for r in rels]:
         cost = len(shlex.quote(rel)) + 1
@@ -176,9 +176,8 @@ def tar_commands(
         used += cost
     if batch[0] or batch[1]:
         batches.append(batch)
-    head = (interpreter, "-c", LISTING.source, "--tar", root)
     return [
-        (quote_argv(*head, *small, *(["--digests", *big] if big else [])), small, big)
+        (["--tar", root, *small, *(["--digests", *big] if big else [])], small, big)
         for small, big in batches
     ]
 

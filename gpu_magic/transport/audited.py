@@ -95,10 +95,27 @@ class AuditedTransport(Transport):
         opener = functools.partial(self.inner.stream_from, size_hint=size_hint)
         return self._counted(opener, command, "down", "stdout")
 
+    def stream_program(
+        self,
+        program: Program,
+        interpreter: str,
+        args: Iterable[str] = (),
+        size_hint: int | None = None,
+    ) -> AbstractContextManager[BinaryIO]:
+        """Recorded like ``stream_from``, with the program by sha256 too."""
+        args = list(args)
+        opener = lambda _command: self.inner.stream_program(  # noqa: E731
+            program, interpreter, args, size_hint
+        )
+        command = program.command(interpreter, *args)
+        return self._counted(opener, command, "down", "stdout", program=program.sha256)
+
     @contextmanager
-    def _counted(self, opener, command: str, direction: str, side: str) -> Iterator[BinaryIO]:
+    def _counted(
+        self, opener, command: str, direction: str, side: str, **more: Any
+    ) -> Iterator[BinaryIO]:
         """A stream command, recorded with the size and sha256 of what went through it."""
-        with self._audited("command", command=shorten(command), direction=direction) as d:
+        with self._audited("command", command=shorten(command), direction=direction, **more) as d:
             with opener(command) as stream:
                 counted = _Counted(stream)
                 try:

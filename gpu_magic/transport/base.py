@@ -162,6 +162,17 @@ class Transport(ABC):
         result = self.run(command).check()
         yield io.BytesIO(result.stdout)
 
+    def stream_program(
+        self,
+        program: Program,
+        interpreter: str,
+        args: Iterable[str] = (),
+        size_hint: int | None = None,
+    ) -> AbstractContextManager[BinaryIO]:
+        """``stream_from`` for one of our ``Program``s with ``interpreter`` and ``args`` (see
+        ``run_program``): a transport with a warm interpreter on the host may run it there."""
+        return self.stream_from(program.command(interpreter, *args), size_hint)
+
     @abstractmethod
     def put_stream(
         self,
