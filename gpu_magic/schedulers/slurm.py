@@ -36,12 +36,13 @@ PENDING = quote_argv("squeue", "-h", "-r", "-t", "PD", "--sort=-p,i", "-o", PEND
 SLURM_ID = re.compile(r"^\d+(_\d+)?\Z")
 # Idempotent: only the submit that makes the ``submitted`` marker (mkdir is atomic) runs sbatch,
 # detached from the connection (a drop cannot kill it halfway), with its answer written into
-# state/; every submit, first or repeated after a drop, reports that one answer.
+# state/; every submit, first or repeated after a drop, reports that one answer (the first waits
+# for its sbatch; a repeat polls for the answer).
 SUBMIT = (
     "umask 077 && cd {dir} && mkdir -p {state} && "
     "if mkdir {marker} 2>/dev/null; then rm -f {answer} {status} {error}; cat > {script} && "
     "{{ setsid nohup sh -c {sbatch} sh {script} {state} </dev/null >/dev/null 2>&1 & }}; "
-    "else cat >/dev/null; fi; "
+    "wait $!; else cat >/dev/null; fi; "
     "i=0; while [ ! -e {status} ] && [ $i -lt {ticks} ]; do sleep 0.05; i=$((i+1)); done; "
     "if [ ! -e {status} ]; then echo 'sbatch has not answered yet' >&2; exit 75; fi; "
     'cat {error} >&2; cat {answer}; exit "$(cat {status})"'
