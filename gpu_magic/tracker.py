@@ -159,7 +159,7 @@ class JobTracker:
 
     def _wait(self, job_id: str, timeout: float | None) -> GPUJob:
         """Look at the job until it ends. Each look after the first waits on the host for the
-        job's end (up to ``until``, growing to 1 s), so the end is heard within ~20 ms, not at
+        job's end (up to ``until``, growing to 1 s), so the end is heard within ~5 ms, not at
         the next poll; what a look did not spend waiting (nothing to ask the host: a lease
         held elsewhere, a job not launched yet) is slept here."""
         deadline = None if timeout is None else time.monotonic() + timeout

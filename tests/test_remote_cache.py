@@ -1,10 +1,12 @@
 """The host's content-addressed file cache, on the local host and over the real sshd: a
 resubmitted cell with unchanged files sends none of their bytes (the audit log counts what
 went), an edited file is sent alone, unchanged local files are not read again to hash them,
-variables go through the cache too, and a cleanup evicts only what no job folder links to."""
+variables go through the cache too, our runtime is byte-compiled once per host, and a cleanup
+evicts only what no job folder links to."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -117,3 +119,26 @@ def test_cleanup_evicts_only_what_no_job_folder_links_to(process_env):
     )  # what the live job links to stays
     files, _ = done.evicted[env.cluster_name]
     assert files == 1 and len(cached - left) == 1  # only the old job's big.bin went
+
+
+IMPORT_VERBOSELY = """
+import os, subprocess, sys
+quiet = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+done = subprocess.run([sys.executable, "-v", "-c", "import gpu_magic.remote.layout"],
+                      env=quiet, capture_output=True, text=True, check=True)
+print([line for line in done.stderr.splitlines() if "layout" in line and "code object" in line])
+"""
+
+
+def test_our_runtime_is_compiled_once_per_host_and_jobs_import_it_compiled(process_env):
+    env, client = process_env, process_env.client
+    _dataset(env.cwd)
+    jobs = [_submit(env, code=IMPORT_VERBOSELY) for _ in range(2)]
+    layout = [Path(j.remote_dir) / "lib" / "gpu_magic" / "remote" / "layout.py" for j in jobs]
+    compiled = [Path(importlib.util.cache_from_source(str(source))) for source in layout]
+    assert compiled[0].stat().st_ino == compiled[1].stat().st_ino  # compiled once, linked twice
+    header = compiled[1].read_bytes()[:16]
+    assert int.from_bytes(header[4:8], "little") == 0b11  # checked hash: any copy of the source
+    assert header[8:] == importlib.util.source_hash(layout[1].read_bytes())
+    loaded = client.logs(jobs[1].id)
+    assert f"code object from '{compiled[1]}'" in loaded  # the job's Python took it as it is

@@ -9,6 +9,7 @@ helper can start, commands still work over exec channels.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import threading
@@ -236,6 +237,32 @@ PARENT = Program(
     "sys.stdout.buffer.write(b'%d\\n' % os.getppid() + bytes(range(256)) * 300)\n"
     "raise SystemExit(int(sys.argv[1]))\n",
 )
+
+
+RECEIVER = Program(
+    "receiver.py",
+    "import hashlib, os, sys\n"
+    "data = sys.stdin.buffer.read()\n"
+    "print(os.getppid(), hashlib.sha256(data).hexdigest(), file=open(sys.argv[1], 'w'))\n"
+    "raise SystemExit(int(sys.argv[2]))\n",
+)
+
+
+@pytest.mark.parametrize("size", [300_000, SPOOL_BYTES + 1])
+def test_a_small_stream_into_our_program_runs_in_a_child_of_the_helper(ssh_env, tmp_path, size):
+    """An upload's commit: the helper forks for a small one; a big one flows on an exec channel."""
+    transport = ssh_env.transport()
+    helper = with_helper(transport)
+    data, seen = os.urandom(size), tmp_path / "seen"
+    receiving = transport.stream_to_program(RECEIVER, ssh_env.cluster.interpreter, [str(seen), "0"])
+    with receiving as stdin:
+        stdin.write(data)
+    parent, digest = seen.read_text().split()
+    assert digest == hashlib.sha256(data).hexdigest()
+    assert (int(parent) == helper) is (size <= SPOOL_BYTES)
+    failing = transport.stream_to_program(RECEIVER, ssh_env.cluster.interpreter, [str(seen), "5"])
+    with pytest.raises(RemoteCommandError, match="exit code 5"), failing as stdin:
+        stdin.write(data)
 
 
 @pytest.mark.parametrize("hint", [80_000, None])

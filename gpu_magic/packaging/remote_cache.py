@@ -5,7 +5,9 @@ files, the pickled variables and the runtime) are named by their sha256; ONE com
 the host which of those it lacks (``plan``), and only those are sent; the rest are
 hard-linked from the cache when the upload is committed. A large file that changed since
 it was last shipped, whose earlier version the host still holds, goes as a patch: only its
-new chunks (``chunking``); the same question asks for that version too. Files shipped to
+new chunks (``chunking``); the same question asks for that version too. The runtime's
+sources are byte-compiled on the host once, their ``.pyc`` cached and linked like the rest.
+Files shipped to
 ``outputs/`` or ``checkpoints/`` are never cached: a job overwrites those (a trainer's
 ``last.ckpt``), and a cached file is read-only because other jobs may hold the same inode.
 """
@@ -67,10 +69,14 @@ class RemoteCache:
         except (RemoteCommandError, ValueError) as exc:
             raise TransferError(f"cannot ask the host's file cache {self.root}: {exc}") from exc
 
-    def commit_command(self) -> str:
-        """Run in the uploaded ``.partial`` folder: verify what was sent, link what was not."""
-        root = self.root or ""
-        return CACHE.command(self.interpreter, "commit", root, MANIFEST, jobdir.CHECKSUMS)
+    def receive(self, transport: Transport, partial: str, final: str, *, fresh: bool):
+        """The stream that ends an upload: a tar extracted into ``partial`` (emptied first when
+        ``fresh``), then checked, linked from the cache and renamed to ``final``. Its answer
+        comes when the stream is closed (``Transport.stream_to_program``)."""
+        args = ["receive", self.root or "", MANIFEST, jobdir.CHECKSUMS, partial, final]
+        if fresh:
+            args.append("fresh")
+        return transport.stream_to_program(CACHE, self.interpreter, args)
 
     def evict(self, transport: Transport) -> tuple[int, int]:
         """Remove the cached files no job folder links to: ``(files, bytes)`` freed."""
@@ -122,7 +128,9 @@ class Plan:
             rel: {"base": p.base, "parts": p.parts, "delta": rel + DELTA_SUFFIX}
             for rel, p in self.patches.items()
         }
-        return json.dumps({"add": sent, "link": self.cached, "patch": patches}).encode()
+        runtime = sorted(rel for rel in self.digests if _runtime_source(rel))
+        manifest = {"add": sent, "link": self.cached, "patch": patches, "compile": runtime}
+        return json.dumps(manifest).encode()
 
 
 def plan(
@@ -169,6 +177,11 @@ def _bases(
 def _patch(digest: str, base: Chunked, digests: LocalDigests) -> Patch | None:
     new = digests.chunks(digest)
     return None if new is None else patch(new, base)
+
+
+def _runtime_source(rel: str) -> bool:
+    """Our runtime's Python sources (``lib/``): byte-compiled once per host, not per job."""
+    return rel.startswith(f"{jobdir.LIB}/") and rel.endswith(".py")
 
 
 def _cacheable(entry: BundleEntry) -> bool:

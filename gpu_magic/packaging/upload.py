@@ -1,15 +1,15 @@
 """Ship a ``Bundle`` to the host atomically and verified, in as few round trips as possible.
 
-Only what the host's content-addressed cache lacks is sent (``remote_cache``: one command
-asks). Large files go first over pipelined SFTP into ``{job}.partial``, up to
-``LARGE_AT_ONCE`` side by side; then ONE command
-receives the small files as a tar stream (2-4x faster than per-file SFTP for many small
-files) whose last members are the sha256 list of every file and the cache manifest; the
-host's helper checks every file sent, links the cached ones in, adds the new ones to the
-cache, and the folder is renamed into place. A job folder therefore either exists complete
-and verified or not at all; a failure removes the partial folder. Each command costs a remote
-shell start (often 50-100 ms with a heavy ``.bashrc``), so a bundle of small files is exactly
-one command after the cache's question.
+Only what the host's content-addressed cache lacks is sent (``remote_cache``: one command asks).
+Large files go first over pipelined SFTP into ``{job}.partial``, up to ``LARGE_AT_ONCE`` side by
+side; then ONE command receives the small files as a tar stream (2-4x faster than per-file SFTP
+for many small files) whose last members are the sha256 list of every file and the cache
+manifest; the host's cache program (``remote/cache.py receive``, in a child of the host's helper
+where there is one) extracts them with GNU tar, checks every file sent, links the cached ones
+in, adds the new ones to the cache, and the folder is renamed into place. A job folder therefore
+either exists complete and verified or not at all; a failure removes the partial folder. Each
+command costs a remote shell start (often 50-100 ms with a heavy ``.bashrc``), so a bundle of
+small files is exactly one command after the cache's question.
 """
 
 from __future__ import annotations
@@ -129,7 +129,7 @@ def _upload_once(
     large = [e for e in sent if e.size >= LARGE_FILE]
     checksums = _send_large(transport, large, partial, progress, again)
     checksums.update(plan.cached)  # listed, so a later check covers the linked files too
-    commit = _Commit(cache.commit_command(), plan, checksums)
+    commit = _Commit(cache, plan, checksums)
     try:
         _send_small_and_commit(transport, small, commit, partial, final, not large, progress)
     except Verification:
@@ -209,26 +209,21 @@ def _send_one(transport, entry: BundleEntry, remote: str, held: int, progress) -
 
 @dataclass(frozen=True)
 class _Commit:
-    """What the commit command needs besides the small files: the cache helper's command
-    line, the plan (its manifest says what to add to the cache, what to link from it, what
-    to build from patches), the checksums of what was sent so far."""
+    """What the commit needs besides the small files: the host's cache (whose helper program
+    receives them), the plan (its manifest says what to add to the cache, what to link from
+    it, what to build from patches), the checksums of what was sent so far."""
 
-    command: str
+    cache: RemoteCache
     plan: Plan
     checksums: dict[str, str]
 
 
 def _send_small_and_commit(transport, small, commit: _Commit, partial, final, fresh, progress):
-    quoted = quote_argv(partial)
-    prepare = f"rm -rf -- {quoted} && mkdir -p -- {quoted} && " if fresh else ""
-    command = (  # umask 077: every folder made here is the user's alone (modes: in the tar)
-        f"umask 077 && {prepare}tar -x --no-same-owner -f - -C {quoted} && "
-        f"cd {quoted} && {commit.command} && cd .. && mv -T {quoted} {quote_argv(final)}"
-    )
     checksums = dict(commit.checksums)
     now = time.time()
+    receiving = commit.cache.receive(transport, partial, final, fresh=fresh)
     try:
-        with transport.stream_to(command) as stdin, tarfile.open(fileobj=stdin, mode="w|") as tar:
+        with receiving as stdin, tarfile.open(fileobj=stdin, mode="w|") as tar:
             for entry in small:
                 if entry.link is not None:  # a link inside its folder: no bytes to check
                     _add_link(tar, entry.rel, entry.link, now)

@@ -27,7 +27,9 @@ import subprocess
 import sys
 import time
 
-UNTIL_POLL_S = 0.02
+UNTIL_POLL_S = 0.005
+"""How often a waiting look checks for an exit code: a stat per job, so cheap next to the
+round trip, and it is most of the time between a job's end and a waiter hearing of it."""
 
 
 def alive(pid):

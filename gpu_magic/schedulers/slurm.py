@@ -184,8 +184,8 @@ class SlurmScheduler(Scheduler):
             f"_gm_q=$({squeue} 2>&1); _gm_rc=$?",
             'printf \'@@gm squeue\\n%s\\n@@gm rc %s\\n\' "$_gm_q" "$_gm_rc"',
         ]
-        if any(j.status == JobStatus.QUEUED for j in jobs):
-            parts.append(section("pending", PENDING))
+        if any(j.status == JobStatus.QUEUED for j in jobs):  # positions, while one is pending
+            parts.append(f'case "$_gm_q" in *"|PENDING|"*) {section("pending", PENDING)} ;; esac')
         if ids:
             parts.append(self._finals_command(ids))
         return "; ".join(parts)

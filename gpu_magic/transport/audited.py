@@ -89,6 +89,15 @@ class AuditedTransport(Transport):
     def stream_to(self, command: str) -> AbstractContextManager[BinaryIO]:
         return self._counted(self.inner.stream_to, command, "up", "stdin")
 
+    def stream_to_program(
+        self, program: Program, interpreter: str, args: Iterable[str] = ()
+    ) -> AbstractContextManager[BinaryIO]:
+        """Recorded like ``stream_to``, with the program by sha256 too."""
+        args = list(args)
+        opener = lambda _command: self.inner.stream_to_program(program, interpreter, args)  # noqa: E731
+        command = program.command(interpreter, *args)
+        return self._counted(opener, command, "up", "stdin", program=program.sha256)
+
     def stream_from(
         self, command: str, size_hint: int | None = None
     ) -> AbstractContextManager[BinaryIO]:

@@ -150,6 +150,13 @@ class Transport(ABC):
     def stream_to(self, command: str) -> AbstractContextManager[BinaryIO]:
         """Run ``command`` with a writable stdin; on exit close stdin, wait, raise if it failed."""
 
+    def stream_to_program(
+        self, program: Program, interpreter: str, args: Iterable[str] = ()
+    ) -> AbstractContextManager[BinaryIO]:
+        """``stream_to`` for one of our ``Program``s with ``interpreter`` and ``args`` (see
+        ``run_program``): a transport with a warm interpreter on the host may run it there."""
+        return self.stream_to(program.command(interpreter, *args))
+
     @contextmanager
     def stream_from(self, command: str, size_hint: int | None = None) -> Iterator[BinaryIO]:
         """Run ``command`` and yield its stdout as a readable stream (e.g. a tar of many small
