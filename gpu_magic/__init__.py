@@ -35,10 +35,10 @@ def load_ipython_extension(ipython) -> None:
     from .audit_magics import AuditMagics
     from .magics import GPUMagics, show_remote_error
     from .storage_magics import StorageMagics
+    from .template_magics import TemplateMagics
 
-    ipython.register_magics(GPUMagics)
-    ipython.register_magics(StorageMagics)
-    ipython.register_magics(AuditMagics)
+    for magics in (GPUMagics, StorageMagics, AuditMagics, TemplateMagics):
+        ipython.register_magics(magics)
     _report_workdir_dotenv()
     ipython.set_custom_exc((RemoteJobError,), show_remote_error)
 

@@ -19,6 +19,7 @@ from .config import DEFAULT_BASE_PATH, Settings, private_dir
 from .errors import ConfigError, UnknownClusterError
 from .models import format_validation_error
 from .resources import SlurmDefaults
+from .templates import Templates
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -235,6 +236,11 @@ class ClusterRegistry:
         if chosen in clusters:
             return chosen
         return ENV_CLUSTER if ENV_CLUSTER in clusters else LOCAL
+
+    @property
+    def templates(self) -> Templates:
+        """The ``[templates.NAME]`` tables of the same file (``templates``)."""
+        return Templates(self._read, self._write)
 
     def cleanup_policy(self, name: str) -> CleanupConfig:
         """The cleanup policy of a cluster: its own table over the ``Settings`` defaults."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from typing import Any
 
 from .clusters import ClusterConfig
 from .models import GPUJob
@@ -200,3 +201,45 @@ def audit_summary(record: dict) -> str:
 
 def _shorten(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def template_list(templates) -> str:
+    """``%gpu_template list``: each template, what it extends and sets."""
+    names = templates.names()
+    if not names:
+        return "gpu_magic: no templates yet (%gpu_template save NAME, or [templates.NAME])"
+    tables = templates.tables()
+    lines = [f"gpu_magic: {len(names)} template(s)"]
+    width = max(len(name) for name in names)
+    for name in names:
+        own = {k: v for k, v in tables[name].items() if k != "extends"}
+        base = f"extends {tables[name]['extends']}; " if "extends" in tables[name] else ""
+        lines.append(f"  {name:<{width}}  {base}{options_words(own) or 'no options'}")
+    return "\n".join(lines)
+
+
+def template_view(templates, name: str) -> str:
+    """``%gpu_template show NAME``: every option it gives, and which template set it."""
+    options, origins = templates.options(name).to_template(), templates.origins(name)
+    chain = " <- ".join(reversed(templates.chain(name)))
+    lines = [f"gpu_magic: template {name} ({chain})"]
+    width = max((len(key) for key in options), default=0)
+    for key, value in options.items():
+        lines.append(f"  {key:<{width}}  {option_value(value)}  ({origins[key]})")
+    if not options:
+        lines.append("  no options: the cluster's defaults")
+    return "\n".join(lines)
+
+
+def options_words(options: dict[str, Any]) -> str:
+    """``gpus=4, env={A=1}``: options in one line."""
+    return ", ".join(f"{key}={option_value(value)}" for key, value in options.items())
+
+
+def option_value(value: Any) -> str:
+    """An option's value as a template table shows it: ``[a, b]``, ``{K=v}``, ``4``."""
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}={v}" for k, v in value.items()) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(map(str, value)) + "]"
+    return str(value)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import functools
 import os
 import queue
-import shlex
 from pathlib import Path
 
 from IPython.core.error import UsageError
@@ -19,14 +18,14 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 from . import formatting
 from .api import Client, default_client
 from .clusters import make_cluster
-from .errors import GPUMagicError, InvalidRequestError, RemoteJobError
+from .errors import GPUMagicError, RemoteJobError
 from .handle import JobHandle
-from .models import GitSource, GPUJobRequest, JobStatus
-from .monitoring.follow import follow_log
+from .models import GPUJobRequest, JobStatus
+from .monitoring.follow import follow_lines
 from .parsers.events import terminal_safe
 from .parsers.levels import LineFilter
-from .resources import parse_sbatch_options
 from .results.progress import UPLOAD_STOPPED, TransferProgress
+from .submit_options import FLAGS, from_flags
 
 
 def ui():
@@ -42,15 +41,9 @@ def follow(client: Client, job: str, level: str | None, grep: str | None) -> Non
         keep = LineFilter(level, grep)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    pending = ""
     try:
-        for text in follow_log(client.monitor, client.store.find(job).id):
-            *lines, pending = (pending + text).split("\n")
-            shown = [line for line in lines if keep.keep(line)]
-            if shown:
-                print(terminal_safe("\n".join(shown)), flush=True)
-        if pending and keep.keep(pending):
-            print(terminal_safe(pending), flush=True)
+        for lines in follow_lines(client.monitor, client.store.find(job).id, keep):
+            print(terminal_safe("\n".join(lines)), flush=True)
     except KeyboardInterrupt:
         print("gpu_magic: stopped following (the job goes on)")
 
@@ -106,30 +99,11 @@ def unquote(value):
     return value
 
 
-def split_names(text: str) -> tuple[str, ...]:
-    return tuple(n.strip() for n in text.replace(" ", ",").split(",") if n.strip())
-
-
-def split_args(text: str) -> tuple[str, ...]:
-    """``--args`` as the words a shell would make of them."""
-    try:
-        return tuple(shlex.split(text))
-    except ValueError as exc:
-        raise InvalidRequestError(f"--args {text!r}: {exc}") from None
-
-
-def parse_env(pairs: list[str]) -> dict[str, str]:
-    env = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise InvalidRequestError(f"--env expects KEY=VALUE, got {pair!r}")
-        env[key] = value
-    return env
-
-
-RESOURCE_OPTIONS = ("time", "mem", "cpus", "nodes", "gpu_type", "partition", "account", "qos",
-                    "constraint")  # fmt: skip
+def submit_flags(magic):
+    """``submit_options.FLAGS`` as IPython ``@argument`` decorators, in their order."""
+    for name, options in reversed(FLAGS):
+        magic = argument(name, **options)(magic)
+    return magic
 
 
 class ClientMagics(Magics):
@@ -149,41 +123,8 @@ class GPUMagics(ClientMagics):
     # -- %%gpu_submit ---------------------------------------------------------------------
     @magic_arguments()
     @argument("-h", "--help", action="store_true", help="show this help")
-    @argument("--inputs", default="", metavar="A,B", help="kernel variables to send")
-    @argument("--outputs", default="", metavar="A,B", help="variables to bring back")
-    @argument("--files", nargs="+", default=[], metavar="PATH", help="files/folders to ship")
-    @argument("--follow-links", action="store_true", help="ship what links in --files point to")
-    @argument("--git", metavar="URL[@REF]", help="clone this repository into code/repo")
-    @argument("--env", action="append", default=[], metavar="K=V", help="environment variable")
-    @argument("--secret-env", action="append", default=[], metavar="NAME",
-              help="pass this kernel's $NAME to the job, written to no file")  # fmt: skip
-    @argument("--args", default="", metavar="'A B'", help="arguments for the cell (sys.argv/$@)")
-    @argument("--bash", action="store_true", help="the cell is a bash script")
-    @argument("--python", metavar="PATH", help="interpreter on the host")
-    @argument("--venv", metavar="DIR", help="virtualenv on the host")
-    @argument("--conda", metavar="NAME", help="conda environment on the host")
-    @argument("--name", help="a name to find the job by")
-    @argument("--cluster", help="cluster name (see %%gpu_cluster list)")
-    @argument("--gpus", type=int, default=0, metavar="N", help="number of GPUs")
-    @argument("--timeout", type=float, metavar="SECONDS", help="stop the job after this long")
-    @argument("--time", metavar="D-HH:MM:SS", help="Slurm: time limit")
-    @argument("--mem", metavar="SIZE", help="Slurm: memory per node, e.g. 32G")
-    @argument("--cpus", type=int, metavar="N", help="Slurm: CPUs per task")
-    @argument("--nodes", type=int, metavar="N", help="Slurm: nodes (the cell runs under srun)")
-    @argument("--gpu-type", metavar="TYPE", help="Slurm: GPU type, e.g. h100")
-    @argument("--partition", help="Slurm: partition")
-    @argument("--account", help="Slurm: account")
-    @argument("--qos", help="Slurm: quality of service")
-    @argument("--constraint", help="Slurm: node features, e.g. 'h100&ib'")
-    @argument("--sbatch", action="append", default=[], metavar="KEY[=V]", help="Slurm: option")
+    @submit_flags
     @argument("--wait", action="store_true", help="wait, then load --outputs into the kernel")
-    @argument("--notify", action="store_true", help="post to the webhook when the job ends")
-    @argument("--retries", type=int, default=0, metavar="N", help="run again up to N times")
-    @argument("--retry-on", default="", metavar="KIND,..", help="failure kinds to retry")
-    @argument("--fetch", choices=["auto", "manual"], default="auto", help="collect when it ends")
-    @argument("--fetch-limit", metavar="SIZE", help="bigger files only when asked, e.g. 500MB")
-    @argument("--outputs-glob", action="append", default=[], metavar="GLOB", help="outputs/ files")
-    @argument("--exclude", action="append", default=[], metavar="GLOB", help="skip these files")
     @cell_magic
     @user_errors
     def gpu_submit(self, line: str, cell: str):
@@ -207,36 +148,11 @@ class GPUMagics(ClientMagics):
         return ui().run_showing(lambda: upload, work, after_s=1.0, relay=lines, what="upload")
 
     def _request(self, opts, cell: str) -> GPUJobRequest:
-        return GPUJobRequest.create(
-            code=cell,
-            language="bash" if opts.bash else "python",
-            inputs=split_names(opts.inputs),
-            outputs=split_names(opts.outputs),
-            files=tuple(opts.files),
-            follow_links=opts.follow_links,
-            git=GitSource.parse(opts.git) if opts.git else None,
-            env=parse_env(opts.env),
-            secret_env=tuple(n for names in opts.secret_env for n in split_names(names)),
-            args=split_args(opts.args),
-            gpus=opts.gpus,
-            name=opts.name,
-            cluster=opts.cluster,
-            timeout=opts.timeout,
-            python=opts.python,
-            venv=opts.venv,
-            conda=opts.conda,
-            fetch=opts.fetch,
-            fetch_limit=opts.fetch_limit,
-            outputs_glob=tuple(opts.outputs_glob),
-            exclude=tuple(opts.exclude),
-            notify=opts.notify,
-            retries=opts.retries,
-            retry_on=split_names(opts.retry_on),
-            resources={
-                **{k: getattr(opts, k) for k in RESOURCE_OPTIONS if getattr(opts, k) is not None},
-                "sbatch": parse_sbatch_options(opts.sbatch),
-            },
-        )
+        """The flags given, over the ``--template``'s options when one is named."""
+        options = from_flags(opts)
+        if opts.template:
+            options = options.over(self.client.clusters.templates.options(opts.template))
+        return options.request(cell, template=opts.template)
 
     def _finish(self, job_id: str, timeout: float | None) -> None:
         """Wait, then load the outputs into the namespace; a failed job's saved outputs too (a

@@ -159,6 +159,9 @@ class GPUJobRequest(BaseModel):
     when it fails in one of the ``retry_on`` ways."""
     retry_on: tuple[str, ...] = ()
     """Failure kinds (``failures.FailureKind``) that are retried; empty: ``DEFAULT_RETRY_ON``."""
+    template: str | None = None
+    """The template (``templates``) the options started from, for the record: the request
+    holds every option it gave, so a later change to the template changes no job."""
 
     @field_validator("inputs", "outputs")
     @classmethod

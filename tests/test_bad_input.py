@@ -18,7 +18,7 @@ from gpu_magic.errors import (
     UnknownClusterError,
     UnknownHostKeyError,
 )
-from gpu_magic.magics import parse_env
+from gpu_magic.submit_options import parse_env
 
 pytestmark = pytest.mark.timeout(60)
 

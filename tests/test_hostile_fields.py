@@ -133,13 +133,13 @@ magic_line = st.lists(st.one_of(st.sampled_from(WORDS), hostile), max_size=5).ma
 @pytest.fixture(scope="module")
 def shell(tmp_path_factory):
     """An in-process IPython with our magics over a client of its own folders."""
-    from IPython.testing.globalipapp import start_ipython
+    from IPython.testing.globalipapp import get_ipython
 
     from gpu_magic.audit_magics import AuditMagics
     from gpu_magic.magics import GPUMagics
     from gpu_magic.storage_magics import StorageMagics
 
-    ip = start_ipython()
+    ip = get_ipython()
     client = Client(local_settings(tmp_path_factory.mktemp("magics")))
     for magics in (GPUMagics, StorageMagics, AuditMagics):
         ip.register_magics(magics(ip, client=client))

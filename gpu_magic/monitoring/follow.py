@@ -1,4 +1,5 @@
-"""Follow a job's log as it grows (``%gpu_logs JOB --follow``), driven by the monitor."""
+"""Follow a job's log as it grows (``%gpu_logs JOB --follow``, ``gpu-magic logs -f``), driven
+by the monitor."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import codecs
 import threading
 from collections.abc import Iterator
 
+from ..parsers.levels import LineFilter
 from .monitor import Monitor
 
 
@@ -32,3 +34,16 @@ def follow_log(monitor: Monitor, job_id: str, wake_every: float = 1.0) -> Iterat
     finally:
         unsubscribe()
         hide()
+
+
+def follow_lines(monitor: Monitor, job_id: str, keep: LineFilter) -> Iterator[list[str]]:
+    """``follow_log`` as the whole lines that ``keep`` keeps, a list per piece that brought
+    any (the last line even without its newline, once the job has ended)."""
+    pending = ""
+    for text in follow_log(monitor, job_id):
+        *lines, pending = (pending + text).split("\n")
+        kept = [line for line in lines if keep.keep(line)]
+        if kept:
+            yield kept
+    if pending and keep.keep(pending):
+        yield [pending]
