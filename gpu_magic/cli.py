@@ -1,79 +1,169 @@
-"""``gpu-magic``: the job store from a terminal, and a text view of an executed notebook."""
+"""``gpu-magic``: the jobs, store and clusters of the notebooks, from a terminal.
+
+Every command works on the store the magics and the server extension use, so a job submitted
+here shows in a notebook's ``%gpu_status``, the REST API and the sidebar, and the other way
+round. Read commands take ``--json`` (the REST API's shapes; ``logs -f --json``: a JSON line
+per log line). Exit codes: 0 done; 1 a job failed (``status JOB`` of one that ended other than
+completed, ``submit --wait``, ``fetch`` of a failed job) or the host could not do what was
+asked; 2 a usage error (bad arguments; an unknown job, cluster or template; a request that can
+never run). Completion of job ids and names, cluster and template names:
+``eval "$(gpu-magic completion bash)"`` (or ``zsh``) in the shell's start-up file.
+"""
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
+from collections.abc import Callable
+from pathlib import Path
 
-from . import formatting
-from .api import default_client
-from .errors import GPUMagicError
+import argcomplete
 
+from . import cli_commands as commands
+from .errors import (
+    ConfigError,
+    GPUMagicError,
+    InvalidRequestError,
+    JobNotFoundError,
+    ResultNotFoundError,
+)
+from .submit_options import add_flags
 
-def show_notebook(path: str) -> None:
-    """Print each code cell and its text outputs (what ``make demo`` shows at the end)."""
-    with open(path) as f:
-        notebook = json.load(f)
-    for cell in notebook["cells"]:
-        if cell["cell_type"] != "code":
-            continue
-        print("In:  " + "".join(cell["source"]).replace("\n", "\n     "))
-        for output in cell.get("outputs", []):
-            text = output.get("text") or output.get("data", {}).get("text/plain")
-            if output.get("output_type") == "error":
-                text = f"{output['ename']}: {output['evalue']}"
-            if text:
-                print("Out: " + "".join(text).rstrip().replace("\n", "\n     "))
-        print()
-
-
-def show_audit(args: argparse.Namespace) -> int:
-    """``gpu-magic audit verify`` exits 1 when the log was tampered with; otherwise the
-    records (of one job)."""
-    client = default_client()
-    if args.job == "verify":
-        verdict = client.audit.verify()
-        print(f"gpu-magic: {verdict}")
-        return 0 if verdict.ok else 1
-    job_id = client.store.find(args.job).id if args.job else None
-    records = client.audit.records(job_id, limit=args.limit)
-    print("\n".join(map(json.dumps, records)) if args.json else formatting.audit_table(records))
-    return 0
+USAGE = 2
+USAGE_ERRORS = (ConfigError, InvalidRequestError, JobNotFoundError, ResultNotFoundError)
+"""What the person typing got wrong (exit 2); any other error is the job's or the host's (1)."""
+INTERRUPTED = 130
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="gpu-magic", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    status = sub.add_parser("status", help="all jobs, or one job's details")
-    status.add_argument("job", nargs="?")
-    logs = sub.add_parser("logs", help="a job's output.log")
-    logs.add_argument("job")
-    logs.add_argument("--tail", type=int)
-    show = sub.add_parser("show-notebook", help="print an executed notebook's outputs")
-    show.add_argument("path")
-    audit = sub.add_parser("audit", help="the audit log: show it, or verify its hash chain")
-    audit.add_argument("job", nargs="?", help="a job id or name, or 'verify'")
-    audit.add_argument("--limit", type=int, default=50, help="the last N records (50)")
-    audit.add_argument("--json", action="store_true", help="the records as JSON lines")
+    parser = build_parser()
+    argcomplete.autocomplete(parser)
     args = parser.parse_args(argv)
     try:
-        if args.command == "show-notebook":
-            show_notebook(args.path)
-        elif args.command == "audit":
-            return show_audit(args)
-        elif args.command == "logs":
-            print(default_client().logs(args.job, args.tail), end="")
-        elif args.job:
-            client = default_client()
-            job = client.job(args.job)
-            print(formatting.job_details(job, client.store.transitions(job.id)))
-        else:
-            print(formatting.job_table(default_client().jobs()))
+        return args.run(args)
+    except USAGE_ERRORS as exc:
+        print(f"gpu-magic: {exc}", file=sys.stderr)
+        return USAGE
     except GPUMagicError as exc:
         print(f"gpu-magic: {exc}", file=sys.stderr)
-        return 1
-    return 0
+        return commands.FAILED
+    except KeyboardInterrupt:
+        print("gpu-magic: interrupted", file=sys.stderr)
+        return INTERRUPTED
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gpu-magic",
+        description="GPU jobs on SSH hosts and Slurm: the notebooks' jobs, from a terminal.",
+        epilog="exit codes: 0 ok, 1 a job failed (or the host could not do it), 2 usage",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (_status, _logs, _cancel, _fetch, _submit, _clusters, _templates, _storage,
+                _cleanup, _audit, _completion, _show_notebook):  # fmt: skip
+        add(sub)
+    return parser
+
+
+def _command(sub, name: str, run: Callable, help: str, *, reads: bool = False):
+    command = sub.add_parser(name, help=help, description=help)
+    command.set_defaults(run=run)
+    if reads:
+        command.add_argument("--json", action="store_true", help="print JSON")
+    return command
+
+
+def _completing(action: argparse.Action, completer: Callable) -> None:
+    action.completer = completer  # type: ignore[attr-defined] - argcomplete's hook
+
+
+def _status(sub) -> None:
+    command = _command(sub, "status", commands.status, "all jobs, or one job", reads=True)
+    job = command.add_argument("job", nargs="?", help="job id or name; all jobs if left out")
+    _completing(job, commands.complete_jobs)
+    _completing(command.add_argument("--cluster", help="only its jobs"), commands.complete_clusters)
+    command.add_argument("--active", action="store_true", help="only jobs not ended")
+    command.add_argument("--limit", type=int, default=100, help="the newest N jobs (100)")
+
+
+def _logs(sub) -> None:
+    command = _command(sub, "logs", commands.logs, "a job's output (stdout and stderr)", reads=True)
+    _completing(command.add_argument("job", help="job id or name"), commands.complete_jobs)
+    command.add_argument("-f", "--follow", action="store_true", help="until the job ends")
+    command.add_argument("--tail", type=int, metavar="N", help="only the last N lines")
+    command.add_argument("--level", metavar="LEVEL", help="DEBUG/INFO/WARNING/ERROR and above")
+    command.add_argument("--grep", metavar="REGEX", help="only lines matching it")
+
+
+def _cancel(sub) -> None:
+    command = _command(sub, "cancel", commands.cancel, "stop jobs (one command per host)")
+    job = command.add_argument("job", nargs="+", help="job ids or names")
+    _completing(job, commands.complete_jobs)
+
+
+def _fetch(sub) -> None:
+    help = "a finished job's collected files, or the FILEs named, on this machine"
+    command = _command(sub, "fetch", commands.fetch, help, reads=True)
+    _completing(command.add_argument("job", help="job id or name"), commands.complete_jobs)
+    command.add_argument("files", nargs="*", metavar="FILE", help="collected files to download")
+    command.add_argument("-o", "--output", type=Path, metavar="DIR", help="copy them here too")
+    command.add_argument("--wait", action="store_true", help="wait for the job to end first")
+
+
+def _submit(sub) -> None:
+    help = "run a script on a cluster as a notebook cell is run (a .sh file: as bash)"
+    command = _command(sub, "submit", commands.submit, help, reads=True)
+    command.add_argument("script", type=Path, help="the Python (or .sh) file to run")
+    flags = add_flags(command)
+    _completing(flags["cluster"], commands.complete_clusters)
+    _completing(flags["template"], commands.complete_templates)
+    command.add_argument("--wait", action="store_true", help="wait; exit 1 unless it completed")
+
+
+def _clusters(sub) -> None:
+    _command(sub, "clusters", commands.clusters, "the configured clusters", reads=True)
+
+
+def _templates(sub) -> None:
+    command = _command(sub, "templates", commands.templates, "job templates", reads=True)
+    command.add_argument("action", nargs="?", choices=["list", "show"], default="list")
+    _completing(command.add_argument("name", nargs="?"), commands.complete_templates)
+
+
+def _storage(sub) -> None:
+    command = _command(sub, "storage", commands.storage, "disk use per job", reads=True)
+    _completing(command.add_argument("--cluster"), commands.complete_clusters)
+
+
+def _cleanup(sub) -> None:
+    help = "delete old job folders by the cleanup rules (--dry-run: only show them)"
+    command = _command(sub, "cleanup", commands.cleanup, help, reads=True)
+    _completing(command.add_argument("--cluster"), commands.complete_clusters)
+    command.add_argument("--dry-run", action="store_true", help="show what would go")
+    command.add_argument("--keep-last", type=int, metavar="N", help="keep the N newest ended")
+    command.add_argument("--older-than", type=float, metavar="DAYS", help="older than this")
+    command.add_argument("--quota", type=float, metavar="GB", help="oldest first until under")
+    command.add_argument("--force", action="store_true", help="also results not fetched yet")
+
+
+def _audit(sub) -> None:
+    help = "the audit log: show it, or verify its hash chain"
+    command = _command(sub, "audit", commands.audit, help, reads=True)
+    job = command.add_argument("job", nargs="?", help="a job id or name, or 'verify'")
+    _completing(job, commands.complete_jobs)
+    command.add_argument("--limit", type=int, default=50, help="the last N records (50)")
+
+
+def _completion(sub) -> None:
+    help = 'shell completion: eval "$(gpu-magic completion bash)"'
+    command = _command(sub, "completion", commands.completion, help)
+    command.add_argument("shell", choices=["bash", "zsh"], nargs="?", default="bash")
+
+
+def _show_notebook(sub) -> None:
+    help = "print an executed notebook's outputs"
+    command = _command(sub, "show-notebook", commands.show_notebook, help)
+    command.add_argument("path")
 
 
 if __name__ == "__main__":

@@ -189,9 +189,9 @@ FLAGS = [
 left out is ``None``, empty or ``False``: the template's value, or the default, stands."""
 
 
-def add_flags(parser: argparse.ArgumentParser) -> None:
-    for name, options in FLAGS:
-        parser.add_argument(name, **options)
+def add_flags(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
+    """``FLAGS`` on ``parser``; their actions by destination (a completer may be set on one)."""
+    return {action.dest: action for action in (parser.add_argument(n, **o) for n, o in FLAGS)}
 
 
 def from_flags(opts: argparse.Namespace) -> SubmitOptions:

@@ -168,7 +168,8 @@ def client(feed):
 
 @pytest.fixture
 def panel(client, feed):
-    panel = JobPanel(client, "job1", background=False, namespace={})
+    """A panel whose every flush redraws the chart (its once-a-second pace: tested on its own)."""
+    panel = JobPanel(client, "job1", background=False, namespace={}, chart_every=0)
     yield panel
     panel.close()
 
@@ -202,6 +203,20 @@ def points(fig, name) -> int:
     """How many points trace ``name`` shows; 0 before the chart or the trace exists."""
     found = [t for t in (fig.data if fig is not None else ()) if t.name == name]
     return min(len(found[0].x or ()), len(found[0].y or ())) if found else 0
+
+
+def test_the_loss_chart_redraws_at_most_once_a_second_and_then_shows_the_last_points(client, feed):
+    panel = JobPanel(client, "job1", background=False, namespace={})
+    in_thread(lambda: feed_everything(feed))
+    panel.throttle.flush()
+    assert trace(panel.loss_chart, "loss").x == (1, 2, 3)
+    in_thread(lambda: feed.push(metrics=[("loss", 4, 0.2)]))
+    drawn = time.monotonic()
+    panel.throttle.flush()
+    assert trace(panel.loss_chart, "loss").x == (1, 2, 3)  # the progress line moved, not this
+    wait_for(lambda: panel.throttle.flush() and points(panel.loss_chart, "loss") == 4)
+    assert time.monotonic() - drawn >= 0.9  # without another line: the redraw was left pending
+    panel.close()
 
 
 def test_feed_thread_only_marks_then_apply_updates_progress_and_eta(panel, feed):

@@ -11,9 +11,9 @@ from tornado import web
 from ..errors import InvalidRequestError
 from ..models import GPUJobRequest
 from ..results.series import metric_rows
+from ..views import cluster_view, error_view, job_status_view, job_view, samples_view
 from .base import GPUJobsHandler
 from .openapi import document
-from .views import cluster_view, error_view, job_view, samples_view, transition_view
 
 MAX_LIMIT = 1000
 CHUNK = 1 << 20
@@ -57,6 +57,12 @@ class SubmitHandler(GPUJobsHandler):
             raise web.HTTPError(400, f"the body is not JSON: {exc}") from None
         if not isinstance(body, dict):
             raise web.HTTPError(400, "the body must be a JSON object (a GPUJobRequest)")
+        if "template" in body:  # a record of where options came from, not an option
+            raise web.HTTPError(
+                400,
+                "send the options themselves: templates are for "
+                "%%gpu_submit --template and gpu-magic submit --template",
+            )
         try:
             return GPUJobRequest.create(**body)
         except (InvalidRequestError, TypeError, ValueError) as exc:
@@ -68,9 +74,7 @@ class StatusHandler(GPUJobsHandler):
     async def get(self, job_id: str):
         job = await self.call(self.client.job, job_id)
         history = await self.call(self.client.history, job.id)
-        view = job_view(job, self.client.monitor.progress_of(job.id))
-        view["history"] = [transition_view(t) for t in history]
-        self.reply(view)
+        self.reply(job_status_view(job, history, self.client.monitor.progress_of(job.id)))
 
 
 class CancelHandler(GPUJobsHandler):

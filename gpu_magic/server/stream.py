@@ -21,8 +21,8 @@ from jupyter_server.base.handlers import JupyterHandler
 from tornado import web, websocket
 
 from ..parsers.levels import StreamLevels
+from ..views import job_view
 from .base import ClientMixin
-from .views import job_view
 
 POLL_S = 0.25
 

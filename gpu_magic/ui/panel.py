@@ -15,6 +15,7 @@ from __future__ import annotations
 import codecs
 import html
 import threading
+import time
 
 import ipywidgets as widgets
 
@@ -48,6 +49,13 @@ HALF = {
 width from its element, which as a plain flex item would keep plotly's 700 px."""
 
 
+CHART_EVERY_S = 1.0
+"""The loss chart redraws at most this often. Each redraw sends every (thinned) point of every
+series to the browser, which for a job logging loss 20 times a second cost more than the rest of
+the panel together; the progress line and the ETA still change with every apply, and the last
+points are drawn by a redraw left pending, not by the next line."""
+
+
 class JobPanel(text.TextFallback, widgets.VBox):
     def __init__(
         self,
@@ -60,8 +68,10 @@ class JobPanel(text.TextFallback, widgets.VBox):
         idle_after_s: float = text.IDLE_AFTER_S,
         tail_lines: int = TAIL_LINES,
         namespace: dict | None = None,
+        chart_every: float = CHART_EVERY_S,
     ):
         self.client, self.job_id, self.idle_after_s = client, job_id, idle_after_s
+        self.chart_every, self._charted_at = chart_every, float("-inf")
         self.feed = feed if feed is not None else client.monitor.feed(job_id)
         self.throttle = Throttle(self._apply, interval=interval, background=background)
         self.lock = self.throttle.widget_lock
@@ -228,6 +238,11 @@ class JobPanel(text.TextFallback, widgets.VBox):
         self._progress = text.read_progress(self.feed)
         if self.loss_chart is None:
             return
+        now = time.monotonic()
+        if now - self._charted_at < self.chart_every and not self.feed.job.is_terminal:
+            self.throttle.mark("metrics")  # drawn at a later apply, once it is time
+            return
+        self._charted_at = now
         series = text.read_series(self.feed)
         unit = getattr(self._progress, "unit", None)
         x_label = "epoch" if unit == "epoch" else "step"

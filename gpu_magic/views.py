@@ -1,12 +1,15 @@
-"""The JSON the routes answer with: jobs, progress, transitions, clusters (pure functions)."""
+"""Jobs, progress, transitions, clusters, disk use and cleanups as JSON (pure functions): what
+the REST routes answer and what ``gpu-magic --json`` prints, one shape for both."""
 
 from __future__ import annotations
 
 from dataclasses import asdict
 
-from ..clusters import ClusterConfig
-from ..jobstore import Transition
-from ..models import GPUJob
+from .clusters import ClusterConfig
+from .housekeeping.cleanup import Action, Plan
+from .housekeeping.usage import Usage
+from .jobstore import Transition
+from .models import GPUJob
 
 PROGRESS_FIELDS = ("step", "total", "fraction", "rate", "remaining_s", "epoch", "epochs", "unit")
 
@@ -29,6 +32,11 @@ def progress_view(progress) -> dict | None:
     finish = progress.finish_at
     data.update(finish_at=finish.isoformat() if finish else None, hint=progress.hint)
     return data
+
+
+def job_status_view(job: GPUJob, history: list[Transition], progress=None) -> dict:
+    """One job with every state it passed through (``GET /gpu-jobs/ID``, ``status JOB``)."""
+    return {**job_view(job, progress), "history": [transition_view(t) for t in history]}
 
 
 def transition_view(transition: Transition) -> dict:
@@ -64,4 +72,46 @@ def error_view(error) -> dict | None:
         "type": error.exc_type,
         "message": error.remote_message,
         "traceback": error.remote_traceback,
+    }
+
+
+def usage_view(usage: Usage) -> dict:
+    """Disk use per job and in total, with the clusters that could not be asked."""
+    jobs = [
+        {
+            "id": u.job.id,
+            "cluster": u.job.cluster,
+            "remote_bytes": u.remote,
+            "remote_note": u.remote_note or None,
+            "local_bytes": u.local,
+            "archived": u.archived,
+            "fetched": u.fetched,
+        }
+        for u in usage.jobs
+    ]
+    totals = {"remote_bytes": usage.total("remote"), "local_bytes": usage.total("local")}
+    return {"jobs": jobs, "total": totals, "errors": usage.errors}
+
+
+def plan_view(plan: Plan) -> dict:
+    """A cleanup: what it would do (or did: ``done``), why, and what the caches freed."""
+    evicted = {name: {"files": f, "bytes": b} for name, (f, b) in plan.evicted.items()}
+    return {
+        "actions": [_action_view(a) for a in plan.actions],
+        "done": [_action_view(a) for a in plan.done],
+        "notes": plan.notes,
+        "evicted": evicted,
+    }
+
+
+def _action_view(action: Action) -> dict:
+    return {
+        "kind": action.kind,
+        "where": action.where,
+        "id": action.job.id,
+        "bytes": action.size,
+        "rule": action.rule,
+        "path": action.path or None,
+        "forced": action.forced,
+        "note": action.note or None,
     }
