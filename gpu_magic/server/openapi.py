@@ -120,6 +120,7 @@ def _download() -> dict:
 def _schemas() -> dict:
     request = GPUJobRequest.model_json_schema(ref_template="#/components/schemas/{model}")
     definitions = request.pop("$defs", {})
+    request["properties"].pop("template")  # a record of a template's use, not an option (400)
     progress = {
         "type": ["object", "null"],
         "properties": {

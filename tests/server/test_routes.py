@@ -109,6 +109,8 @@ async def test_cancel_and_bad_requests(jp_fetch, gpu_server, cluster):
     assert invalid.code == 400 and "gpus" in invalid.response.body.decode()
     inputs = await failing(post, jp_fetch, "submit", body={"code": "x", "inputs": ["df"]})
     assert inputs.code == 400 and "kernel" in inputs.response.body.decode()
+    templated = await failing(post, jp_fetch, "submit", body={"code": "x", "template": "base"})
+    assert templated.code == 400 and "send the options" in templated.response.body.decode()
     not_json = await failing(jp_fetch, "gpu-jobs", "submit", method="POST", body="{")
     assert not_json.code == 400
     unknown = await failing(post, jp_fetch, "submit", body={"code": "x", "cluster": "nowhere"})
