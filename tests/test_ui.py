@@ -205,17 +205,23 @@ def points(fig, name) -> int:
     return min(len(found[0].x or ()), len(found[0].y or ())) if found else 0
 
 
-def test_the_loss_chart_redraws_at_most_once_a_second_and_then_shows_the_last_points(client, feed):
-    panel = JobPanel(client, "job1", background=False, namespace={})
+def test_the_loss_chart_redraws_at_most_once_a_second_and_a_pulse_draws_the_last_points(
+    client, feed
+):
+    now = [100.0]
+    panel = JobPanel(client, "job1", background=False, namespace={}, clock=lambda: now[0])
     in_thread(lambda: feed_everything(feed))
     panel.throttle.flush()
     assert trace(panel.loss_chart, "loss").x == (1, 2, 3)
-    in_thread(lambda: feed.push(metrics=[("loss", 4, 0.2)]))
-    drawn = time.monotonic()
+    now[0] += 0.5
+    in_thread(lambda: feed.push(metrics=[("loss", 4, 0.2)], progress=PROGRESS))
     panel.throttle.flush()
-    assert trace(panel.loss_chart, "loss").x == (1, 2, 3)  # the progress line moved, not this
-    wait_for(lambda: panel.throttle.flush() and points(panel.loss_chart, "loss") == 4)
-    assert time.monotonic() - drawn >= 0.9  # without another line: the redraw was left pending
+    assert trace(panel.loss_chart, "loss").x == (1, 2, 3)  # half a second on: not yet
+    assert "step 1250/5000" in panel.eta.value  # while the progress line moves on every apply
+    now[0] += 0.5
+    panel.throttle.mark("pulse")  # the job went quiet: the throttle's pulse comes
+    panel.throttle.flush()
+    assert trace(panel.loss_chart, "loss").x == (1, 2, 3, 4)
     panel.close()
 
 

@@ -52,8 +52,9 @@ width from its element, which as a plain flex item would keep plotly's 700 px.""
 CHART_EVERY_S = 1.0
 """The loss chart redraws at most this often. Each redraw sends every (thinned) point of every
 series to the browser, which for a job logging loss 20 times a second cost more than the rest of
-the panel together; the progress line and the ETA still change with every apply, and the last
-points are drawn by a redraw left pending, not by the next line."""
+the panel together; the progress line and the ETA still change with every apply. A chart left
+behind is drawn by the next apply that is due, at the latest the throttle's pulse (``PULSE``)
+when the job has gone quiet."""
 
 
 class JobPanel(text.TextFallback, widgets.VBox):
@@ -69,9 +70,11 @@ class JobPanel(text.TextFallback, widgets.VBox):
         tail_lines: int = TAIL_LINES,
         namespace: dict | None = None,
         chart_every: float = CHART_EVERY_S,
+        clock=time.monotonic,
     ):
         self.client, self.job_id, self.idle_after_s = client, job_id, idle_after_s
-        self.chart_every, self._charted_at = chart_every, float("-inf")
+        self.chart_every, self._clock = chart_every, clock
+        self._charted_at, self._chart_behind = float("-inf"), False
         self.feed = feed if feed is not None else client.monitor.feed(job_id)
         self.throttle = Throttle(self._apply, interval=interval, background=background)
         self.lock = self.throttle.widget_lock
@@ -166,7 +169,7 @@ class JobPanel(text.TextFallback, widgets.VBox):
     def _apply(self, changes: dict) -> None:
         every = "all" in changes
         job = self.feed.job
-        if every or "metrics" in changes:
+        if every or "metrics" in changes or ("pulse" in changes and self._chart_behind):
             self._show_metrics()
         if every or "gpu" in changes:
             self._show_gpu()
@@ -238,11 +241,11 @@ class JobPanel(text.TextFallback, widgets.VBox):
         self._progress = text.read_progress(self.feed)
         if self.loss_chart is None:
             return
-        now = time.monotonic()
-        if now - self._charted_at < self.chart_every and not self.feed.job.is_terminal:
-            self.throttle.mark("metrics")  # drawn at a later apply, once it is time
-            return
-        self._charted_at = now
+        now = self._clock()
+        self._chart_behind = now - self._charted_at < self.chart_every
+        if self._chart_behind and not self.feed.job.is_terminal:
+            return  # drawn by a later apply, once it is time
+        self._charted_at, self._chart_behind = now, False
         series = text.read_series(self.feed)
         unit = getattr(self._progress, "unit", None)
         x_label = "epoch" if unit == "epoch" else "step"
