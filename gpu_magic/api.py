@@ -102,6 +102,7 @@ class Client:
                     lease=self.lease,
                     mirror=LiveMirror(self.settings.gpu_magic_data_dir / "live"),
                 )
+                self.results.telemetry_from(self._monitor.read_through)
             return self._monitor
 
     def _audit_workdir_dotenv(self) -> None:

@@ -6,6 +6,7 @@ import hashlib
 import importlib.util
 import os
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -82,6 +83,35 @@ def test_the_parsed_metric_series_lands_in_the_store(env):
         (2.0, 0.5),
         (3.0, 1 / 3),
     ]
+
+
+def test_a_followed_jobs_log_is_not_parsed_again_for_its_series(process_env, monkeypatch):
+    """The monitor's feed that read the whole log gives the series; a client that never
+    followed the job parses the collected log, and both write the same file."""
+    from gpu_magic import results_service
+
+    env = process_env
+    request = GPUJobRequest.create(code=WRITE_OUTPUTS, cluster=env.cluster_name, outputs=("y",))
+    job = env.client.submit(request, env.namespace, cwd=env.cwd)
+    feed = env.client.monitor.feed(job.id)  # followed, as a panel follows it
+    assert job.wait(timeout=60).status == JobStatus.COMPLETED
+    deadline = time.monotonic() + 30
+    while not feed.done:
+        assert time.monotonic() < deadline, "the monitor never read the whole log"
+        time.sleep(0.05)
+    rebuilt = []
+    real = results_service.JobFeed
+    monkeypatch.setattr(results_service, "JobFeed", lambda j: rebuilt.append(j.id) or real(j))
+    csv_file = env.client.results.local.folder(job.id) / "parsed_metrics.csv"
+    env.client.results.collect(job.id, again=True)
+    followed = csv_file.read_text()
+    assert rebuilt == [] and followed.splitlines()[0] == "step,loss"
+    other = Client(env.client.settings)  # a new kernel: it never followed the job
+    try:
+        other.results.collect(job.id, again=True)
+    finally:
+        other.close()
+    assert rebuilt == [job.id] and csv_file.read_text() == followed
 
 
 RELATIVE_PATHS = """

@@ -75,6 +75,17 @@ class Monitor:
             feed = self._feeds.get(job_id)
         return feed.progress() if feed is not None else None
 
+    def read_through(self, job_id: str, sizes: dict[str, int]) -> JobFeed | None:
+        """The feed of an ended job that has read exactly ``sizes`` bytes of each of its
+        files, from the first byte on: what it parsed is what parsing those files again would
+        give (None when there is no such feed)."""
+        with self._lock:
+            feed = self._feeds.get(job_id)
+        if feed is None or not feed.done:
+            return None
+        read = feed.requests()
+        return feed if all(read.get(name) == size for name, size in sizes.items()) else None
+
     def utilization_of(self, job_id: str, last: int = 30) -> list[float] | None:
         """The mean GPU utilisation of the last ``last`` samples of a job this monitor follows
         (None for one it does not)."""
