@@ -147,8 +147,9 @@ def test_without_a_usable_interpreter_commands_take_exec_channels(ssh_env):
     assert transport.run_program(ECHO, "/nonexistent/python3", ["0"]).exit_code == 127
 
 
-@pytest.mark.parametrize("size", [70_000, SPOOL_BYTES + 1_000_000])
-def test_a_stream_arrives_byte_for_byte_small_on_the_helper_big_over_exec(ssh_env, tmp_path, size):
+@pytest.mark.parametrize("size", [70_000, SPOOL_BYTES + 1_000_000, 4 * SPOOL_BYTES])
+def test_a_stream_of_any_size_arrives_byte_for_byte_at_the_helper(ssh_env, tmp_path, size):
+    """Small: one request; past the spool: in pieces as written. No login shell for either."""
     transport = ssh_env.transport()
     helper = with_helper(transport)
     target, parent = tmp_path / "got", tmp_path / "parent"
@@ -157,30 +158,38 @@ def test_a_stream_arrives_byte_for_byte_small_on_the_helper_big_over_exec(ssh_en
         for i in range(0, size, 50_000):
             stream.write(data[i : i + 50_000])
     assert target.read_bytes() == data
-    assert (int(parent.read_text()) == helper) is (size <= SPOOL_BYTES)
+    assert int(parent.read_text()) == helper
 
 
-def test_a_stream_to_a_failing_command_raises_its_error(ssh_env, tmp_path):
+@pytest.mark.parametrize("size", [1_000_000, 2 * SPOOL_BYTES])
+def test_a_stream_to_a_failing_command_raises_its_error(ssh_env, tmp_path, size):
     transport = ssh_env.transport()
     with_helper(transport)
     failing = transport.stream_to("cat > /dev/null; echo nope >&2; exit 3")
     with pytest.raises(RemoteCommandError, match="exit code 3") as failed, failing as stream:
-        stream.write(b"x" * 1000)
+        stream.write(b"x" * size)
     assert "nope" in failed.value.stderr
     deaf = transport.stream_to("exec 0<&-; sleep 0.2")  # more than a pipe holds, never read
     with pytest.raises(TransferError, match="exited before reading all its input"), deaf as stream:
-        stream.write(b"x" * 1_000_000)
+        stream.write(b"x" * size)
+    early = transport.stream_to("head -c 10 > /dev/null")  # reads a little, then ends
+    with pytest.raises(TransferError, match="exited before reading all its input"), early as stream:
+        for _ in range(size // 100_000):
+            stream.write(b"x" * 100_000)
+    transport.run("true").check()  # the helper goes on answering
 
 
-def test_a_stream_whose_writer_fails_sends_nothing(ssh_env, tmp_path):
+@pytest.mark.parametrize("size", [4, SPOOL_BYTES + 1])
+def test_a_stream_whose_writer_fails_never_completes_its_command(ssh_env, tmp_path, size):
+    """A small one is never sent; a big one, already flowing, is killed on the host."""
     transport = ssh_env.transport()
     with_helper(transport)
     ran = tmp_path / "ran"
     stream_to = transport.stream_to(f"cat > /dev/null; touch {ran}")
     with pytest.raises(ValueError, match="the caller's"), stream_to as stream:
-        stream.write(b"half")
+        stream.write(b"x" * size)
         raise ValueError("the caller's own failure")
-    transport.run("true").check()  # the helper still answers, and nothing ran
+    transport.run("true").check()  # the helper still answers, and the command never went on
     assert not ran.exists()
 
 
@@ -249,8 +258,8 @@ RECEIVER = Program(
 
 
 @pytest.mark.parametrize("size", [300_000, SPOOL_BYTES + 1])
-def test_a_small_stream_into_our_program_runs_in_a_child_of_the_helper(ssh_env, tmp_path, size):
-    """An upload's commit: the helper forks for a small one; a big one flows on an exec channel."""
+def test_a_stream_into_our_program_runs_in_a_child_of_the_helper(ssh_env, tmp_path, size):
+    """An upload's commit: the helper forks for it, small (one request) or big (in pieces)."""
     transport = ssh_env.transport()
     helper = with_helper(transport)
     data, seen = os.urandom(size), tmp_path / "seen"
@@ -259,7 +268,7 @@ def test_a_small_stream_into_our_program_runs_in_a_child_of_the_helper(ssh_env, 
         stdin.write(data)
     parent, digest = seen.read_text().split()
     assert digest == hashlib.sha256(data).hexdigest()
-    assert (int(parent) == helper) is (size <= SPOOL_BYTES)
+    assert int(parent) == helper
     failing = transport.stream_to_program(RECEIVER, ssh_env.cluster.interpreter, [str(seen), "5"])
     with pytest.raises(RemoteCommandError, match="exit code 5"), failing as stdin:
         stdin.write(data)

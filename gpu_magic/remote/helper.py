@@ -15,10 +15,16 @@ Wire format, both directions: one JSON line, then the byte sections its ``*_len`
                so it starts in about a millisecond, not a fresh interpreter's tens
     shell      ``{"id", "op": "shell", "command", "stdin_len"}``: ``/bin/sh -c command`` in the
                environment the login shell gave this process
+               Either may say ``"more": true``: its stdin goes on in ``stdin`` messages
+    stdin      ``{"op": "stdin", "target", "stdin_len", "more"}``: the next piece of a running
+               request's stdin (a stream of any size, without holding it all first); the
+               piece with ``"more": false`` ends it
     kill       ``{"id", "op": "kill", "target"}``: SIGKILL the process group of a running
                request (the client's timeout); its answer still comes, with the signal's code
-    answer     server -> ``{"id", "exit", "unread", "stdout_len", "stderr_len"}`` + the two
-               outputs (``unread``: the command ended before reading all of its stdin)
+    answer     server -> ``{"id", "exit", "unread", "received", "stdout_len", "stderr_len"}`` +
+               the two outputs (``unread``: the command ended before reading all of its stdin;
+               ``received``: the stdin bytes that reached this process before the answer, so a
+               streamed piece that came too late is known as unread too)
 
 Requests run concurrently (each in its own child and process group); this process is one
 thread around a selector, so forking is safe. It exits when its stdin closes (the connection
@@ -55,10 +61,13 @@ looked for."""
 class Request:
     """One running request: the child's pid, its pipes, what it wrote so far."""
 
-    def __init__(self, rid, pid, stdin_fd, stdout_fd, stderr_fd, stdin):
+    def __init__(self, rid, pid, stdin_fd, stdout_fd, stderr_fd, stdin, more):
         self.id, self.pid = rid, pid
-        self.pending_stdin = stdin
+        self.pending_stdin = bytearray(stdin)
+        self.received = len(stdin)  # stdin bytes this request was sent, pieces included
+        self.more = more  # more stdin comes in "stdin" messages
         self.stdin_fd = stdin_fd
+        self.writing = False  # the stdin pipe is registered for writing
         self.open = {stdout_fd: bytearray(), stderr_fd: bytearray()}
         self.out_fd, self.err_fd = stdout_fd, stderr_fd
         self.output = {}
@@ -137,6 +146,11 @@ class Server:
                 with contextlib.suppress(OSError):
                     os.killpg(target.pid, signal.SIGKILL)
             return
+        if header["op"] == "stdin":
+            target = self.running.get(header["target"])
+            if target is not None:  # else it has ended and been answered: the piece is dropped
+                self.more_stdin(target, stdin, header.get("more", False))
+            return
         if source:
             self.programs[header["sha"]] = compile(source, header.get("name", "<program>"), "exec")
         if header["op"] == "program" and header["sha"] not in self.programs:
@@ -155,26 +169,46 @@ class Server:
             os.setpgid(pid, pid)
         for i, (r, w) in enumerate(pipes):
             os.close(r if i == 0 else w)
-        request = Request(header["id"], pid, pipes[0][1], pipes[1][0], pipes[2][0], stdin)
+        more = header.get("more", False)
+        request = Request(header["id"], pid, pipes[0][1], pipes[1][0], pipes[2][0], stdin, more)
         self.running[request.id] = request
         for fd in request.open:
             self.selector.register(fd, selectors.EVENT_READ, ("output", request))
         os.set_blocking(request.stdin_fd, False)
-        self.selector.register(request.stdin_fd, selectors.EVENT_WRITE, ("stdin", request))
+        self.want_to_write(request)
         if hasattr(os, "pidfd_open"):
             self.selector.register(os.pidfd_open(pid), selectors.EVENT_READ, ("exit", request))
 
+    def want_to_write(self, request):
+        if not request.writing:
+            self.selector.register(request.stdin_fd, selectors.EVENT_WRITE, ("stdin", request))
+            request.writing = True
+
+    def more_stdin(self, request, data, more):
+        """The next piece of a streamed stdin (after the child closed it: it went unread)."""
+        request.more = more
+        request.received += len(data)
+        if request.stdin_fd is None:
+            request.unread = request.unread or bool(data)
+            return
+        request.pending_stdin += data
+        self.want_to_write(request)
+
     def feed(self, request):
-        """Write what fits of the request's stdin; close it when all is written."""
+        """Write what fits of the request's stdin; close it when all is written and no more
+        is coming (until more comes, the pipe waits, not registered)."""
         try:
-            sent = os.write(request.stdin_fd, request.pending_stdin[:READ_CHUNK])
-            request.pending_stdin = request.pending_stdin[sent:]
+            sent = os.write(request.stdin_fd, memoryview(request.pending_stdin)[:READ_CHUNK])
+            del request.pending_stdin[:sent]
         except BlockingIOError:
             return
         except OSError:  # the child stopped reading: like a broken pipe under exec
-            request.pending_stdin, request.unread = b"", True
-        if not request.pending_stdin:
-            self.selector.unregister(request.stdin_fd)
+            request.pending_stdin, request.unread, request.more = bytearray(), True, False
+        if request.pending_stdin:
+            return
+        self.selector.unregister(request.stdin_fd)
+        request.writing = False
+        if not request.more:
             os.close(request.stdin_fd)
             request.stdin_fd = None
 
@@ -202,14 +236,16 @@ class Server:
     def maybe_answer(self, request):
         if request.open or request.status is None:
             return
-        if request.stdin_fd is not None:
+        if request.stdin_fd is not None:  # ended before it had all of its stdin
             request.unread = request.unread or bool(request.pending_stdin)
-            self.selector.unregister(request.stdin_fd)
+            if request.writing:
+                self.selector.unregister(request.stdin_fd)
             os.close(request.stdin_fd)
         del self.running[request.id]
         code = exit_code(request.status)
         out, err = request.output[request.out_fd], request.output[request.err_fd]
-        self.write({"id": request.id, "exit": code, "unread": request.unread}, out, err)
+        answer = {"id": request.id, "exit": code, "unread": request.unread}
+        self.write(dict(answer, received=request.received), out, err)
 
     def write(self, header, stdout, stderr):
         header = dict(header, stdout_len=len(stdout), stderr_len=len(stderr))

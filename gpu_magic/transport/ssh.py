@@ -88,7 +88,7 @@ HELPER_MIN_SESSIONS = 3
 STARTING, UNAVAILABLE = "starting", "unavailable"
 SPOOL_BYTES = 4 << 20
 """A stream up to this size goes to the helper in one request (held in memory, sent at its end:
-a progress bar meanwhile shows it as sent); a bigger one flows over an exec channel."""
+a progress bar meanwhile shows it as sent); a bigger one flows to the helper in pieces."""
 
 
 class SSHTransport(Transport):
@@ -192,42 +192,77 @@ class SSHTransport(Transport):
         return CommandResult(command, status, out, err)
 
     def stream_to(self, command: str) -> AbstractContextManager[BinaryIO]:
-        """Small streams (a resubmit's tar of spec, run script and lists) are gathered and sent
-        as one request to the helper; one that outgrows ``SPOOL_BYTES`` switches to an exec
-        channel and flows from there on. Nothing is sent when the caller's block fails."""
-        ask = lambda helper, data: helper.shell(command, data, None)  # noqa: E731
-        return self._stream_in(command, self.cluster.interpreter, ask)
+        """A stream to the helper: a small one (a resubmit's tar of spec, run script and
+        lists) gathered and sent as one request, so nothing is sent when the caller's block
+        fails; one that outgrows ``SPOOL_BYTES`` flows on in pieces as it is written (and is
+        killed on the host when the caller's block fails). No login shell starts for either."""
+        whole = lambda helper, data: helper.shell(command, data, None)  # noqa: E731
+        return self._stream_in(command, self.cluster.interpreter, whole, Helper.open_shell)
 
     def stream_to_program(
         self, program: Program, interpreter: str, args: Iterable[str] = ()
     ) -> AbstractContextManager[BinaryIO]:
-        """Like ``stream_to``; a small one runs in a child of the helper, whose imports are
-        done (an upload's commit: no fresh interpreter's ~40 ms)."""
+        """Like ``stream_to``, in a child of the helper, whose imports are done (an upload's
+        commit: no fresh interpreter's ~40 ms either)."""
         args = list(args)
-        ask = lambda helper, data: helper.program(program, args, data, None)  # noqa: E731
-        return self._stream_in(program.command(interpreter, *args), interpreter, ask)
+        whole = lambda helper, data: helper.program(program, args, data, None)  # noqa: E731
+        piecewise = lambda helper, _command: helper.open_program(program, args)  # noqa: E731
+        return self._stream_in(program.command(interpreter, *args), interpreter, whole, piecewise)
 
     @contextmanager
-    def _stream_in(self, command: str, interpreter: str, ask) -> Iterator[BinaryIO]:
+    def _stream_in(self, command: str, interpreter: str, whole, piecewise) -> Iterator[BinaryIO]:
         helper = self._helper(interpreter)
         if helper is None:
             with self._exec_stream_to(command) as stream:
                 yield stream
             return
         with contextlib.ExitStack() as overflow:
-            spool = Spool(
-                SPOOL_BYTES, lambda: overflow.enter_context(self._exec_stream_to(command))
-            )
+            flowing = lambda: self._helper_stream_to(helper, command, piecewise)  # noqa: E731
+            spool = Spool(SPOOL_BYTES, lambda: overflow.enter_context(flowing()))
             writer = io.BufferedWriter(spool, SFTP_REQUEST)
             yield writer
             writer.flush()
             if spool.stream is not None:
-                return  # the exec channel's exit (the stack) waits for the command and checks it
+                return  # the flowing stream's exit (the stack) waits for the answer, checks it
         data, shown = bytes(spool.held), shorten(command)
-        reply = self._ask(helper, shown, None, lambda: ask(helper, data))
+        reply = self._ask(helper, shown, None, lambda: whole(helper, data))
         if reply is None:  # the helper went before the request did
             reply = self._exec(command, data, None)
             reply = Reply(reply.exit_code, reply.stdout, reply.stderr)
+        self._check_fed(shown, reply)
+
+    @contextmanager
+    def _helper_stream_to(self, helper: Helper, command: str, piecewise) -> Iterator[BinaryIO]:
+        """The helper's request for ``command``, its stdin sent in pieces as written."""
+        shown = shorten(command)
+        try:
+            inflow = piecewise(helper, command)
+        except HelperGone as gone:
+            if gone.sent:
+                raise self._lost(shown, gone) from gone
+            with self._exec_stream_to(command) as stream:  # the helper went before it
+                yield stream
+            return
+        broken = False
+        try:
+            writer = io.BufferedWriter(inflow, SFTP_REQUEST)
+            yield writer
+            writer.flush()
+        except BrokenPipeError:
+            broken = True  # the command has ended; its answer says how
+        except HelperGone as gone:
+            raise self._lost(shown, gone) from gone
+        except BaseException:
+            inflow.abandon()  # the caller failed half way: the request is killed
+            raise
+        try:
+            reply = inflow.finish()
+        except HelperGone as gone:
+            raise self._lost(shown, gone) from gone
+        self._check_fed(shown, replace(reply, unread=reply.unread or broken))
+
+    def _check_fed(self, shown: str, reply: Reply) -> None:
+        """A stream's command failed, or ended before reading all it was sent: an error."""
         if reply.exit_code != 0:
             out, err = reply.stdout.decode(errors="replace"), reply.stderr.decode(errors="replace")
             raise RemoteCommandError(shown, reply.exit_code, err, out)

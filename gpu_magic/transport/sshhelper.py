@@ -20,7 +20,7 @@ import json
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
@@ -60,6 +60,7 @@ class _Answer:
     done: threading.Event = field(default_factory=threading.Event)
     reply: Reply | None = None
     gone: str | None = None
+    received: int | None = None  # the stdin bytes the helper had when it answered
 
 
 class Wire:
@@ -146,8 +147,36 @@ class Helper:
         self._known.add(program.sha256)
         return answer
 
+    def open_shell(self, command: str) -> Inflow:
+        """``shell`` whose stdin is written as it comes (``Inflow``)."""
+        return self._open({"op": "shell", "command": command}, b"")
+
+    def open_program(self, program: Program, args: list[str]) -> Inflow:
+        """``program`` whose stdin is written as it comes (``Inflow``)."""
+        header = {"op": "program", "sha": program.sha256, "name": program.name, "args": args}
+        source = b"" if program.sha256 in self._known else program.source.encode()
+        inflow = self._open(header, source)
+        self._known.add(program.sha256)
+        return inflow
+
     def close(self) -> None:
         close_quietly(self._chan)
+
+    def _open(self, header: dict, source: bytes) -> Inflow:
+        answer = _Answer()
+        with self._lock:
+            if self._gone is not None:
+                raise HelperGone(self._gone, sent=False)
+            rid = next(self._ids)
+            self._waiting[rid] = answer
+        header = dict(header, id=rid, source_len=len(source), stdin_len=0, more=True)
+        self._send(json.dumps(header).encode() + b"\n" + source)
+        return Inflow(self, rid, answer)
+
+    def _send_stdin(self, rid: int, data: bytes, more: bool) -> None:
+        piece = {"id": 0, "op": "stdin", "target": rid, "source_len": 0,
+                 "stdin_len": len(data), "more": more}  # fmt: skip
+        self._send(json.dumps(piece).encode() + b"\n" + data)
 
     def _call(self, header: dict, source: bytes, stdin: bytes, timeout: float | None) -> Reply:
         answer = _Answer()
@@ -195,6 +224,7 @@ class Helper:
                 if answer is not None:
                     unread = bool(header.get("unread"))
                     answer.reply = Reply(header["exit"], stdout, stderr, unread)
+                    answer.received = header.get("received")
                     answer.done.set()
         except (*WIRE_ERRORS, ValueError, KeyError) as exc:
             self._end(describe(exc) if isinstance(exc, WIRE_ERRORS) else f"bad answer: {exc}")
@@ -212,6 +242,43 @@ class Helper:
         if first:
             close_quietly(self._chan)
             self._on_end()
+
+
+class Inflow(io.RawIOBase):
+    """The stdin of a running request, sent to the helper piece by piece as it is written
+    (the SSH channel's window holds the writer back), so a stream of any size skips the login
+    shell an exec channel would start. ``finish`` ends the stdin and waits for the answer;
+    ``abandon`` kills the request (the caller failed half way)."""
+
+    def __init__(self, helper: Helper, rid: int, answer: _Answer):
+        self._helper, self._rid, self._answer = helper, rid, answer
+        self.sent = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        if self._answer.done.is_set():  # it ended before reading it all, as a pipe would say
+            raise BrokenPipeError(f"the command of request {self._rid} has ended")
+        self._helper._send_stdin(self._rid, bytes(data), more=True)
+        self.sent += len(data)
+        return len(data)
+
+    def finish(self) -> Reply:
+        """End the stdin; the answer (``unread`` also when a piece reached the helper after
+        the command had ended)."""
+        if not self._answer.done.is_set():
+            self._helper._send_stdin(self._rid, b"", more=False)
+        self._answer.done.wait()
+        if self._answer.gone is not None:
+            raise HelperGone(self._answer.gone, sent=True)
+        reply, received = self._answer.reply, self._answer.received
+        if received is not None and received < self.sent:
+            return replace(reply, unread=True)
+        return reply
+
+    def abandon(self) -> None:
+        self._helper._kill(self._rid)
 
 
 class Spool(io.RawIOBase):
