@@ -141,37 +141,39 @@ class Helper:
     def program(
         self, program: Program, args: list[str], stdin: bytes | None, timeout: float | None
     ) -> Reply:
-        header = {"op": "program", "sha": program.sha256, "name": program.name, "args": args}
-        source = b"" if program.sha256 in self._known else program.source.encode()
-        answer = self._call(header, source, stdin or b"", timeout)
-        self._known.add(program.sha256)
-        return answer
+        reply = self._call(*self._program(program, args), stdin or b"", timeout)
+        self._known.add(program.sha256)  # only once sent: a request before it needs the source
+        return reply
 
     def open_shell(self, command: str) -> Inflow:
         """``shell`` whose stdin is written as it comes (``Inflow``)."""
-        return self._open({"op": "shell", "command": command}, b"")
+        return Inflow(self, *self._start({"op": "shell", "command": command}, b"", b"", True))
 
     def open_program(self, program: Program, args: list[str]) -> Inflow:
         """``program`` whose stdin is written as it comes (``Inflow``)."""
-        header = {"op": "program", "sha": program.sha256, "name": program.name, "args": args}
-        source = b"" if program.sha256 in self._known else program.source.encode()
-        inflow = self._open(header, source)
+        inflow = Inflow(self, *self._start(*self._program(program, args), b"", True))
         self._known.add(program.sha256)
         return inflow
 
     def close(self) -> None:
         close_quietly(self._chan)
 
-    def _open(self, header: dict, source: bytes) -> Inflow:
+    def _program(self, program: Program, args: list[str]) -> tuple[dict, bytes]:
+        """A program request's header, and its source unless this helper holds it already."""
+        header = {"op": "program", "sha": program.sha256, "name": program.name, "args": args}
+        return header, b"" if program.sha256 in self._known else program.source.encode()
+
+    def _start(self, header: dict, source: bytes, stdin: bytes, more: bool) -> tuple[int, _Answer]:
+        """Send a request (``more``: its stdin goes on in pieces); its id and answer to come."""
         answer = _Answer()
         with self._lock:
             if self._gone is not None:
                 raise HelperGone(self._gone, sent=False)
             rid = next(self._ids)
             self._waiting[rid] = answer
-        header = dict(header, id=rid, source_len=len(source), stdin_len=0, more=True)
-        self._send(json.dumps(header).encode() + b"\n" + source)
-        return Inflow(self, rid, answer)
+        header = dict(header, id=rid, source_len=len(source), stdin_len=len(stdin), more=more)
+        self._send(json.dumps(header).encode() + b"\n" + source + stdin)
+        return rid, answer
 
     def _send_stdin(self, rid: int, data: bytes, more: bool) -> None:
         piece = {"id": 0, "op": "stdin", "target": rid, "source_len": 0,
@@ -179,14 +181,7 @@ class Helper:
         self._send(json.dumps(piece).encode() + b"\n" + data)
 
     def _call(self, header: dict, source: bytes, stdin: bytes, timeout: float | None) -> Reply:
-        answer = _Answer()
-        with self._lock:
-            if self._gone is not None:
-                raise HelperGone(self._gone, sent=False)
-            rid = next(self._ids)
-            self._waiting[rid] = answer
-        header = dict(header, id=rid, source_len=len(source), stdin_len=len(stdin))
-        self._send(json.dumps(header).encode() + b"\n" + source + stdin)
+        rid, answer = self._start(header, source, stdin, False)
         if not answer.done.wait(timeout):
             self._kill(rid)
             raise TimeoutError
