@@ -15,7 +15,6 @@ import argcomplete
 
 from . import formatting, views
 from .api import Client, default_client
-from .clusters import CleanupRules
 from .errors import InvalidRequestError
 from .housekeeping import cleanup as cleanups
 from .housekeeping import report
@@ -102,9 +101,7 @@ def submit(args) -> int:
     options = from_flags(args)
     if args.script.suffix == ".sh":
         options = options.model_copy(update={"bash": True})
-    if args.template:
-        options = options.over(client.clusters.templates.options(args.template))
-    request = options.request(code, template=args.template)
+    request = client.clusters.templates.request(options, code, args.template)
     say = lambda line: print(line, file=sys.stderr)  # noqa: E731 - stdout keeps to the answer
     job = client.submit(request, {}, cwd=Path.cwd(), say=say).job
     if args.wait:
@@ -145,14 +142,8 @@ def storage(args) -> int:
 
 
 def cleanup(args) -> int:
-    given = {"keep_last": args.keep_last, "older_than_days": args.older_than,
-             "quota_gb": args.quota}  # fmt: skip
-    given = {k: v for k, v in given.items() if v is not None}
-    if any(v < 0 for v in given.values()):
-        raise InvalidRequestError("--keep-last, --older-than and --quota take numbers >= 0")
-    request = cleanups.Request(
-        cluster=args.cluster, rules=CleanupRules(**given) if given else None, force=args.force
-    )
+    rules = cleanups.given_rules(args)
+    request = cleanups.Request(cluster=args.cluster, rules=rules, force=args.force)
     plan = default_client().cleanup(request, dry_run=args.dry_run)
     show(args, views.plan_view(plan), lambda: report.plan_text(plan, args.dry_run))
     return OK

@@ -149,10 +149,7 @@ class GPUMagics(ClientMagics):
 
     def _request(self, opts, cell: str) -> GPUJobRequest:
         """The flags given, over the ``--template``'s options when one is named."""
-        options = from_flags(opts)
-        if opts.template:
-            options = options.over(self.client.clusters.templates.options(opts.template))
-        return options.request(cell, template=opts.template)
+        return self.client.clusters.templates.request(from_flags(opts), cell, opts.template)
 
     def _finish(self, job_id: str, timeout: float | None) -> None:
         """Wait, then load the outputs into the namespace; a failed job's saved outputs too (a

@@ -11,7 +11,6 @@ from IPython.core.magic import line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
 
 from .api import Client
-from .clusters import CleanupRules
 from .formatting import size
 from .housekeeping import cleanup, report
 from .magics import ClientMagics, parse, user_errors
@@ -74,7 +73,10 @@ class StorageMagics(ClientMagics):
             print(report.history_table(self.client.store.deletions(), opts.bytes))
             return None
         request = cleanup.Request(
-            cluster=opts.cluster, sides=_sides(opts), rules=_rules(opts), force=opts.force
+            cluster=opts.cluster,
+            sides=_sides(opts),
+            rules=cleanup.given_rules(opts),
+            force=opts.force,
         )
         _check_cluster(self.client, opts.cluster)
         done = self.client.cleanup(request, dry_run=opts.dry_run)
@@ -94,13 +96,3 @@ def _sides(opts) -> tuple[str, ...]:
     if opts.remote:
         return (cleanup.REMOTE,)
     return (cleanup.LOCAL,) if opts.local else (cleanup.REMOTE, cleanup.LOCAL)
-
-
-def _rules(opts) -> CleanupRules | None:
-    """Rules given here replace the configured ones; none given: the configured policy."""
-    given = {"keep_last": opts.keep_last, "older_than_days": opts.older_than,
-             "quota_gb": opts.quota}  # fmt: skip
-    given = {k: v for k, v in given.items() if v is not None}
-    if any(v < 0 for v in given.values()):
-        raise UsageError("--keep-last, --older-than and --quota take numbers >= 0")
-    return CleanupRules(**given) if given else None

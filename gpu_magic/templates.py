@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from .errors import ConfigError, InvalidRequestError
-from .models import format_validation_error
+from .models import GPUJobRequest, format_validation_error
 from .submit_options import CELL_OPTIONS, SubmitOptions
 
 TEMPLATE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
@@ -61,6 +61,12 @@ class Templates:
         for link in self.chain(name):
             resolved = _table_options(link, tables[link]).over(resolved)
         return resolved
+
+    def request(self, given: SubmitOptions, code: str, name: str | None) -> GPUJobRequest:
+        """The request of a submission: the ``given`` options over template ``name``'s (when
+        one is named), for ``code``; what the magic and the CLI both submit."""
+        options = given.over(self.options(name)) if name else given
+        return options.request(code, template=name)
 
     def origins(self, name: str) -> dict[str, str]:
         """Which templates of the chain set each option (what ``show`` prints beside it): the

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from ..clusters import CleanupConfig, CleanupRules, cleanup_defaults
-from ..errors import GPUMagicError
+from ..errors import GPUMagicError, InvalidRequestError
 from ..jobstore import Deletion
 from ..models import GPUJob, utcnow
 from ..packaging.remote_cache import RemoteCache
@@ -27,6 +27,17 @@ if TYPE_CHECKING:  # pragma: no cover
 
 REMOTE, LOCAL = "remote", "local"
 DELETE, ARCHIVE, KEEP, REFUSE = "delete", "archive", "keep", "refuse"
+
+
+def given_rules(opts) -> CleanupRules | None:
+    """The rules ``--keep-last``, ``--older-than`` and ``--quota`` give (of ``%gpu_cleanup`` or
+    ``gpu-magic cleanup``): they replace the configured ones; none given: None, the policy."""
+    given = {"keep_last": opts.keep_last, "older_than_days": opts.older_than,
+             "quota_gb": opts.quota}  # fmt: skip
+    given = {k: v for k, v in given.items() if v is not None}
+    if any(v < 0 for v in given.values()):
+        raise InvalidRequestError("--keep-last, --older-than and --quota take numbers >= 0")
+    return CleanupRules(**given) if given else None
 
 
 @dataclass(frozen=True)
