@@ -6,11 +6,12 @@ Importable without IPython, ipywidgets or jupyter_server (the server extension a
 from __future__ import annotations
 
 import threading
+from collections import ChainMap
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from . import submission
+from . import retries, submission, sweeps
 from .audit import AuditLog
 from .clusters import ClusterRegistry
 from .config import Settings, workdir_dotenv
@@ -20,7 +21,7 @@ from .hosts import Host, Hosts, TransportFactory
 from .housekeeping import cleanup, usage
 from .jobstore import Change, JobStore, Transition
 from .lease import HostLease
-from .models import GPUJob, GPUJobRequest, JobStatus
+from .models import GPUJob, GPUJobRequest, JobStatus, SweepMember
 from .monitoring.feed import JobFeed, LogChunk, complete_utf8
 from .monitoring.mirror import LiveMirror
 from .monitoring.monitor import Monitor
@@ -33,6 +34,7 @@ from .parsers.levels import LineFilter
 from .results import hostfolder
 from .results.progress import TransferProgress
 from .results_service import ResultsService
+from .sweep_handle import SweepHandle
 from .tracker import JobTracker
 from .transport import Transport
 
@@ -168,17 +170,77 @@ class Client:
     ) -> JobHandle:
         """Package, upload and launch one job. ``progress`` follows the upload (its ``cancel``
         stops it: the job ends ``cancelled``, nothing was launched)."""
+        job = self._upload(request, namespace or {}, cwd, say, progress)
+        self._start_or_wait(job, say)
+        return JobHandle(self, job.id)
+
+    def submit_sweep(
+        self,
+        request: GPUJobRequest,
+        sweep: sweeps.Sweep,
+        namespace: Mapping[str, Any] | None = None,
+        *,
+        cwd: Path | None = None,
+        say: Callable[[str], None] | None = None,
+        progress: TransferProgress | None = None,
+    ) -> SweepHandle:
+        """Run the cell once per combination of ``sweep``'s values. Every member is checked
+        before the first is packaged; they upload one by one (files they share are sent
+        once: the host's cache holds them after the first); on Slurm they launch as ONE job
+        array (``%max_concurrent_jobs`` at once), elsewhere through the slot queue. A member
+        that fails to upload stops the sweep: those already uploaded end ``cancelled``,
+        nothing was launched."""
+        sweep_id = sweeps.new_sweep_id()
+        made = sweeps.members(sweep, sweep_id, request)
+        if say is not None:
+            say(f"gpu_magic: sweep {sweep_id}: {sweep.size} members, {sweep.describe()}")
+        namespace = namespace or {}
+        jobs: list[GPUJob] = []
+        try:
+            for member_request, place, values in made:
+                first = not jobs
+                job = self._upload(
+                    member_request, ChainMap(values, dict(namespace)), cwd,
+                    say if first else None, progress if first else None, place,
+                )  # fmt: skip
+                jobs.append(job)
+        except GPUMagicError as exc:
+            self._stop_sweep(jobs, exc)
+            raise
+        host = self.hosts.get(jobs[0].cluster)
+        if host.scheduler.arrays:
+            max_running = self.settings.max_concurrent_jobs
+            submission.start_array(host, jobs, sweep_id, max_running, self.tracker.save)
+        else:  # uploaded members hold no slot: queued in order, launched while slots are free
+            self.tracker.wait_for_slots(jobs)
+        return SweepHandle(self, sweep_id)
+
+    def _stop_sweep(self, uploaded: list[GPUJob], exc: GPUMagicError) -> None:
+        why = f"sweep stopped before launch: another member did not upload: {exc}"
+        for job in uploaded:
+            self.tracker.save(submission.mark(job, JobStatus.CANCELLED, reason=why), why)
+
+    def _upload(
+        self,
+        request: GPUJobRequest,
+        namespace: Mapping[str, Any],
+        cwd: Path | None,
+        say: Callable[[str], None] | None,
+        progress: TransferProgress | None,
+        sweep: SweepMember | None = None,
+    ) -> GPUJob:
+        """Package and upload one job: stored ``uploading``, or ended and raised."""
         cluster = self.clusters.get(request.cluster)
-        bundle = submission.package(request, namespace or {}, cluster, cwd)
+        bundle = submission.package(request, namespace, cluster, cwd)
         namesake = self.store.newest_named(request.name) if request.name else None
         host = self.hosts.get(cluster.name)
         base = submission.remote_base(host.transport, cluster)
         cache = RemoteCache.under(base, cluster.interpreter)
         plan = remote_cache.plan(host.transport, bundle, cache, self.digests)
         submission.announce(bundle, request, cluster, namesake, say, plan.cached_bytes)
-        job = submission.new_job(bundle, request, cluster, base)
+        job = submission.new_job(bundle, request, cluster, base, sweep)
         self.audit.redact(submission.secrets(request))
-        host.audit.record("submit", jobs=[job.id], **submission.summary(bundle, request))
+        host.audit.record("submit", jobs=[job.id], **submission.summary(bundle, request, sweep))
         self.store.insert(job)
         job = self.tracker.save(submission.mark(job, JobStatus.UPLOADING))
         folder = hostfolder.folder_of(job)
@@ -193,13 +255,16 @@ class Client:
             upload.end(exc)
             self._never_ran(job, exc)
             raise
+        return job
+
+    def _start_or_wait(self, job: GPUJob, say: Callable[[str], None] | None) -> None:
+        """Launch an uploaded job now, or keep it waiting for a free slot."""
         if not self.store.claim_slot(job, self.settings.max_concurrent_jobs):
             waiting = self.tracker.wait_for_slot(job)
             if say is not None and waiting.status == JobStatus.PENDING:
                 say(f"job {job.id} is uploaded and {waiting.reason}")
-            return JobHandle(self, job.id)
-        submission.start(host, job, self.tracker.save)
-        return JobHandle(self, job.id)
+            return
+        submission.start(self.hosts.of(job), job, self.tracker.save)
 
     def _never_ran(self, job: GPUJob, exc: GPUMagicError) -> None:
         if isinstance(exc, TransferCancelled):  # the user's stop: not a failure
@@ -247,6 +312,32 @@ class Client:
 
     def handle(self, id_or_name: str) -> JobHandle:
         return JobHandle(self, self.store.find(id_or_name).id)
+
+    def sweep(self, key: str) -> SweepHandle:
+        """A sweep by its id, its ``--name``, or the id or name of one of its members."""
+        if self.store.list(sweep=key, limit=1):
+            return SweepHandle(self, key)
+        named = self.store.newest_sweep_named(key)
+        if named is not None:
+            return SweepHandle(self, named)
+        member = self.store.find(key)
+        if member.sweep is None:
+            raise InvalidRequestError(f"job {member.id} is not a member of a sweep")
+        return SweepHandle(self, member.sweep.sweep_id)
+
+    def retry(self, job_id: str) -> GPUJob:
+        """Run an ended job again that did not complete: its next attempt, same id, same
+        folder (checkpoints kept), as ``--retries`` would."""
+        job = self.tracker.refresh([self.store.find(job_id)])[0]
+        if not job.is_terminal or job.status == JobStatus.COMPLETED:
+            raise InvalidRequestError(f"job {job.id} is {job.status}: only an ended job that "
+                                      "did not complete can be run again")  # fmt: skip
+        if not submission.can_launch(job):
+            names = ", ".join(job.request.secret_env)
+            raise InvalidRequestError(f"job {job.id} needs {names} in this process's environment")
+        why = f"run again by the user after it ended {job.status}"
+        rerun = retries.rerun(self.hosts.of(job), self.store, self.tracker.save, job, why)
+        return rerun or self.store.get(job.id)  # None: another process ran it again first
 
     def wait(self, job_id: str, timeout: float | None = None) -> GPUJob:
         return self.tracker.wait(job_id, timeout)

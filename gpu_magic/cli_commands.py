@@ -23,6 +23,7 @@ from .monitoring.follow import follow_lines
 from .parsers.events import terminal_safe
 from .parsers.levels import LineFilter
 from .submit_options import from_flags
+from .sweeps import Sweep
 
 OK, FAILED = 0, 1
 NOT_FAILED = frozenset({JobStatus.COMPLETED}) | {s for s in JobStatus if not s.is_terminal}
@@ -103,11 +104,30 @@ def submit(args) -> int:
         options = options.model_copy(update={"bash": True})
     request = client.clusters.templates.request(options, code, args.template)
     say = lambda line: print(line, file=sys.stderr)  # noqa: E731 - stdout keeps to the answer
+    if args.sweep:
+        return _submit_sweep(client, request, args, say)
     job = client.submit(request, {}, cwd=Path.cwd(), say=say).job
     if args.wait:
         job = client.wait(job.id)
     show(args, views.job_view(job), lambda: f"gpu-magic: job {job.id} is {job.status}")
     return OK if not args.wait or job.status == JobStatus.COMPLETED else FAILED
+
+
+def _submit_sweep(client, request, args, say) -> int:
+    """A script run once per combination; ``--wait``: until every member ended (1 when one of
+    them did not complete), with the results table."""
+    sweep = Sweep.parse(args.sweep, args.sweep_mode)
+    handle = client.submit_sweep(request, sweep, {}, cwd=Path.cwd(), say=say)
+    if args.wait:
+        handle.wait()
+        rows = handle.result_rows()
+        show(args, {"sweep": handle.id, "members": rows}, lambda: formatting.sweep_table(rows))
+        failed = any(row["status"] != JobStatus.COMPLETED.value for row in rows)
+        return FAILED if failed else OK
+    members = [views.job_view(job) for job in handle.jobs(refresh=False)]
+    show(args, {"sweep": handle.id, "members": members},
+         lambda: f"gpu-magic: sweep {handle.id}: {len(members)} members submitted")  # fmt: skip
+    return OK
 
 
 def clusters(args) -> int:

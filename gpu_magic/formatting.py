@@ -243,3 +243,17 @@ def option_value(value: Any) -> str:
     if isinstance(value, list | tuple):
         return "[" + ", ".join(map(str, value)) + "]"
     return str(value)
+
+
+def sweep_table(rows: Sequence[dict]) -> str:
+    """A sweep's results (``SweepHandle.result_rows``) as text: one line per member."""
+    headers = list(dict.fromkeys(k for row in rows for k in row))
+    return table(headers, [[_result_cell(row.get(k)) for k in headers] for row in rows])
+
+
+def _result_cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return printable(str(value))

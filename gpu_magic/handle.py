@@ -94,11 +94,11 @@ class JobHandle:
 
     def metrics(self):
         """Parsed metric series, one row per step: a pandas DataFrame when pandas is installed."""
-        return _table(metric_rows(self._client.feed(self.id).metric_records()))
+        return table(metric_rows(self._client.feed(self.id).metric_records()))
 
     def gpu(self):
         """GPU samples (time, index, utilisation %, memory MiB, temperature, power)."""
-        return _table([asdict(s) for s in self._client.feed(self.id).gpu_samples()])
+        return table([asdict(s) for s in self._client.feed(self.id).gpu_samples()])
 
     def progress(self):
         """Step, total, rate, time left and finish time as last seen (all None before any:
@@ -112,7 +112,8 @@ class JobHandle:
         return f"<JobHandle {job.id}{name} {job.status} on {job.cluster}{extra}>"
 
 
-def _table(rows: list[dict]):
+def table(rows: list[dict]):
+    """Rows as a pandas DataFrame when pandas is installed, else as they are."""
     try:
         import pandas
     except ImportError:

@@ -41,6 +41,7 @@ PID = "pid"
 PID_START = "pid_start"  # "BOOT_ID START_TICKS" of run.sh: a reused pid after a reboot is not it
 LAUNCHED = "launched"  # process scheduler: made (mkdir) by the one launch that starts run.sh
 SUBMITTED = "submitted"  # Slurm: made (mkdir) by the one submit that runs sbatch
+ARRAY_OUTPUTS = "array"  # Slurm: in a job array's folder 0, state/array/I.out -> task I's slurm.out
 SLURM_ID = "slurm_id"  # Slurm: sbatch's answer, the job id (written by the detached sbatch)
 SBATCH_STATUS = "sbatch_status"  # Slurm: sbatch's exit status, written after slurm_id
 SBATCH_ERROR = "sbatch_error"  # Slurm: what sbatch said on stderr (why it refused)

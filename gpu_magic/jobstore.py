@@ -28,7 +28,7 @@ from pydantic import ValidationError
 from . import migrations
 from .config import private_dir, private_file
 from .errors import JobNotFoundError, StoreError
-from .models import TERMINAL_STATES, GPUJob, GPUJobRequest, JobStatus, utcnow
+from .models import TERMINAL_STATES, GPUJob, GPUJobRequest, JobStatus, SweepMember, utcnow
 
 __all__ = ["Change", "Deletion", "JobStore", "Transition"]
 
@@ -37,7 +37,7 @@ MIN_PREFIX = 4
 _FIELDS = (
     "id", "name", "cluster", "status", "reason", "scheduler_id", "remote_dir", "created_at",
     "submitted_at", "started_at", "ended_at", "exit_code", "error", "request_json",
-    "failure_json", "attempt", "ready_at",
+    "failure_json", "attempt", "ready_at", "sweep_id", "sweep_json",
 )  # fmt: skip
 _COLUMNS = ", ".join(_FIELDS)
 _SELECT = f"SELECT {_COLUMNS} FROM jobs"  # noqa: S608 (constant)
@@ -150,13 +150,15 @@ def _job_to_row(job: GPUJob) -> tuple:
         job.remote_dir, _to_text(job.created_at), _to_text(job.submitted_at),
         _to_text(job.started_at), _to_text(job.ended_at), job.exit_code, job.error,
         job.request.model_dump_json(), None if job.failure is None else json.dumps(job.failure),
-        job.attempt, _to_text(job.ready_at),
+        job.attempt, _to_text(job.ready_at), job.sweep and job.sweep.sweep_id,
+        job.sweep and job.sweep.model_dump_json(),
     )  # fmt: skip
 
 
 def _row_to_job(row: tuple) -> GPUJob:
     (id_, _name, cluster, status, reason, scheduler_id, remote_dir, created, submitted,
-     started, ended, exit_code, error, request_json, failure, attempt, ready) = row  # fmt: skip
+     started, ended, exit_code, error, request_json, failure, attempt, ready, _sweep_id,
+     sweep) = row  # fmt: skip
     try:
         return GPUJob(
             id=id_, request=GPUJobRequest.model_validate_json(request_json), cluster=cluster,
@@ -166,6 +168,7 @@ def _row_to_job(row: tuple) -> GPUJob:
             ended_at=_from_text(ended), exit_code=exit_code, error=error,
             failure=None if failure is None else json.loads(failure), attempt=attempt,
             ready_at=_from_text(ready),
+            sweep=None if sweep is None else SweepMember.model_validate_json(sweep),
         )  # fmt: skip
     except (ValidationError, ValueError) as exc:
         raise StoreError(f"stored job {id_} cannot be read: {exc}") from None
@@ -410,6 +413,16 @@ class JobStore:
         named = self._query(f"find {name}", sql, (name,))
         return named[0] if named else None
 
+    def newest_sweep_named(self, name: str) -> str | None:
+        """The id of the newest sweep called ``name`` (its ``--name``), None when none is."""
+        sql = (
+            "SELECT sweep_id FROM jobs WHERE sweep_id IS NOT NULL "  # noqa: S608 (constant)
+            f"AND json_extract(sweep_json, '$.name') = ? {_NEWEST_FIRST} LIMIT 1"
+        )
+        with self._read(f"find sweep {name}") as conn:
+            row = conn.execute(sql, (name,)).fetchone()
+        return row[0] if row else None
+
     def find(self, id_or_name: str) -> GPUJob:
         """Exact id; else a unique id prefix or suffix of >= 4 characters; else the newest job
         of that name. An ambiguous prefix with no job of that name raises, listing candidates."""
@@ -444,11 +457,14 @@ class JobStore:
         status: str | None = None,
         name: str | None = None,
         before: str | None = None,
+        sweep: str | None = None,
     ) -> list[GPUJob]:
         """Jobs newest first; ``active_only`` leaves out jobs in a terminal state; ``before``
-        (a job id, the last one of a previous page) continues after that job."""
+        (a job id, the last one of a previous page) continues after that job; ``sweep``: the
+        members of that sweep."""
         where, params = [], []
-        for column, value in (("cluster", cluster), ("status", status), ("name", name)):
+        filters = (("cluster", cluster), ("status", status), ("name", name), ("sweep_id", sweep))
+        for column, value in filters:
             if value is not None:
                 where.append(f"{column} = ?")
                 params.append(value)

@@ -19,13 +19,14 @@ from . import formatting
 from .api import Client, default_client
 from .clusters import make_cluster
 from .errors import GPUMagicError, RemoteJobError
-from .handle import JobHandle
 from .models import GPUJobRequest, JobStatus
 from .monitoring.follow import follow_lines
 from .parsers.events import terminal_safe
 from .parsers.levels import LineFilter
 from .results.progress import UPLOAD_STOPPED, TransferProgress
 from .submit_options import FLAGS, from_flags
+from .sweep_handle import SweepHandle
+from .sweeps import Sweep
 
 
 def ui():
@@ -128,24 +129,42 @@ class GPUMagics(ClientMagics):
     @cell_magic
     @user_errors
     def gpu_submit(self, line: str, cell: str):
-        """Run this cell on a GPU host; returns a job handle."""
+        """Run this cell on a GPU host; returns a job handle (with --sweep: a sweep handle,
+        ``.results()``, ``.best("val_loss")``, ``.cancel()``, ``.retry()``)."""
         opts = parse(self.gpu_submit, line)
         if opts is None:
             return None
         request = self._request(opts, cell)
+        if opts.sweep:
+            return self._sweep(request, opts)
         handle = self._submit(request)
         ui().show_job(self.client, handle.id)
         if opts.wait:
             self._finish(handle.id, timeout=None)
         return handle
 
-    def _submit(self, request: GPUJobRequest) -> JobHandle:
+    def _submit(self, request: GPUJobRequest, sweep: Sweep | None = None):
         """Submit on a thread while this one shows the upload's bar (past a second) and the
         submission's lines; Ctrl-C (an interrupt) cancels the upload, and the job with it."""
         upload, lines = TransferProgress(stopped=UPLOAD_STOPPED), queue.SimpleQueue()
         ns, cwd = self.shell.user_ns, Path(os.getcwd())
-        work = lambda: self.client.submit(request, ns, cwd=cwd, say=lines.put, progress=upload)  # noqa: E731
+        given = {"cwd": cwd, "say": lines.put, "progress": upload}
+        if sweep is None:
+            work = lambda: self.client.submit(request, ns, **given)  # noqa: E731
+        else:
+            work = lambda: self.client.submit_sweep(request, sweep, ns, **given)  # noqa: E731
         return ui().run_showing(lambda: upload, work, after_s=1.0, relay=lines, what="upload")
+
+    def _sweep(self, request: GPUJobRequest, opts) -> SweepHandle:
+        """A sweep: every member submitted, one grouped panel; ``--wait``: until all ended,
+        then their results table."""
+        sweep = Sweep.parse(opts.sweep, opts.sweep_mode, self.shell.user_ns)
+        handle = self._submit(request, sweep)
+        ui().show_sweep(self.client, handle.id)
+        if opts.wait:
+            handle.wait()
+            print(formatting.sweep_table(handle.result_rows()))
+        return handle
 
     def _request(self, opts, cell: str) -> GPUJobRequest:
         """The flags given, over the ``--template``'s options when one is named."""

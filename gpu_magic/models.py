@@ -263,6 +263,26 @@ def format_validation_error(exc: ValidationError) -> str:
     return "invalid job request: " + "; ".join(lines)
 
 
+class SweepMember(BaseModel):
+    """A job's place in a sweep (``%%gpu_submit --sweep``): which sweep, which combination, and
+    the values it was given, as shown (a JSON number, string, bool or null; another value's
+    ``repr``): the members of one sweep share ``sweep_id``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    sweep_id: str
+    index: int = Field(ge=0)
+    size: int = Field(ge=1)
+    params: dict[str, Any] = Field(default_factory=dict)
+    name: str | None = None
+    """The sweep's ``--name`` (its members are called ``NAME.0``, ``NAME.1``, ...)."""
+
+    @property
+    def label(self) -> str:
+        """``lr=0.001, bs=32``: how a legend or a table names the member."""
+        return ", ".join(f"{key}={value}" for key, value in self.params.items())
+
+
 class GPUJob(BaseModel):
     """The persisted record of a submitted job (the local store caches the remote folder)."""
 
@@ -289,6 +309,8 @@ class GPUJob(BaseModel):
     failure: dict[str, Any] | None = None
     """Why it did not complete, classified (``failures.Failure.to_dict``: kind, explanation,
     fix, detail); None while it runs and when it completed."""
+    sweep: SweepMember | None = None
+    """Set on the members of a sweep."""
 
     @property
     def name(self) -> str | None:

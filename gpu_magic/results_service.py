@@ -175,7 +175,7 @@ class ResultsService:
     def _collected_already(self, job: GPUJob, again: bool) -> dict | None:
         """The complete manifest (None: collect now); raises when the job cannot be."""
         manifest = self.local.manifest(job.id)
-        if manifest is not None and manifest["complete"] and not again:
+        if _current(manifest, job) and not again:
             return manifest
         job = self.tracker.job(job.id)
         if not job.is_terminal:
@@ -379,8 +379,7 @@ class ResultsService:
         return manifest["files"] if manifest is not None and manifest["complete"] else None
 
     def _complete(self, job: GPUJob) -> bool:
-        manifest = self.local.manifest(job.id) if job.is_terminal else None
-        return manifest is not None and manifest["complete"]
+        return job.is_terminal and _current(self.local.manifest(job.id), job)
 
     @contextmanager
     def _exclusive(self, job_id: str) -> Iterator[None]:
@@ -390,6 +389,14 @@ class ResultsService:
             lock = self._job_locks.setdefault(job_id, threading.Lock())
         with lock, self.local.writing(job_id):
             yield
+
+
+def _current(manifest: dict | None, job: GPUJob) -> bool:
+    """Whether ``manifest`` is a complete collection of the job's latest attempt (a job run
+    again after it ended is collected again; a manifest from before attempts: the first)."""
+    return (
+        manifest is not None and manifest["complete"] and manifest.get("attempt", 1) == job.attempt
+    )
 
 
 def _same_folder(jobs: list[GPUJob]) -> list[list[GPUJob]]:

@@ -50,14 +50,23 @@ def wanted(job: GPUJob) -> bool:
 def retry(host: Host, store: JobStore, save: Callable[..., GPUJob], job: GPUJob) -> GPUJob | None:
     """Start the next attempt of ``job`` (ended and ``wanted``); the stored job, or None when
     another process started it first. ``save`` stores what the launch came to."""
-    attempt = job.attempt + 1
     failure = job.failure
     why = (
-        f"attempt {attempt} of {job.request.retries + 1} after {failure['kind']}: "
+        f"attempt {job.attempt + 1} of {job.request.retries + 1} after {failure['kind']}: "
         f"{failure['explanation']}"
     )
+    return rerun(host, store, save, job, why)
+
+
+def rerun(
+    host: Host, store: JobStore, save: Callable[..., GPUJob], job: GPUJob, why: str
+) -> GPUJob | None:
+    """Start the next attempt of the ended ``job`` in its folder, for ``why``; None when
+    another process started it first. Until the launch answers, the job is ``uploading``
+    (being launched), which no poll looks at: its folder still shows the last attempt's end."""
+    attempt = job.attempt + 1
     queued = job.model_copy(
-        update={"status": JobStatus.QUEUED, "attempt": attempt, "reason": why, "exit_code": None,
+        update={"status": JobStatus.UPLOADING, "attempt": attempt, "reason": why, "exit_code": None,
                 "ended_at": None, "error": None, "failure": None, "scheduler_id": None}
     )  # fmt: skip
     if not store.advance_attempt(queued, why):

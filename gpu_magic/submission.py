@@ -20,7 +20,7 @@ from .errors import (
     transient,
 )
 from .jobdir import JobDir, new_job_id
-from .models import GPUJob, GPUJobRequest, JobStatus, utcnow
+from .models import GPUJob, GPUJobRequest, JobStatus, SweepMember, utcnow
 from .packaging.bundle import Bundle, build_bundle
 from .packaging.files import collect_files
 from .packaging.inputs import pickle_inputs
@@ -69,7 +69,13 @@ def _run_script_options(request: GPUJobRequest, cluster: ClusterConfig) -> dict:
     return {}
 
 
-def new_job(bundle: Bundle, request: GPUJobRequest, cluster: ClusterConfig, base: str) -> GPUJob:
+def new_job(
+    bundle: Bundle,
+    request: GPUJobRequest,
+    cluster: ClusterConfig,
+    base: str,
+    sweep: SweepMember | None = None,
+) -> GPUJob:
     folder = JobDir.under(base, bundle.job_id)
     return GPUJob(
         id=bundle.job_id,
@@ -77,6 +83,7 @@ def new_job(bundle: Bundle, request: GPUJobRequest, cluster: ClusterConfig, base
         cluster=cluster.name,
         remote_dir=str(folder),
         status=JobStatus.PENDING,
+        sweep=sweep,
     )
 
 
@@ -139,10 +146,13 @@ def can_launch(job: GPUJob) -> bool:
     return not secret_env.missing(job.request.secret_env)
 
 
-def summary(bundle: Bundle, request: GPUJobRequest) -> dict:
+def summary(bundle: Bundle, request: GPUJobRequest, sweep: SweepMember | None = None) -> dict:
     """What the audit log keeps of a submission: what was asked for and what was shipped, by
-    name, size and hash; never a value (``--env`` values, ``--args``, the variables)."""
+    name, size and hash; never a value (``--env`` values, ``--args``, the variables, a
+    sweep's parameters: only their names)."""
+    place = {} if sweep is None else {"sweep": sweep.sweep_id, "sweep_index": sweep.index}
     return {
+        **place,
         "name": request.name,
         "language": request.language,
         "code_sha256": hashlib.sha256(request.code.encode()).hexdigest(),
@@ -225,24 +235,49 @@ def launch_failed(job: GPUJob, exc: GPUMagicError) -> tuple[GPUJob, str]:
 
 
 def launch(host: Host, job: GPUJob, folder: JobDir) -> Submitted:
-    """Hand the uploaded folder to the host's scheduler. A connection that drops while the
-    launch command runs leaves "it may or may not have run": where the scheduler's launch is
-    safe to repeat (it reports the first launch, never starts a second), it is repeated on a
-    fresh connection until it answers; authentication and host-key failures never are."""
+    """Hand the uploaded folder to the host's scheduler (see ``_once``)."""
     secrets = secret_env.values(job.request.secret_env)
     host.audit.log.redact(secrets.values())
+    return _once(host, f"job {job.id}", host.scheduler.submit, job, folder, secrets)
+
+
+def start_array(
+    host: Host, jobs: list[GPUJob], name: str, max_running: int, save: Callable[..., GPUJob]
+) -> list[GPUJob]:
+    """Launch uploaded jobs as one batch (a sweep as one Slurm job array, at most
+    ``max_running`` at once) and ``save`` what came of each, as ``start`` does for one."""
+    secrets = secret_env.values(jobs[0].request.secret_env)
+    host.audit.log.redact(secrets.values())
+    submit = host.scheduler.submit_array
+    try:
+        launched = _once(host, f"job array {name}", submit, name, jobs, max_running, secrets)
+    except GPUMagicError as exc:
+        for job in jobs:
+            save(*launch_failed(job, exc))
+        raise
+    return [
+        save(mark(job, it.status, scheduler_id=it.scheduler_id), reason=it.reason or "launched")
+        for job, it in zip(jobs, launched, strict=True)
+    ]
+
+
+def _once(host: Host, what: str, submit: Callable, *args):
+    """``submit(*args)``, a scheduler's launch. A connection that drops while it runs leaves
+    "it may or may not have run": where the scheduler's launch is safe to repeat (it reports
+    the first launch, never starts a second), it is repeated on a fresh connection until it
+    answers; authentication and host-key failures never are."""
     if not host.scheduler.relaunch_safe:
-        return host.scheduler.submit(job, folder, secrets)
+        return submit(*args)
     retrying = tenacity.Retrying(
         retry=tenacity.retry_if_exception(dropped),
         stop=tenacity.stop_after_attempt(LAUNCH_ATTEMPTS),
         wait=tenacity.wait_exponential(multiplier=0.2, max=5) + tenacity.wait_random(0, 0.2),
         before_sleep=lambda state: log.info(
-            "gpu_magic: launching job %s again: %s", job.id, state.outcome.exception()
+            "gpu_magic: launching %s again: %s", what, state.outcome.exception()
         ),
         reraise=True,
     )
-    return retrying(host.scheduler.submit, job, folder, secrets)
+    return retrying(submit, *args)
 
 
 def dropped(exc: BaseException) -> bool:

@@ -151,6 +151,10 @@ def _flag(name: str, help: str, **options: Any) -> tuple[str, dict[str, Any]]:
 FLAGS = [
     _flag("--template", "start from this template's options", metavar="NAME"),
     _flag("--inputs", "kernel variables to send", default="", metavar="A,B"),
+    _flag("--sweep", "run once per value: NAME=V1,V2 or NAME:=EXPR (repeat: a grid)",
+          action="append", default=[], metavar="NAME=VALUES"),
+    _flag("--sweep-mode", "combine --sweep values: every combination, or the i-th together",
+          choices=["grid", "zip"], default="grid"),
     _flag("--outputs", "variables to bring back", default="", metavar="A,B"),
     _flag("--files", "files/folders to ship", nargs="+", default=[], metavar="PATH"),
     _flag("--follow-links", "ship what links in --files point to", action="store_true"),

@@ -100,13 +100,19 @@ class JobTracker:
     def wait_for_slot(self, job: GPUJob) -> GPUJob:
         """Keep an uploaded job waiting (``pending``) until a slot of its cluster is free;
         whichever process sees a slot free launches it, oldest first, after a restart too."""
+        return self.wait_for_slots([job])[0]
+
+    def wait_for_slots(self, jobs: list[GPUJob]) -> list[GPUJob]:
+        """``wait_for_slot`` for uploaded jobs of one cluster, queued in this order, then as
+        many launched as slots are free."""
         why = (
-            f"waiting for a free slot: {self.max_concurrent} jobs of {job.cluster} hold one "
-            f"(max_concurrent_jobs), or others wait before it"
+            f"waiting for a free slot: {self.max_concurrent} jobs of {jobs[0].cluster} hold "
+            f"one (max_concurrent_jobs), or others wait before it"
         )
-        self.save(submission.mark(job, JobStatus.PENDING, ready_at=utcnow(), reason=why), why)
-        self.start_waiting(job.cluster)  # a slot may have been freed meanwhile
-        return self.store.get(job.id)
+        for job in jobs:
+            self.save(submission.mark(job, JobStatus.PENDING, ready_at=utcnow(), reason=why), why)
+        self.start_waiting(jobs[0].cluster)  # a slot may have been freed meanwhile
+        return [self.store.get(job.id) for job in jobs]
 
     def start_waiting(self, cluster: str) -> None:
         """Launch the cluster's waiting jobs, oldest first, while slots are free (each is

@@ -169,3 +169,30 @@ def test_the_first_submit_returns_before_its_charts_are_built(magic_kernel):
         "panel.chart_boxes[0].children == (panel.loss_chart,)"
     )
     assert kernel.run(ready).results == ["True"]
+
+
+def test_a_sweep_cell_runs_once_per_combination_and_shows_one_grouped_panel(magic_kernel):
+    """``--sweep`` with a literal list and an expression over a kernel variable: one handle
+    back, the grouped panel displayed, the results table printed with ``--wait``."""
+    kernel, cluster = magic_kernel
+    assert kernel.run("factors = [10, 20]").error is None
+    cell = (
+        f"%%gpu_submit --cluster {cluster} --name sw --sweep lr=0.5,0.25 "
+        "--sweep 'k:=[f + 1 for f in factors]' --wait\n"
+        "print(f'epoch 1 loss={lr * k}')"
+    )
+    out = kernel.run(cell)
+    assert out.error is None, out.text
+    assert "4 members, 2x2 grid (lr, k)" in out.stdout
+    table = out.stdout[out.stdout.index("member  lr"):].splitlines()
+    assert [line.split()[:4] for line in table[2:]] == [
+        ["0", "0.5", "11", "completed"], ["1", "0.5", "21", "completed"],
+        ["2", "0.25", "11", "completed"], ["3", "0.25", "21", "completed"],
+    ], out.stdout  # fmt: skip
+    best = kernel.run("sweep = _\nsweep.best('loss').job.sweep.params")
+    assert best.results == ["{'lr': 0.25, 'k': 11}"], best.text
+    shown = "from gpu_magic.ui import SweepPanel\nimport gc\n"
+    shown += "any(isinstance(o, SweepPanel) for o in gc.get_objects())"
+    assert kernel.run(shown).results == ["True"]
+    refused = kernel.run(f"%%gpu_submit --cluster {cluster} --sweep lr\nx = 1")
+    assert refused.error.startswith("UsageError") and "expected NAME=V1,V2" in refused.error

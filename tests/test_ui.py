@@ -743,7 +743,8 @@ def test_jobs_table_is_a_handful_of_widgets_and_keeps_its_css_classes():
         esm = table.grid._esm
         for needle in ('"gpu-magic-job-row"', "dataset.jobId", 'model.set("opened"', "click"):
             assert needle in esm
-        assert '"submitted"' in esm and "gpu-magic-job-row-open" in table.grid._css
+        assert ["submitted", "submitted"] in table.grid.columns  # drawn from the synced columns
+        assert 'model.get("columns")' in esm and "gpu-magic-job-row-open" in table.grid._css
         bundle = table._repr_mimebundle_()
         assert "application/vnd.jupyter.widget-view+json" in bundle
         assert bundle["text/plain"].startswith("job ") and "job0 " in bundle["text/plain"]

@@ -138,6 +138,7 @@ def _plan(job: GPUJob, store: LocalResults, listing: tuple, default_limit) -> tu
     manifest = {
         "job_id": job.id,
         "status": str(job.status),
+        "attempt": job.attempt,
         "complete": False,
         "files": [
             {"path": f.path, "size": f.size, "sha256": "", "kind": f.kind, "fetched": False}

@@ -1,7 +1,7 @@
 """The local results store: one folder per job, with a manifest of what was collected.
 
 {results_dir}/{job_id}/
-  manifest.json    {"job_id", "complete", "files": [{path, size, sha256, kind, fetched}],
+  manifest.json    {"job_id", "attempt", "complete", "files": [{path, size, sha256, kind, fetched}],
                     "refused": [{path, why}], "archive"?}  -- written atomically (temp + rename)
   .partial/        downloads in progress (never read as results)
 {results_dir}/.locks/{job_id}.lock                  held while one process writes the job's results

@@ -58,3 +58,12 @@ def write_csv(rows: list[dict], dest: Path) -> dict:
         "kind": "metrics",
         "fetched": True,
     }
+
+
+def final_values(rows: list[dict]) -> dict[str, float]:
+    """Each metric's last value in ``metric_rows`` order (the end of training), step and
+    epoch left out: what a sweep's results table compares members by."""
+    final: dict[str, float] = {}
+    for row in rows:
+        final.update({k: v for k, v in row.items() if k not in ("step", "epoch")})
+    return final

@@ -59,6 +59,9 @@ class Scheduler(ABC):
     relaunch_safe = False
     """Whether ``submit`` may run again after a connection dropped during it (it then reports
     the first launch rather than start a second one)."""
+    arrays = False
+    """Whether ``submit_array`` launches many uploaded folders as one batch (Slurm's job array);
+    elsewhere a sweep's members are launched one by one."""
 
     def __init__(self, transport: Transport, interpreter: str = "python3"):
         self.transport = transport

@@ -120,10 +120,12 @@ class ProcessScheduler(Scheduler):
 
 def _clear_previous_attempt(attempt: int) -> str:
     """Before attempt 2, 3, ...: the end of the previous one goes (run.sh would remove it only
-    once it starts; a look in between must not read the old attempt's exit code as this one's)."""
+    once it starts; a look in between must not read the old attempt's exit code as this one's),
+    and so does a cancellation of it (a cancelled job run again is not cancelled at once)."""
     if attempt == 1:
         return ""
-    ended = [jobdir.EXIT_CODE, jobdir.ENDED_AT, jobdir.PID, jobdir.PID_START, jobdir.CELL_STATUS]
+    ended = [jobdir.EXIT_CODE, jobdir.ENDED_AT, jobdir.PID, jobdir.PID_START, jobdir.CELL_STATUS,
+             jobdir.CANCEL_REQUESTED]  # fmt: skip
     return "rm -f " + " ".join(f"{jobdir.STATE}/{name}" for name in ended) + "; "
 
 

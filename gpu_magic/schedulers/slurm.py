@@ -40,7 +40,8 @@ SLURM_ID = re.compile(r"^\d+(_\d+)?\Z")
 # for its sbatch; a repeat polls for the answer).
 SUBMIT = (
     "umask 077 && cd {dir} && mkdir -p {state} && "
-    "if mkdir {marker} 2>/dev/null; then rm -f {answer} {status} {error}; cat > {script} && "
+    "if mkdir {marker} 2>/dev/null; then rm -f {answer} {status} {error}{cancelled}; "
+    "cat > {script} && "
     "{{ setsid nohup sh -c {sbatch} sh {script} {state} </dev/null >/dev/null 2>&1 & }}; "
     "wait $!; else cat >/dev/null; fi; "
     "i=0; while [ ! -e {status} ] && [ $i -lt {ticks} ]; do sleep 0.05; i=$((i+1)); done; "
@@ -51,6 +52,27 @@ SBATCH = (
     'GPU_MAGIC_ATTEMPT={attempt} sbatch --parsable "$1" >"$2"/.{answer}.tmp 2>"$2"/{error}; '
     'echo $? >"$2"/.{status}.tmp; '
     'mv "$2"/.{answer}.tmp "$2"/{answer}; mv "$2"/.{status}.tmp "$2"/{status}'
+)
+SBATCH_ARRAY = (
+    '{fan_out}; GPU_MAGIC_ATTEMPT={attempt} sbatch --parsable "$1" >"$2"/.{answer}.tmp '
+    '2>"$2"/{error}; _gm_rc=$?; if [ $_gm_rc = 0 ]; then announce "$2"/.{answer}.tmp; '
+    'else mv "$2"/.{answer}.tmp "$2"/{answer}; fi; echo $_gm_rc >"$2"/.{status}.tmp; '
+    'mv "$2"/.{status}.tmp "$2"/{status}'
+)
+# A job array's step around sbatch, run once, detached: before sbatch, every folder is marked
+# submitted and task i's output (``state/array/i.out`` in folder 0, where sbatch runs) is made a
+# link to folder i's ``slurm.out``; ``announce ANSWER`` (after a successful sbatch) writes
+# ``ARRAYID_i`` into each folder i, before the status file that ends the submit's wait.
+ARRAY_FAN_OUT = (
+    "announce() {{ _gm_id=$(cut -d';' -f1 <\"$1\"); _gm_i=0; "
+    "for _gm_d in {folders}; do "
+    'printf "%s_%s\\n" "$_gm_id" $_gm_i >"$_gm_d"/{state}/.{answer}.fan && '
+    'mv "$_gm_d"/{state}/.{answer}.fan "$_gm_d"/{state}/{answer}; _gm_i=$((_gm_i+1)); '
+    'done; rm -f "$1"; }}; '
+    "mkdir -p {state}/{tasks}; _gm_i=0; "
+    "for _gm_d in {folders}; do "
+    'mkdir -p "$_gm_d"/{state}; mkdir "$_gm_d"/{state}/{marker} 2>/dev/null; '
+    'ln -sfn "$_gm_d"/{output} {state}/{tasks}/$_gm_i.out; _gm_i=$((_gm_i+1)); done'
 )
 SBATCH_WAIT_TICKS = 1200  # 60 s: sbatch retries a busy slurmctld on its own for a while
 NOT_ANSWERED = 75
@@ -86,6 +108,7 @@ def section(name: str, command: str) -> str:
 class SlurmScheduler(Scheduler):
     name = "slurm"
     relaunch_safe = True  # SUBMIT runs sbatch once, however often it runs
+    arrays = True
 
     def __init__(
         self,
@@ -114,23 +137,45 @@ class SlurmScheduler(Scheduler):
         slurm_id = self._sbatch(str(folder), script, f"job {job.id}", job.attempt, secrets)
         return Submitted(slurm_id, JobStatus.QUEUED, f"submitted to Slurm as job {slurm_id}")
 
-    def submit_array(self, name: str, jobs: list[GPUJob]) -> list[Submitted]:
-        """N uploaded job folders as ONE ``sbatch --array`` (task i runs ``jobs[i]``'s run.sh).
+    def submit_array(
+        self,
+        name: str,
+        jobs: list[GPUJob],
+        max_running: int | None = None,
+        secrets: Mapping[str, str] | None = None,
+    ) -> list[Submitted]:
+        """N uploaded job folders as ONE ``sbatch --array`` (task i runs ``jobs[i]``'s run.sh,
+        at most ``max_running`` at once: ``%N``).
 
-        Every task gets ``jobs[0]``'s resources. Their scheduler ids are ``ARRAYID_i``, which
-        squeue, sacct, scontrol and scancel all accept, so each task is tracked like a job.
+        Every task gets ``jobs[0]``'s resources. Submitted from ``jobs[0]``'s folder, once,
+        like ``submit``; before sbatch runs, every folder is marked submitted, and before the
+        answer is given every folder holds its own task's id (``ARRAYID_i``, which squeue,
+        sacct, scontrol and scancel accept), so a look at any member whose answer was lost
+        finds what it is. Slurm's own messages of task i go to its folder's ``slurm.out``.
         """
         if not jobs:
             return []
+        folders = [job.remote_dir for job in jobs]
         script = render_array_script(
             name,
             jobs[0].request,
             self.resources(jobs[0].request),
-            [job.remote_dir for job in jobs],
+            folders,
             self.defaults.gres_style,
-            warn_before_limit=self.defaults.warn_before_limit,
+            max_running,
+            self.defaults.warn_before_limit,
         )
-        array_id = self._sbatch(jobs[0].remote_dir, script, f"job array {name}")
+        fan_out = ARRAY_FAN_OUT.format(
+            folders=" ".join(quote_argv(f) for f in folders),
+            state=jobdir.STATE,
+            marker=jobdir.SUBMITTED,
+            answer=jobdir.SLURM_ID,
+            output=jobdir.SLURM_OUTPUT,
+            tasks=jobdir.ARRAY_OUTPUTS,
+        )
+        what = f"job array {name}"
+        array_id = self._sbatch(folders[0], script, what, secrets=secrets, fan_out=fan_out)
+        array_id = array_id.split("_")[0]
         return [
             Submitted(f"{array_id}_{i}", JobStatus.QUEUED, f"Slurm array {array_id} task {i}")
             for i in range(len(jobs))
@@ -143,9 +188,11 @@ class SlurmScheduler(Scheduler):
         what: str,
         attempt: int = 1,
         secrets: Mapping[str, str] | None = None,
+        fan_out: str = "",
     ) -> str:
         """Run sbatch detached, once (see ``SUBMIT``); ``secrets`` go ahead of the script on
-        stdin, into sbatch's environment, which Slurm hands to the job."""
+        stdin, into sbatch's environment, which Slurm hands to the job. ``fan_out`` (a job
+        array's, ``ARRAY_FAN_OUT``) runs around sbatch, before its answer is given."""
         secrets = secrets or {}
         names = {"answer": jobdir.SLURM_ID, "status": jobdir.SBATCH_STATUS}
         names["error"] = jobdir.SBATCH_ERROR
@@ -155,8 +202,14 @@ class SlurmScheduler(Scheduler):
             state=state,
             marker=f"{state}/{jobdir.attempt_marker(jobdir.SUBMITTED, attempt)}",
             script=jobdir.SBATCH_SCRIPT,
-            sbatch=shlex.quote(SBATCH.format(**names, attempt=attempt)),
+            sbatch=shlex.quote(
+                (SBATCH_ARRAY if fan_out else SBATCH).format(
+                    **names, attempt=attempt, fan_out=fan_out
+                )
+            ),
             ticks=SBATCH_WAIT_TICKS,
+            # run again after a cancel: this attempt is not cancelled
+            cancelled="" if attempt == 1 else f" {state}/{jobdir.CANCEL_REQUESTED}",
             **{key: f"{state}/{name}" for key, name in names.items()},
         )
         stdin = secret_env.payload(secrets) + script.encode()

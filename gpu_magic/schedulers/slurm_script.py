@@ -109,7 +109,8 @@ def render_array_script(
     """One sbatch script for N job folders: task i runs ``folders[i]/run.sh``.
 
     Every task gets the same resources (those of ``request``). Submit it from ``folders[0]``;
-    Slurm's own messages of task i go to ``slurm-ARRAYID_i.out`` there.
+    Slurm's own messages of task i go to ``state/array/i.out`` there, which the submit makes
+    a link to folder i's ``slurm.out`` (``SlurmScheduler.submit_array``).
     """
     if not folders:
         raise ValueError("a job array needs at least one job folder")
@@ -119,7 +120,7 @@ def render_array_script(
         "#!/bin/bash",
         sbatch_line("job-name", f"gm-{name}"),
         sbatch_line("array", spec),
-        sbatch_line("output", "slurm-%A_%a.out"),
+        sbatch_line("output", f"{jobdir.STATE}/{jobdir.ARRAY_OUTPUTS}/%a.out"),
         sbatch_line("open-mode", "append"),
         *resource_lines(resources, request.gpus, gres_style),
         *attempt_lines(request, resources, warn_before_limit),

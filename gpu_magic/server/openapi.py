@@ -149,6 +149,17 @@ def _schemas() -> dict:
                 },
             },
             "attempt": {"type": "integer", "minimum": 1},
+            "sweep": {
+                "type": ["object", "null"],
+                "description": "a sweep member's place: sweep_id, index, size, params, name",
+                "properties": {
+                    "sweep_id": {"type": "string"},
+                    "index": {"type": "integer", "minimum": 0},
+                    "size": {"type": "integer", "minimum": 1},
+                    "params": {"type": "object"},
+                    "name": {"type": ["string", "null"]},
+                },
+            },
             "progress": progress,
         },
     }

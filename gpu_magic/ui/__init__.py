@@ -1,6 +1,7 @@
 """The notebook UI: a live panel per job and a live jobs table (ipywidgets + plotly live here only).
 
-Entry points for the magics: ``show_job(client, job)``, ``show_jobs(client)`` and
+Entry points for the magics: ``show_job(client, job)``, ``show_jobs(client)``,
+``show_sweep(client, sweep)`` and
 ``run_showing(source, work)`` (a transfer's progress bar while ``work`` runs). Each displays
 its widget where a widget frontend can exist (an ipykernel kernel: JupyterLab, Notebook,
 VS Code, nbclient/nbconvert) and otherwise (plain IPython, a script) a text snapshot; either way
@@ -12,11 +13,13 @@ from __future__ import annotations
 import threading
 import time
 
+from .. import formatting
 from ..models import JobStatus
 from . import text
 from .frontend import display as _display
 from .frontend import widget_frontend
 from .panel import JobPanel
+from .sweep import SweepPanel
 from .table import JobsTable
 from .throttle import Throttle
 from .transfer import TransferBar, run_showing
@@ -24,11 +27,13 @@ from .transfer import TransferBar, run_showing
 __all__ = [
     "JobPanel",
     "JobsTable",
+    "SweepPanel",
     "Throttle",
     "TransferBar",
     "run_showing",
     "show_job",
     "show_jobs",
+    "show_sweep",
     "widget_frontend",
 ]
 
@@ -45,6 +50,17 @@ def show_job(client, job: str, *, widgets: bool | None = None):
     else:
         feed = _settled(client.monitor.feed(job_id))
         view = text.TextView(lambda: text.render(text.snapshot(client, feed)))
+    _display(view)
+    return view
+
+
+def show_sweep(client, sweep_id: str, *, widgets: bool | None = None):
+    """Display the grouped panel of a sweep (its members, one chart, the results) and return
+    it; without a widget frontend, the results table as text."""
+    if widgets if widgets is not None else widget_frontend():
+        view = SweepPanel(client, sweep_id)
+    else:
+        view = text.TextView(lambda: formatting.sweep_table(client.sweep(sweep_id).result_rows()))
     _display(view)
     return view
 

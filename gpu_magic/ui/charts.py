@@ -66,10 +66,15 @@ def legend_name(name: str) -> str:
 def build_figures(background: bool = True) -> Future:
     """``(metrics figure, GPU figure)``, built on the chart thread (inline without
     ``background``)."""
+    return build(_both, background)
+
+
+def build(make, background: bool = True) -> Future:
+    """``make()``'s figures, built on the chart thread (inline without ``background``)."""
     if background:
-        return _BUILDER.submit(_both)
+        return _BUILDER.submit(make)
     done: Future = Future()
-    done.set_result(_both())
+    done.set_result(make())
     return done
 
 

@@ -14,7 +14,6 @@ browser; the table observes it and shows or closes the panel.
 from __future__ import annotations
 
 import html
-import json
 import logging
 from datetime import datetime, timezone
 
@@ -43,21 +42,28 @@ COLUMNS = (  # (key in a row of ``JobsGrid.rows``, header)
 log = logging.getLogger(__name__)
 
 ESM = """
-const COLUMNS = __COLUMNS__;
-
 function render({ model, el }) {
   const table = document.createElement("table");
   table.className = "gpu-magic-jobs-grid";
   table.dataset.lmSuppressShortcuts = "true";  // Enter on a row is ours, not the notebook's
   const head = table.createTHead().insertRow();
-  for (const [key, label] of COLUMNS) {
-    const th = document.createElement("th");
-    th.className = `gpu-magic-col-${key}`;
-    th.textContent = label;
-    head.appendChild(th);
-  }
   const body = table.createTBody();
   const rows = new Map();  // job id -> its <tr>, kept across updates
+  let columns = [];
+
+  function drawHead() {  // the columns changed: new header, rows rebuilt
+    columns = model.get("columns") || [];
+    head.replaceChildren();
+    for (const [key, label] of columns) {
+      const th = document.createElement("th");
+      th.className = `gpu-magic-col-${key}`;
+      th.textContent = label;
+      head.appendChild(th);
+    }
+    for (const tr of rows.values()) tr.remove();
+    rows.clear();
+    draw();
+  }
 
   function rowFor(id) {
     let tr = rows.get(id);
@@ -66,7 +72,7 @@ function render({ model, el }) {
       tr.className = "gpu-magic-job-row";
       tr.dataset.jobId = id;
       tr.tabIndex = 0;
-      for (const [key] of COLUMNS) tr.insertCell().className = `gpu-magic-col-${key}`;
+      for (const [key] of columns) tr.insertCell().className = `gpu-magic-col-${key}`;
       rows.set(id, tr);
     }
     return tr;
@@ -75,17 +81,19 @@ function render({ model, el }) {
   function draw() {
     const data = model.get("rows") || [];
     const opened = model.get("opened") || "";
+    const best = model.get("best") || "";
     const seen = new Set();
     data.forEach((row, i) => {
       const tr = rowFor(row.id);
       seen.add(row.id);
-      COLUMNS.forEach(([key], j) => {
+      columns.forEach(([key], j) => {
         const value = row[key] == null ? "" : String(row[key]);
         if (tr.cells[j].textContent !== value) tr.cells[j].textContent = value;
       });
       tr.dataset.status = row.status || "";
       const open = row.id === opened;
       tr.classList.toggle("gpu-magic-job-row-open", open);
+      tr.classList.toggle("gpu-magic-job-row-best", row.id === best);
       tr.setAttribute("aria-expanded", String(open));
       tr.title = open ? "click to close this job's panel" : "click to show this job's panel";
       if (body.rows[i] !== tr) body.insertBefore(tr, body.rows[i] || null);
@@ -119,18 +127,22 @@ function render({ model, el }) {
     event.stopPropagation();
     toggle(tr);
   });
+  model.on("change:columns", drawHead);
   model.on("change:rows", draw);
   model.on("change:opened", draw);
-  draw();
+  model.on("change:best", draw);
+  drawHead();
   el.appendChild(table);
   return () => {
+    model.off("change:columns", drawHead);
     model.off("change:rows", draw);
     model.off("change:opened", draw);
+    model.off("change:best", draw);
   };
 }
 
 export default { render };
-""".replace("__COLUMNS__", json.dumps([list(column) for column in COLUMNS]))
+"""
 
 CSS = """
 .gpu-magic-jobs-grid {
@@ -158,6 +170,11 @@ CSS = """
 }
 .gpu-magic-jobs-grid .gpu-magic-job-row-open,
 .gpu-magic-jobs-grid .gpu-magic-job-row-open:hover { background: var(--jp-brand-color3, #d2e3fc); }
+.gpu-magic-jobs-grid .gpu-magic-job-row-best td { font-weight: 600; }
+.gpu-magic-jobs-grid .gpu-magic-job-row-best td.gpu-magic-col-member::after {
+  content: " ★";
+  color: #188038;
+}
 .gpu-magic-jobs-grid td.gpu-magic-col-id::before { content: "▸ "; color: #80868b; }
 .gpu-magic-jobs-grid .gpu-magic-job-row-open td.gpu-magic-col-id::before { content: "▾ "; }
 .gpu-magic-jobs-grid td.gpu-magic-col-id { font-family: var(--jp-code-font-family, monospace); }
@@ -171,13 +188,16 @@ CSS = """
 
 
 class JobsGrid(anywidget.AnyWidget):
-    """The table's rows as one widget: ``rows`` (a dict per job, the keys of ``COLUMNS``, all
-    strings) drawn by the browser; ``opened`` is the id of the job whose panel is open."""
+    """The table's rows as one widget: ``rows`` (a dict per job keyed by ``columns``' keys, all
+    strings, and its ``id``) drawn by the browser under ``columns`` (``[key, header]`` pairs);
+    ``opened`` is the id of the job whose panel is open, ``best`` one row shown as the best."""
 
     _esm = ESM
     _css = CSS
+    columns = traitlets.List([list(column) for column in COLUMNS]).tag(sync=True)
     rows = traitlets.List().tag(sync=True)
     opened = traitlets.Unicode("").tag(sync=True)
+    best = traitlets.Unicode("").tag(sync=True)
 
 
 def grid_row(job, progress=None, now: datetime | None = None) -> dict[str, str]:
@@ -211,16 +231,23 @@ class JobsTable(text.TextFallback, widgets.VBox):
         self.grid.add_class("gpu-magic-jobs-rows")
         self.detail = widgets.VBox()
         self.detail.add_class("gpu-magic-job-detail")
-        super().__init__([self.grid, self.detail])
+        super().__init__(self._parts())
         self.add_class("gpu-magic-jobs-table")
         self.grid.observe(self._on_opened, names="opened")
         with self.lock:
             self._apply({"all": True})
         self.throttle.pulse(PULSE)
 
+    def _parts(self) -> list:
+        """The widgets shown, top to bottom (a subclass adds its own around the grid)."""
+        return [self.grid, self.detail]
+
     # -- data ---------------------------------------------------------------------------------
     def jobs(self) -> list:
-        jobs = self.client.store.list(limit=self.limit)
+        return self._followed(self.client.store.list(limit=self.limit))
+
+    def _followed(self, jobs: list) -> list:
+        """``jobs``, the feeds of their active ones followed (while the table is live)."""
         for job in jobs:
             if self.live and not job.is_terminal and job.id not in self.feeds:
                 self._follow(job.id)
