@@ -184,7 +184,7 @@ def test_a_sweep_cell_runs_once_per_combination_and_shows_one_grouped_panel(magi
     out = kernel.run(cell)
     assert out.error is None, out.text
     assert "4 members, 2x2 grid (lr, k)" in out.stdout
-    table = out.stdout[out.stdout.index("member  lr"):].splitlines()
+    table = out.stdout[out.stdout.index("member  lr") :].splitlines()
     assert [line.split()[:4] for line in table[2:]] == [
         ["0", "0.5", "11", "completed"], ["1", "0.5", "21", "completed"],
         ["2", "0.25", "11", "completed"], ["3", "0.25", "21", "completed"],

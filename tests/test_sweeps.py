@@ -4,6 +4,7 @@ member, cancel and retry of one member; the grouped panel; ``gpu-magic submit --
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 
@@ -211,7 +212,7 @@ def test_members_take_slots_in_order_one_at_a_time_when_one_is_allowed(tmp_path)
     jobs = handle.jobs()
     assert set(handle.status()) == {"completed"}
     runs = [(job.started_at, job.ended_at) for job in jobs]
-    assert all(ended <= later for (_, ended), (later, _) in zip(runs, runs[1:], strict=False))
+    assert all(ended <= later for (_, ended), (later, _) in itertools.pairwise(runs))
     client.close()
 
 
@@ -245,9 +246,8 @@ def test_the_sweep_panel_shows_members_results_best_and_one_line_each(tmp_path):
 
 # -- the CLI ----------------------------------------------------------------------------------
 def test_the_cli_submits_a_sweep_and_says_whether_every_member_completed(tmp_path):
-    from test_cli import cli
-
     from harness.clients import JobEnv
+    from test_cli import cli
 
     env = JobEnv(Client(local_settings(tmp_path)), "local", tmp_path)
     script = tmp_path / "train.py"
