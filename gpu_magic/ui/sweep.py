@@ -191,6 +191,7 @@ class SweepPanel(JobsTable):
         title = f"{metric} per member"
         if self.chart.layout.title.text != title:
             self.chart.layout.title.text = title
+            self.chart.layout.yaxis.title.text = metric
 
     def snapshot_text(self) -> str:
         with self.lock:
