@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from . import retries, submission, sweeps
+from . import holds, retries, submission, sweeps
 from .audit import AuditLog
 from .clusters import ClusterRegistry
 from .config import Settings, workdir_dotenv
@@ -170,8 +170,9 @@ class Client:
     ) -> JobHandle:
         """Package, upload and launch one job. ``progress`` follows the upload (its ``cancel``
         stops it: the job ends ``cancelled``, nothing was launched)."""
+        request = self._resolved(request)
         job = self._upload(request, namespace or {}, cwd, say, progress)
-        self._start_or_wait(job, say)
+        self._launch_or_hold([job], say)
         return JobHandle(self, job.id)
 
     def submit_sweep(
@@ -191,7 +192,7 @@ class Client:
         that fails to upload stops the sweep: those already uploaded end ``cancelled``,
         nothing was launched."""
         sweep_id = sweeps.new_sweep_id()
-        made = sweeps.members(sweep, sweep_id, request)
+        made = sweeps.members(sweep, sweep_id, self._resolved(request))
         if say is not None:
             say(f"gpu_magic: sweep {sweep_id}: {sweep.size} members, {sweep.describe()}")
         namespace = namespace or {}
@@ -207,12 +208,7 @@ class Client:
         except GPUMagicError as exc:
             self._stop_sweep(jobs, exc)
             raise
-        host = self.hosts.get(jobs[0].cluster)
-        if host.scheduler.arrays:
-            max_running = self.settings.max_concurrent_jobs
-            submission.start_array(host, jobs, sweep_id, max_running, self.tracker.save)
-        else:  # uploaded members hold no slot: queued in order, launched while slots are free
-            self.tracker.wait_for_slots(jobs)
+        self._launch_or_hold(jobs, say, sweep_id)
         return SweepHandle(self, sweep_id)
 
     def _stop_sweep(self, uploaded: list[GPUJob], exc: GPUMagicError) -> None:
@@ -257,14 +253,58 @@ class Client:
             raise
         return job
 
-    def _start_or_wait(self, job: GPUJob, say: Callable[[str], None] | None) -> None:
-        """Launch an uploaded job now, or keep it waiting for a free slot."""
-        if not self.store.claim_slot(job, self.settings.max_concurrent_jobs):
-            waiting = self.tracker.wait_for_slot(job)
-            if say is not None and waiting.status == JobStatus.PENDING:
-                say(f"job {job.id} is uploaded and {waiting.reason}")
+    def _resolved(self, request: GPUJobRequest) -> GPUJobRequest:
+        """``request`` with its ``--after`` jobs by id (names and id prefixes found in the
+        store); one that ended other than completed is refused up front (with ``after_any``
+        any end will do), as is waiting for a job that cannot end."""
+        ids = []
+        for key in request.after:
+            dep = self.store.find(key)
+            if dep.is_terminal and dep.status != JobStatus.COMPLETED and not request.after_any:
+                raise InvalidRequestError(
+                    f"--after {key}: job {dep.id} ended {dep.status}, so this one could never "
+                    "start (--after-any waits for any end)"
+                )
+            ids.append(dep.id)
+        return request.model_copy(update={"after": tuple(dict.fromkeys(ids))})
+
+    def _launch_or_hold(
+        self, jobs: list[GPUJob], say: Callable[[str], None] | None, sweep: str | None = None
+    ) -> None:
+        """Uploaded jobs (one, or a sweep's members, all alike): launched now (a sweep on
+        Slurm as one job array), or held in the store until the jobs they depend on ended and
+        their start time came, unless the scheduler holds them itself (Slurm, when every job
+        waited for is a Slurm job of that cluster: ``--dependency``, ``--begin``)."""
+        first, host = jobs[0], self.hosts.of(jobs[0])
+        deps = {job_id: self.store.get(job_id) for job_id in first.request.after}
+        stand = holds.standing(first.request, deps, self.tracker.clock())
+        if not stand.ready and not self._scheduler_holds(host, first, deps):
+            for job in jobs:
+                self.tracker.hold(job, stand.why)
+            if say is not None:
+                say(f"gpu_magic: {sweep or 'job ' + first.id} is uploaded and held: {stand.why}")
             return
-        submission.start(self.hosts.of(job), job, self.tracker.save)
+        after = self.tracker.waits_for(first)
+        if sweep is not None and host.scheduler.arrays:
+            max_running = self.settings.max_concurrent_jobs
+            submission.start_array(host, jobs, sweep, max_running, self.tracker.save, after)
+        elif sweep is not None:  # uploaded members hold no slot: queued in order
+            self.tracker.wait_for_slots(jobs)
+        elif not self.store.claim_slot(first, self.settings.max_concurrent_jobs):
+            waiting = self.tracker.wait_for_slot(first)
+            if say is not None and waiting.status == JobStatus.PENDING:
+                say(f"job {first.id} is uploaded and {waiting.reason}")
+        else:
+            submission.start(host, first, self.tracker.save, after)
+
+    @staticmethod
+    def _scheduler_holds(host: Host, job: GPUJob, deps: Mapping[str, GPUJob]) -> bool:
+        """Whether ``host``'s scheduler can hold ``job`` for what it waits for: it ``holds``
+        and every job it waits for that has not ended is a launched job of the same cluster."""
+        if not host.scheduler.holds:
+            return False
+        running = [dep for dep in deps.values() if not dep.is_terminal]
+        return all(dep.cluster == job.cluster and dep.scheduler_id for dep in running)
 
     def _never_ran(self, job: GPUJob, exc: GPUMagicError) -> None:
         if isinstance(exc, TransferCancelled):  # the user's stop: not a failure
@@ -325,6 +365,23 @@ class Client:
             raise InvalidRequestError(f"job {member.id} is not a member of a sweep")
         return SweepHandle(self, member.sweep.sweep_id)
 
+    def queue(self) -> list[tuple[GPUJob, str]]:
+        """The jobs that wait, each with why: those waiting for a free slot in the order they
+        will start (per cluster: higher priority, then older, first), then the held ones."""
+        self.tracker.release_held()  # what may start now does, first
+        waiting = [job for job in self.store.list(status="pending") if job.ready_at or job.held]
+        slots = sorted((j for j in waiting if not j.held), key=holds.queue_order)
+        lines = []
+        for job in slots:
+            ahead = [j for j in slots if j.cluster == job.cluster]
+            place = ahead.index(job) + 1
+            lines.append((job, f"{place} of {len(ahead)} waiting for a free slot on {job.cluster}"))
+        held = [job for job in reversed(waiting) if job.held]
+        deps = {d: self.store.get(d) for job in held for d in job.request.after}
+        now = self.tracker.clock()
+        lines += [(job, holds.waiting_line(job.request, deps, now)) for job in held]
+        return lines
+
     def retry(self, job_id: str) -> GPUJob:
         """Run an ended job again that did not complete: its next attempt, same id, same
         folder (checkpoints kept), as ``--retries`` would."""
@@ -355,7 +412,7 @@ class Client:
                 continue
             host = self.hosts.of(job)
             host.audit.record("cancel", jobs=[job.id], status=job.status.value)
-            if job.ready_at is not None and self.tracker.cancel_waiting(job):
+            if (job.ready_at is not None or job.held) and self.tracker.cancel_waiting(job):
                 continue
             by_cluster.setdefault(job.cluster, []).append(job)
         for cluster, running in by_cluster.items():

@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="exit codes: 0 ok, 1 a job failed (or the host could not do it), 2 usage",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_status, _logs, _cancel, _fetch, _submit, _clusters, _templates, _storage,
+    for add in (_status, _logs, _cancel, _fetch, _submit, _queue, _clusters, _templates, _storage,
                 _cleanup, _audit, _completion, _show_notebook):  # fmt: skip
         add(sub)
     return parser
@@ -128,6 +128,11 @@ def _templates(sub) -> None:
     command = _command(sub, "templates", commands.templates, "job templates", reads=True)
     command.add_argument("action", nargs="?", choices=["list", "show"], default="list")
     _completing(command.add_argument("name", nargs="?"), commands.complete_templates)
+
+
+def _queue(sub) -> None:
+    help = "the jobs that wait, and what for (a slot, other jobs, their start time)"
+    _command(sub, "queue", commands.queue, help, reads=True)
 
 
 def _storage(sub) -> None:

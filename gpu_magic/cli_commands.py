@@ -155,6 +155,12 @@ def templates(args) -> int:
     return OK
 
 
+def queue(args) -> int:
+    waiting = default_client().queue()
+    show(args, views.queue_view(waiting), lambda: formatting.queue_table(waiting))
+    return OK
+
+
 def storage(args) -> int:
     usage = default_client().storage_usage(args.cluster)
     show(args, views.usage_view(usage), lambda: report.usage_table(usage))

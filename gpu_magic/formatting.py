@@ -257,3 +257,14 @@ def _result_cell(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     return printable(str(value))
+
+
+def queue_table(waiting: Sequence[tuple[GPUJob, str]]) -> str:
+    """The jobs that wait and why, one line each (``%gpu_queue``)."""
+    if not waiting:
+        return "gpu_magic: no job waits"
+    rows = [
+        (job.id, job.name or "-", job.cluster, str(job.request.priority), printable(why))
+        for job, why in waiting
+    ]
+    return table(("job", "name", "cluster", "priority", "waiting for"), rows)

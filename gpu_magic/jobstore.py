@@ -37,7 +37,7 @@ MIN_PREFIX = 4
 _FIELDS = (
     "id", "name", "cluster", "status", "reason", "scheduler_id", "remote_dir", "created_at",
     "submitted_at", "started_at", "ended_at", "exit_code", "error", "request_json",
-    "failure_json", "attempt", "ready_at", "sweep_id", "sweep_json",
+    "failure_json", "attempt", "ready_at", "sweep_id", "sweep_json", "held",
 )  # fmt: skip
 _COLUMNS = ", ".join(_FIELDS)
 _SELECT = f"SELECT {_COLUMNS} FROM jobs"  # noqa: S608 (constant)
@@ -47,6 +47,7 @@ _NEWEST_FIRST = "ORDER BY created_at DESC, rowid DESC"
 _BEFORE = "(created_at, rowid) < (SELECT created_at, rowid FROM jobs WHERE id = ?)"
 """After the cursor job in ``_NEWEST_FIRST`` order (an unknown id: nothing)."""
 _TERMINAL = tuple(s.value for s in TERMINAL_STATES)
+_PRIORITY = "COALESCE(json_extract(request_json, '$.priority'), 0)"
 _ACTIVE = f"status NOT IN ({', '.join('?' * len(_TERMINAL))})"
 
 
@@ -151,14 +152,14 @@ def _job_to_row(job: GPUJob) -> tuple:
         _to_text(job.started_at), _to_text(job.ended_at), job.exit_code, job.error,
         job.request.model_dump_json(), None if job.failure is None else json.dumps(job.failure),
         job.attempt, _to_text(job.ready_at), job.sweep and job.sweep.sweep_id,
-        job.sweep and job.sweep.model_dump_json(),
+        job.sweep and job.sweep.model_dump_json(), int(job.held),
     )  # fmt: skip
 
 
 def _row_to_job(row: tuple) -> GPUJob:
     (id_, _name, cluster, status, reason, scheduler_id, remote_dir, created, submitted,
      started, ended, exit_code, error, request_json, failure, attempt, ready, _sweep_id,
-     sweep) = row  # fmt: skip
+     sweep, held) = row  # fmt: skip
     try:
         return GPUJob(
             id=id_, request=GPUJobRequest.model_validate_json(request_json), cluster=cluster,
@@ -169,6 +170,7 @@ def _row_to_job(row: tuple) -> GPUJob:
             failure=None if failure is None else json.loads(failure), attempt=attempt,
             ready_at=_from_text(ready),
             sweep=None if sweep is None else SweepMember.model_validate_json(sweep),
+            held=bool(held),
         )  # fmt: skip
     except (ValidationError, ValueError) as exc:
         raise StoreError(f"stored job {id_} cannot be read: {exc}") from None
@@ -311,8 +313,9 @@ class JobStore:
         return self._update_if(job, "attempt = ?", (job.attempt - 1,), reason)
 
     def cancel_waiting(self, job: GPUJob, reason: str) -> bool:
-        """Store ``job`` (cancelled) only if it still waits for a slot (nobody launched it)."""
-        where = "status = ? AND ready_at IS NOT NULL"
+        """Store ``job`` (cancelled) only if it still waits, for a slot or held (nobody
+        launched it)."""
+        where = "status = ? AND (ready_at IS NOT NULL OR held = 1)"
         return self._update_if(job, where, (JobStatus.PENDING.value,), reason)
 
     def _update_if(self, job: GPUJob, where: str, params: tuple, reason: str) -> bool:
@@ -351,7 +354,7 @@ class JobStore:
                 return None
             rows = conn.execute(
                 f"{_SELECT} WHERE cluster = ? AND status = ? AND ready_at IS NOT NULL "
-                "ORDER BY ready_at, rowid",
+                f"ORDER BY {_PRIORITY} DESC, ready_at, rowid",
                 (cluster, JobStatus.PENDING.value),
             )
             waiting = next((j for j in map(_row_to_job, rows) if launchable(j)), None)
@@ -364,6 +367,17 @@ class JobStore:
             conn.execute(_UPDATE, (*_job_to_row(job)[1:], job.id))
             self._record(conn, job, why)
             return job
+
+    # -- held jobs (--after, --at) -----------------------------------------------------------
+    def held(self) -> list[GPUJob]:
+        """Jobs held until what they wait for allows them to start, oldest first."""
+        sql = f"{_SELECT} WHERE status = ? AND held = 1 ORDER BY ready_at, created_at, rowid"
+        return self._query("list held jobs", sql, (JobStatus.PENDING.value,))
+
+    def release(self, job: GPUJob, reason: str) -> bool:
+        """Store ``job`` (released: waiting for a slot) only if it is still held (exactly one
+        process releases each)."""
+        return self._update_if(job, "status = ? AND held = 1", (JobStatus.PENDING.value,), reason)
 
     def waiting_clusters(self) -> list[str]:
         """Clusters with jobs waiting for a slot."""

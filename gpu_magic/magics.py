@@ -207,6 +207,18 @@ class GPUMagics(ClientMagics):
 
     @magic_arguments()
     @argument("-h", "--help", action="store_true", help="show this help")
+    @line_magic
+    @user_errors
+    def gpu_queue(self, line: str):
+        """The jobs that wait and why: for a free slot (in the order they will start), for
+        the jobs they depend on (--after), for their start time (--at, --in)."""
+        if parse(self.gpu_queue, line) is None:
+            return None
+        print(formatting.queue_table(self.client.queue()))
+        return None
+
+    @magic_arguments()
+    @argument("-h", "--help", action="store_true", help="show this help")
     @argument("job", nargs="?", help="job id or name")
     @argument("--tail", type=int, metavar="N", help="only the last N lines")
     @argument("--level", metavar="LEVEL", help="only DEBUG/INFO/WARNING/ERROR lines and above")

@@ -162,6 +162,14 @@ class GPUJobRequest(BaseModel):
     template: str | None = None
     """The template (``templates``) the options started from, for the record: the request
     holds every option it gave, so a later change to the template changes no job."""
+    after: tuple[str, ...] = ()
+    """Ids of jobs that must end before this one starts: completed, or with ``after_any``
+    ended whatever their outcome (``--after``, ``--after-any``)."""
+    after_any: bool = False
+    start_at: datetime | None = None
+    """Not to start before this moment (``--at``, ``--in``)."""
+    priority: int = Field(default=0, ge=-100, le=100)
+    """Among the jobs waiting on one cluster, the higher starts first (then the older)."""
 
     @field_validator("inputs", "outputs")
     @classmethod
@@ -172,6 +180,22 @@ class GPUJobRequest(BaseModel):
         if len(set(names)) != len(names):
             raise ValueError("a variable is named twice")
         return names
+
+    @field_validator("after")
+    @classmethod
+    def _job_ids(cls, ids: tuple[str, ...]) -> tuple[str, ...]:
+        for job_id in ids:
+            if not JOB_NAME.fullmatch(job_id):
+                raise ValueError(f"{job_id!r} is not a job id")
+        if len(set(ids)) != len(ids):
+            raise ValueError("a job is named twice in --after")
+        return ids
+
+    @field_validator("start_at")
+    @classmethod
+    def _aware(cls, moment: datetime | None) -> datetime | None:
+        """A moment without a time zone is the local time of this machine."""
+        return moment.astimezone(timezone.utc) if moment is not None else None
 
     @field_validator("retry_on")
     @classmethod
@@ -243,6 +267,8 @@ class GPUJobRequest(BaseModel):
             raise ValueError("--inputs/--outputs need a Python cell (not --bash)")
         if both := sorted(set(self.secret_env) & set(self.env)):
             raise ValueError(f"{both[0]} is given by both --env and --secret-env")
+        if self.after_any and not self.after:
+            raise ValueError("after_any needs the jobs to wait for (after)")
         return self
 
     @classmethod
@@ -311,6 +337,9 @@ class GPUJob(BaseModel):
     fix, detail); None while it runs and when it completed."""
     sweep: SweepMember | None = None
     """Set on the members of a sweep."""
+    held: bool = False
+    """Uploaded and held (``pending``) until the jobs it depends on ended and its start time
+    came (``request.after``, ``request.start_at``); then it joins the slot queue."""
 
     @property
     def name(self) -> str | None:

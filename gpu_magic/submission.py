@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
@@ -209,12 +209,15 @@ def observe(job: GPUJob, seen: Observation) -> GPUJob:
     return job.model_copy(update=changes)
 
 
-def start(host: Host, job: GPUJob, save: Callable[..., GPUJob]) -> GPUJob:
+def start(
+    host: Host, job: GPUJob, save: Callable[..., GPUJob], after: Sequence[str] = ()
+) -> GPUJob:
     """Launch an uploaded job and ``save`` what came of it: launched; refused (``failed``: it
     never ran); or dropped, "it may or may not have run" (``queued`` until the next look at
-    its folder says which: never ``failed`` by guess). A failed launch raises after saving."""
+    its folder says which: never ``failed`` by guess). A failed launch raises after saving.
+    ``after``: the scheduler ids of jobs it waits for (a scheduler that ``holds``)."""
     try:
-        launched = launch(host, job, JobDir(PurePosixPath(job.remote_dir)))
+        launched = launch(host, job, JobDir(PurePosixPath(job.remote_dir)), after)
     except GPUMagicError as exc:
         save(*launch_failed(job, exc))
         raise
@@ -234,23 +237,29 @@ def launch_failed(job: GPUJob, exc: GPUMagicError) -> tuple[GPUJob, str]:
     return mark(job, JobStatus.QUEUED, reason=unsure), unsure
 
 
-def launch(host: Host, job: GPUJob, folder: JobDir) -> Submitted:
+def launch(host: Host, job: GPUJob, folder: JobDir, after: Sequence[str] = ()) -> Submitted:
     """Hand the uploaded folder to the host's scheduler (see ``_once``)."""
     secrets = secret_env.values(job.request.secret_env)
     host.audit.log.redact(secrets.values())
-    return _once(host, f"job {job.id}", host.scheduler.submit, job, folder, secrets)
+    return _once(host, f"job {job.id}", host.scheduler.submit, job, folder, secrets, after)
 
 
 def start_array(
-    host: Host, jobs: list[GPUJob], name: str, max_running: int, save: Callable[..., GPUJob]
+    host: Host,
+    jobs: list[GPUJob],
+    name: str,
+    max_running: int,
+    save: Callable[..., GPUJob],
+    after: Sequence[str] = (),
 ) -> list[GPUJob]:
     """Launch uploaded jobs as one batch (a sweep as one Slurm job array, at most
     ``max_running`` at once) and ``save`` what came of each, as ``start`` does for one."""
     secrets = secret_env.values(jobs[0].request.secret_env)
     host.audit.log.redact(secrets.values())
     submit = host.scheduler.submit_array
+    what = f"job array {name}"
     try:
-        launched = _once(host, f"job array {name}", submit, name, jobs, max_running, secrets)
+        launched = _once(host, what, submit, name, jobs, max_running, secrets, after)
     except GPUMagicError as exc:
         for job in jobs:
             save(*launch_failed(job, exc))

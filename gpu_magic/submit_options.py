@@ -11,17 +11,21 @@ from __future__ import annotations
 
 import argparse
 import shlex
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from . import holds
 from .errors import InvalidRequestError
-from .models import GitSource, GPUJobRequest
+from .models import GitSource, GPUJobRequest, utcnow
 from .resources import parse_sbatch_options
 
 RESOURCE_OPTIONS = ("time", "mem", "cpus", "nodes", "gpu_type", "partition", "account", "qos",
                     "constraint")  # fmt: skip
-CELL_OPTIONS = frozenset({"name", "inputs", "outputs", "args", "bash"})
+CELL_OPTIONS = frozenset(
+    {"name", "inputs", "outputs", "args", "bash", "after", "after_any", "at", "start_in"}
+)
 """What belongs to one cell, not to a way of running cells: never saved into a template."""
 
 
@@ -59,18 +63,24 @@ class SubmitOptions(BaseModel):
     notify: bool = False
     retries: int | None = Field(default=None, ge=0, le=20)
     retry_on: tuple[str, ...] = ()
+    priority: int | None = Field(default=None, ge=-100, le=100)
     # one cell's own (flags only; ``CELL_OPTIONS``)
     name: str | None = None
     inputs: tuple[str, ...] = ()
     outputs: tuple[str, ...] = ()
     args: tuple[str, ...] = ()
     bash: bool = False
+    after: tuple[str, ...] = ()
+    after_any: tuple[str, ...] = ()
+    at: str | None = None
+    start_in: str | None = None
 
     @classmethod
     def of_request(cls, request: GPUJobRequest) -> SubmitOptions:
         """The options that make ``request``, its defaults included (``gpus = 0``): ``beyond``
         then keeps what a template needs to say."""
-        skip = {"code", "language", "resources", "git", "template"}
+        skip = {"code", "language", "resources", "git", "template", "after", "after_any",
+                "start_at"}  # fmt: skip
         fields = request.model_dump(exclude=skip)
         fields.update(request.resources.model_dump(exclude_none=True))
         if request.git is not None:
@@ -107,12 +117,17 @@ class SubmitOptions(BaseModel):
                 own[key] = value
         return SubmitOptions(**own)
 
-    def request(self, code: str, template: str | None = None) -> GPUJobRequest:
-        """The job request these options make for ``code``."""
+    def request(
+        self, code: str, template: str | None = None, now: datetime | None = None
+    ) -> GPUJobRequest:
+        """The job request these options make for ``code`` (``--in`` counts from ``now``)."""
         resources = {k: getattr(self, k) for k in RESOURCE_OPTIONS if getattr(self, k) is not None}
         fields = self.given()
-        for key in (*RESOURCE_OPTIONS, "sbatch", "git", "bash"):
+        for key in (*RESOURCE_OPTIONS, "sbatch", "git", "bash", "after", "after_any", "at",
+                    "start_in"):  # fmt: skip
             fields.pop(key, None)
+        if self.after and self.after_any:
+            raise InvalidRequestError("give --after or --after-any, not both")
         return GPUJobRequest.create(
             **fields,
             code=code,
@@ -120,6 +135,9 @@ class SubmitOptions(BaseModel):
             git=GitSource.parse(self.git) if self.git else None,
             resources={**resources, "sbatch": dict(self.sbatch)},
             template=template,
+            after=self.after or self.after_any,
+            after_any=bool(self.after_any),
+            start_at=holds.start_time(self.at, self.start_in, now or utcnow()),
         )
 
     def to_template(self) -> dict[str, Any]:
@@ -181,6 +199,11 @@ FLAGS = [
     _flag("--qos", "Slurm: quality of service"),
     _flag("--constraint", "Slurm: node features, e.g. 'h100&ib'"),
     _flag("--sbatch", "Slurm: option", action="append", default=[], metavar="KEY[=V]"),
+    _flag("--after", "start once these jobs completed", default="", metavar="JOB,.."),
+    _flag("--after-any", "start once these jobs ended, however", default="", metavar="JOB,.."),
+    _flag("--at", "start at this local time", metavar="'YYYY-MM-DD HH:MM'"),
+    _flag("--in", "start after this delay, e.g. 2h, 1h30m", dest="start_in", metavar="DELAY"),
+    _flag("--priority", "among waiting jobs, higher first (0)", type=int, metavar="N"),
     _flag("--notify", "post to the webhook when the job ends", action="store_true"),
     _flag("--retries", "run again up to N times (0)", type=int, metavar="N"),
     _flag("--retry-on", "failure kinds to retry", default="", metavar="KIND,.."),
@@ -210,6 +233,8 @@ def from_flags(opts: argparse.Namespace) -> SubmitOptions:
         secret_env=tuple(n for names in opts.secret_env for n in split_names(names)),
         args=split_args(opts.args),
         retry_on=split_names(opts.retry_on),
+        after=split_names(opts.after),
+        after_any=split_names(opts.after_any),
         sbatch=parse_sbatch_options(opts.sbatch),
     )
     return SubmitOptions(**{k: tuple(v) if isinstance(v, list) else v for k, v in given.items()})

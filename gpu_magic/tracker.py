@@ -11,10 +11,11 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from datetime import datetime
 
-from . import retries, submission
+from . import holds, retries, submission
 from .diagnosis import diagnose
-from .errors import GPUMagicError, WaitTimeoutError
+from .errors import GPUMagicError, JobNotFoundError, WaitTimeoutError
 from .hosts import Host, Hosts
 from .jobstore import JobStore
 from .lease import HostLease
@@ -36,8 +37,10 @@ class JobTracker:
         *,
         reconnect_limit: float = 600.0,
         max_concurrent: int = 10,
+        clock: Callable[[], datetime] = utcnow,
     ):
         self.store, self.hosts, self.lease = store, hosts, lease
+        self.clock = clock  # when a held job's start time has come (tests pass their own)
         self.reconnect_limit = reconnect_limit  # how long wait() rides out an unreachable host
         self.max_concurrent = max_concurrent  # jobs per cluster holding a slot at once
         self._ended: list[Callable[[GPUJob], None]] = []
@@ -89,12 +92,15 @@ class JobTracker:
                 return retries.retry(host, self.store, self.save, updated) or self.store.get(job.id)
         saved = self.save(updated, reason=seen.reason)
         if saved.is_terminal and not job.is_terminal:
-            with self._lock:
-                listeners = list(self._ended)
-            for listener in listeners:
-                listener(saved)
+            self._tell_ended(saved)
             self.start_waiting(saved.cluster)  # its slot is free
         return saved
+
+    def _tell_ended(self, job: GPUJob) -> None:
+        with self._lock:
+            listeners = list(self._ended)
+        for listener in listeners:
+            listener(job)
 
     # -- slots (max_concurrent_jobs) ------------------------------------------------------
     def wait_for_slot(self, job: GPUJob) -> GPUJob:
@@ -114,13 +120,75 @@ class JobTracker:
         self.start_waiting(jobs[0].cluster)  # a slot may have been freed meanwhile
         return [self.store.get(job.id) for job in jobs]
 
+    # -- held jobs (--after, --at) -------------------------------------------------------
+    def hold(self, job: GPUJob, why: str) -> GPUJob:
+        """Keep an uploaded job ``pending`` until what it waits for allows it to start (see
+        ``holds``); released at once when nothing holds it any more."""
+        held = submission.mark(job, JobStatus.PENDING, held=True, reason=why)
+        self.save(held, why)
+        self.release_held()
+        return self.store.get(job.id)
+
+    def release_held(self) -> None:
+        """Look at every held job: those whose jobs ended as asked and whose time came join
+        the slot queue (and start if a slot is free); those whose dependency ended otherwise
+        are cancelled, with the reason. The jobs depended on are polled first."""
+        held = self.store.held()
+        if not held:
+            return
+        deps = self._dependencies(held)
+        now, released = self.clock(), set()
+        for job in held:
+            stand = holds.standing(job.request, deps, now)
+            if stand.doomed is not None:
+                self._cancel_held(job, f"never started: {stand.doomed}")
+            elif stand.ready and self._release(job):
+                released.add(job.cluster)
+        for cluster in sorted(released):
+            self.start_waiting(cluster)
+
+    def waits_for(self, job: GPUJob) -> tuple[str, ...]:
+        """The scheduler ids of the jobs ``job`` depends on that have not ended: what a
+        scheduler that holds jobs itself is asked to wait for (empty for a job the store
+        held: it is released only once they ended)."""
+        deps = [self.store.get(job_id) for job_id in job.request.after]
+        return tuple(dep.scheduler_id for dep in deps if not dep.is_terminal and dep.scheduler_id)
+
+    def _dependencies(self, held: list[GPUJob]) -> dict[str, GPUJob]:
+        """The jobs the held ones depend on, the active ones polled now (one round trip per
+        cluster; a cluster whose lease is held elsewhere is fresh in the store)."""
+        found: dict[str, GPUJob] = {}
+        for job_id in {dep for job in held for dep in job.request.after}:
+            try:
+                found[job_id] = self.store.get(job_id)
+            except JobNotFoundError:
+                continue
+        active = [job for job in found.values() if not job.is_terminal]
+        try:
+            found.update({job.id: job for job in self.refresh(active)})
+        except GPUMagicError as exc:  # the next tick looks again; the store's view stands
+            log.info("gpu_magic: dependencies not polled: %s", exc)
+        return found
+
+    def _release(self, job: GPUJob) -> bool:
+        why = "what it waited for is done: waiting for a free slot"
+        ready = job.model_copy(update={"held": False, "ready_at": utcnow(), "reason": why})
+        return self.store.release(ready, why)
+
+    def _cancel_held(self, job: GPUJob, why: str) -> None:
+        cancelled = job.model_copy(
+            update={"status": JobStatus.CANCELLED, "held": False, "reason": why}
+        )
+        if self.store.cancel_waiting(cancelled, why):
+            self._tell_ended(cancelled)
+
     def start_waiting(self, cluster: str) -> None:
         """Launch the cluster's waiting jobs, oldest first, while slots are free (each is
         claimed in the store first: two processes never launch one job, nor one slot twice)."""
         claim = self.store.claim_waiting
         while (job := claim(cluster, self.max_concurrent, submission.can_launch)) is not None:
             try:
-                submission.start(self.hosts.get(cluster), job, self.save)
+                submission.start(self.hosts.get(cluster), job, self.save, self.waits_for(job))
             except GPUMagicError as exc:  # saved as failed (or unconfirmed): the next one
                 log.warning("gpu_magic: waiting job %s did not launch: %s", job.id, exc)
 
@@ -135,10 +203,11 @@ class JobTracker:
         self.start_waiting(cluster)
 
     def cancel_waiting(self, job: GPUJob) -> bool:
-        """Cancel a job that still waits for a slot (False: it was launched meanwhile)."""
-        why = "cancelled by user while waiting for a slot"
+        """Cancel a job that still waits, for a slot or held (False: it was launched
+        meanwhile)."""
+        why = f"cancelled by user while {'held' if job.held else 'waiting for a slot'}"
         cancelled = job.model_copy(
-            update={"status": JobStatus.CANCELLED, "ready_at": None, "reason": why}
+            update={"status": JobStatus.CANCELLED, "ready_at": None, "held": False, "reason": why}
         )
         return self.store.cancel_waiting(cancelled, why)
 
@@ -181,6 +250,8 @@ class JobTracker:
                 job = self.store.find(job_id)
             if job.is_terminal:
                 return job
+            if job.held:  # this waiter may see what it waits for done
+                self.release_held()
             if job.ready_at is not None:  # waiting for a slot: this waiter may free and start it
                 self._free_slots(job.cluster, outage)
             if deadline is not None and time.monotonic() >= deadline:

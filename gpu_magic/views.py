@@ -34,6 +34,14 @@ def progress_view(progress) -> dict | None:
     return data
 
 
+def queue_view(waiting: list[tuple[GPUJob, str]]) -> list[dict]:
+    """The jobs that wait, each with why (``%gpu_queue``, ``gpu-magic queue``)."""
+    return [
+        {**job_view(job), "priority": job.request.priority, "waiting_for": why}
+        for job, why in waiting
+    ]
+
+
 def job_status_view(job: GPUJob, history: list[Transition], progress=None) -> dict:
     """One job with every state it passed through (``GET /gpu-jobs/ID``, ``status JOB``)."""
     return {**job_view(job, progress), "history": [transition_view(t) for t in history]}

@@ -150,8 +150,10 @@ class Monitor:
 
     def _start_waiting(self) -> None:
         """Jobs waiting for a slot start here too: a slot freed in a process that is gone, or
-        before a kernel restart, is found by whoever ticks next."""
+        before a kernel restart, is found by whoever ticks next; so are held jobs whose
+        dependencies ended or whose start time came."""
         try:
+            self.tracker.release_held()
             for cluster_name in self.jobs.waiting_clusters():
                 self.tracker.start_waiting(cluster_name)
         except GPUMagicError as exc:  # the next tick tries again

@@ -8,7 +8,7 @@ exec per host however many jobs are active.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -59,6 +59,9 @@ class Scheduler(ABC):
     relaunch_safe = False
     """Whether ``submit`` may run again after a connection dropped during it (it then reports
     the first launch rather than start a second one)."""
+    holds = False
+    """Whether the scheduler itself holds a job until jobs it depends on ended and its start
+    time came (Slurm: ``--dependency``, ``--begin``); elsewhere the store holds it (``holds``)."""
     arrays = False
     """Whether ``submit_array`` launches many uploaded folders as one batch (Slurm's job array);
     elsewhere a sweep's members are launched one by one."""
@@ -69,10 +72,15 @@ class Scheduler(ABC):
 
     @abstractmethod
     def submit(
-        self, job: GPUJob, folder: JobDir, secrets: Mapping[str, str] | None = None
+        self,
+        job: GPUJob,
+        folder: JobDir,
+        secrets: Mapping[str, str] | None = None,
+        after: Sequence[str] = (),
     ) -> Submitted:
         """Launch the uploaded job folder detached from this connection; ``secrets``
-        (``--secret-env`` values) reach the job's environment over the launch's stdin."""
+        (``--secret-env`` values) reach the job's environment over the launch's stdin;
+        ``after``: the scheduler ids of jobs it must wait for (only where ``holds``)."""
 
     def cancel(self, job: GPUJob) -> None:
         """Stop the job and everything it started."""

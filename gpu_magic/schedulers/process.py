@@ -10,7 +10,7 @@ reaches every process of the job, also those outside its process group.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from .. import jobdir
 from ..errors import SchedulerError
@@ -87,8 +87,14 @@ class ProcessScheduler(Scheduler):
     relaunch_safe = True  # LAUNCH starts run.sh once, however often it runs
 
     def submit(
-        self, job: GPUJob, folder: JobDir, secrets: Mapping[str, str] | None = None
+        self,
+        job: GPUJob,
+        folder: JobDir,
+        secrets: Mapping[str, str] | None = None,
+        after: Sequence[str] = (),
     ) -> Submitted:
+        if after:  # the store holds this scheduler's jobs until their dependencies ended
+            raise SchedulerError(f"job {job.id}: the process scheduler cannot wait for jobs")
         secrets = secrets or {}
         command = secret_env.reader(list(secrets)) + LAUNCH.format(
             dir=quote_argv(str(folder)),

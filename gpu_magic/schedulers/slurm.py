@@ -17,19 +17,19 @@ from __future__ import annotations
 
 import re
 import shlex
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from .. import jobdir
 from ..errors import ClusterConnectionError, InvalidRequestError, SchedulerError
 from ..jobdir import JobDir
-from ..models import GPUJob, GPUJobRequest, JobStatus
+from ..models import GPUJob, GPUJobRequest, JobStatus, utcnow
 from ..resources import Resources, SlurmDefaults, effective
 from ..transport.base import Transport, quote_argv
 from . import secret_env
 from .base import Observation, Scheduler, Submitted, cancel_input
 from .folder_probe import FolderState
 from .slurm_parse import LIVE, PENDING_FORMAT, SACCT_FIELDS, SQUEUE_FORMAT, parse_state_output
-from .slurm_script import render_array_script, render_sbatch_script
+from .slurm_script import render_array_script, render_sbatch_script, start_lines
 from .slurm_state import decide
 
 PENDING = quote_argv("squeue", "-h", "-r", "-t", "PD", "--sort=-p,i", "-o", PENDING_FORMAT)
@@ -109,6 +109,7 @@ class SlurmScheduler(Scheduler):
     name = "slurm"
     relaunch_safe = True  # SUBMIT runs sbatch once, however often it runs
     arrays = True
+    holds = True  # --dependency, --begin
 
     def __init__(
         self,
@@ -125,7 +126,11 @@ class SlurmScheduler(Scheduler):
         return request_resources(request, self.defaults)
 
     def submit(
-        self, job: GPUJob, folder: JobDir, secrets: Mapping[str, str] | None = None
+        self,
+        job: GPUJob,
+        folder: JobDir,
+        secrets: Mapping[str, str] | None = None,
+        after: Sequence[str] = (),
     ) -> Submitted:
         script = render_sbatch_script(
             job.id,
@@ -133,6 +138,7 @@ class SlurmScheduler(Scheduler):
             self.resources(job.request),
             self.defaults.gres_style,
             self.defaults.warn_before_limit,
+            start_lines(job.request, after, utcnow()),
         )
         slurm_id = self._sbatch(str(folder), script, f"job {job.id}", job.attempt, secrets)
         return Submitted(slurm_id, JobStatus.QUEUED, f"submitted to Slurm as job {slurm_id}")
@@ -143,6 +149,7 @@ class SlurmScheduler(Scheduler):
         jobs: list[GPUJob],
         max_running: int | None = None,
         secrets: Mapping[str, str] | None = None,
+        after: Sequence[str] = (),
     ) -> list[Submitted]:
         """N uploaded job folders as ONE ``sbatch --array`` (task i runs ``jobs[i]``'s run.sh,
         at most ``max_running`` at once: ``%N``).
@@ -164,6 +171,7 @@ class SlurmScheduler(Scheduler):
             self.defaults.gres_style,
             max_running,
             self.defaults.warn_before_limit,
+            start_lines(jobs[0].request, after, utcnow()),
         )
         fan_out = ARRAY_FAN_OUT.format(
             folders=" ".join(quote_argv(f) for f in folders),

@@ -201,6 +201,11 @@ def queue_positions(text: str) -> dict[str, tuple[int, int]]:
 def final_status(job: SlurmJob) -> tuple[JobStatus, str | None]:
     """Our status for a job Slurm is done with, and why."""
     status, reason = FINAL.get(job.state, (JobStatus.FAILED, f"Slurm: {job.state}"))
+    if job.state == "CANCELLED" and job.reason == "DependencyNeverSatisfied":
+        reason = (
+            "never started: a job it depends on (--after) did not end as asked, so Slurm "
+            "cancelled it (DependencyNeverSatisfied)"
+        )
     if job.state == "FAILED" and job.exit_code is not None:
         reason = f"exit code {job.exit_code}" + (f", signal {job.signal}" if job.signal else "")
         if job.reason and job.reason not in ("None", "NonZeroExitCode"):

@@ -11,8 +11,11 @@ more, so that no value can end an ``#SBATCH`` line early or add one.
 
 from __future__ import annotations
 
+import math
 import re
 import shlex
+from collections.abc import Sequence
+from datetime import datetime
 
 from .. import jobdir
 from ..models import GPUJobRequest
@@ -71,6 +74,26 @@ def attempt_lines(request: GPUJobRequest, resources: Resources, warn: int | None
     return lines
 
 
+def start_lines(request: GPUJobRequest, after: Sequence[str], now: datetime) -> list[str]:
+    """When the job may start: after the Slurm jobs ``after`` (completed; with ``after_any``
+    ended), which Slurm cancels it for when one cannot be met (``--kill-on-invalid-dep``);
+    not before ``request.start_at`` (``--begin=now+N``, counted here: the cluster's clock and
+    time zone need not be ours); ``--nice`` for a priority below 0 (a user may only lower
+    one)."""
+    lines = []
+    if after:
+        kind = "afterany" if request.after_any else "afterok"
+        lines.append(sbatch_line("dependency", f"{kind}:{':'.join(after)}"))
+        lines.append(sbatch_line("kill-on-invalid-dep", "yes"))
+    if request.start_at is not None:
+        left = math.ceil((request.start_at - now).total_seconds())
+        if left > 0:
+            lines.append(sbatch_line("begin", f"now+{left}"))
+    if request.priority < 0:
+        lines.append(sbatch_line("nice", -request.priority))
+    return lines
+
+
 def job_name(job_id: str, request: GPUJobRequest) -> str:
     return f"gm-{request.name or job_id}"
 
@@ -81,8 +104,10 @@ def render_sbatch_script(
     resources: Resources,
     gres_style: str = "gres",
     warn_before_limit: int | None = None,
+    starts: Sequence[str] = (),
 ) -> str:
-    """The sbatch script of one job; submit it from inside the job folder."""
+    """The sbatch script of one job; submit it from inside the job folder. ``starts``: its
+    ``start_lines``."""
     lines = [
         "#!/bin/bash",
         sbatch_line("job-name", job_name(job_id, request)),
@@ -90,6 +115,7 @@ def render_sbatch_script(
         sbatch_line("open-mode", "append"),
         *resource_lines(resources, request.gpus, gres_style),
         *attempt_lines(request, resources, warn_before_limit),
+        *starts,
         f"# gpu_magic job {job_id} (generated: do not edit). Slurm's own messages go to",
         f"# {jobdir.SLURM_OUTPUT}; the cell's output to {jobdir.OUTPUT_LOG} (written by run.sh).",
         f"exec bash ./{jobdir.RUN_SCRIPT}",
@@ -105,6 +131,7 @@ def render_array_script(
     gres_style: str = "gres",
     max_running: int | None = None,
     warn_before_limit: int | None = None,
+    starts: Sequence[str] = (),
 ) -> str:
     """One sbatch script for N job folders: task i runs ``folders[i]/run.sh``.
 
@@ -124,6 +151,7 @@ def render_array_script(
         sbatch_line("open-mode", "append"),
         *resource_lines(resources, request.gpus, gres_style),
         *attempt_lines(request, resources, warn_before_limit),
+        *starts,
         f"# gpu_magic job array {name} (generated: do not edit): task i runs job folder i.",
         'case "$SLURM_ARRAY_TASK_ID" in',
         cases + '  *) echo "gpu_magic: no job folder for task $SLURM_ARRAY_TASK_ID" >&2; exit 2 ;;',

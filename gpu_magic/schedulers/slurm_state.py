@@ -110,11 +110,13 @@ def _final(seen: SlurmJob, folder: FolderState, finished: Observation | None) ->
     if finished is None and seen.state in ("COMPLETED", "FAILED"):
         reason = f"{reason or 'completed'}; run.sh wrote no exit code (see slurm.out)"
     exit_code = finished.exit_code if finished is not None else seen.exit_code
+    # a job cancelled before run.sh started never ran (sacct gives it the cancel as Start)
+    began = folder.started or (None if status == JobStatus.CANCELLED else seen.start)
     return Observation(
         status,
         reason,
         exit_code,
-        folder.started or seen.start,
+        began,
         folder.ended or seen.end,
         nodes=seen.nodes or None,
         scheduler_state=seen.state,

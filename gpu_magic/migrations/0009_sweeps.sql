@@ -1,5 +1,0 @@
--- 0009: sweep members (``%%gpu_submit --sweep``): which sweep a job belongs to (NULL: none) and
--- its place in it (``models.SweepMember`` as JSON: index, size, parameters, the sweep's name).
-ALTER TABLE jobs ADD COLUMN sweep_id TEXT;
-ALTER TABLE jobs ADD COLUMN sweep_json TEXT;
-CREATE INDEX jobs_by_sweep ON jobs (sweep_id) WHERE sweep_id IS NOT NULL;
