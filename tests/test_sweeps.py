@@ -264,3 +264,34 @@ def test_the_cli_submits_a_sweep_and_says_whether_every_member_completed(tmp_pat
     refused = cli(env, "submit", str(script), "--sweep", "x")
     assert refused.returncode == 2 and "expected NAME=V1,V2" in refused.stderr
     env.client.close()
+
+
+def test_the_sweep_panel_cancels_all_in_two_clicks_and_runs_the_failed_again(tmp_path):
+    from gpu_magic.ui import SweepPanel
+
+    client = Client(local_settings(tmp_path))
+    go = tmp_path / "go"  # member 1 runs until the test lets it end
+    code = (
+        "import os, time\n"
+        f"while x == 1 and not os.path.exists({str(go)!r}):\n"
+        "    time.sleep(0.05)\n"
+        "assert x != 0 or os.environ['GPU_MAGIC_ATTEMPT'] != '1'\n"
+    )
+    request = GPUJobRequest.create(code=code, cluster="local")
+    handle = client.submit_sweep(request, Sweep.parse(["x=0,1"]), {})
+    handle[0].wait(60)
+    panel = SweepPanel(client, handle.id, background=False)
+    actions = panel.actions
+    panel.throttle.flush()
+    assert not actions.cancel.disabled and not actions.retry.disabled  # member 0 failed
+    actions.on_retry()
+    assert handle[0].wait(60).status == JobStatus.COMPLETED  # its second attempt
+    actions.on_cancel()
+    assert actions.cancel.description == "Really cancel all?" and handle[1].status == "running"
+    actions.on_cancel()
+    assert [job.status for job in handle.jobs()] == [JobStatus.COMPLETED, JobStatus.CANCELLED]
+    panel.throttle.flush()
+    assert actions.cancel.disabled and not actions.retry.disabled
+    assert "1 cancelled, 1 completed" in actions.message.value
+    panel.close()
+    client.close()

@@ -11,7 +11,7 @@ import html
 import ipywidgets as widgets
 
 
-def _button(label: str, css_class: str, icon: str) -> widgets.Button:
+def button(label: str, css_class: str, icon: str) -> widgets.Button:
     button = widgets.Button(description=label, icon=icon, layout={"width": "auto"})
     button.add_class(css_class)
     return button
@@ -31,9 +31,9 @@ class Actions:
         self.panel = panel
         self.namespace = namespace
         self.armed = False
-        self.cancel = _button("Cancel", "gpu-magic-cancel", "stop")
-        self.fetch = _button("Fetch results", "gpu-magic-fetch", "download")
-        self.open_log = _button("Open full log", "gpu-magic-open-log", "file-text")
+        self.cancel = button("Cancel", "gpu-magic-cancel", "stop")
+        self.fetch = button("Fetch results", "gpu-magic-fetch", "download")
+        self.open_log = button("Open full log", "gpu-magic-open-log", "file-text")
         self.message = widgets.HTML()
         self.message.add_class("gpu-magic-message")
         self.cancel.on_click(self.on_cancel)

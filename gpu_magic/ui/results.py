@@ -27,7 +27,7 @@ from ..formatting import files_table, size
 from ..results.loaders import LOADERS
 from ..results.plan import LEFT_ON_HOST
 from ..results.progress import CANCELLED
-from .actions import user_namespace
+from .actions import button, user_namespace
 from .throttle import INTERVAL, Throttle
 from .transfer import RED, TransferBar
 
@@ -46,12 +46,6 @@ def variable_name(path: str) -> str:
     if name[0].isdigit() or keyword.iskeyword(name):
         name = f"_{name}"
     return name
-
-
-def _button(label: str, css_class: str, icon: str) -> widgets.Button:
-    button = widgets.Button(description=label, icon=icon, layout={"width": "auto"})
-    button.add_class(css_class)
-    return button
 
 
 def _cell(width: str) -> widgets.HTML:
@@ -75,8 +69,8 @@ class FileRow(widgets.HBox):
         self.path = entry["path"]
         self.cells = [_cell(w) for w in WIDTHS]
         self.here = widgets.HTML()
-        self.fetch = _button("Fetch", "gpu-magic-results-fetch", "download")
-        self.load = _button("Load", "gpu-magic-results-load", "upload")
+        self.fetch = button("Fetch", "gpu-magic-results-fetch", "download")
+        self.load = button("Load", "gpu-magic-results-load", "upload")
         self.fetch.on_click(lambda _b: section.on_fetch(self.path))
         self.load.on_click(lambda _b: section.on_load(self.path))
         super().__init__([*self.cells, self.here, self.fetch, self.load])
@@ -125,7 +119,7 @@ class ResultsSection(widgets.VBox):
         self.title = widgets.HTML("<b>Results</b>")
         self.note = widgets.HTML()
         self.note.add_class("gpu-magic-results-note")
-        self.retry = _button("Retry", "gpu-magic-results-retry", "refresh")
+        self.retry = button("Retry", "gpu-magic-results-retry", "refresh")
         self.retry.on_click(lambda _b: self.on_collect())
         self.bar = TransferBar(interval=self.throttle.interval, background=self.background)
         self.files = widgets.VBox()

@@ -22,10 +22,11 @@ from datetime import datetime, timezone
 import ipywidgets as widgets
 
 from ..formatting import printable
-from ..models import GPUJob
+from ..models import GPUJob, JobStatus
 from ..results.series import final_values, metric_rows
 from ..sweeps import MAX_MEMBERS
 from . import charts, text
+from .actions import button
 from .panel import CHART_EVERY_S, JobPanel
 from .table import JobsTable, grid_row
 from .throttle import INTERVAL
@@ -52,7 +53,7 @@ def best_member(rows: list[tuple[GPUJob, dict]], metric: str | None, mode: str) 
     scored = [
         (finals[metric], job.id)
         for job, finals in rows
-        if job.status.value == "completed" and isinstance(finals.get(metric), int | float)
+        if job.status == JobStatus.COMPLETED and isinstance(finals.get(metric), int | float)
     ]
     if not scored:
         return ""
@@ -61,6 +62,66 @@ def best_member(rows: list[tuple[GPUJob, dict]], metric: str | None, mode: str) 
 
 def _number(value) -> str:
     return "-" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+class SweepActions:
+    """The sweep's buttons: Cancel the sweep (two clicks) and Run failed again (the members
+    that ended without completing). Callbacks run on the kernel's thread, the client called
+    without the widget lock (a round trip), the lock taken only to change widgets."""
+
+    def __init__(self, panel: SweepPanel):
+        self.panel, self.armed = panel, False
+        self.cancel = button("Cancel sweep", "gpu-magic-sweep-cancel", "stop")
+        self.retry = button("Run failed again", "gpu-magic-sweep-retry", "redo")
+        self.message = widgets.HTML()
+        self.message.add_class("gpu-magic-message")
+        self.cancel.on_click(self.on_cancel)
+        self.retry.on_click(self.on_retry)
+        buttons = widgets.HBox([self.cancel, self.retry])
+        buttons.add_class("gpu-magic-buttons")
+        self.row = widgets.VBox([buttons, self.message])
+
+    def refresh(self, jobs: list[GPUJob]) -> None:
+        """(apply, lock held) What can be done with the members as they are now."""
+        self.cancel.disabled = all(job.is_terminal for job in jobs)
+        self.retry.disabled = not any(_ended_unfinished(job) for job in jobs)
+        if self.cancel.disabled and self.armed:
+            self._disarm()
+
+    def say(self, message: str, error: bool = False) -> None:
+        style = ' style="color:#c5221f"' if error else ""
+        with self.panel.lock:
+            self.message.value = f"<span{style}>{html.escape(message)}</span>"
+
+    def on_cancel(self, _button=None) -> None:
+        with self.panel.lock:
+            if not self.armed:
+                self.armed = True
+                self.cancel.description, self.cancel.button_style = "Really cancel all?", "danger"
+                return
+            self._disarm()
+        self._act("cancel", lambda sweep: sweep.cancel())
+
+    def on_retry(self, _button=None) -> None:
+        self._act("run again", lambda sweep: sweep.retry())
+
+    def _act(self, what: str, action) -> None:
+        self.say(f"{what}…")
+        try:
+            counts = action(self.panel.client.sweep(self.panel.sweep_id)).status()
+        except Exception as exc:  # shown in the panel: a callback's traceback is invisible
+            self.say(f"{what} failed: {exc}", error=True)
+            return
+        self.say(", ".join(f"{n} {state}" for state, n in sorted(counts.items())))
+        self.panel.throttle.mark("job")
+
+    def _disarm(self) -> None:
+        self.armed = False
+        self.cancel.description, self.cancel.button_style = "Cancel sweep", ""
+
+
+def _ended_unfinished(job: GPUJob) -> bool:
+    return job.is_terminal and job.status != JobStatus.COMPLETED
 
 
 class SweepPanel(JobsTable):
@@ -85,6 +146,7 @@ class SweepPanel(JobsTable):
         self.header.add_class("gpu-magic-sweep-header")
         self.chart = None  # until the chart thread has built it
         self.chart_box = widgets.Box([widgets.HTML("<i>chart loading…</i>")])
+        self.actions = SweepActions(self)
         super().__init__(
             client,
             limit=MAX_MEMBERS,
@@ -96,7 +158,7 @@ class SweepPanel(JobsTable):
         charts.build(charts.metrics_figure, background).add_done_callback(self._chart_built)
 
     def _parts(self) -> list:
-        return [self.header, self.grid, self.chart_box, self.detail]
+        return [self.header, self.grid, self.chart_box, self.actions.row, self.detail]
 
     def _chart_built(self, built) -> None:
         """(chart thread, or inline) Put the figure in its box; the next apply fills it."""
@@ -162,6 +224,7 @@ class SweepPanel(JobsTable):
             self.grid.columns = columns
         self.grid.rows = rows  # an equal list sends nothing
         self.grid.best = best_member([(j, f) for j, f, _ in members], metric, mode)
+        self.actions.refresh([job for job, _, _ in members])
         self.header.value = html.escape(self.summary(members, metric, mode))
         self._draw_chart(members, metric, "all" in changes)
 
