@@ -6,7 +6,6 @@ Importable without IPython, ipywidgets or jupyter_server (the server extension a
 from __future__ import annotations
 
 import threading
-from collections import ChainMap
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -15,25 +14,23 @@ from . import holds, retries, submission, sweeps
 from .audit import AuditLog
 from .clusters import ClusterRegistry
 from .config import Settings, workdir_dotenv
-from .errors import ConfigError, GPUMagicError, InvalidRequestError, TransferCancelled
+from .errors import ConfigError, GPUMagicError, InvalidRequestError
 from .handle import JobHandle
 from .hosts import Host, Hosts, TransportFactory
 from .housekeeping import cleanup, usage
 from .jobstore import Change, JobStore, Transition
 from .lease import HostLease
-from .models import GPUJob, GPUJobRequest, JobStatus, SweepMember
+from .models import GPUJob, GPUJobRequest, JobStatus
 from .monitoring.feed import JobFeed, LogChunk, complete_utf8
 from .monitoring.mirror import LiveMirror
 from .monitoring.monitor import Monitor
 from .notify import Notifier
-from .packaging import remote_cache
 from .packaging.digests import LocalDigests
-from .packaging.remote_cache import RemoteCache
-from .packaging.upload import upload_bundle
 from .parsers.levels import LineFilter
 from .results import hostfolder
 from .results.progress import TransferProgress
 from .results_service import ResultsService
+from .submitter import Submitter
 from .sweep_handle import SweepHandle
 from .tracker import JobTracker
 from .transport import Transport
@@ -73,6 +70,10 @@ class Client:
             max_concurrent=self.settings.max_concurrent_jobs,
         )
         self.results = ResultsService(self.settings, self.store, self.hosts, self.tracker)
+        self.submitter = Submitter(
+            self.clusters, self.store, self.hosts, self.tracker, self.audit, self.digests,
+            self.settings.max_concurrent_jobs,
+        )  # fmt: skip
         self.cleanup_errors: dict[str, str] = {}  # cluster -> why its after-collect cleanup failed
         try:
             self.notifier = Notifier(
@@ -168,12 +169,9 @@ class Client:
         say: Callable[[str], None] | None = None,
         progress: TransferProgress | None = None,
     ) -> JobHandle:
-        """Package, upload and launch one job. ``progress`` follows the upload (its ``cancel``
-        stops it: the job ends ``cancelled``, nothing was launched)."""
-        request = self._resolved(request)
-        job = self._upload(request, namespace or {}, cwd, say, progress)
-        self._launch_or_hold([job], say)
-        return JobHandle(self, job.id)
+        """Package, upload and launch (or queue, or hold) one job (``Submitter.submit``)."""
+        job_id = self.submitter.submit(request, namespace, cwd=cwd, say=say, progress=progress)
+        return JobHandle(self, job_id)
 
     def submit_sweep(
         self,
@@ -185,132 +183,11 @@ class Client:
         say: Callable[[str], None] | None = None,
         progress: TransferProgress | None = None,
     ) -> SweepHandle:
-        """Run the cell once per combination of ``sweep``'s values. Every member is checked
-        before the first is packaged; they upload one by one (files they share are sent
-        once: the host's cache holds them after the first); on Slurm they launch as ONE job
-        array (``%max_concurrent_jobs`` at once), elsewhere through the slot queue. A member
-        that fails to upload stops the sweep: those already uploaded end ``cancelled``,
-        nothing was launched."""
-        sweep_id = sweeps.new_sweep_id()
-        made = sweeps.members(sweep, sweep_id, self._resolved(request))
-        if say is not None:
-            say(f"gpu_magic: sweep {sweep_id}: {sweep.size} members, {sweep.describe()}")
-        namespace = namespace or {}
-        jobs: list[GPUJob] = []
-        try:
-            for member_request, place, values in made:
-                first = not jobs
-                job = self._upload(
-                    member_request, ChainMap(values, dict(namespace)), cwd,
-                    say if first else None, progress if first else None, place,
-                )  # fmt: skip
-                jobs.append(job)
-        except GPUMagicError as exc:
-            self._stop_sweep(jobs, exc)
-            raise
-        self._launch_or_hold(jobs, say, sweep_id)
+        """Run the cell once per combination of ``sweep``'s values (``Submitter.sweep``)."""
+        sweep_id = self.submitter.sweep(
+            request, sweep, namespace, cwd=cwd, say=say, progress=progress
+        )
         return SweepHandle(self, sweep_id)
-
-    def _stop_sweep(self, uploaded: list[GPUJob], exc: GPUMagicError) -> None:
-        why = f"sweep stopped before launch: another member did not upload: {exc}"
-        for job in uploaded:
-            self.tracker.save(submission.mark(job, JobStatus.CANCELLED, reason=why), why)
-
-    def _upload(
-        self,
-        request: GPUJobRequest,
-        namespace: Mapping[str, Any],
-        cwd: Path | None,
-        say: Callable[[str], None] | None,
-        progress: TransferProgress | None,
-        sweep: SweepMember | None = None,
-    ) -> GPUJob:
-        """Package and upload one job: stored ``uploading``, or ended and raised."""
-        cluster = self.clusters.get(request.cluster)
-        bundle = submission.package(request, namespace, cluster, cwd)
-        namesake = self.store.newest_named(request.name) if request.name else None
-        host = self.hosts.get(cluster.name)
-        base = submission.remote_base(host.transport, cluster)
-        cache = RemoteCache.under(base, cluster.interpreter)
-        plan = remote_cache.plan(host.transport, bundle, cache, self.digests)
-        submission.announce(bundle, request, cluster, namesake, say, plan.cached_bytes)
-        job = submission.new_job(bundle, request, cluster, base, sweep)
-        self.audit.redact(submission.secrets(request))
-        host.audit.record("submit", jobs=[job.id], **submission.summary(bundle, request, sweep))
-        self.store.insert(job)
-        job = self.tracker.save(submission.mark(job, JobStatus.UPLOADING))
-        folder = hostfolder.folder_of(job)
-        upload = submission.Upload(bundle, plan, progress)
-        try:
-            upload_bundle(
-                host.transport, bundle, folder, upload.advance,
-                cache=cache, planned=plan, digests=self.digests,
-            )  # fmt: skip
-            upload.end()
-        except GPUMagicError as exc:
-            upload.end(exc)
-            self._never_ran(job, exc)
-            raise
-        return job
-
-    def _resolved(self, request: GPUJobRequest) -> GPUJobRequest:
-        """``request`` with its ``--after`` jobs by id (names and id prefixes found in the
-        store); one that ended other than completed is refused up front (with ``after_any``
-        any end will do), as is waiting for a job that cannot end."""
-        ids = []
-        for key in request.after:
-            dep = self.store.find(key)
-            if dep.is_terminal and dep.status != JobStatus.COMPLETED and not request.after_any:
-                raise InvalidRequestError(
-                    f"--after {key}: job {dep.id} ended {dep.status}, so this one could never "
-                    "start (--after-any waits for any end)"
-                )
-            ids.append(dep.id)
-        return request.model_copy(update={"after": tuple(dict.fromkeys(ids))})
-
-    def _launch_or_hold(
-        self, jobs: list[GPUJob], say: Callable[[str], None] | None, sweep: str | None = None
-    ) -> None:
-        """Uploaded jobs (one, or a sweep's members, all alike): launched now (a sweep on
-        Slurm as one job array), or held in the store until the jobs they depend on ended and
-        their start time came, unless the scheduler holds them itself (Slurm, when every job
-        waited for is a Slurm job of that cluster: ``--dependency``, ``--begin``)."""
-        first, host = jobs[0], self.hosts.of(jobs[0])
-        deps = {job_id: self.store.get(job_id) for job_id in first.request.after}
-        stand = holds.standing(first.request, deps, self.tracker.clock())
-        if not stand.ready and not self._scheduler_holds(host, first, deps):
-            for job in jobs:
-                self.tracker.hold(job, stand.why)
-            if say is not None:
-                say(f"gpu_magic: {sweep or 'job ' + first.id} is uploaded and held: {stand.why}")
-            return
-        after = self.tracker.waits_for(first)
-        if sweep is not None and host.scheduler.arrays:
-            max_running = self.settings.max_concurrent_jobs
-            submission.start_array(host, jobs, sweep, max_running, self.tracker.save, after)
-        elif sweep is not None:  # uploaded members hold no slot: queued in order
-            self.tracker.wait_for_slots(jobs)
-        elif not self.store.claim_slot(first, self.settings.max_concurrent_jobs):
-            waiting = self.tracker.wait_for_slot(first)
-            if say is not None and waiting.status == JobStatus.PENDING:
-                say(f"job {first.id} is uploaded and {waiting.reason}")
-        else:
-            submission.start(host, first, self.tracker.save, after)
-
-    @staticmethod
-    def _scheduler_holds(host: Host, job: GPUJob, deps: Mapping[str, GPUJob]) -> bool:
-        """Whether ``host``'s scheduler can hold ``job`` for what it waits for: it ``holds``
-        and every job it waits for that has not ended is a launched job of the same cluster."""
-        if not host.scheduler.holds:
-            return False
-        running = [dep for dep in deps.values() if not dep.is_terminal]
-        return all(dep.cluster == job.cluster and dep.scheduler_id for dep in running)
-
-    def _never_ran(self, job: GPUJob, exc: GPUMagicError) -> None:
-        if isinstance(exc, TransferCancelled):  # the user's stop: not a failure
-            self.tracker.save(submission.mark(job, JobStatus.CANCELLED, reason=str(exc)), str(exc))
-            return
-        self.tracker.save(*submission.never_ran(job, exc))
 
     # -- queries and actions ------------------------------------------------------------------
     def job(self, id_or_name: str, *, refresh: bool = True) -> GPUJob:
