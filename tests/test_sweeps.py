@@ -138,7 +138,13 @@ def test_on_slurm_a_sweep_is_one_array_submitted_once(slurm_env):
         commands = [r["command"] for r in records if r["event"] == "command"]
         sbatches = [c for c in commands if "sbatch --parsable" in c]
         assert len(sbatches) == 1, sbatches
-        assert len({job.scheduler_id.split("_")[0] for job in handle.jobs()}) == 1
+        arrays = {job.scheduler_id.split("_")[0] for job in handle.jobs()}
+        assert len(arrays) == 1
+        shown = client.host(slurm_env.cluster.name).transport.run(
+            f"scontrol -o show job {arrays.pop()}"
+        )
+        limit = client.settings.max_concurrent_jobs  # Slurm runs at most this many at once
+        assert f"ArrayTaskThrottle={limit}" in shown.text, shown.text
         handle.wait(120)
         assert set(handle.status()) == {"completed"}
     finally:
@@ -295,3 +301,23 @@ def test_the_sweep_panel_cancels_all_in_two_clicks_and_runs_the_failed_again(tmp
     assert "1 cancelled, 1 completed" in actions.message.value
     panel.close()
     client.close()
+
+
+def test_files_the_members_share_are_uploaded_once(process_env):
+    """A 3 MB data file: the first member sends it, the host's cache gives it to the others."""
+    env = process_env
+    data = env.cwd / "data.bin"
+    data.write_bytes(bytes(range(256)) * (3 * 4096))
+    code = "n = len(open('data.bin', 'rb').read())"
+    request = GPUJobRequest.create(
+        code=code, cluster=env.cluster_name, files=("data.bin",), outputs=("n",)
+    )
+    handle = env.client.submit_sweep(request, Sweep.parse(["seed=1,2,3"]), {}, cwd=env.cwd)
+    handle.wait(120)
+    jobs = handle.jobs()
+    assert [env.client.results.outputs(job.id)["n"] for job in jobs] == [data.stat().st_size] * 3
+    sent = [
+        sum(r.get("bytes", 0) for r in env.client.audit.records(job.id) if r["event"] == "upload")
+        for job in jobs
+    ]
+    assert sent[0] >= data.stat().st_size and sent[1:] == [0, 0], sent
