@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed-stamp
 NPM_STAMP := labextension/node_modules/.installed-stamp
 DEMO_OUT := build/demo
 
-.PHONY: demo test lint bench bench-deps fuzz system-deps clean
+.PHONY: demo test test-fast lint bench bench-deps fuzz system-deps clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -63,6 +63,11 @@ test: system-deps $(STAMP) $(NPM_STAMP) lint
 	npm --prefix labextension test
 	$(BIN)/pytest tests notebooks --nbval-lax -p no:cacheprovider --ignore=tests/browser
 	$(BIN)/pytest tests/browser -p no:cacheprovider
+
+# The edit-test loop: what needs no real sshd, Slurm or kernel (markers set by tests/harness/tiers.py).
+test-fast: $(STAMP)
+	$(BIN)/pytest tests -m "not ssh and not slurm and not kernel" --ignore=tests/browser \
+	  -p no:cacheprovider -q
 
 BENCH_STAMP := $(VENV)/.bench-stamp
 $(BENCH_STAMP): pyproject.toml | $(STAMP)

@@ -284,6 +284,7 @@ def test_host_keys_accepted_and_refused_are_trust_records(ssh_env, tmp_path):
         stranger.close()
 
 
+@pytest.mark.kernel
 def test_gpu_audit_in_a_real_kernel(logged, tmp_path):
     settings = local_settings(tmp_path)
     kernel = Kernel(kernel_env(settings), str(tmp_path))

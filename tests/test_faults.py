@@ -23,7 +23,7 @@ from harness.procs import wait_until
 from gpu_magic import Client, GPUJobRequest, JobStatus
 from gpu_magic.errors import ClusterConnectionError
 
-pytestmark = pytest.mark.timeout(240)
+pytestmark = [pytest.mark.ssh, pytest.mark.timeout(240)]  # a real sshd, cut off for real
 
 TICKING = """
 import time

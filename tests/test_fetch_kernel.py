@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from harness.kernel import CellResult, Kernel
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.kernel, pytest.mark.timeout(120)]
 
 PAYLOAD = bytes(range(256)) * 8192  # 2 MiB the job writes and the notebook fetches
 JOB = """%%gpu_submit --name manual --fetch manual --outputs y --wait

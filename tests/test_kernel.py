@@ -10,7 +10,7 @@ from harness.kernel import Kernel, kernel_env
 from gpu_magic import Client
 from gpu_magic.parsers.events import strip_ansi
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.kernel, pytest.mark.timeout(120)]
 
 
 @pytest.fixture

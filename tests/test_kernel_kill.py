@@ -16,7 +16,7 @@ from harness.procs import wait_until
 
 from gpu_magic import JobStatus
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.kernel, pytest.mark.timeout(120)]
 
 KERNEL = textwrap.dedent(
     """

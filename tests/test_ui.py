@@ -878,6 +878,7 @@ print("frontend", widget_frontend())
 """
 
 
+@pytest.mark.kernel
 def test_panel_in_a_real_kernel(tmp_path):
     from harness.kernel import Kernel
 

@@ -1,0 +1,24 @@
+"""Test tiers: every test that needs the real sshd, the real Slurm or a real kernel is marked so
+(``ssh``, ``slurm``, ``kernel``), found from the fixtures it uses (or marked by hand where a test
+starts a kernel itself), so that ``make test-fast`` (``-m "not ssh and not slurm and not
+kernel"``) runs the rest for the edit-test loop; ``make test`` runs everything."""
+
+from __future__ import annotations
+
+import pytest
+
+NEEDS = {"sshd": "ssh", "slurm": "slurm", "slurm_acct": "slurm"}
+KINDS = {"ssh": "ssh", "slurm": "slurm"}
+"""Parameters of the fixtures that run one test on several cluster kinds (``env``,
+``process_env`` and their like): the kind's fixture is asked for while the test sets up, not
+named by it."""
+
+
+def pytest_collection_modifyitems(items) -> None:
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        kinds = {value for value in params.values() if isinstance(value, str)}
+        needs = {NEEDS[f] for f in used & NEEDS.keys()} | {KINDS[k] for k in kinds & KINDS.keys()}
+        for marker in sorted(needs):
+            item.add_marker(getattr(pytest.mark, marker))
