@@ -30,7 +30,7 @@ from .parsers.levels import LineFilter
 from .results import hostfolder
 from .results.progress import TransferProgress
 from .results_service import ResultsService
-from .submitter import Submitter
+from .submitter import Caller, Submitter
 from .sweep_handle import SweepHandle
 from .tracker import JobTracker
 from .transport import Transport
@@ -169,9 +169,10 @@ class Client:
         say: Callable[[str], None] | None = None,
         progress: TransferProgress | None = None,
     ) -> JobHandle:
-        """Package, upload and launch (or queue, or hold) one job (``Submitter.submit``)."""
-        job_id = self.submitter.submit(request, namespace, cwd=cwd, say=say, progress=progress)
-        return JobHandle(self, job_id)
+        """Package, upload and launch (or queue, or hold) one job (``Submitter.submit``):
+        ``cwd``, ``say`` and ``progress`` as ``submitter.Caller`` has them."""
+        caller = Caller(cwd, say, progress)
+        return JobHandle(self, self.submitter.submit(request, namespace or {}, caller))
 
     def submit_sweep(
         self,
@@ -184,10 +185,8 @@ class Client:
         progress: TransferProgress | None = None,
     ) -> SweepHandle:
         """Run the cell once per combination of ``sweep``'s values (``Submitter.sweep``)."""
-        sweep_id = self.submitter.sweep(
-            request, sweep, namespace, cwd=cwd, say=say, progress=progress
-        )
-        return SweepHandle(self, sweep_id)
+        caller = Caller(cwd, say, progress)
+        return SweepHandle(self, self.submitter.sweep(request, sweep, namespace or {}, caller))
 
     # -- queries and actions ------------------------------------------------------------------
     def job(self, id_or_name: str, *, refresh: bool = True) -> GPUJob:

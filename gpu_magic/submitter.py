@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections import ChainMap
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,21 @@ from .results.progress import TransferProgress
 from .tracker import JobTracker
 
 
+@dataclass(frozen=True)
+class Caller:
+    """What the one who submits gives besides the request: the folder ``--files`` are
+    relative to, where the submission's lines go, and the upload's progress (its ``cancel``
+    stops it: the job ends ``cancelled``, nothing was launched)."""
+
+    cwd: Path | None = None
+    say: Callable[[str], None] | None = None
+    progress: TransferProgress | None = None
+
+    def quiet(self) -> Caller:
+        """The same folder, nothing said, no progress (a sweep's members after the first)."""
+        return Caller(self.cwd)
+
+
 class Submitter:
     """The submissions of one ``Client`` (composed there; its parts are the client's)."""
 
@@ -47,31 +63,19 @@ class Submitter:
         self.clusters, self.store, self.hosts, self.tracker = clusters, store, hosts, tracker
         self.audit, self.digests, self.max_concurrent = audit, digests, max_concurrent
 
-    def submit(
-        self,
-        request: GPUJobRequest,
-        namespace: Mapping[str, Any] | None = None,
-        *,
-        cwd: Path | None = None,
-        say: Callable[[str], None] | None = None,
-        progress: TransferProgress | None = None,
-    ) -> str:
-        """Package, upload and launch one job; its id. ``progress`` follows the upload (its
-        ``cancel`` stops it: the job ends ``cancelled``, nothing was launched)."""
+    def submit(self, request: GPUJobRequest, namespace: Mapping[str, Any], caller: Caller) -> str:
+        """Package, upload and launch (or queue, or hold) one job; its id."""
         request = self._resolved(request)
-        job = self._upload(request, namespace or {}, cwd, say, progress)
-        self._launch_or_hold([job], say)
+        job = self._upload(request, namespace, caller)
+        self._launch_or_hold([job], caller.say)
         return job.id
 
     def sweep(
         self,
         request: GPUJobRequest,
         sweep: sweeps.Sweep,
-        namespace: Mapping[str, Any] | None = None,
-        *,
-        cwd: Path | None = None,
-        say: Callable[[str], None] | None = None,
-        progress: TransferProgress | None = None,
+        namespace: Mapping[str, Any],
+        caller: Caller,
     ) -> str:
         """Run the cell once per combination of ``sweep``'s values; the sweep's id. Every
         member is checked before the first is packaged; they upload one by one (files they
@@ -81,22 +85,17 @@ class Submitter:
         ``cancelled``, nothing was launched."""
         sweep_id = sweeps.new_sweep_id()
         made = sweeps.members(sweep, sweep_id, self._resolved(request))
-        if say is not None:
-            say(f"gpu_magic: sweep {sweep_id}: {sweep.size} members, {sweep.describe()}")
-        namespace = namespace or {}
+        if caller.say is not None:
+            caller.say(f"gpu_magic: sweep {sweep_id}: {sweep.size} members, {sweep.describe()}")
         jobs: list[GPUJob] = []
         try:
             for member_request, place, values in made:
-                first = not jobs
-                job = self._upload(
-                    member_request, ChainMap(values, dict(namespace)), cwd,
-                    say if first else None, progress if first else None, place,
-                )  # fmt: skip
-                jobs.append(job)
+                each = caller if not jobs else caller.quiet()
+                jobs.append(self._upload(member_request, ChainMap(values, namespace), each, place))
         except GPUMagicError as exc:
             self._stop_sweep(jobs, exc)
             raise
-        self._launch_or_hold(jobs, say, sweep_id)
+        self._launch_or_hold(jobs, caller.say, sweep_id)
         return sweep_id
 
     def _stop_sweep(self, uploaded: list[GPUJob], exc: GPUMagicError) -> None:
@@ -108,27 +107,25 @@ class Submitter:
         self,
         request: GPUJobRequest,
         namespace: Mapping[str, Any],
-        cwd: Path | None,
-        say: Callable[[str], None] | None,
-        progress: TransferProgress | None,
+        caller: Caller,
         sweep: SweepMember | None = None,
     ) -> GPUJob:
         """Package and upload one job: stored ``uploading``, or ended and raised."""
         cluster = self.clusters.get(request.cluster)
-        bundle = submission.package(request, namespace, cluster, cwd)
+        bundle = submission.package(request, namespace, cluster, caller.cwd)
         namesake = self.store.newest_named(request.name) if request.name else None
         host = self.hosts.get(cluster.name)
         base = submission.remote_base(host.transport, cluster)
         cache = RemoteCache.under(base, cluster.interpreter)
         plan = remote_cache.plan(host.transport, bundle, cache, self.digests)
-        submission.announce(bundle, request, cluster, namesake, say, plan.cached_bytes)
+        submission.announce(bundle, request, cluster, namesake, caller.say, plan.cached_bytes)
         job = submission.new_job(bundle, request, cluster, base, sweep)
         self.audit.redact(submission.secrets(request))
         host.audit.record("submit", jobs=[job.id], **submission.summary(bundle, request, sweep))
         self.store.insert(job)
         job = self.tracker.save(submission.mark(job, JobStatus.UPLOADING))
         folder = hostfolder.folder_of(job)
-        upload = submission.Upload(bundle, plan, progress)
+        upload = submission.Upload(bundle, plan, caller.progress)
         try:
             upload_bundle(
                 host.transport, bundle, folder, upload.advance,
