@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping
+from itertools import groupby
 from pathlib import Path
 from typing import Any
 
@@ -245,14 +246,12 @@ class Client:
         """The jobs that wait, each with why: those waiting for a free slot in the order they
         will start (per cluster: higher priority, then older, first), then the held ones."""
         self.tracker.release_held()  # what may start now does, first
-        waiting = [job for job in self.store.list(status="pending") if job.ready_at or job.held]
-        slots = sorted((j for j in waiting if not j.held), key=holds.queue_order)
         lines = []
-        for job in slots:
-            ahead = [j for j in slots if j.cluster == job.cluster]
-            place = ahead.index(job) + 1
-            lines.append((job, f"{place} of {len(ahead)} waiting for a free slot on {job.cluster}"))
-        held = [job for job in reversed(waiting) if job.held]
+        for cluster, group in groupby(self.store.waiting_for_slots(), lambda job: job.cluster):
+            line = list(group)
+            why = f"{{}} of {len(line)} waiting for a free slot on {cluster}"
+            lines += [(job, why.format(place)) for place, job in enumerate(line, 1)]
+        held = self.store.held()
         deps = {d: self.store.get(d) for job in held for d in job.request.after}
         now = self.tracker.clock()
         lines += [(job, holds.waiting_line(job.request, deps, now)) for job in held]
@@ -322,15 +321,23 @@ class Client:
     def feed(self, job_id: str) -> JobFeed:
         """The job's telemetry brought up to date now (metrics, progress, GPU samples, log);
         a finished, collected job's comes from the results store (the host is not asked)."""
-        return self._feed_of(self.store.find(job_id))
+        return self.feeds([job_id])[0]
+
+    def feeds(self, job_ids: list[str]) -> list[JobFeed]:
+        """``feed`` for several jobs, those not collected brought up to date together."""
+        jobs = [self.store.find(job_id) for job_id in job_ids]
+        found = {job.id: self.results.feed(job) for job in jobs}
+        live = [job_id for job_id, feed in found.items() if feed is None]
+        found.update(zip(live, self.monitor.sync_all(live), strict=True))
+        return [found[job.id] for job in jobs]
 
     def _feed_of(self, job: GPUJob, *, sync: bool = True) -> JobFeed:
         """A collected job's feed from the results store (the host is not asked), else the
         monitor's (``sync``: brought up to date now)."""
-        feed = self.results.feed(job)
-        if feed is not None:
-            return feed
-        return self.monitor.sync(job.id) if sync else self.monitor.feed(job.id)
+        if sync:
+            return self.feeds([job.id])[0]
+        collected = self.results.feed(job)
+        return collected if collected is not None else self.monitor.feed(job.id)
 
     def storage_usage(self, cluster: str | None = None) -> usage.Usage:
         """Local and remote sizes of every stored job (of ``cluster``): one command per host."""

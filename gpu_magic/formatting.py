@@ -248,10 +248,11 @@ def option_value(value: Any) -> str:
 def sweep_table(rows: Sequence[dict]) -> str:
     """A sweep's results (``SweepHandle.result_rows``) as text: one line per member."""
     headers = list(dict.fromkeys(k for row in rows for k in row))
-    return table(headers, [[_result_cell(row.get(k)) for k in headers] for row in rows])
+    return table(headers, [[result_cell(row.get(k)) for k in headers] for row in rows])
 
 
-def _result_cell(value: Any) -> str:
+def result_cell(value: Any) -> str:
+    """A value in a results table: ``-`` for none, a number to 4 significant digits."""
     if value is None:
         return "-"
     if isinstance(value, float):

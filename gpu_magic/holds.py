@@ -62,11 +62,6 @@ def waiting_line(request: GPUJobRequest, deps: Mapping[str, GPUJob], now: dateti
     return stand.why
 
 
-def queue_order(job: GPUJob) -> tuple:
-    """The order the slot queue starts jobs in: per cluster, higher priority, then older."""
-    return (job.cluster, -job.request.priority, job.ready_at or job.created_at)
-
-
 def start_time(at: str | None, delay: str | None, now: datetime) -> datetime | None:
     """``--at "2026-12-24 02:00"`` (this machine's local time unless it names its zone) or
     ``--in 2h`` (``90m``, ``1h30m``, ``45s``, ``2d``) as a moment in UTC."""

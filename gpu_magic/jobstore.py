@@ -47,7 +47,8 @@ _NEWEST_FIRST = "ORDER BY created_at DESC, rowid DESC"
 _BEFORE = "(created_at, rowid) < (SELECT created_at, rowid FROM jobs WHERE id = ?)"
 """After the cursor job in ``_NEWEST_FIRST`` order (an unknown id: nothing)."""
 _TERMINAL = tuple(s.value for s in TERMINAL_STATES)
-_PRIORITY = "COALESCE(json_extract(request_json, '$.priority'), 0)"
+_SLOT_ORDER = "COALESCE(json_extract(request_json, '$.priority'), 0) DESC, ready_at, rowid"
+"""The order a cluster's jobs waiting for a slot start in: higher priority, then older."""
 _ACTIVE = f"status NOT IN ({', '.join('?' * len(_TERMINAL))})"
 
 
@@ -354,7 +355,7 @@ class JobStore:
                 return None
             rows = conn.execute(
                 f"{_SELECT} WHERE cluster = ? AND status = ? AND ready_at IS NOT NULL "
-                f"ORDER BY {_PRIORITY} DESC, ready_at, rowid",
+                f"ORDER BY {_SLOT_ORDER}",
                 (cluster, JobStatus.PENDING.value),
             )
             waiting = next((j for j in map(_row_to_job, rows) if launchable(j)), None)
@@ -378,6 +379,11 @@ class JobStore:
         """Store ``job`` (released: waiting for a slot) only if it is still held (exactly one
         process releases each)."""
         return self._update_if(job, "status = ? AND held = 1", (JobStatus.PENDING.value,), reason)
+
+    def waiting_for_slots(self) -> list[GPUJob]:
+        """Jobs waiting for a slot, per cluster in the order they will start."""
+        sql = f"{_SELECT} WHERE status = ? AND ready_at IS NOT NULL ORDER BY cluster, {_SLOT_ORDER}"
+        return self._query("list jobs waiting for a slot", sql, (JobStatus.PENDING.value,))
 
     def waiting_clusters(self) -> list[str]:
         """Clusters with jobs waiting for a slot."""

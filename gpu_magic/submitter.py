@@ -164,8 +164,7 @@ class Submitter:
         deps = {job_id: self.store.get(job_id) for job_id in first.request.after}
         stand = holds.standing(first.request, deps, self.tracker.clock())
         if not stand.ready and not self._scheduler_holds(host, first, deps):
-            for job in jobs:
-                self.tracker.hold(job, stand.why)
+            self.tracker.hold(jobs, stand.why)
             if say is not None:
                 say(f"gpu_magic: {sweep or 'job ' + first.id} is uploaded and held: {stand.why}")
             return

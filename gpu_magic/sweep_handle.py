@@ -3,15 +3,16 @@ members in the store (``Client.sweep`` finds one by id or name from any process)
 
 from __future__ import annotations
 
-import math
 import time
 from collections import Counter
 from typing import Any, Literal, Protocol
 
-from .errors import InvalidRequestError, WaitTimeoutError
+from .errors import InvalidRequestError
 from .handle import JobHandle, JobsDoor, table
 from .models import GPUJob, JobStatus
+from .monitoring.feed import JobFeed
 from .results.series import final_values, metric_rows
+from .sweeps import best_member
 
 
 class SweepsDoor(JobsDoor, Protocol):
@@ -20,6 +21,7 @@ class SweepsDoor(JobsDoor, Protocol):
     def jobs(self, **filters: Any) -> list[GPUJob]: ...
     def cancel_many(self, job_ids: list[str]) -> list[GPUJob]: ...
     def retry(self, job_id: str) -> GPUJob: ...
+    def feeds(self, job_ids: list[str]) -> list[JobFeed]: ...
 
 
 class SweepHandle:
@@ -68,10 +70,8 @@ class SweepHandle:
         """Block until every member ended (``WaitTimeoutError`` after ``timeout`` seconds)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         for job in self.jobs(refresh=False):
-            left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0 and not self._client.job(job.id).is_terminal:
-                raise WaitTimeoutError(f"sweep {self.id} still runs after {timeout} s")
-            self._client.wait(job.id, left)
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            self._client.wait(job.id, left)  # past the deadline: one look, then the error
         return self
 
     def cancel(self, member: int | None = None) -> SweepHandle:
@@ -103,9 +103,9 @@ class SweepHandle:
     # -- results ------------------------------------------------------------------------------
     def result_rows(self) -> list[dict[str, Any]]:
         """Per member: index, parameters, status, each metric's final value, runtime, job id."""
-        rows = []
-        for job in self.jobs():
-            finals = final_values(metric_rows(self._client.feed(job.id).metric_records()))
+        rows, jobs = [], self.jobs()
+        for job, feed in zip(jobs, self._client.feeds([job.id for job in jobs]), strict=True):
+            finals = final_values(metric_rows(feed.metric_records()))
             runtime = job.runtime_seconds()
             rows.append({
                 "member": job.sweep.index if job.sweep else 0,
@@ -126,22 +126,17 @@ class SweepHandle:
         if mode not in ("min", "max"):
             raise InvalidRequestError(f"mode {mode!r}: expected 'min' or 'max'")
         rows = self.result_rows()
-        scored = [r for r in rows if r["status"] == "completed" and _number(r.get(metric))]
-        if not scored:
+        best = best_member(((row["job"], row["status"], row) for row in rows), metric, mode)
+        if best is None:
             fixed = {"member", "status", "runtime_s", "job", *(self.params[0] if rows else ())}
             known = dict.fromkeys(k for r in rows for k in r if k not in fixed)
             raise InvalidRequestError(
                 f"no completed member of sweep {self.id} reported {metric!r} "
                 f"(its metrics: {', '.join(known) or 'none yet'})"
             )
-        pick = min if mode == "min" else max
-        return JobHandle(self._client, pick(scored, key=lambda r: r[metric])["job"])
+        return JobHandle(self._client, best)
 
     def __repr__(self) -> str:
         counts = ", ".join(f"{n} {state}" for state, n in sorted(self.status().items()))
         name = f" name={self.name}" if self.name else ""
         return f"<SweepHandle {self.id}{name} {len(self)} members: {counts}>"
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)

@@ -16,8 +16,9 @@ from __future__ import annotations
 import ast
 import itertools
 import json
+import math
 import secrets
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Literal
@@ -195,3 +196,22 @@ def members(
         )
         made.append((member_request(request, point, index), place, point))
     return made
+
+
+def best_member(
+    members: Iterable[tuple[str, str, Mapping[str, Any]]], metric: str, mode: str
+) -> str | None:
+    """Of ``(job id, status, final metrics)``, the completed member with the lowest (``mode
+    "max"``: highest) finite ``metric``; None while none has one."""
+    scored = [
+        (finals[metric], job_id)
+        for job_id, status, finals in members
+        if status == "completed" and _finite(finals.get(metric))
+    ]
+    if not scored:
+        return None
+    return (min(scored) if mode == "min" else max(scored))[1]
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)

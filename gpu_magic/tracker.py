@@ -121,13 +121,11 @@ class JobTracker:
         return [self.store.get(job.id) for job in jobs]
 
     # -- held jobs (--after, --at) -------------------------------------------------------
-    def hold(self, job: GPUJob, why: str) -> GPUJob:
-        """Keep an uploaded job ``pending`` until what it waits for allows it to start (see
-        ``holds``); released at once when nothing holds it any more."""
-        held = submission.mark(job, JobStatus.PENDING, held=True, reason=why)
-        self.save(held, why)
-        self.release_held()
-        return self.store.get(job.id)
+    def hold(self, jobs: list[GPUJob], why: str) -> None:
+        """Keep uploaded jobs ``pending`` until what they wait for allows them to start (see
+        ``holds``): the next ``release_held`` (a monitor's tick, a ``wait``) releases them."""
+        for job in jobs:
+            self.save(submission.mark(job, JobStatus.PENDING, held=True, reason=why), why)
 
     def release_held(self) -> None:
         """Look at every held job: those whose jobs ended as asked and whose time came join

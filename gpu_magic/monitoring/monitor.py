@@ -161,12 +161,17 @@ class Monitor:
 
     def sync(self, job_id: str, max_ticks: int = 1000) -> JobFeed:
         """The job's feed brought up to date now (a finished job: every byte read)."""
-        feed = self.feed(job_id)
-        for _ in range(max_ticks):
+        return self.sync_all([job_id], max_ticks)[0]
+
+    def sync_all(self, job_ids: list[str], max_ticks: int = 1000) -> list[JobFeed]:
+        """``sync`` for several jobs together: each tick looks at them all (one round trip
+        per cluster), not one tick per job."""
+        feeds = [self.feed(job_id) for job_id in job_ids]
+        for _ in range(max_ticks if feeds else 0):
             self.tick()
-            if not feed.pending or feed.job.status in NOT_LAUNCHED:
+            if all(not feed.pending or feed.job.status in NOT_LAUNCHED for feed in feeds):
                 break
-        return feed
+        return feeds
 
     def _active_by_cluster(self) -> dict[str, list[JobFeed]]:
         with self._lock:

@@ -26,16 +26,60 @@ def user_namespace() -> dict | None:
     return None if shell is None else shell.user_ns
 
 
+class Confirmed:
+    """A button that acts on its second click: the first arms it (``confirm``, red); it
+    disarms when it acts or is disabled. Call ``click`` (widget lock not held) from the
+    button's callback: True when this click is the confirming one."""
+
+    def __init__(self, label: str, confirm: str, css_class: str, icon: str, lock):
+        self.label, self.confirm, self.lock, self.armed = label, confirm, lock, False
+        self.button = button(label, css_class, icon)
+
+    def click(self) -> bool:
+        with self.lock:
+            if not self.armed:
+                self.armed = True
+                self.button.description, self.button.button_style = self.confirm, "danger"
+                return False
+            self.disarm()
+            return True
+
+    def enable(self, enabled: bool) -> None:
+        """(lock held) Enabled or not; a disabled button forgets its first click."""
+        self.button.disabled = not enabled
+        if not enabled and self.armed:
+            self.disarm()
+
+    def disarm(self) -> None:
+        self.armed = False
+        self.button.description, self.button.button_style = self.label, ""
+
+
+class MessageLine(widgets.HTML):
+    """One line under a row of buttons: what the last click came to, red for a failure."""
+
+    def __init__(self, lock):
+        super().__init__()
+        self.lock = lock
+        self.add_class("gpu-magic-message")
+
+    def say(self, message: str, error: bool = False) -> None:
+        style = ' style="color:#c5221f"' if error else ""
+        with self.lock:
+            self.value = f"<span{style}>{html.escape(message)}</span>"
+
+
 class Actions:
     def __init__(self, panel, namespace: dict | None = None):
         self.panel = panel
         self.namespace = namespace
-        self.armed = False
-        self.cancel = button("Cancel", "gpu-magic-cancel", "stop")
+        self.confirmed = Confirmed(
+            "Cancel", "Really cancel?", "gpu-magic-cancel", "stop", panel.lock
+        )
+        self.cancel = self.confirmed.button
         self.fetch = button("Fetch results", "gpu-magic-fetch", "download")
         self.open_log = button("Open full log", "gpu-magic-open-log", "file-text")
-        self.message = widgets.HTML()
-        self.message.add_class("gpu-magic-message")
+        self.message = MessageLine(panel.lock)
         self.cancel.on_click(self.on_cancel)
         self.fetch.on_click(self.on_fetch)
         self.open_log.on_click(self.on_open_log)
@@ -44,24 +88,16 @@ class Actions:
         self.row = [buttons, self.message]
 
     def say(self, message: str, error: bool = False) -> None:
-        style = ' style="color:#c5221f"' if error else ""
-        with self.panel.lock:
-            self.message.value = f"<span{style}>{html.escape(message)}</span>"
+        self.message.say(message, error)
 
     def refresh(self, job) -> None:
         """Called by the panel's apply (lock held) with the latest job."""
-        self.cancel.disabled = job.is_terminal
-        if job.is_terminal and self.armed:
-            self._disarm()
+        self.confirmed.enable(not job.is_terminal)
 
     # -- cancel -------------------------------------------------------------------------------
     def on_cancel(self, _button=None) -> None:
-        with self.panel.lock:
-            if not self.armed:
-                self.armed = True
-                self.cancel.description, self.cancel.button_style = "Really cancel?", "danger"
-                return
-            self._disarm()
+        if not self.confirmed.click():
+            return
         self.say("cancelling…")
         try:
             job = self.panel.client.cancel(self.panel.job_id)
@@ -70,10 +106,6 @@ class Actions:
             return
         self.say(f"cancel requested: the job is {job.status.value}")
         self.panel.throttle.mark("job")
-
-    def _disarm(self) -> None:
-        self.armed = False
-        self.cancel.description, self.cancel.button_style = "Cancel", ""
 
     # -- fetch --------------------------------------------------------------------------------
     def on_fetch(self, _button=None) -> None:

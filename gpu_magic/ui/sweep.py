@@ -21,12 +21,12 @@ from datetime import datetime, timezone
 
 import ipywidgets as widgets
 
-from ..formatting import printable
+from ..formatting import printable, result_cell
 from ..models import GPUJob, JobStatus
 from ..results.series import final_values, metric_rows
-from ..sweeps import MAX_MEMBERS
+from ..sweeps import MAX_MEMBERS, best_member
 from . import charts, text
-from .actions import button
+from .actions import Confirmed, MessageLine, button
 from .panel import CHART_EVERY_S, JobPanel
 from .table import JobsTable, grid_row
 from .throttle import INTERVAL
@@ -48,33 +48,19 @@ def ranking(names, metric: str | None = None, mode: str | None = None) -> tuple[
     return metric, mode
 
 
-def best_member(rows: list[tuple[GPUJob, dict]], metric: str | None, mode: str) -> str:
-    """The id of the completed member with the best final ``metric`` ("" while none has one)."""
-    scored = [
-        (finals[metric], job.id)
-        for job, finals in rows
-        if job.status == JobStatus.COMPLETED and isinstance(finals.get(metric), int | float)
-    ]
-    if not scored:
-        return ""
-    return (min(scored) if mode == "min" else max(scored))[1]
-
-
-def _number(value) -> str:
-    return "-" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
-
-
 class SweepActions:
     """The sweep's buttons: Cancel the sweep (two clicks) and Run failed again (the members
     that ended without completing). Callbacks run on the kernel's thread, the client called
     without the widget lock (a round trip), the lock taken only to change widgets."""
 
     def __init__(self, panel: SweepPanel):
-        self.panel, self.armed = panel, False
-        self.cancel = button("Cancel sweep", "gpu-magic-sweep-cancel", "stop")
+        self.panel = panel
+        self.confirmed = Confirmed(
+            "Cancel sweep", "Really cancel all?", "gpu-magic-sweep-cancel", "stop", panel.lock
+        )
+        self.cancel = self.confirmed.button
         self.retry = button("Run failed again", "gpu-magic-sweep-retry", "redo")
-        self.message = widgets.HTML()
-        self.message.add_class("gpu-magic-message")
+        self.message = MessageLine(panel.lock)
         self.cancel.on_click(self.on_cancel)
         self.retry.on_click(self.on_retry)
         buttons = widgets.HBox([self.cancel, self.retry])
@@ -83,41 +69,26 @@ class SweepActions:
 
     def refresh(self, jobs: list[GPUJob]) -> None:
         """(apply, lock held) What can be done with the members as they are now."""
-        self.cancel.disabled = all(job.is_terminal for job in jobs)
+        self.confirmed.enable(not all(job.is_terminal for job in jobs))
         self.retry.disabled = not any(_ended_unfinished(job) for job in jobs)
-        if self.cancel.disabled and self.armed:
-            self._disarm()
-
-    def say(self, message: str, error: bool = False) -> None:
-        style = ' style="color:#c5221f"' if error else ""
-        with self.panel.lock:
-            self.message.value = f"<span{style}>{html.escape(message)}</span>"
 
     def on_cancel(self, _button=None) -> None:
-        with self.panel.lock:
-            if not self.armed:
-                self.armed = True
-                self.cancel.description, self.cancel.button_style = "Really cancel all?", "danger"
-                return
-            self._disarm()
-        self._act("cancel", lambda sweep: sweep.cancel())
+        if self.confirmed.click():
+            self._act("cancel", lambda sweep: sweep.cancel())
 
     def on_retry(self, _button=None) -> None:
         self._act("run again", lambda sweep: sweep.retry())
 
     def _act(self, what: str, action) -> None:
-        self.say(f"{what}…")
+        say = self.message.say
+        say(f"{what}…")
         try:
             counts = action(self.panel.client.sweep(self.panel.sweep_id)).status()
         except Exception as exc:  # shown in the panel: a callback's traceback is invisible
-            self.say(f"{what} failed: {exc}", error=True)
+            say(f"{what} failed: {exc}", error=True)
             return
-        self.say(", ".join(f"{n} {state}" for state, n in sorted(counts.items())))
+        say(", ".join(f"{n} {state}" for state, n in sorted(counts.items())))
         self.panel.throttle.mark("job")
-
-    def _disarm(self) -> None:
-        self.armed = False
-        self.cancel.description, self.cancel.button_style = "Cancel sweep", ""
 
 
 def _ended_unfinished(job: GPUJob) -> bool:
@@ -146,7 +117,6 @@ class SweepPanel(JobsTable):
         self.header.add_class("gpu-magic-sweep-header")
         self.chart = None  # until the chart thread has built it
         self.chart_box = widgets.Box([widgets.HTML("<i>chart loading…</i>")])
-        self.actions = SweepActions(self)
         super().__init__(
             client,
             limit=MAX_MEMBERS,
@@ -158,6 +128,7 @@ class SweepPanel(JobsTable):
         charts.build(charts.metrics_figure, background).add_done_callback(self._chart_built)
 
     def _parts(self) -> list:
+        self.actions = SweepActions(self)  # here: its buttons share the widget lock, made by now
         return [self.header, self.grid, self.chart_box, self.actions.row, self.detail]
 
     def _chart_built(self, built) -> None:
@@ -218,12 +189,13 @@ class SweepPanel(JobsTable):
             place = job.sweep.params if job.sweep else {}
             row["member"] = str(job.sweep.index if job.sweep else "")
             row.update({f"p{i}": printable(str(place.get(name))) for i, name in enumerate(params)})
-            row.update({f"m{i}": _number(finals.get(name)) for i, name in enumerate(names)})
+            row.update({f"m{i}": result_cell(finals.get(name)) for i, name in enumerate(names)})
             rows.append(row)
         if self.grid.columns != columns:
             self.grid.columns = columns
         self.grid.rows = rows  # an equal list sends nothing
-        self.grid.best = best_member([(j, f) for j, f, _ in members], metric, mode)
+        ranked = ((job.id, job.status.value, finals) for job, finals, _ in members)
+        self.grid.best = (best_member(ranked, metric, mode) if metric else None) or ""
         self.actions.refresh([job for job, _, _ in members])
         self.header.value = html.escape(self.summary(members, metric, mode))
         self._draw_chart(members, metric, "all" in changes)
@@ -264,6 +236,6 @@ class SweepPanel(JobsTable):
         lines = [self.summary(members, metric, mode)]
         for job, finals, _ in members:
             label = job.sweep.label if job.sweep else ""
-            values = ", ".join(f"{k}={_number(v)}" for k, v in finals.items())
+            values = ", ".join(f"{k}={result_cell(v)}" for k, v in finals.items())
             lines.append(f"  {label}: {job.status.value} {values}".rstrip())
         return "\n".join(printable(line) for line in lines)
