@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed-stamp
 NPM_STAMP := labextension/node_modules/.installed-stamp
 DEMO_OUT := build/demo
 
-.PHONY: demo test test-fast lint bench bench-deps fuzz system-deps clean
+.PHONY: demo test test-fast lint docs dist dist-check binder-check bench bench-deps fuzz system-deps clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -53,21 +53,56 @@ demo: $(STAMP)
 	@$(BIN)/python -m gpu_magic.cli show-notebook $(DEMO_OUT)/01-quickstart.ipynb
 
 lint: $(STAMP) $(NPM_STAMP)
-	$(BIN)/ruff check gpu_magic tests bench
-	$(BIN)/ruff format --check gpu_magic tests bench
+	$(BIN)/ruff check gpu_magic tests bench docs release notebooks binder
+	$(BIN)/ruff format --check gpu_magic tests bench docs release notebooks binder
 	npm --prefix labextension run lint:check
 
-# The browser tests (real JupyterLab + Debian Chromium via Playwright) run in a pytest process of
-# their own: Playwright's sync API and other event loops clash in one process.
-test: system-deps $(STAMP) $(NPM_STAMP) lint
-	npm --prefix labextension test
-	$(BIN)/pytest tests notebooks --nbval-lax -p no:cacheprovider --ignore=tests/browser
-	$(BIN)/pytest tests/browser -p no:cacheprovider
+# The documentation site (build/site): the reference pages must match what the code prints
+# (docs/generate.py writes them), and any mkdocs warning fails the build.
+docs: $(STAMP)
+	$(BIN)/python docs/generate.py --check
+	$(BIN)/python -m mkdocs build --strict
 
-# The edit-test loop: what needs no real sshd, Slurm or kernel (markers set by tests/harness/tiers.py).
+# The release: an sdist (sources + the built Lab extension) and a wheel built from it.
+# gpu_magic/labextension goes first: the build hook skips npm when it exists (skip-if-exists),
+# and the editable install leaves a development build there, which would ship.
+dist: $(STAMP) $(NPM_STAMP)
+	rm -rf build/dist gpu_magic/labextension
+	$(BIN)/python -m build --outdir build/dist .
+
+# That wheel in a fresh venv with no node on the PATH: the magics load, the server and Lab
+# extensions are listed enabled, 01-quickstart runs (release/check_wheel.py).
+dist-check: dist
+	$(BIN)/python release/check_wheel.py
+
+# Binder's recipe (binder/) replayed as an unprivileged user in a fresh venv, then the first two
+# tutorials through binder/start (binder/replay.py; it needs root to make that user).
+binder-check: system-deps
+	python3 binder/replay.py
+
+# The tests, then the tutorials under strict nbval (every output compared with the committed one,
+# notebooks/sanitize.cfg masking ids, times and sizes; each notebook as a new user, with the demo
+# SSH host: notebooks/conftest.py), then the browser tests (real JupyterLab + Debian Chromium via
+# Playwright, in a pytest process of their own: Playwright's sync API and other event loops clash
+# in one process), the release wheel and Binder. Coverage of gpu_magic (lines and branches, in the
+# test processes) is printed at the end; under 80% fails.
+test: system-deps $(STAMP) $(NPM_STAMP) lint docs
+	npm --prefix labextension test
+	mkdir -p build/coverage
+	$(BIN)/pytest tests -p no:cacheprovider --ignore=tests/browser --cov --cov-report=
+	$(BIN)/pytest notebooks --nbval --nbval-sanitize-with notebooks/sanitize.cfg -p no:cacheprovider
+	$(BIN)/pytest tests/browser -p no:cacheprovider
+	$(MAKE) dist-check binder-check
+	@$(BIN)/python -m coverage report > build/coverage/report.txt || \
+	  { cat build/coverage/report.txt; echo "gpu_magic coverage is under 80%"; exit 1; }
+	@echo "gpu_magic coverage (lines and branches; build/coverage/report.txt):" \
+	  "$$($(BIN)/python -m coverage report --format=total)%"
+
+# The edit-test loop, well under a minute: only what runs in-process (no sshd, Slurm, kernel,
+# browser or real local processes: markers set by tests/harness/tiers.py), over every core.
 test-fast: $(STAMP)
-	$(BIN)/pytest tests -m "not ssh and not slurm and not kernel" --ignore=tests/browser \
-	  -p no:cacheprovider -q
+	$(BIN)/pytest tests -m "not ssh and not slurm and not kernel and not browser and not processes" \
+	  --ignore=tests/browser -p no:cacheprovider -q -n auto
 
 BENCH_STAMP := $(VENV)/.bench-stamp
 $(BENCH_STAMP): pyproject.toml | $(STAMP)

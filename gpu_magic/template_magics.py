@@ -20,7 +20,8 @@ NEEDS_NAME = ("show", "save", "delete")
 class TemplateMagics(ClientMagics):
     @magic_arguments()
     @argument("-h", "--help", action="store_true", help="show this help")
-    @argument("action", choices=["list", "show", "save", "delete"], help="what to do")
+    @argument("action", nargs="?", choices=["list", "show", "save", "delete"], default="list",
+              help="what to do (list)")  # fmt: skip
     @argument("name", nargs="?", help="the template (show, save, delete)")
     @argument("--from", dest="source", metavar="JOB",
               help="save: the options of this job (default: the newest submission)")  # fmt: skip

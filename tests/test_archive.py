@@ -18,7 +18,10 @@ from gpu_magic import Client, GPUJobRequest, JobStatus
 from gpu_magic.errors import JobStateError, TransferError
 from gpu_magic.results.local import LOCKS
 
-pytestmark = pytest.mark.timeout(90)
+pytestmark = [
+    pytest.mark.timeout(90),
+    pytest.mark.processes,
+]  # real local jobs or run.sh (harness/tiers.py)
 
 WRITE = """
 import os

@@ -26,7 +26,10 @@ from gpu_magic.housekeeping import cleanup
 from gpu_magic.transport import LocalTransport
 from gpu_magic.transport.base import shorten
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = [
+    pytest.mark.timeout(180),
+    pytest.mark.processes,
+]  # real local jobs or run.sh (harness/tiers.py)
 TRANSPORT_EVENTS = {"command", "upload", "download", "read", "mkdir", "list"}
 
 

@@ -16,7 +16,10 @@ from gpu_magic.models import GPUJob
 from gpu_magic.schedulers.process import ProcessScheduler
 from gpu_magic.transport.local import LocalTransport
 
-pytestmark = pytest.mark.timeout(240)
+pytestmark = [
+    pytest.mark.timeout(240),
+    pytest.mark.processes,
+]  # real local jobs or run.sh (harness/tiers.py)
 HOLD = "import time\nprint('started', flush=True)\nwhile True: time.sleep(0.05)"
 CANCELS = ("scancel", "kill -TERM")
 

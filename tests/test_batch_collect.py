@@ -158,6 +158,7 @@ def test_five_ended_jobs_are_collected_with_one_command(env):
     assert len(values[0]) == 2 * 2**20 and values[1:] == [2, 4, 6, 8]
 
 
+@pytest.mark.processes
 def test_jobs_that_end_during_a_collection_are_collected_together_after_it(tmp_path):
     """The first ended job's collection is held at its listing; three more end meanwhile:
     one collection takes all three once the first is done."""

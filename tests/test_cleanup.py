@@ -274,6 +274,7 @@ def test_a_folder_that_cannot_go_is_named_and_the_others_still_go(env):
     assert len(spy.removals) == 1 + 3  # the batch, then one each to tell which cannot go
 
 
+@pytest.mark.processes
 def test_local_cleanup_and_archive_policy_and_a_restart_keeps_the_history(tmp_path):
     settings = local_settings(tmp_path).model_copy(update={"gpu_magic_archive_after_days": 0})
     client = Client(settings)

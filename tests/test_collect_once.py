@@ -13,7 +13,10 @@ from harness.kernel import kernel_env
 
 from gpu_magic import Client
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [
+    pytest.mark.timeout(120),
+    pytest.mark.processes,
+]  # real local jobs or run.sh (harness/tiers.py)
 # The other process (a second kernel): it submits a job that leaves a 150 MB output, waits for
 # it, says its id (its own background collection has then begun), and ends once that is done.
 OTHER = """

@@ -17,7 +17,10 @@ from gpu_magic.holds import seconds, standing, start_time
 from gpu_magic.models import GPUJob
 from gpu_magic.submit_options import SubmitOptions
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [
+    pytest.mark.timeout(300),
+    pytest.mark.processes,
+]  # real local jobs or run.sh (harness/tiers.py)
 NOW = datetime(2026, 12, 7, 12, 0, tzinfo=timezone.utc)
 
 

@@ -15,7 +15,10 @@ from gpu_magic import Client, GPUJobRequest, JobStatus
 from gpu_magic.diagnosis import parse_evidence
 from gpu_magic.ui import text
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [
+    pytest.mark.timeout(120),
+    pytest.mark.processes,
+]  # real local jobs or run.sh (harness/tiers.py)
 
 
 def failed(client, cluster, code: str):

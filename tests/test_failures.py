@@ -30,6 +30,8 @@ from gpu_magic.failures import (
 )
 from gpu_magic.models import JobStatus
 
+pytestmark = pytest.mark.processes  # real local jobs or run.sh (harness/tiers.py)
+
 FIXTURES = Path(__file__).parent / "fixtures" / "failures"
 K = FailureKind
 GB = 10**9

@@ -26,6 +26,8 @@ from gpu_magic.resources import SlurmDefaults
 from gpu_magic.schedulers.slurm import request_resources
 from gpu_magic.schedulers.slurm_script import SAFE_LINE, render_sbatch_script
 
+pytestmark = pytest.mark.processes  # real local jobs or run.sh (harness/tiers.py)
+
 JOB = "20261204-120000-abcdef"
 SLURM_FIELDS = ("time", "mem", "partition", "account", "qos", "constraint", "gpu_type")
 

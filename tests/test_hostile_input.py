@@ -22,6 +22,8 @@ from gpu_magic import GPUJobRequest, JobStatus
 from gpu_magic.clusters import make_cluster
 from gpu_magic.errors import ConfigError, InvalidRequestError
 
+pytestmark = pytest.mark.processes  # real local jobs or run.sh (harness/tiers.py)
+
 ECHO = """
 import json, os, sys
 json.dump({"env": {k: v for k, v in os.environ.items() if k.startswith("H_")},

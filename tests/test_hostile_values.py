@@ -69,6 +69,7 @@ def test_a_newline_in_a_shipped_name_is_refused_before_anything_is_sent(tmp_path
         client.close()
 
 
+@pytest.mark.processes
 def test_a_result_named_with_a_newline_cannot_forge_rows(tmp_path):
     from harness.clients import local_settings
 
@@ -111,6 +112,7 @@ def test_a_metric_name_is_text_in_the_legend():
     assert list(fig.data[0].y) == [0.3]  # the same trace, not a second one
 
 
+@pytest.mark.processes
 def test_a_job_cannot_fill_the_local_disk(tmp_path, monkeypatch):
     """Files bigger than the default fetch limit are listed, not fetched; and what does not
     fit on the disk (a 4 MB tmpfs here) is not fetched either, saying why."""

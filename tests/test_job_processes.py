@@ -19,7 +19,10 @@ from gpu_magic.schedulers.folder_probe import probe
 from gpu_magic.schedulers.process import decide
 from gpu_magic.transport import LocalTransport
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [
+    pytest.mark.timeout(120),
+    pytest.mark.processes,
+]  # real local jobs or run.sh (harness/tiers.py)
 
 ESCAPEE = """
 import subprocess, time

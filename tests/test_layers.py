@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import gpu_magic
 
 BLOCK_UI = """
@@ -17,6 +19,7 @@ print("ok")
 """
 
 
+@pytest.mark.processes
 def test_api_imports_without_ipython_widgets_server_or_paramiko():
     out = subprocess.run([sys.executable, "-c", BLOCK_UI], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
@@ -81,6 +84,7 @@ def _imported(module: str, source: Path, known: set[str]) -> set[str]:
     return found
 
 
+@pytest.mark.processes
 def test_the_package_import_graph_has_no_cycles():
     """Nothing below the facade imports it back, and no two modules import each other in a
     loop (TYPE_CHECKING and function-level imports count)."""

@@ -387,6 +387,7 @@ def test_refuses_a_non_http_url_at_construction():
 
 
 # -- through the client: a real job on the local host --------------------------------------
+@pytest.mark.processes
 def test_a_job_submitted_with_notify_posts_its_end_once(server, tmp_path):
     from harness.clients import local_settings
 

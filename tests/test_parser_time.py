@@ -52,6 +52,7 @@ def seconds(parse, line: str) -> float:
     return best
 
 
+@pytest.mark.no_cover  # coverage's line tracer slows Python loops far more than C regex work
 @pytest.mark.parametrize("parser", PARSERS)
 @pytest.mark.parametrize("prefix", PREFIXES)
 def test_pathological_lines_parse_in_linear_time(parser, prefix):

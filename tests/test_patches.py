@@ -21,7 +21,10 @@ from gpu_magic.packaging.chunking import Chunked, patch
 from gpu_magic.packaging.digests import LocalDigests, chunk_file
 from gpu_magic.remote import cache as host_cache
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = [
+    pytest.mark.timeout(180),
+    pytest.mark.processes,
+]  # real local jobs or run.sh (harness/tiers.py)
 BIG = chunking.CHUNKED_MIN + (8 << 20)  # chunked: at least CHUNKED_MIN
 READ_BACK = "import hashlib\nprint(hashlib.sha256(open('data/big.bin','rb').read()).hexdigest())"
 

@@ -9,6 +9,8 @@ import os
 import stat
 from pathlib import Path
 
+import pytest
+
 from gpu_magic import Client, GPUJobRequest, JobStatus
 from gpu_magic.packaging.upload import LARGE_FILE
 
@@ -53,6 +55,7 @@ def test_a_job_folder_and_what_the_job_writes_are_private(process_env, tmp_path)
     assert mode(root / "output.log") == 0o600
 
 
+@pytest.mark.processes
 def test_the_store_the_clusters_file_and_the_results_are_private(tmp_path):
     from harness.fixtures import make_settings
 

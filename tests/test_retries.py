@@ -17,7 +17,10 @@ from gpu_magic.errors import InvalidRequestError
 from gpu_magic.retries import wanted
 from gpu_magic.ui import text
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [
+    pytest.mark.timeout(120),
+    pytest.mark.processes,
+]  # real local jobs or run.sh (harness/tiers.py)
 
 CHECKPOINTING = """
 import os, time

@@ -39,7 +39,10 @@ from gpu_magic.packaging.runscript import (
 )
 from gpu_magic.remote import layout, sampler
 
-pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="run.sh targets Linux hosts")
+pytestmark = [
+    pytest.mark.skipif(sys.platform != "linux", reason="run.sh targets Linux hosts"),
+    pytest.mark.processes,  # run.sh for real (harness/tiers.py)
+]
 
 ROOT = Path(__file__).resolve().parents[1]
 FAKES = ROOT / "tests" / "fakes"

@@ -16,7 +16,10 @@ from harness.procs import alive, wait_until
 from gpu_magic.remote import sampler
 from gpu_magic.remote.sampler import NoJobGPU, Recorder, Selection
 
-pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the sampler runs on Linux hosts")
+pytestmark = [
+    pytest.mark.skipif(sys.platform != "linux", reason="the sampler runs on Linux hosts"),
+    pytest.mark.processes,  # the sampler for real (harness/tiers.py)
+]
 
 ROOT = Path(__file__).resolve().parents[1]
 FAKES = ROOT / "tests" / "fakes"

@@ -18,7 +18,10 @@ from harness.procs import wait_until
 from gpu_magic import Client, GPUJobRequest, JobStatus
 from gpu_magic.errors import InvalidRequestError
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = [
+    pytest.mark.timeout(180),
+    pytest.mark.processes,
+]  # real local jobs or run.sh (harness/tiers.py)
 CANARY = "/tmp/gpu_magic-secret-canary"
 TOKEN = "tok_" + os.urandom(8).hex()
 SECRET = f'{TOKEN} it\'s "$(touch {CANARY})" `id`\n line two\n\n'  # trailing newlines kept

@@ -10,7 +10,10 @@ from harness.procs import wait_until
 
 from gpu_magic import Client, GPUJobRequest, JobStatus
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [
+    pytest.mark.timeout(120),
+    pytest.mark.processes,
+]  # real local jobs or run.sh (harness/tiers.py)
 
 GATED = """
 import os, time

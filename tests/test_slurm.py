@@ -244,6 +244,7 @@ def test_login_node_path_with_local_transport(slurm, tmp_path):
     assert (seen.status, seen.exit_code) == (JobStatus.FAILED, 4)
 
 
+@pytest.mark.slurm  # its fixture is asked for while it runs
 @pytest.mark.parametrize("accounting", [False, True], ids=["scontrol", "sacct"])
 def test_final_state_from_slurm_when_the_folder_has_none(accounting, request):
     """The folder's exit code gone (say, a node-local disk): Slurm's final word decides, from

@@ -17,7 +17,10 @@ from gpu_magic.errors import InvalidRequestError
 from gpu_magic.results.hostfolder import folder_of
 from gpu_magic.sweeps import MAX_MEMBERS, Sweep, member_request, parse_axis, shown
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [
+    pytest.mark.timeout(300),
+    pytest.mark.processes,
+]  # real local jobs or run.sh (harness/tiers.py)
 
 TRAIN = "print(f'epoch 1 loss={lr * bs}')\nscore = lr * bs\n"
 

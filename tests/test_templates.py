@@ -107,6 +107,7 @@ def shell(client):
     return shell_over(client)
 
 
+@pytest.mark.processes
 def test_gpu_template_lists_shows_saves_and_deletes(shell, client, tmp_path, capsys, monkeypatch):
     on_local = {k: v for k, v in A100.items() if k != "partition"}  # Slurm's alone
     write(client, base={**BASE, "cluster": "local"}, a100=on_local)

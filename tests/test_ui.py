@@ -833,6 +833,7 @@ def test_the_panel_shows_at_once_and_its_charts_when_they_are_built(client, feed
         panel.close()
 
 
+@pytest.mark.processes
 def test_panel_follows_a_real_local_job_to_the_end(tmp_path):
     from harness.clients import local_settings
 

@@ -16,7 +16,10 @@ from gpu_magic.packaging.bundle import Bundle
 from gpu_magic.packaging.upload import LARGE_FILE, upload_bundle
 from gpu_magic.transport import LocalTransport
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = [
+    pytest.mark.timeout(60),
+    pytest.mark.processes,
+]  # real local jobs or run.sh (harness/tiers.py)
 
 
 def make_bundle(tmp_path: Path, big_size: int = 3 * LARGE_FILE) -> Bundle:

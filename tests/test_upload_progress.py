@@ -41,6 +41,7 @@ def data_folder(cwd, sizes: list[int]):
     return data
 
 
+@pytest.mark.processes
 def test_the_progress_counts_what_is_sent_and_a_resubmit_sends_only_what_changed(client, tmp_path):
     data = data_folder(tmp_path / "nb", [3 * MB, 200_000, 10_000])
     request = GPUJobRequest.create(code="pass", cluster="local", files=("data",))
@@ -70,6 +71,7 @@ class StopAfter(TransferProgress):
             self.cancel()
 
 
+@pytest.mark.processes
 def test_stopping_the_upload_cancels_the_job_and_leaves_nothing_on_the_host(client, tmp_path):
     data_folder(tmp_path / "nb", [20 * MB])
     ran = tmp_path / "ran"

@@ -8,7 +8,10 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [
+    pytest.mark.timeout(120),
+    pytest.mark.processes,
+]  # real local jobs or run.sh (harness/tiers.py)
 JUPYTER = Path(sys.executable).with_name("jupyter")
 
 
