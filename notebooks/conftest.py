@@ -11,7 +11,7 @@ import re
 
 import pytest
 from nbval.plugin import IPyNbCell
-from tutorial_env import TutorialEnv
+from tutorial_env import TutorialEnv, needs, slurm_missing
 
 TRANSFER_LINE = re.compile(
     r"^(listing the job's files…|done: [\d.]+ \w+ in |[\d.]+ \w+ / [\d.]+ \w+ · |failed after )"
@@ -26,8 +26,15 @@ def pytest_runtest_setup(item):
     """Before the first cell of a notebook (whose setup starts its kernel): a new user."""
     if item.parent is not _current["notebook"]:
         _env.leave()
-        _env.enter()
         _current["notebook"] = item.parent
+        wanted = needs(item.parent.path)
+        if "slurm" in wanted and (why := slurm_missing()):
+            _current["skip"] = why
+        else:
+            _current["skip"] = None
+            _env.enter(wanted)
+    if _current.get("skip"):
+        pytest.skip(_current["skip"])
 
 
 def pytest_unconfigure(config):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import nbformat
 from nbclient import NotebookClient
-from tutorial_env import TutorialEnv
+from tutorial_env import TutorialEnv, needs
 
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 HERE = Path(__file__).resolve().parent
@@ -35,7 +35,7 @@ if __name__ == "__main__":
     chosen = {Path(name).name for name in sys.argv[1:]}
     for notebook_path in sorted(HERE.glob("[0-9]*.ipynb")):
         if not chosen or notebook_path.name in chosen:
-            env = TutorialEnv().enter()
+            env = TutorialEnv().enter(needs(notebook_path))
             try:
                 refresh(notebook_path)
             finally:

@@ -35,6 +35,11 @@ PENDING_REASONS = {
     "BeginTime": "waiting for its begin time",
     "ReqNodeNotAvail": "a requested node is not available",
     "PartitionDown": "the partition is down",
+    "PartitionConfig": "the partition cannot give what was asked (more nodes or GPUs than it has?)",
+    "PartitionNodeLimit": "more nodes than the partition allows",
+    "PartitionTimeLimit": "--time is longer than the partition allows",
+    "QOSMaxGRESPerUser": "your QOS's GPU limit is reached: waiting for your other jobs",
+    "AssocGrpGRES": "your account's GPU limit is reached",
     "JobHeldUser": "held by the user",
     "JobHeldAdmin": "held by an administrator",
 }
