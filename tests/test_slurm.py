@@ -319,6 +319,7 @@ def test_magics_add_a_slurm_cluster_and_submit_with_resources(slurm_env, slurm, 
 def test_job_past_its_time_limit_ends_timeout(overtime):
     client, handle = overtime
     record = client.wait(handle.id, timeout=150)
-    assert record.status == JobStatus.TIMEOUT
+    history = [(t.status, t.reason) for t in client.store.transitions(handle.id)]
+    assert record.status == JobStatus.TIMEOUT, (record.reason, record.exit_code, history)
     assert "Slurm time limit" in record.reason
     assert "started" in handle.logs()

@@ -17,8 +17,8 @@ JOB_ID = {
 }
 
 
-def _query(name: str, kind: str = "string", description: str = "") -> dict:
-    schema = {"type": kind, "minimum": 0} if kind == "integer" else {"type": kind}
+def _query(name: str, kind: str = "string", description: str = "", low: int = 0) -> dict:
+    schema = {"type": kind, "minimum": low} if kind == "integer" else {"type": kind}
     return {
         "name": name,
         "in": "query",
@@ -39,8 +39,8 @@ def _json(ref: str) -> dict:
 ERRORS = {
     "400": {"description": "a request that can never run, or a bad argument"},
     "403": {"description": "no Jupyter credentials (token or cookie)"},
-    "404": {"description": "no such job"},
 }
+NO_SUCH_JOB = {"404": {"description": "no such job"}}
 JOB_ROUTES = {
     "status": ("get", "The job, its progress and its state history", "JobStatus"),
     "cancel": ("post", "Cancel the job (a finished job is left as it is)", "Job"),
@@ -71,7 +71,8 @@ def document(base_url: str = "/") -> dict:
     }
     for name, (method, summary, schema) in JOB_ROUTES.items():
         extra = LOG_PARAMETERS if name == "logs" else []
-        paths[f"{root}/{{job_id}}/{name}"] = {method: _operation(summary, schema, [JOB_ID, *extra])}
+        operation = _operation(summary, schema, [JOB_ID, *extra], NO_SUCH_JOB)
+        paths[f"{root}/{{job_id}}/{name}"] = {method: operation}
     paths[f"{root}/{{job_id}}/results/{{path}}"] = {"get": _download()}
     return {
         "openapi": "3.1.0",
@@ -82,11 +83,13 @@ def document(base_url: str = "/") -> dict:
     }
 
 
-def _operation(summary: str, schema: str, parameters: list | None = None) -> dict:
+def _operation(
+    summary: str, schema: str, parameters: list | None = None, errors: dict | None = None
+) -> dict:
     return {
         "summary": summary,
         "parameters": parameters or [],
-        "responses": {"200": _ok(schema), **ERRORS},
+        "responses": {"200": _ok(schema), **ERRORS, **(errors or {})},
     }
 
 
@@ -95,7 +98,7 @@ def _list_parameters() -> list[dict]:
         _query("status", description="only jobs in this state"),
         _query("cluster", description="only jobs of this cluster"),
         _query("name", description="only jobs of this name"),
-        _query("limit", "integer", "at most this many (1..1000, default 100)"),
+        _query("limit", "integer", "at most this many (default 100; above 1000 gives 1000)", 1),
         _query("cursor", description="the cursor of the previous page: the jobs after it"),
     ]
 
@@ -113,7 +116,7 @@ def _download() -> dict:
     return {
         "summary": "One collected file (only a path the job's manifest lists)",
         "parameters": [JOB_ID, path],
-        "responses": {"200": {"description": "the file's bytes"}, **ERRORS},
+        "responses": {"200": {"description": "the file's bytes"}, **ERRORS, **NO_SUCH_JOB},
     }
 
 
