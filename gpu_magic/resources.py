@@ -117,9 +117,10 @@ class SlurmDefaults(Resources):
     allowed_sbatch: tuple[str, ...] = ()
     accounting: bool | None = None
     warn_before_limit: int | None = Field(default=120, ge=1)
-    """Seconds before a job's time limit that Slurm warns run.sh (``--signal=B:USR2@N``; not
-    USR1, which NCCL uses): the cell gets SIGTERM then, saves a checkpoint and the job ends as
-    ``timeout`` on its own terms. None: no warning (Slurm's own TERM at the limit)."""
+    """Seconds before a job's time limit (at most half the limit) that Slurm warns run.sh
+    (``--signal=B:USR2@N``; not USR1, which NCCL uses): the cell gets SIGTERM then, saves a
+    checkpoint and the job ends as ``timeout`` on its own terms. None: no warning (Slurm's own
+    TERM at the limit)."""
 
     @field_validator("allowed_sbatch")
     @classmethod
@@ -130,6 +131,20 @@ class SlurmDefaults(Resources):
 
     def allows(self, key: str) -> bool:
         return key in SBATCH_ALLOWED or key in self.allowed_sbatch
+
+
+def time_limit_seconds(time: str) -> int | None:
+    """Slurm's ``--time`` in seconds (None for no limit): "M", "M:S", "H:M:S", "D-H",
+    "D-H:M" or "D-H:M:S", as sbatch reads them."""
+    if time.lower() in ("unlimited", "infinite"):
+        return None
+    days, _, clock = time.rpartition("-")
+    parts = [int(part) for part in clock.split(":")]
+    if days:  # D-H, D-H:M, D-H:M:S
+        hours, minutes, seconds = [*parts, 0, 0][:3]
+        return ((int(days) * 24 + hours) * 60 + minutes) * 60 + seconds
+    hours, minutes, seconds = {1: [0, *parts, 0], 2: [0, *parts], 3: parts}[len(parts)]
+    return (hours * 60 + minutes) * 60 + seconds
 
 
 def effective(request: Resources, defaults: SlurmDefaults, timeout: float | None) -> Resources:

@@ -167,5 +167,19 @@ def test_a_time_limit_gets_the_checkpoint_warning_and_retries_get_requeue():
     assert attempt_lines(request, timed, 120) == ["#SBATCH --signal=B:USR2@120"]
     assert attempt_lines(request, Resources(), 120) == []  # no limit: nothing to warn of
     assert attempt_lines(request, timed, None) == []  # the cluster turned the warning off
+    # never more than half the limit ahead: due at once, it would beat run.sh's trap
+    assert attempt_lines(request, Resources(time="1"), 120) == ["#SBATCH --signal=B:USR2@30"]
+    assert attempt_lines(request, Resources(time="0:1"), 120) == []
     retried = GPUJobRequest(code="x", retries=2)
     assert attempt_lines(retried, Resources(), 120) == ["#SBATCH --requeue"]
+
+
+@pytest.mark.parametrize(
+    ("time", "seconds"),
+    [("90", 5400), ("1:30", 90), ("2:00:05", 7205), ("1-2", 93600), ("1-2:03", 93780),
+     ("1-0:0:7", 86407), ("UNLIMITED", None), ("infinite", None)],
+)  # fmt: skip
+def test_slurm_time_limits_in_seconds_as_sbatch_reads_them(time, seconds):
+    from gpu_magic.resources import time_limit_seconds
+
+    assert time_limit_seconds(time) == seconds

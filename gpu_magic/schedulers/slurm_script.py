@@ -19,7 +19,7 @@ from datetime import datetime
 
 from .. import jobdir
 from ..models import GPUJobRequest
-from ..resources import Resources
+from ..resources import Resources, time_limit_seconds
 
 SAFE_LINE = re.compile(r"^#SBATCH --[a-z][a-z0-9-]*(=[A-Za-z0-9_.,:=@+/%\[\]()&|*-]*)?\Z")
 SRUN = ("srun", "--kill-on-bad-exit=1")
@@ -64,11 +64,14 @@ def resource_lines(resources: Resources, gpus: int, gres_style: str) -> list[str
 
 def attempt_lines(request: GPUJobRequest, resources: Resources, warn: int | None) -> list[str]:
     """``--signal=B:USR2@N``: with a time limit, run.sh is warned N s before it (it stops the
-    cell with TERM: a checkpoint is saved, the end is a ``timeout`` it records). ``--requeue``:
-    with retries, a preempted job or one whose node failed goes back to Slurm's queue."""
+    cell with TERM: a checkpoint is saved, the end is a ``timeout`` it records), never more than
+    half the limit ahead: a warning due at once would reach the batch shell before run.sh
+    traps it, killing it with no exit code, a ``failed`` job. ``--requeue``: with retries, a
+    preempted job or one whose node failed goes back to Slurm's queue."""
     lines = []
-    if warn and resources.time:
-        lines.append(sbatch_line("signal", f"B:USR2@{warn}"))
+    limit = time_limit_seconds(resources.time) if resources.time else None
+    if warn and limit and min(warn, limit // 2) >= 1:
+        lines.append(sbatch_line("signal", f"B:USR2@{min(warn, limit // 2)}"))
     if request.retries:
         lines.append(sbatch_line("requeue"))
     return lines
