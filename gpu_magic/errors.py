@@ -27,9 +27,26 @@ where they happen (transport, store, packaging), so callers and the magics only 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 class GPUMagicError(Exception):
-    """Base of every error gpu_magic raises on purpose."""
+    """Base of every error gpu_magic raises on purpose.
+
+    ``details``: lines to show under the message (the end of a job's log), kept apart from it
+    so that a magic can show each as a line of its own while any value inside the message
+    itself stays on its one line (``magics.user_errors``)."""
+
+    def __init__(self, *args: object, details: Sequence[str] = ()):
+        super().__init__(*args)
+        self.details = tuple(details)
+
+    def __str__(self) -> str:
+        return "\n".join(self.lines())
+
+    def lines(self) -> list[str]:
+        """The message, then the detail lines."""
+        return [super().__str__(), *self.details]
 
 
 class ConfigError(GPUMagicError):

@@ -67,8 +67,8 @@ def user_errors(method):
             return method(*args, **kwargs)
         except RemoteJobError:
             raise
-        except GPUMagicError as exc:  # one line, whatever a value in it holds
-            raise UsageError(formatting.printable(str(exc))) from None
+        except GPUMagicError as exc:  # one line, whatever a value in it holds (+ its details)
+            raise UsageError("\n".join(map(formatting.printable, exc.lines()))) from None
 
     return wrapper
 

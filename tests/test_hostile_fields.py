@@ -175,3 +175,23 @@ def test_any_line_gives_gpu_submit_a_job_or_one_usage_line(shell, line, capsys):
     except UsageError as exc:
         _one_line(exc)
     capsys.readouterr()
+
+
+def test_a_failed_job_shows_its_log_tail_line_by_line_each_line_escaped(shell, tmp_path):
+    """The end of the log comes under the one-line message as lines of their own (readable),
+    and what a host wrote there cannot drive the terminal: control characters stay escaped.
+    (A client of its own: the failed job must not be the newest of the other tests' store.)"""
+    from gpu_magic.magics import GPUMagics
+
+    client = Client(local_settings(tmp_path))
+    cell = "printf '\\033[2Jwiped\\n'\necho second line\nexit 3"
+    try:
+        with pytest.raises(UsageError) as raised:
+            GPUMagics(shell, client=client).gpu_submit("--bash --wait", cell)
+    finally:
+        client.close()
+    lines = str(raised.value).split("\n")
+    assert lines[0].endswith("ended failed (exit code 3)"), lines
+    assert lines[1] == "Last lines of output.log:"
+    assert "\\x1b[2Jwiped" in lines[2:] and "second line" in lines[2:], lines
+    assert all(line.isprintable() for line in lines)

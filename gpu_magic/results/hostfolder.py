@@ -46,8 +46,9 @@ def raise_for_failure(transport: Transport, job: GPUJob, remote: RemoteJobError 
     if remote is not None:
         raise remote
     tail = log_tail(transport, job, 10)
-    detail = f"\nLast lines of output.log:\n{tail}" if tail.strip() else ""
-    raise JobStateError(f"job {job.id} ended {job.status} ({job.reason or 'no reason'}){detail}")
+    details = ["Last lines of output.log:", *tail.splitlines()] if tail.strip() else []
+    message = f"job {job.id} ended {job.status} ({job.reason or 'no reason'})"
+    raise JobStateError(message, details=details)
 
 
 def remote_error(transport: Transport, job: GPUJob) -> RemoteJobError | None:
