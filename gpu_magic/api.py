@@ -243,10 +243,12 @@ class Client:
         return SweepHandle(self, member.sweep.sweep_id)
 
     def queue(self) -> list[tuple[GPUJob, str]]:
-        """The jobs that wait, each with why: those waiting for a free slot in the order they
-        will start (per cluster: higher priority, then older, first), then the held ones."""
+        """The jobs that wait, each with why: those in a scheduler's own queue (Slurm's
+        pending, with its position and reason, looked up now), those waiting for a free slot
+        in the order they will start (per cluster: higher priority, then older, first), then
+        the held ones."""
         self.tracker.release_held()  # what may start now does, first
-        lines = []
+        lines = self._queued_on_hosts()
         for cluster, group in groupby(self.store.waiting_for_slots(), lambda job: job.cluster):
             line = list(group)
             why = f"{{}} of {len(line)} waiting for a free slot on {cluster}"
@@ -256,6 +258,13 @@ class Client:
         now = self.tracker.clock()
         lines += [(job, holds.waiting_line(job.request, deps, now)) for job in held]
         return lines
+
+    def _queued_on_hosts(self) -> list[tuple[GPUJob, str]]:
+        """Jobs a host's scheduler still queues, oldest first, as it says now (one look per
+        host; none when nothing is queued)."""
+        queued = self.store.list(status=JobStatus.QUEUED.value)
+        fresh = self.tracker.refresh(queued[::-1]) if queued else []
+        return [(job, job.reason or "queued") for job in fresh if job.status == JobStatus.QUEUED]
 
     def retry(self, job_id: str) -> GPUJob:
         """Run an ended job again that did not complete: its next attempt, same id, same

@@ -131,7 +131,7 @@ def _templates(sub) -> None:
 
 
 def _queue(sub) -> None:
-    help = "the jobs that wait, and what for (a slot, other jobs, their start time)"
+    help = "the jobs that wait, and what for (Slurm's queue, a slot, other jobs, a start time)"
     _command(sub, "queue", commands.queue, help, reads=True)
 
 

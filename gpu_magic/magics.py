@@ -210,8 +210,9 @@ class GPUMagics(ClientMagics):
     @line_magic
     @user_errors
     def gpu_queue(self, line: str):
-        """The jobs that wait and why: for a free slot (in the order they will start), for
-        the jobs they depend on (--after), for their start time (--at, --in)."""
+        """The jobs that wait and why: in Slurm's queue (its position and reason), for a free
+        slot (in the order they will start), for the jobs they depend on (--after), for their
+        start time (--at, --in)."""
         if parse(self.gpu_queue, line) is None:
             return None
         print(formatting.queue_table(self.client.queue()))

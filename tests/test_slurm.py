@@ -99,6 +99,7 @@ def test_queued_behind_a_full_node_with_reason_then_runs(client):
     look = client.host(record.cluster).scheduler.look([record])[record.id]
     assert look.observation.pending_reason == "Resources"
     assert look.observation.queue_position == (1, 1)
+    assert [(job.id, why) for job, why in client.queue()] == [(record.id, record.reason)]
     full.cancel()
     assert waiting.wait(timeout=60).fetch() == {"y": 1}
 
