@@ -15,6 +15,7 @@ user); standard library only.
 
 from __future__ import annotations
 
+import functools
 import os
 import pwd
 import shutil
@@ -85,6 +86,7 @@ def copy_tree(dest: Path, user: pwd.struct_passwd) -> None:
     subprocess.run(["chown", "-R", f"{user.pw_uid}:{user.pw_gid}", str(dest)], check=True)
 
 
+@functools.cache
 def pip_environment() -> dict[str, str]:
     """This machine's pip settings (its package mirror), which the new user cannot read from
     root's own pip.conf, as PIP_* variables."""

@@ -13,6 +13,7 @@ its login node's key already trusted (trusting a key is ``02``'s lesson).
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import os
@@ -51,8 +52,9 @@ def _slurm_harness():
     return slurm
 
 
+@functools.cache
 def demo_host():
-    """binder/demo_host.py as a module (it is a script, not part of the package)."""
+    """binder/demo_host.py as a module (it is a script, not part of the package), loaded once."""
     spec = importlib.util.spec_from_file_location(
         "demo_host", HERE.parent / "binder" / "demo_host.py"
     )

@@ -70,8 +70,9 @@ def attempt_lines(request: GPUJobRequest, resources: Resources, warn: int | None
     preempted job or one whose node failed goes back to Slurm's queue."""
     lines = []
     limit = time_limit_seconds(resources.time) if resources.time else None
-    if warn and limit and min(warn, limit // 2) >= 1:
-        lines.append(sbatch_line("signal", f"B:USR2@{min(warn, limit // 2)}"))
+    ahead = min(warn, limit // 2) if warn and limit else 0
+    if ahead >= 1:
+        lines.append(sbatch_line("signal", f"B:USR2@{ahead}"))
     if request.retries:
         lines.append(sbatch_line("requeue"))
     return lines
