@@ -38,8 +38,9 @@ def status(args) -> int:
         return OK
     job = client.job(args.job)
     history = client.store.transitions(job.id)
+    scheduler = client.clusters.scheduler_of(job.cluster)
     show(args, views.job_status_view(job, history),
-         lambda: formatting.job_details(job, history))  # fmt: skip
+         lambda: formatting.job_details(job, history, scheduler))  # fmt: skip
     return OK if job.status in NOT_FAILED else FAILED
 
 

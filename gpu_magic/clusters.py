@@ -230,6 +230,11 @@ class ClusterRegistry:
             raise UnknownClusterError(name, sorted(clusters))
         return clusters[name]
 
+    def scheduler_of(self, name: str) -> str | None:
+        """The scheduler of cluster ``name``; ``None`` once it is removed (its jobs stay)."""
+        cluster = self.all().get(name)
+        return cluster.scheduler if cluster else None
+
     def default_name(self, clusters: dict[str, ClusterConfig] | None = None) -> str:
         clusters = clusters if clusters is not None else self.all()
         chosen = self._read().get("default")

@@ -62,14 +62,20 @@ def job_table(jobs: Sequence[GPUJob]) -> str:
     return table(headers, rows)
 
 
-def job_details(job: GPUJob, transitions: Sequence) -> str:
+SCHEDULER_ID_LABELS = {"process": "process", "slurm": "slurm job"}
+"""What a job's ``scheduler_id`` is, by its cluster's scheduler: a process group or a Slurm job."""
+
+
+def job_details(job: GPUJob, transitions: Sequence, scheduler: str | None = None) -> str:
+    """``scheduler`` names the job's cluster's; ``None`` (the cluster since removed) says
+    ``host id``, which is true of both."""
     fields = [
         ("job", job.id),
         ("name", job.name or "-"),
         ("status", job.status.value + (f" ({job.reason})" if job.reason else "")),
         ("cluster", job.cluster),
         ("folder", job.remote_dir),
-        ("process", job.scheduler_id or "-"),
+        (SCHEDULER_ID_LABELS.get(scheduler, "host id"), job.scheduler_id or "-"),
         ("gpus", str(job.request.gpus)),
         ("submitted", clock(job.submitted_at or job.created_at)),
         ("started", clock(job.started_at)),

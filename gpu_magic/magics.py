@@ -200,7 +200,10 @@ class GPUMagics(ClientMagics):
             ui().show_jobs(self.client)
         elif opts.details:
             job = self.client.job(opts.job)
-            print(formatting.job_details(job, self.client.store.transitions(job.id)))
+            history = self.client.store.transitions(job.id)
+            print(
+                formatting.job_details(job, history, self.client.clusters.scheduler_of(job.cluster))
+            )
         else:
             ui().show_job(self.client, opts.job)
         return None

@@ -2,7 +2,7 @@
 
 import pytest
 
-from gpu_magic import Settings
+from gpu_magic import GPUJob, GPUJobRequest, Settings, formatting
 from gpu_magic.clusters import ClusterRegistry, make_cluster
 from gpu_magic.errors import ConfigError, UnknownClusterError
 
@@ -62,6 +62,22 @@ def test_add_use_remove_persist_in_toml(settings):
     assert 'host = "login.hpc"' in again.path.read_text()
     again.remove("hpc")
     assert ClusterRegistry(settings()).default_name() == "local"
+
+
+def test_a_jobs_scheduler_id_is_named_by_its_clusters_scheduler(settings):
+    registry = ClusterRegistry(settings())
+    registry.add(make_cluster(name="hpc", host="login.hpc", scheduler="slurm"))
+    request = GPUJobRequest.create(code="pass", cluster="hpc")
+    job = GPUJob(id="j", request=request, cluster="hpc", remote_dir="/j", scheduler_id="4711")
+
+    def named(cluster):
+        details = formatting.job_details(job, [], registry.scheduler_of(cluster))
+        return next(line for line in details.splitlines() if line.endswith(" 4711"))
+
+    assert named("hpc").startswith("slurm job ")
+    assert named("local").startswith("process ")
+    registry.remove("hpc")  # its jobs stay in the store; what their id was is no longer known
+    assert named("hpc").startswith("host id ")
 
 
 def test_unknown_cluster_lists_the_known_ones(settings):
