@@ -736,6 +736,91 @@ def test_auth_and_host_key_failures_are_not_retried(ssh_env, dropping_proxy, tmp
     assert proxy.accepted == 2
 
 
+class CuttingAgent:
+    """A relay in front of a real ssh-agent that, asked for its first signature, first drops
+    every connection of ``server``: the login it signs for dies in the middle of authentication
+    (what a client sees when sshd is killed or the network drops right then)."""
+
+    SIGN_REQUEST = 13  # SSH2_AGENTC_SIGN_REQUEST
+
+    def __init__(self, agent: Path, server: SSHServer, path: Path):
+        self.agent, self.server, self.path = agent, server, path
+        self.signatures = 0
+        self.listener = socket.socket(socket.AF_UNIX)
+        self.listener.bind(str(path))
+        self.listener.listen()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:  # closed
+                return
+            threading.Thread(target=self._relay, args=(client,), daemon=True).start()
+
+    def _relay(self, client: socket.socket) -> None:
+        with client, socket.socket(socket.AF_UNIX) as agent:
+            agent.connect(str(self.agent))
+            while request := agent_message(client):
+                if request[4] == self.SIGN_REQUEST:
+                    self.signatures += 1
+                    if self.signatures == 1:
+                        self.server.drop_connections()
+                agent.sendall(request)
+                client.sendall(agent_message(agent))
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)
+        self.listener.close()
+
+
+def agent_message(sock: socket.socket) -> bytes:
+    """One ssh-agent protocol message (4-byte length, then the body); b"" at EOF."""
+    message = b""
+    need = 4
+    while len(message) < need:
+        chunk = sock.recv(need - len(message))
+        if not chunk:
+            return b""
+        message += chunk
+        if len(message) == 4:
+            need = 4 + int.from_bytes(message, "big")
+    return message
+
+
+def test_a_connection_cut_during_authentication_is_retried(
+    ssh_env, fresh_sshd, ssh_agent, monkeypatch, tmp_path
+):
+    """paramiko reports a connection that died while the keys were offered as an authentication
+    failure; it was a drop, with no word from the server, and is retried like one."""
+    server, cluster = fresh_sshd()
+    env = {**os.environ, "SSH_AUTH_SOCK": str(ssh_agent)}
+    subprocess.run(["ssh-add", "-q", str(ssh_env.server.client_key)], env=env, check=True)
+    relay = CuttingAgent(ssh_agent, server, tmp_path / "relay.sock")
+    monkeypatch.setenv("HOME", str(tmp_path))  # the agent's key only
+    monkeypatch.setenv("SSH_AUTH_SOCK", str(relay.path))
+    try:
+        t = ssh_env.transport(cluster.model_copy(update={"key": None}))
+        assert t.run("echo through").text == "through\n"
+    finally:
+        relay.close()
+    assert relay.signatures == 2  # the first login was cut as it signed; the second went through
+
+
+def test_a_server_that_ends_authentication_itself_is_not_retried(ssh_env, fresh_sshd, tmp_path):
+    """sshd's own goodbye during authentication (MaxAuthTries) is a refusal: one connection,
+    the authentication error, no retries that could get the address banned."""
+    server, cluster = fresh_sshd(extra_config=("MaxAuthTries 1", "LogLevel VERBOSE"))
+    wrong = generate_key(tmp_path / "wrong_key")
+    with pytest.raises(AuthenticationError, match="authentication failed"):
+        ssh_env.transport(cluster.model_copy(update={"key": str(wrong)})).run("true")
+    log = server.log_path.read_text()
+    assert "Too many authentication failures" in log  # sshd said goodbye
+    assert log.count("Failed publickey") == 1, log  # one login: not tried again
+
+
 def test_reconnects_after_the_server_dropped_the_connection(ssh_env, fresh_sshd):
     server, cluster = fresh_sshd()
     t = ssh_env.transport(cluster)

@@ -5,6 +5,11 @@ What is retried and what is not is the point of this module:
 
 - sshd drops simultaneous connects past ``MaxStartups`` (default ``10:30:100``) before its
   banner: the client sees EOF or a reset, and a retry a moment later succeeds.
+- a connection that ends during authentication without the server saying goodbye (no
+  ``SSH_MSG_DISCONNECT``: a killed sshd, a cut network) was dropped, not refused; paramiko
+  reports it as an authentication failure, so it is told apart here and retried the same way.
+  sshd's own goodbye there (``MaxAuthTries``) is a refusal, and retrying it could get the
+  user's address banned (fail2ban).
 - a refused port, an unknown name, a rejected key, an unknown or changed host key: retrying
   cannot help, so the error is raised at once, mapped into ``gpu_magic.errors`` with the
   ``host:port`` and what to do about it.
@@ -209,6 +214,13 @@ class Connector:
                 sock=sock,
                 transport_factory=fast_transport,
             )
+        except paramiko.AuthenticationException as exc:
+            cut = cut_during_authentication(client.get_transport())
+            client.close()
+            sock.close()
+            if cut:
+                raise EOFError("the connection ended during authentication") from exc
+            raise
         except BaseException:
             client.close()
             sock.close()
@@ -236,9 +248,27 @@ def set_dead_after(sock: socket.socket, seconds: float) -> None:
             sock.setsockopt(level, option, value)
 
 
+class GoodbyeTransport(paramiko.Transport):
+    """A paramiko Transport that remembers whether the server ended the connection with
+    ``SSH_MSG_DISCONNECT`` (paramiko only logs it): without one, it was cut."""
+
+    said_goodbye = False
+
+    def _parse_disconnect(self, m) -> None:
+        self.said_goodbye = True
+        super()._parse_disconnect(m)
+
+
+def cut_during_authentication(transport: paramiko.Transport | None) -> bool:
+    """An authentication failure whose connection is gone with no word from the server."""
+    if transport is None or transport.is_active():
+        return False  # the server answered: the keys were refused
+    return not getattr(transport, "said_goodbye", False)
+
+
 def fast_transport(sock, **kwargs) -> paramiko.Transport:
     """A paramiko Transport that offers aes128-gcm first (paramiko lists it last)."""
-    transport = paramiko.Transport(sock, **kwargs)
+    transport = GoodbyeTransport(sock, **kwargs)
     options = transport.get_security_options()
     options.ciphers = (FAST_CIPHER, *(c for c in options.ciphers if c != FAST_CIPHER))
     return transport
