@@ -313,19 +313,32 @@ class JobStore:
         before it: of several processes that saw the same failure, exactly one retries."""
         return self._update_if(job, "attempt = ?", (job.attempt - 1,), reason)
 
+    def update_looked(self, job: GPUJob, looked_at: GPUJob, reason: str | None = None) -> bool:
+        """Store ``job``, what a look at ``looked_at`` (the job as the looker read it) found,
+        only if the stored job is still that attempt in that status: a look begun before
+        another writer moved the job on (its next attempt launched, its end recorded) is stale,
+        and writing it would put the earlier attempt back. A transition is recorded when the
+        status changed."""
+        where, params = "attempt = ? AND status = ?", (looked_at.attempt, looked_at.status.value)
+        record = job.status != looked_at.status
+        return self._update_if(job, where, params, reason or job.reason, record=record)
+
     def cancel_waiting(self, job: GPUJob, reason: str) -> bool:
         """Store ``job`` (cancelled) only if it still waits, for a slot or held (nobody
         launched it)."""
         where = "status = ? AND (ready_at IS NOT NULL OR held = 1)"
         return self._update_if(job, where, (JobStatus.PENDING.value,), reason)
 
-    def _update_if(self, job: GPUJob, where: str, params: tuple, reason: str) -> bool:
+    def _update_if(
+        self, job: GPUJob, where: str, params: tuple, reason: str | None, record: bool = True
+    ) -> bool:
         row = _job_to_row(job)
         with self._write(f"update job {job.id}") as conn:
             sql = f"{_UPDATE} AND {where}"
             if conn.execute(sql, (*row[1:], job.id, *params)).rowcount != 1:
                 return False
-            self._record(conn, job, reason)
+            if record:
+                self._record(conn, job, reason)
         return True
 
     # -- slots (max_concurrent_jobs) ---------------------------------------------------------

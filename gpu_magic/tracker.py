@@ -81,8 +81,10 @@ class JobTracker:
         return [fresh[job.id] for job in jobs]
 
     def record(self, host: Host, job: GPUJob, seen: Observation) -> GPUJob:
-        """Store what a poll saw; a job that newly ended without completing also gets its
-        remote error summary and its failure, classified."""
+        """Store what a poll of ``job`` saw; a job that newly ended without completing also
+        gets its remote error summary and its failure, classified. Another poller (a panel's
+        monitor beside a wait) may have moved the job on meanwhile: then the look is stale,
+        nothing is stored, and the stored job is the answer."""
         updated = submission.observe(job, seen)
         if updated == job:
             return job
@@ -90,11 +92,12 @@ class JobTracker:
             updated = self._explained(host, updated, seen)
             if retries.wanted(updated):  # not ended after all: the next attempt starts
                 return retries.retry(host, self.store, self.save, updated) or self.store.get(job.id)
-        saved = self.save(updated, reason=seen.reason)
-        if saved.is_terminal and not job.is_terminal:
-            self._tell_ended(saved)
-            self.start_waiting(saved.cluster)  # its slot is free
-        return saved
+        if not self.store.update_looked(updated, job, reason=seen.reason):
+            return self.store.get(job.id)
+        if updated.is_terminal and not job.is_terminal:
+            self._tell_ended(updated)
+            self.start_waiting(updated.cluster)  # its slot is free
+        return updated
 
     def _tell_ended(self, job: GPUJob) -> None:
         with self._lock:

@@ -105,6 +105,34 @@ def test_of_two_processes_that_saw_a_failure_only_one_retries(tmp_path):
         second.close()
 
 
+def test_a_poll_begun_before_the_next_attempt_does_not_put_the_old_one_back(tmp_path):
+    """Two pollers of one job (a panel's monitor and a wait, say): one sees attempt 1 end and
+    launches attempt 2 while the other still holds attempt 1. What that one saw is stale and
+    is not stored over attempt 2 (it was: the stored attempt went back to 1, and a failure of
+    attempt 2 would then have been retried as attempt 2 again, in the same folder)."""
+    client = Client(local_settings(tmp_path))
+    try:
+        code = "import os, signal, time\nif os.environ['GPU_MAGIC_ATTEMPT'] == '1':\n"
+        code += "    os.kill(os.getpid(), signal.SIGTERM)\ntime.sleep(300)\n"
+        request = GPUJobRequest.create(code=code, cluster="local", retries=1)
+        request = request.model_copy(update={"retry_on": ("killed",)})
+        handle = client.submit(request)
+        stale = client.job(handle.id, refresh=False)  # attempt 1, as its launch stored it
+        assert stale.attempt == 1
+        assert wait_until(
+            lambda: (job := client.job(handle.id)).attempt == 2 and job.started_at is not None,
+            60,
+        ), "attempt 2 did not start"
+        history = client.history(handle.id)
+        client.tracker.refresh([stale])  # the other poller, a look late
+        job = client.job(handle.id, refresh=False)
+        assert (job.attempt, job.status) == (2, JobStatus.RUNNING), (job.attempt, job.status)
+        assert client.history(handle.id) == history  # nothing recorded from the stale look
+        handle.cancel()
+    finally:
+        client.close()
+
+
 def test_an_unknown_retry_kind_is_one_clear_error():
     with pytest.raises(InvalidRequestError, match="unknown failure kind 'oom'"):
         GPUJobRequest.create(code="x", retry_on=("oom",))

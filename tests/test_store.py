@@ -140,6 +140,23 @@ def test_update_records_a_transition_only_when_the_status_changes(store):
     assert store.get(job.id) == done
 
 
+def test_what_a_look_saw_is_stored_only_over_the_job_it_looked_at(store):
+    queued = make_job(status=JobStatus.QUEUED)
+    store.insert(queued)
+    running = queued.model_copy(update={"status": JobStatus.RUNNING, "started_at": T0})
+    assert store.update_looked(running, looked_at=queued, reason="started")
+    assert store.update_looked(running.model_copy(update={"reason": "at 50%"}), running)
+    assert [t.status for t in store.transitions(queued.id)] == [JobStatus.QUEUED, JobStatus.RUNNING]
+
+    late = queued.model_copy(update={"status": JobStatus.FAILED})  # a look that read it queued
+    assert not store.update_looked(late, looked_at=queued)
+    next_attempt = running.model_copy(update={"attempt": 2})
+    store.update(next_attempt)
+    assert not store.update_looked(running.model_copy(update={"reason": "x"}), running)
+    assert store.get(queued.id) == next_attempt  # neither stale look was stored
+    assert len(store.transitions(queued.id)) == 2
+
+
 def test_update_of_an_unknown_job(store):
     with pytest.raises(JobNotFoundError, match="nope"):
         store.update(make_job("nope"))
