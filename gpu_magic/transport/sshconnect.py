@@ -214,16 +214,14 @@ class Connector:
                 sock=sock,
                 transport_factory=fast_transport,
             )
-        except paramiko.AuthenticationException as exc:
-            cut = cut_during_authentication(client.get_transport())
+        except BaseException as exc:
+            cut = isinstance(exc, paramiko.AuthenticationException) and cut_during_authentication(
+                client.get_transport()
+            )
             client.close()
             sock.close()
             if cut:
                 raise EOFError("the connection ended during authentication") from exc
-            raise
-        except BaseException:
-            client.close()
-            sock.close()
             raise
         client.get_transport().set_keepalive(max(1, round(self.keepalive)))
         return client
@@ -259,11 +257,11 @@ class GoodbyeTransport(paramiko.Transport):
         super()._parse_disconnect(m)
 
 
-def cut_during_authentication(transport: paramiko.Transport | None) -> bool:
+def cut_during_authentication(transport: GoodbyeTransport | None) -> bool:
     """An authentication failure whose connection is gone with no word from the server."""
     if transport is None or transport.is_active():
         return False  # the server answered: the keys were refused
-    return not getattr(transport, "said_goodbye", False)
+    return not transport.said_goodbye
 
 
 def fast_transport(sock, **kwargs) -> paramiko.Transport:
