@@ -56,6 +56,7 @@ CHROMIUM_ARGS = [
 ]
 VIEWPORT = {"width": 1400, "height": 1700}
 ACTIVE = {"pending", "uploading", "queued", "running"}
+KERNEL_STARTING = "'last_activity'"  # what jupyter_server logs when it lists a kernel mid-start
 """Job states in which a job still runs (the ``jobs`` fixture cancels those at teardown)."""
 SETTING_OVERRIDES = {
     # the "Would you like to get notified about official Jupyter news?" toast covers screenshots
@@ -206,6 +207,23 @@ class Lab:
             payload = response.read()
         return json.loads(payload) if payload else None
 
+    def kernels(self, timeout: float = 10) -> list[dict]:
+        """The server's kernels (``GET /api/kernels``), asked again while one is starting.
+
+        jupyter_server registers a kernel one event-loop turn before it gives the kernel its
+        ``last_activity``, and a list asked for in that turn fails with 500 and a ``TraitError``
+        in the server log (the race in jupyter-server/enterprise_gateway#1395). That answer
+        means "a kernel is starting"; any other failure is raised."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return self.api("/api/kernels") or []
+            except urllib.error.HTTPError as error:
+                starting = error.code == 500 and KERNEL_STARTING in self.log_tail(80)
+                if not starting or time.monotonic() > deadline:
+                    raise
+            time.sleep(0.1)
+
     def log_tail(self, lines: int = 40) -> str:
         try:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
@@ -304,7 +322,7 @@ def _wait_for_lab(server: Lab) -> None:
 def _stop_lab(server: Lab) -> None:
     if server.process.poll() is None:
         try:  # kernels first, so that no kernel outlives the server
-            for kernel in server.api("/api/kernels") or []:
+            for kernel in server.kernels():
                 server.api(f"/api/kernels/{kernel['id']}", method="DELETE")
         except (OSError, urllib.error.URLError, ValueError):
             pass
@@ -353,7 +371,7 @@ def forget_notebooks(lab) -> None:
     (the Lab server is shared with the other browser tests)."""
     for session in lab.api("/api/sessions") or []:
         lab.api(f"/api/sessions/{session['id']}", method="DELETE")
-    for kernel in lab.api("/api/kernels") or []:
+    for kernel in lab.kernels():
         lab.api(f"/api/kernels/{kernel['id']}", method="DELETE")
     with contextlib.suppress(urllib.error.HTTPError):  # none saved yet
         lab.api("/lab/api/workspaces/default", method="DELETE")

@@ -133,7 +133,7 @@ def wait_for_kernel(page, lab, timeout: float = 60, settle: int = 4, kernels: in
         assert time.monotonic() < deadline, f"no idle, connected kernel in {timeout:.0f} s"
         if select.count() and select.is_visible():  # the kernel dialog, should Lab still ask
             select.click()
-        running = lab.api("/api/kernels") or []
+        running = lab.kernels()
         ready = len(running) == kernels and idle.count() > 0
         ready = ready and all(k["execution_state"] == "idle" for k in running)
         ready = ready and all(k["connections"] >= 1 for k in running)
