@@ -207,17 +207,23 @@ class Lab:
             payload = response.read()
         return json.loads(payload) if payload else None
 
-    def kernels(self, timeout: float = 10) -> list[dict]:
-        """The server's kernels (``GET /api/kernels``), asked again while one is starting.
+    def kernels(self) -> list[dict]:
+        return self.listing("/api/kernels")
+
+    def sessions(self) -> list[dict]:
+        return self.listing("/api/sessions")
+
+    def listing(self, path: str, timeout: float = 10) -> list[dict]:
+        """A list of kernels or sessions, asked again while a kernel is starting.
 
         jupyter_server registers a kernel one event-loop turn before it gives the kernel its
-        ``last_activity``, and a list asked for in that turn fails with 500 and a ``TraitError``
-        in the server log (the race in jupyter-server/enterprise_gateway#1395). That answer
-        means "a kernel is starting"; any other failure is raised."""
+        ``last_activity``, and a list that describes kernels fails in that turn with 500 and a
+        ``TraitError`` in the server log (the race in jupyter-server/enterprise_gateway#1395).
+        That answer means "a kernel is starting"; any other failure is raised."""
         deadline = time.monotonic() + timeout
         while True:
             try:
-                return self.api("/api/kernels") or []
+                return self.api(path) or []
             except urllib.error.HTTPError as error:
                 starting = error.code == 500 and KERNEL_STARTING in self.log_tail(80)
                 if not starting or time.monotonic() > deadline:
@@ -369,7 +375,7 @@ def jobs(lab):
 def forget_notebooks(lab) -> None:
     """No kernel, no open notebook: Lab starts on its launcher, as ``open_notebook`` expects
     (the Lab server is shared with the other browser tests)."""
-    for session in lab.api("/api/sessions") or []:
+    for session in lab.sessions():
         lab.api(f"/api/sessions/{session['id']}", method="DELETE")
     for kernel in lab.kernels():
         lab.api(f"/api/kernels/{kernel['id']}", method="DELETE")
