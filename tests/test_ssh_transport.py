@@ -816,8 +816,11 @@ def test_a_server_that_ends_authentication_itself_is_not_retried(ssh_env, fresh_
     wrong = generate_key(tmp_path / "wrong_key")
     with pytest.raises(AuthenticationError, match="authentication failed"):
         ssh_env.transport(cluster.model_copy(update={"key": str(wrong)})).run("true")
+    # sshd logs its goodbye after sending it (the client may be back first), and each login's
+    # "Failed publickey" before answering it: once the goodbye is in the log, every login is.
+    goodbye = "Too many authentication failures"
+    wait_until(lambda: goodbye in server.log_path.read_text(), what="sshd to log its goodbye")
     log = server.log_path.read_text()
-    assert "Too many authentication failures" in log  # sshd said goodbye
     assert log.count("Failed publickey") == 1, log  # one login: not tried again
 
 
