@@ -56,8 +56,9 @@ CHROMIUM_ARGS = [
 ]
 VIEWPORT = {"width": 1400, "height": 1700}
 ACTIVE = {"pending", "uploading", "queued", "running"}
-KERNEL_STARTING = "'last_activity'"  # what jupyter_server logs when it lists a kernel mid-start
 """Job states in which a job still runs (the ``jobs`` fixture cancels those at teardown)."""
+KERNEL_STARTING = "'last_activity'"
+"""What jupyter_server logs when it is asked to list a kernel it is still starting."""
 SETTING_OVERRIDES = {
     # the "Would you like to get notified about official Jupyter news?" toast covers screenshots
     "@jupyterlab/apputils-extension:notification": {"fetchNews": "false"},
