@@ -204,11 +204,19 @@ elif [ "$GPU_MAGIC_ATTEMPT" != 1 ]; then
   _log "attempt $GPU_MAGIC_ATTEMPT: no checkpoint to resume from, starting over"
 fi"""
 
+# The watchdog, stopped by TERM when the cell ends: the TERM may come before its sleep's pid is
+# known (the trap then only notes it) and the sleep must be gone before run.sh looks for what
+# the job left running; otherwise a quick cell's job logs its own watchdog as left running.
 WATCHDOG = r"""(
-  trap 'kill "$_gm_sleep" 2>/dev/null; exit 0' TERM
+  _gm_sleep="" _gm_stop=""
+  trap '_gm_stop=1; [ -z "$_gm_sleep" ] || kill "$_gm_sleep" 2>/dev/null' TERM
   sleep @SECONDS@ &
   _gm_sleep=$!
-  wait "$_gm_sleep" || exit 0
+  [ -z "$_gm_stop" ] || kill "$_gm_sleep" 2>/dev/null
+  if ! wait "$_gm_sleep" || [ -n "$_gm_stop" ]; then  # stopped, or its sleep was killed
+    wait "$_gm_sleep" 2>/dev/null
+    exit 0
+  fi
   : >@STATE@/@TIMED_OUT@
   _log "timed out after @SECONDS@ s, stopping the job"
   kill -TERM -- -$$
